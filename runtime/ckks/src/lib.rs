@@ -1,0 +1,1 @@
+//! RNS-CKKS for mp2ml (see `docs/ARCHITECTURE.md`).
