@@ -1,7 +1,16 @@
 //! `mp2ml-ir`: the data shared by the mp2ml compiler and runtime.
 //!
 //! - [`circuit`]: Boolean circuits (XOR/AND/INV over wires) and their plaintext evaluation.
+//! - [`plan`]: the execution plan written by the compiler (server and client views).
 //!
 //! Nothing in this crate performs cryptography.
 
 pub mod circuit;
+pub mod graph;
+pub mod plan;
+pub mod op;
+pub mod reference;
+pub mod shape;
+pub mod tensor;
+pub mod validate;
+
