@@ -1,0 +1,283 @@
+//! The linear-layer kernel: y_k = Σ_i w_ki·ct_i (+ bias_k) for a sparse integer matrix.
+//!
+//! Everything is coefficient-wise: for row k and prime q_j, the output limb is
+//! Σ_i (w_ki mod q_j)·ct_i[j] accumulated in u128 and reduced once at the end (lazy reduction:
+//! products are < q_j², so ⌊(2^128 − q_j)/(q_j − 1)²⌋ ≥ 16 of them fit; for primes below 2^54
+//! that is over a million, i.e. never reached in practice). Rows run in parallel with rayon.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::arith::Modulus;
+use crate::ciphertext::Ciphertext;
+use crate::error::{Error, Result};
+
+/// A sparse integer matrix in compressed-sparse-row form. Row k's non-zeros are
+/// `cols[row_ptr[k]..row_ptr[k+1]]` with weights `weights[..]` (|w| up to ~2^62 allowed; the
+/// linear-layer plan uses ≤ 2^50).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrMatrix {
+    row_ptr: Vec<usize>,
+    cols: Vec<u32>,
+    weights: Vec<i64>,
+    n_cols: usize,
+}
+
+impl CsrMatrix {
+    /// Validates and builds a CSR matrix with `n_cols` columns: `row_ptr` starts at 0, is
+    /// non-decreasing and ends at `cols.len() == weights.len()`; every column is < `n_cols`.
+    pub fn new(
+        row_ptr: Vec<usize>,
+        cols: Vec<u32>,
+        weights: Vec<i64>,
+        n_cols: usize,
+    ) -> Result<CsrMatrix> {
+        if row_ptr.first() != Some(&0) {
+            return Err(Error::InvalidMatrix {
+                reason: "row_ptr must start with 0",
+            });
+        }
+        if row_ptr.windows(2).any(|w| w[0] > w[1]) {
+            return Err(Error::InvalidMatrix {
+                reason: "row_ptr must be non-decreasing",
+            });
+        }
+        if row_ptr.last() != Some(&cols.len()) || cols.len() != weights.len() {
+            return Err(Error::InvalidMatrix {
+                reason: "row_ptr end, cols and weights lengths disagree",
+            });
+        }
+        for (row, w) in row_ptr.windows(2).enumerate() {
+            for &col in &cols[w[0]..w[1]] {
+                if col as usize >= n_cols {
+                    return Err(Error::ColumnOutOfRange {
+                        row,
+                        col,
+                        inputs: n_cols,
+                    });
+                }
+            }
+        }
+        Ok(CsrMatrix {
+            row_ptr,
+            cols,
+            weights,
+            n_cols,
+        })
+    }
+
+    /// Builds a CSR matrix from a dense row-major matrix, skipping zeros.
+    pub fn from_dense(rows: usize, n_cols: usize, dense: &[i64]) -> Result<CsrMatrix> {
+        if dense.len() != rows * n_cols {
+            return Err(Error::LengthMismatch {
+                expected: rows * n_cols,
+                actual: dense.len(),
+            });
+        }
+        let mut row_ptr = vec![0];
+        let mut cols = Vec::new();
+        let mut weights = Vec::new();
+        for r in 0..rows {
+            for (c, &w) in dense[r * n_cols..(r + 1) * n_cols].iter().enumerate() {
+                if w != 0 {
+                    cols.push(c as u32);
+                    weights.push(w);
+                }
+            }
+            row_ptr.push(cols.len());
+        }
+        CsrMatrix::new(row_ptr, cols, weights, n_cols)
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.row_ptr.len() - 1
+    }
+
+    /// Number of columns (inputs).
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    /// Number of non-zeros.
+    pub fn nnz(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// Row k's (columns, weights).
+    pub fn row(&self, k: usize) -> (&[u32], &[i64]) {
+        let (a, b) = (self.row_ptr[k], self.row_ptr[k + 1]);
+        (&self.cols[a..b], &self.weights[a..b])
+    }
+
+    /// max_k Σ_i |w_ki|: the factor by which a linear layer can grow a noise bound.
+    pub fn max_row_l1(&self) -> u128 {
+        (0..self.rows())
+            .map(|k| {
+                self.row(k)
+                    .1
+                    .iter()
+                    .map(|w| u128::from(w.unsigned_abs()))
+                    .sum()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Per-row plaintext bias for [`linear`]: `values[k]` is added to coefficients
+/// `0..coeffs` of row k's c0 (only the used batch slots, so unused coefficients stay zero).
+#[derive(Debug, Clone, Copy)]
+pub struct RowBias<'a> {
+    /// One signed integer per row (e.g. round(b_k·Δ·p_ℓ)).
+    pub values: &'a [i128],
+    /// Number of leading coefficients that receive the bias (the batch size B ≤ N).
+    pub coeffs: usize,
+}
+
+/// Coefficients processed per block: 2 × 256 u128 accumulators = 8 KiB, resident in L1.
+const BLOCK: usize = 256;
+
+/// y_k = Σ_i w_ki·ct_i (+ bias_k) for every row k of `m`, over `inputs` (all at one level and
+/// parameter set; `inputs.len() == m.n_cols()`). Rows are computed in parallel (rayon).
+/// Noise: |e_k| ≤ Σ_i |w_ki|·|e_i| (exact integer arithmetic; see [`CsrMatrix::max_row_l1`]).
+pub fn linear(
+    inputs: &[&Ciphertext],
+    m: &CsrMatrix,
+    bias: Option<RowBias<'_>>,
+) -> Result<Vec<Ciphertext>> {
+    let first = inputs.first().ok_or(Error::InvalidMatrix {
+        reason: "no input ciphertexts",
+    })?;
+    if inputs.len() != m.n_cols {
+        return Err(Error::LengthMismatch {
+            expected: m.n_cols,
+            actual: inputs.len(),
+        });
+    }
+    let params = first.params.clone();
+    let level = first.level;
+    for ct in inputs {
+        if !Arc::ptr_eq(&ct.params, &params) && *ct.params != *params {
+            return Err(Error::ParamsMismatch);
+        }
+        if ct.level != level {
+            return Err(Error::LevelMismatch {
+                a: level,
+                b: ct.level,
+            });
+        }
+    }
+    if let Some(b) = &bias {
+        if b.values.len() != m.rows() {
+            return Err(Error::LengthMismatch {
+                expected: m.rows(),
+                actual: b.values.len(),
+            });
+        }
+        if b.coeffs > params.n() {
+            return Err(Error::LengthMismatch {
+                expected: params.n(),
+                actual: b.coeffs,
+            });
+        }
+    }
+    let n = params.n();
+    let mods = &params.mods[..=level];
+    Ok((0..m.rows())
+        .into_par_iter()
+        .map(|k| {
+            let (cols, weights) = m.row(k);
+            let len = (level + 1) * n;
+            let mut c0 = vec![0u64; len];
+            let mut c1 = vec![0u64; len];
+            let mut wj = Vec::with_capacity(weights.len());
+            for (j, md) in mods.iter().enumerate() {
+                wj.clear();
+                wj.extend(weights.iter().map(|&w| md.from_i64(w)));
+                let range = j * n..(j + 1) * n;
+                mac_limb(
+                    md,
+                    inputs,
+                    cols,
+                    &wj,
+                    range.start,
+                    &mut c0[range.clone()],
+                    &mut c1[range],
+                );
+            }
+            let mut ct = Ciphertext {
+                params: params.clone(),
+                level,
+                c0,
+                c1,
+            };
+            if let Some(b) = &bias {
+                let v = b.values[k];
+                if v != 0 {
+                    for (md, limb) in mods.iter().zip(ct.c0.chunks_exact_mut(n)) {
+                        let r = md.from_i128(v);
+                        for x in &mut limb[..b.coeffs] {
+                            *x = md.add(*x, r);
+                        }
+                    }
+                }
+            }
+            ct
+        })
+        .collect())
+}
+
+/// One limb of one row: out0/out1 = Σ_t w[t]·inputs[cols[t]].c{0,1}[offset..offset+N] mod q.
+fn mac_limb(
+    md: &Modulus,
+    inputs: &[&Ciphertext],
+    cols: &[u32],
+    w: &[u64],
+    offset: usize,
+    out0: &mut [u64],
+    out1: &mut [u64],
+) {
+    let q = md.q;
+    let max_terms = ((u128::MAX - u128::from(q)) / (u128::from(q - 1) * u128::from(q - 1)))
+        .min(usize::MAX as u128) as usize;
+    let n = out0.len();
+    let mut acc0 = [0u128; BLOCK];
+    let mut acc1 = [0u128; BLOCK];
+    let mut start = 0;
+    while start < n {
+        let bl = BLOCK.min(n - start);
+        let (a0, a1) = (&mut acc0[..bl], &mut acc1[..bl]);
+        a0.fill(0);
+        a1.fill(0);
+        let mut terms = 0usize;
+        for (&col, &wt) in cols.iter().zip(w) {
+            let ct = inputs[col as usize];
+            let s = offset + start;
+            let x0 = &ct.c0[s..s + bl];
+            let x1 = &ct.c1[s..s + bl];
+            let wt = u128::from(wt);
+            for (a, &x) in a0.iter_mut().zip(x0) {
+                *a += wt * u128::from(x);
+            }
+            for (a, &x) in a1.iter_mut().zip(x1) {
+                *a += wt * u128::from(x);
+            }
+            terms += 1;
+            if terms == max_terms {
+                for a in a0.iter_mut().chain(a1.iter_mut()) {
+                    *a = u128::from(md.reduce_u128(*a));
+                }
+                terms = 0;
+            }
+        }
+        for (o, &a) in out0[start..start + bl].iter_mut().zip(a0.iter()) {
+            *o = md.reduce_u128(a);
+        }
+        for (o, &a) in out1[start..start + bl].iter_mut().zip(a1.iter()) {
+            *o = md.reduce_u128(a);
+        }
+        start += bl;
+    }
+}
