@@ -100,6 +100,12 @@ pub enum CircuitError {
         /// Number of wires.
         wires: u64,
     },
+    /// A [`ShareCircuit`]'s declared layout does not match its circuit.
+    #[error("circuit `{name}`: its input/output counts do not match its declared share layout")]
+    Layout {
+        /// Circuit name.
+        name: String,
+    },
     /// Wrong number of input bits given to an evaluation.
     #[error("circuit `{name}` takes {expected} {who} input bits, got {got}")]
     InputLength {
@@ -269,6 +275,69 @@ impl Circuit {
             s.push('\n');
         }
         s
+    }
+}
+
+/// A circuit together with the layout the protocol needs to feed it additive shares.
+///
+/// One *instance* consumes `values_in` secret values and produces `values_out` masked results.
+/// Per instance, the garbler's input bits are: for each input value its share
+/// `(b + input_offset) mod q0` on `share_bits` bits, then for each output its mask `r'` on
+/// `mask_bits` bits. The evaluator's input bits are its shares `a` (`share_bits` bits each).
+/// Each output is `z = y + output_offset + r'` on `mask_bits + 1` bits, where `y` is the function's value at scale Δ (a signed integer) and
+/// `y + output_offset` lies in `[0, 2^out_bits)`; the sum never wraps. All words are least
+/// significant bit first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareCircuit {
+    /// The Boolean circuit for one instance.
+    pub circuit: Circuit,
+    /// The modulus of the additive shares.
+    pub q0: u64,
+    /// Bits per share (`ceil(log2 q0)`).
+    pub share_bits: u32,
+    /// Secret input values per instance.
+    pub values_in: u32,
+    /// Masked outputs per instance.
+    pub values_out: u32,
+    /// Constant the server adds to its share before it enters the circuit (mod q0).
+    pub input_offset: u64,
+    /// Bits of `y + output_offset`.
+    pub out_bits: u32,
+    /// Bits of the server's output mask `r'` (`out_bits + σ`).
+    pub mask_bits: u32,
+    /// Offset added to `y` inside the circuit, removed by the server with its mask.
+    pub output_offset: u64,
+}
+
+impl ShareCircuit {
+    /// Bits of each output word `z` (`mask_bits + 1`).
+    pub fn z_bits(&self) -> u32 {
+        self.mask_bits + 1
+    }
+
+    /// Checks that the circuit's input and output counts match the layout.
+    pub fn check_layout(&self) -> Result<(), CircuitError> {
+        self.circuit.validate()?;
+        let g = u64::from(self.values_in) * u64::from(self.share_bits)
+            + u64::from(self.values_out) * u64::from(self.mask_bits);
+        let e = u64::from(self.values_in) * u64::from(self.share_bits);
+        let o = u64::from(self.values_out) * u64::from(self.z_bits());
+        let ok = u64::from(self.circuit.garbler_inputs) == g
+            && u64::from(self.circuit.evaluator_inputs) == e
+            && self.circuit.outputs.len() as u64 == o
+            && self.share_bits >= 2
+            && self.share_bits <= 62
+            && self.q0 > 2
+            && self.q0 <= (1u64 << self.share_bits)
+            && self.q0 > (1u64 << (self.share_bits - 1))
+            && self.mask_bits > self.out_bits
+            && self.mask_bits <= 126
+            && self.input_offset < self.q0;
+        if ok {
+            Ok(())
+        } else {
+            Err(CircuitError::Layout { name: self.circuit.name.clone() })
+        }
     }
 }
 

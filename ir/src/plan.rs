@@ -1,0 +1,316 @@
+//! The execution plan: what the compiler writes and the runtime executes.
+//!
+//! Two views of one plan are written:
+//! - [`ClientPlan`] (`NAME.client.ron`): the public part: CKKS parameters, input shape and scale,
+//!   the MPC steps with their circuits and value counts, output shape and post-processing. It says
+//!   nothing about weights or linear layers.
+//! - [`ServerPlan`] (`NAME.ron`): the public part plus the HE segments (linear ops with levels and
+//!   scales), the mapping of tensors onto MPC steps, and a reference to the binary weights file
+//!   with its SHA-256.
+//!
+//! Both carry [`PLAN_VERSION`] and the SHA-256 of the public part, which the parties compare at
+//! the handshake.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::circuit::ShareCircuit;
+
+/// Version of the plan format; a plan of another version is refused.
+pub const PLAN_VERSION: u32 = 1;
+
+/// CKKS parameters of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CkksParams {
+    /// log2 of the ring dimension N.
+    pub log_n: u32,
+    /// The modulus chain: `moduli[0]` is q0 (the share modulus), then p1, …, pL.
+    pub moduli: Vec<u64>,
+    /// Security level the parameters were chosen for (128, 192 or 256 bits); both parties
+    /// refuse parameters that do not meet it.
+    pub security_bits: u32,
+    /// Standard deviation of the encryption error.
+    pub error_std: f64,
+}
+
+impl CkksParams {
+    /// The ring dimension N.
+    pub fn n(&self) -> usize {
+        1usize << self.log_n
+    }
+
+    /// The highest level (number of moduli minus one).
+    pub fn max_level(&self) -> usize {
+        self.moduli.len().saturating_sub(1)
+    }
+
+    /// log2 of the product of all moduli.
+    pub fn log_q(&self) -> f64 {
+        self.moduli.iter().map(|&q| (q as f64).log2()).sum()
+    }
+}
+
+/// Kind of a non-linear step, as the client sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ActivationKind {
+    /// `max(x, 0)`.
+    Relu,
+    /// Max over windows of one plane, optionally followed by ReLU.
+    MaxPool {
+        /// Kernel `[kh, kw]`.
+        kernel: [usize; 2],
+        /// Strides `[sh, sw]`.
+        strides: [usize; 2],
+        /// ReLU fused after the max.
+        relu: bool,
+    },
+    /// Clamp to `[min, max]`.
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
+    /// `x ≥ 0 ? x : alpha·x`.
+    LeakyRelu {
+        /// Slope for negative inputs.
+        alpha: f32,
+    },
+    /// `x·x`.
+    Square,
+}
+
+/// One non-linear step, public to both parties.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MpcStep {
+    /// Name of the step (from the model's node names).
+    pub name: String,
+    /// What it computes.
+    pub kind: ActivationKind,
+    /// Index into [`ClientPlan::circuits`].
+    pub circuit: usize,
+    /// Circuit instances per image.
+    pub instances: usize,
+    /// Ciphertexts the client receives (`instances · values_in`); each holds one value for every
+    /// image of the batch, in circuit order (instance-major).
+    pub values_in: usize,
+    /// Ciphertexts the client sends back (`instances · values_out`).
+    pub values_out: usize,
+    /// Level at which the client encrypts the masked outputs.
+    pub out_level: usize,
+}
+
+/// Client-side post-processing of the decrypted outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PostProcess {
+    /// Raw outputs (logits).
+    None,
+    /// Softmax over the last axis.
+    Softmax,
+    /// Logistic sigmoid, element-wise.
+    Sigmoid,
+    /// Index of the largest output.
+    ArgMax,
+}
+
+/// The model input, as the client encrypts it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// ONNX input name.
+    pub name: String,
+    /// Shape of one image (without the batch axis), e.g. `[1, 28, 28]`.
+    pub shape: Vec<usize>,
+    /// Level at which the client encrypts the input.
+    pub level: usize,
+    /// Range of input values the plan was compiled for.
+    pub range: (f32, f32),
+}
+
+/// The model output, as the client decrypts it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    /// ONNX output name.
+    pub name: String,
+    /// Shape of one output (without the batch axis).
+    pub shape: Vec<usize>,
+    /// Level of the output ciphertexts.
+    pub level: usize,
+    /// Bits of the server's flooding noise.
+    pub flood_bits: u32,
+    /// What the client applies after decrypting.
+    pub post: PostProcess,
+}
+
+/// The public part of a plan: everything the client needs and may know.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientPlan {
+    /// [`PLAN_VERSION`].
+    pub version: u32,
+    /// CKKS parameters.
+    pub params: CkksParams,
+    /// Fixed-point scale of activations: Δ = 2^scale_bits.
+    pub scale_bits: u32,
+    /// Statistical security bits of masks and flooding.
+    pub sigma: u32,
+    /// Images per ciphertext group (at most N); larger batches use several groups.
+    pub batch: usize,
+    /// Input.
+    pub input: InputSpec,
+    /// Non-linear steps in execution order.
+    pub mpc_steps: Vec<MpcStep>,
+    /// Deduplicated circuits referenced by the steps.
+    pub circuits: Vec<ShareCircuit>,
+    /// Output.
+    pub output: OutputSpec,
+}
+
+impl ClientPlan {
+    /// SHA-256 (hex) of the canonical RON text of the public part.
+    pub fn hash(&self) -> String {
+        let text = ron::ser::to_string(self).unwrap_or_default();
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+}
+
+/// Index of a ciphertext tensor in [`ServerPlan::tensors`].
+pub type TensorRef = usize;
+
+/// A tensor the server holds as ciphertexts: one ciphertext per element (per ciphertext group).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeTensor {
+    /// Name (from the model).
+    pub name: String,
+    /// Shape of one image.
+    pub shape: Vec<usize>,
+    /// Level of its ciphertexts.
+    pub level: usize,
+}
+
+impl HeTensor {
+    /// Number of elements (ciphertexts per group).
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A sparse integer matrix in the weights file (CSR), and its bias.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatrixRef {
+    /// Byte offset of the section in the weights file.
+    pub offset: u64,
+    /// Rows (outputs).
+    pub rows: usize,
+    /// Columns (concatenated inputs).
+    pub cols: usize,
+    /// Stored entries.
+    pub nnz: usize,
+}
+
+/// One server-side operation of an HE segment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HeOp {
+    /// `out = rescale(W · concat(inputs) + b)`: weights are integers `round(W·p)` for the prime
+    /// `p = moduli[level_in]`, bias `round(b·Δ·p)`, then the ciphertexts are divided by `p`.
+    Linear {
+        /// Name (the model nodes it came from).
+        name: String,
+        /// Input tensors, all at `level_in`, concatenated in this order.
+        inputs: Vec<TensorRef>,
+        /// Output tensor at `level_in − 1`.
+        output: TensorRef,
+        /// The matrix.
+        matrix: MatrixRef,
+        /// Level of the inputs.
+        level_in: usize,
+    },
+    /// Copies a tensor to a lower level (exact: dropping RNS limbs).
+    ModDrop {
+        /// Input tensor.
+        input: TensorRef,
+        /// Output tensor at `level`.
+        output: TensorRef,
+        /// Target level.
+        level: usize,
+    },
+}
+
+/// A linear segment evaluated by the server on ciphertexts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeSegment {
+    /// Name.
+    pub name: String,
+    /// Operations in order.
+    pub ops: Vec<HeOp>,
+    /// Multiply-accumulates per image (sum of matrix entries).
+    pub macs: u64,
+}
+
+/// The server's side of an MPC step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MpcBinding {
+    /// Index into [`ClientPlan::mpc_steps`].
+    pub step: usize,
+    /// Tensor whose elements feed the circuits (mod-dropped to level 0 before sharing).
+    pub input: TensorRef,
+    /// Element indices of `input` in circuit order (`instances · values_in`).
+    pub gather: Vec<u32>,
+    /// Tensor that receives the outputs, element `i` = circuit output `i`.
+    pub output: TensorRef,
+}
+
+/// One segment of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Segment {
+    /// Linear layers on ciphertexts (server only).
+    He(HeSegment),
+    /// A non-linear step (both parties).
+    Mpc(MpcBinding),
+}
+
+/// The binary weights file the server plan refers to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightsRef {
+    /// File name, relative to the plan's folder.
+    pub file: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 (hex) of the file.
+    pub sha256: String,
+}
+
+/// The server's plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerPlan {
+    /// [`PLAN_VERSION`].
+    pub version: u32,
+    /// Model name.
+    pub model: String,
+    /// SHA-256 of [`ServerPlan::public`], checked at the handshake.
+    pub public_hash: String,
+    /// The public part (identical to the client plan).
+    pub public: ClientPlan,
+    /// Ciphertext tensors; tensor 0 is the encrypted input.
+    pub tensors: Vec<HeTensor>,
+    /// Index of the output tensor.
+    pub output_tensor: TensorRef,
+    /// Segments in execution order.
+    pub segments: Vec<Segment>,
+    /// Weights side file.
+    pub weights: WeightsRef,
+}
+
+/// The client's plan file: the public part and its hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientPlanFile {
+    /// [`PLAN_VERSION`].
+    pub version: u32,
+    /// SHA-256 of `plan`.
+    pub public_hash: String,
+    /// The public part.
+    pub plan: ClientPlan,
+}
