@@ -1,0 +1,34 @@
+//! `Identity` and inference-mode `Dropout`.
+
+use mp2ml_ir::op::Op;
+
+use super::super::super::context::{Ctx, NodeRef};
+use super::super::super::error::ImportError;
+
+/// Builds `Identity`.
+pub fn identity(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
+    let x = ctx.req_input(node, 0)?;
+    ctx.emit(node, Op::Identity, vec![x])?;
+    Ok(())
+}
+
+/// Builds `Dropout` as an identity; training mode and the mask output are refused.
+pub fn dropout(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
+    if node.opset() >= 12 {
+        if let Some(t) = ctx.const_input(node, 2, "training_mode")? {
+            if t.data.iter().any(|&v| v != 0.0) {
+                return Err(node.unsupported(
+                    "training_mode",
+                    "true",
+                    "training_mode = false (inference)",
+                ));
+            }
+        }
+    }
+    if node.pb.output.get(1).is_some_and(|o| !o.is_empty()) {
+        return Err(node.unsupported("output", "mask", "Dropout with a single output"));
+    }
+    let x = ctx.req_input(node, 0)?;
+    ctx.emit(node, Op::Dropout, vec![x])?;
+    Ok(())
+}

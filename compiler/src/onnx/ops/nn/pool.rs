@@ -1,0 +1,69 @@
+//! `AveragePool`, `MaxPool`, `GlobalAveragePool`.
+
+use mp2ml_ir::op::Op;
+
+use super::super::super::context::{Ctx, NodeRef};
+use super::super::super::error::ImportError;
+use super::{kernel, require_4d, window, Window};
+
+fn pool_window(
+    ctx: &Ctx,
+    node: &NodeRef,
+) -> Result<(mp2ml_ir::tensor::TensorId, [usize; 2], Window, bool), ImportError> {
+    let x = ctx.req_input(node, 0)?;
+    let xs = ctx.shape(x).to_vec();
+    require_4d(node, &xs)?;
+    let k = kernel(node, None)?;
+    let win = window(node, &xs[2..], k)?;
+    if win.dilations != [1, 1] {
+        return Err(node.unsupported(
+            "dilations",
+            format!("{:?}", win.dilations),
+            "dilations [1,1] for pooling",
+        ));
+    }
+    let ceil = node.int_or("ceil_mode", 0)? != 0;
+    Ok((x, k, win, ceil))
+}
+
+/// Builds `AveragePool`.
+pub fn average_pool(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
+    let (x, kernel, win, ceil_mode) = pool_window(ctx, node)?;
+    let count_include_pad = node.int_or("count_include_pad", 0)? != 0;
+    let op = Op::AvgPool {
+        kernel,
+        strides: win.strides,
+        pads: win.pads,
+        count_include_pad,
+        ceil_mode,
+    };
+    ctx.emit(node, op, vec![x])?;
+    Ok(())
+}
+
+/// Builds `MaxPool` (the optional `Indices` output is not supported).
+pub fn max_pool(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
+    if node.pb.output.get(1).is_some_and(|o| !o.is_empty()) {
+        return Err(node.unsupported(
+            "output",
+            "Indices",
+            "MaxPool with a single output (no Indices)",
+        ));
+    }
+    let (x, kernel, win, ceil_mode) = pool_window(ctx, node)?;
+    let op = Op::MaxPool {
+        kernel,
+        strides: win.strides,
+        pads: win.pads,
+        ceil_mode,
+    };
+    ctx.emit(node, op, vec![x])?;
+    Ok(())
+}
+
+/// Builds `GlobalAveragePool`.
+pub fn global_average_pool(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
+    let x = ctx.req_input(node, 0)?;
+    ctx.emit(node, Op::GlobalAvgPool, vec![x])?;
+    Ok(())
+}
