@@ -8,6 +8,7 @@ use mp2ml_ir::validate::ValidationError;
 use thiserror::Error;
 
 use super::registry::supported_ops;
+use super::{MAX_OPSET, MIN_OPSET};
 
 /// Where in the model a node-level error happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,14 +262,14 @@ impl ImportError {
         match self {
             UnsupportedOp { at } => vec![
                 format!("node `{}` uses `{}` from domain `{}` at opset {}", at.name, at.op_type, display_domain(&at.domain), at.opset),
-                format!("supported ops (ai.onnx, opsets 7..=22): {}", supported_ops().join(", ")),
+                format!("supported ops (ai.onnx, opsets {MIN_OPSET}..={MAX_OPSET}): {}", supported_ops().join(", ")),
             ],
             UnsupportedAttribute { supported, .. } => vec![format!("supported: {supported}")],
             NonConstant { .. } => vec!["weights and shape/pad/clip parameters must be initializers, Constant nodes, or foldable from them".into()],
             DynamicShape { .. } => vec!["only the batch axis (axis 0) may be symbolic; give the other dimensions fixed sizes when exporting".into()],
             Malformed { .. } => vec!["the file is not a complete ONNX ModelProto (truncated or not ONNX?)".into()],
             NonFinite { .. } => vec!["NaN/Inf weights cannot be encoded; re-export the model".into()],
-            UnsupportedOpset { .. } => vec!["supported: ai.onnx opsets 7..=22 (ai.onnx.ml is not supported)".into()],
+            UnsupportedOpset { .. } => vec![format!("supported: ai.onnx opsets {MIN_OPSET}..={MAX_OPSET} (ai.onnx.ml is not supported)")],
             _ => vec![],
         }
     }

@@ -30,7 +30,7 @@ use tensor::{decode, dtype_name, is_float};
 /// Oldest ai.onnx opset accepted.
 pub const MIN_OPSET: i64 = 7;
 /// Newest ai.onnx opset accepted.
-pub const MAX_OPSET: i64 = 24;
+pub const MAX_OPSET: i64 = 25;
 
 /// Import settings.
 #[derive(Clone, Debug, Default)]

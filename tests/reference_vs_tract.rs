@@ -1,0 +1,109 @@
+//! For each bundled model: tract's own inference of the ONNX file vs. our import + reference
+//! executor on the first test images, and vs. the PyTorch logits saved at export.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use mp2ml_compiler::onnx::{import_file, ImportOptions};
+use mp2ml_ir::reference;
+use mp2ml_ir::tensor::Tensor;
+use tract_onnx::prelude::*;
+
+const MODELS: [&str; 4] = ["cryptonets_relu", "maxpool_cnn", "residual", "tiny"];
+const IMAGES: usize = 20;
+const BOUND: f32 = 1e-3;
+
+fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("models")
+}
+
+/// Minimal `.npy` reader for little-endian f32/f64/i64 arrays (returned as f32).
+fn read_npy(path: &Path) -> Result<Tensor, String> {
+    let b = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file".into());
+    }
+    let (hlen, start) = if b[6] == 1 {
+        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
+    } else {
+        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
+    };
+    let header = std::str::from_utf8(b.get(start..start + hlen).ok_or("short header")?).map_err(|e| e.to_string())?;
+    if header.contains("'fortran_order': True") {
+        return Err("fortran order not supported".into());
+    }
+    let descr = header.split("'descr':").nth(1).and_then(|s| s.split('\'').nth(1)).ok_or("no descr")?;
+    let shape_s = header.split("'shape':").nth(1).and_then(|s| s.split(['(', ')']).nth(1)).ok_or("no shape")?;
+    let shape: Vec<usize> = shape_s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().map_err(|_| "bad shape")).collect::<Result<_, _>>()?;
+    let body = &b[start + hlen..];
+    let data: Vec<f32> = match descr {
+        "<f4" => body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        "<f8" => body.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
+        "<i8" => body.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
+        d => return Err(format!("dtype {d} not supported")),
+    };
+    Tensor::new(shape, data).ok_or_else(|| "data length does not match shape".to_string())
+}
+
+fn tract_logits(path: &Path, images: &Tensor) -> TractResult<Vec<f32>> {
+    let per = images.shape[1..].to_vec();
+    let mut fact_shape = vec![1usize];
+    fact_shape.extend(&per);
+    let model = tract_onnx::onnx()
+        .model_for_path(path)?
+        .with_input_fact(0, f32::fact(&fact_shape).into())?
+        .into_optimized()?
+        .into_runnable()?;
+    let n: usize = per.iter().product();
+    let mut out = Vec::new();
+    for img in images.data.chunks(n) {
+        let t = tract_onnx::prelude::Tensor::from_shape(&fact_shape, img)?;
+        let r = model.run(tvec!(t.into()))?;
+        out.extend(r[0].to_array_view::<f32>()?.iter().copied());
+    }
+    Ok(out)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn reference_matches_tract_on_bundled_models() {
+    let dir = models_dir();
+    let all = read_npy(&dir.join("mnist_test_x.npy"));
+    let Ok(all) = all else {
+        println!("NOTICE: models/mnist_test_x.npy not present yet; bundled-model comparison skipped");
+        return;
+    };
+    let n = numel_first(&all, IMAGES);
+    let images = Tensor { shape: [vec![IMAGES.min(all.shape[0])], all.shape[1..].to_vec()].concat(), data: all.data[..n].to_vec() };
+    let mut failures = Vec::new();
+    for name in MODELS {
+        let path = dir.join(format!("{name}.onnx"));
+        assert!(path.exists(), "bundled model {} is missing", path.display());
+        let imported = import_file(&path, &ImportOptions::default()).unwrap_or_else(|d| panic!("{}", d.render()));
+        let ours = reference::run(&imported.graph, std::slice::from_ref(&images)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tract = tract_logits(&path, &images).unwrap_or_else(|e| panic!("{name}: tract failed: {e:?}"));
+        let d = max_diff(&ours[0].data, &tract);
+        print!("{name:<16} max |ref - tract| = {d:.3e}");
+        if ours[0].data.len() != tract.len() || d >= BOUND {
+            failures.push(format!("{name}: diff {d} (lengths {} vs {})", ours[0].data.len(), tract.len()));
+        }
+        if let Ok(exp) = read_npy(&dir.join(format!("{name}.expected_logits.npy"))) {
+            let k = ours[0].data.len().min(exp.data.len());
+            let de = max_diff(&ours[0].data[..k], &exp.data[..k]);
+            print!("   max |ref - pytorch| = {de:.3e}");
+            if de >= BOUND {
+                failures.push(format!("{name}: diff vs expected_logits {de}"));
+            }
+        }
+        println!();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn numel_first(t: &Tensor, k: usize) -> usize {
+    let per: usize = t.shape[1..].iter().product();
+    per * k.min(t.shape[0])
+}
