@@ -61,16 +61,25 @@ fn run_case(dir: &Path) -> Result<(), String> {
             }
         }
     };
-    let non_float: Vec<String> = feeds.iter().filter(|(_, t)| t.data_type != 1).map(|(n, _)| n.clone()).collect();
+    let non_float: Vec<String> = feeds
+        .iter()
+        .filter(|(_, t)| t.data_type != 1)
+        .map(|(n, _)| n.clone())
+        .collect();
     for n in non_float {
         bake(&mut model, &mut feeds, &n);
     }
-    let batch = feeds.first().and_then(|(_, t)| t.dims.first()).map(|&d| d as usize);
     let imported = loop {
-        match import_proto(&model, &dir.display().to_string(), &ImportOptions { batch }) {
+        match import_proto(
+            &model,
+            &dir.display().to_string(),
+            &ImportOptions { batch: None },
+        ) {
             Ok(i) => break i,
             Err(d) => match d.errors.first() {
-                Some(ImportError::NonConstant { input, .. }) if feeds.iter().any(|(n, _)| n == input) => {
+                Some(ImportError::NonConstant { input, .. })
+                    if feeds.iter().any(|(n, _)| n == input) =>
+                {
                     let input = input.clone();
                     bake(&mut model, &mut feeds, &input);
                 }
@@ -78,7 +87,10 @@ fn run_case(dir: &Path) -> Result<(), String> {
             },
         }
     };
-    let args: Vec<Tensor> = feeds.iter().map(|(_, t)| decode(t)).collect::<Result<_, _>>()?;
+    let args: Vec<Tensor> = feeds
+        .iter()
+        .map(|(_, t)| decode(t))
+        .collect::<Result<_, _>>()?;
     let got = reference::run(&imported.graph, &args).map_err(|e| e.to_string())?;
     if got.len() != outputs.len() {
         return Err(format!("{} outputs, expected {}", got.len(), outputs.len()));
@@ -86,7 +98,10 @@ fn run_case(dir: &Path) -> Result<(), String> {
     for (k, (g, e)) in got.iter().zip(&outputs).enumerate() {
         let e = decode(e)?;
         if g.shape != e.shape {
-            return Err(format!("output {k}: shape {:?}, expected {:?}", g.shape, e.shape));
+            return Err(format!(
+                "output {k}: shape {:?}, expected {:?}",
+                g.shape, e.shape
+            ));
         }
         for (i, (&a, &b)) in g.data.iter().zip(&e.data).enumerate() {
             if !((a - b).abs() <= ATOL + RTOL * b.abs() || (a.is_nan() && b.is_nan())) {
@@ -108,9 +123,14 @@ fn main_op(dir: &Path) -> String {
 
 #[test]
 fn onnx_backend_node_tests() {
-    let manifest = fs::read_to_string(root().join("manifest.txt")).expect("manifest.txt is part of the repository");
+    let manifest = fs::read_to_string(root().join("manifest.txt"))
+        .expect("manifest.txt is part of the repository");
     let mut listed = BTreeMap::new();
-    for line in manifest.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in manifest
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let (case, status) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         listed.insert(case.to_string(), status.trim().to_string());
     }
@@ -147,5 +167,10 @@ fn onnx_backend_node_tests() {
         s += skip;
     }
     println!("  {:<20} {p}/{t}  (+{s} skipped)", "TOTAL");
-    assert!(failures.is_empty(), "{} failing case(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing case(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -14,7 +14,9 @@ const IMAGES: usize = 20;
 const BOUND: f32 = 1e-3;
 
 fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("models")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("models")
 }
 
 /// Minimal `.npy` reader for little-endian f32/f64/i64 arrays (returned as f32).
@@ -28,18 +30,41 @@ fn read_npy(path: &Path) -> Result<Tensor, String> {
     } else {
         (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
     };
-    let header = std::str::from_utf8(b.get(start..start + hlen).ok_or("short header")?).map_err(|e| e.to_string())?;
+    let header = std::str::from_utf8(b.get(start..start + hlen).ok_or("short header")?)
+        .map_err(|e| e.to_string())?;
     if header.contains("'fortran_order': True") {
         return Err("fortran order not supported".into());
     }
-    let descr = header.split("'descr':").nth(1).and_then(|s| s.split('\'').nth(1)).ok_or("no descr")?;
-    let shape_s = header.split("'shape':").nth(1).and_then(|s| s.split(['(', ')']).nth(1)).ok_or("no shape")?;
-    let shape: Vec<usize> = shape_s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().map_err(|_| "bad shape")).collect::<Result<_, _>>()?;
+    let descr = header
+        .split("'descr':")
+        .nth(1)
+        .and_then(|s| s.split('\'').nth(1))
+        .ok_or("no descr")?;
+    let shape_s = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split(['(', ')']).nth(1))
+        .ok_or("no shape")?;
+    let shape: Vec<usize> = shape_s
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| "bad shape"))
+        .collect::<Result<_, _>>()?;
     let body = &b[start + hlen..];
     let data: Vec<f32> = match descr {
-        "<f4" => body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        "<f8" => body.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
-        "<i8" => body.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
+        "<f4" => body
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        "<f8" => body
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        "<i8" => body
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
         d => return Err(format!("dtype {d} not supported")),
     };
     Tensor::new(shape, data).ok_or_else(|| "data length does not match shape".to_string())
@@ -65,7 +90,10 @@ fn tract_logits(path: &Path, images: &Tensor) -> TractResult<Vec<f32>> {
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -73,22 +101,34 @@ fn reference_matches_tract_on_bundled_models() {
     let dir = models_dir();
     let all = read_npy(&dir.join("mnist_test_x.npy"));
     let Ok(all) = all else {
-        println!("NOTICE: models/mnist_test_x.npy not present yet; bundled-model comparison skipped");
+        println!(
+            "NOTICE: models/mnist_test_x.npy not present yet; bundled-model comparison skipped"
+        );
         return;
     };
     let n = numel_first(&all, IMAGES);
-    let images = Tensor { shape: [vec![IMAGES.min(all.shape[0])], all.shape[1..].to_vec()].concat(), data: all.data[..n].to_vec() };
+    let images = Tensor {
+        shape: [vec![IMAGES.min(all.shape[0])], all.shape[1..].to_vec()].concat(),
+        data: all.data[..n].to_vec(),
+    };
     let mut failures = Vec::new();
     for name in MODELS {
         let path = dir.join(format!("{name}.onnx"));
         assert!(path.exists(), "bundled model {} is missing", path.display());
-        let imported = import_file(&path, &ImportOptions::default()).unwrap_or_else(|d| panic!("{}", d.render()));
-        let ours = reference::run(&imported.graph, std::slice::from_ref(&images)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let tract = tract_logits(&path, &images).unwrap_or_else(|e| panic!("{name}: tract failed: {e:?}"));
+        let imported = import_file(&path, &ImportOptions::default())
+            .unwrap_or_else(|d| panic!("{}", d.render()));
+        let ours = reference::run(&imported.graph, std::slice::from_ref(&images))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tract =
+            tract_logits(&path, &images).unwrap_or_else(|e| panic!("{name}: tract failed: {e:?}"));
         let d = max_diff(&ours[0].data, &tract);
         print!("{name:<16} max |ref - tract| = {d:.3e}");
         if ours[0].data.len() != tract.len() || d >= BOUND {
-            failures.push(format!("{name}: diff {d} (lengths {} vs {})", ours[0].data.len(), tract.len()));
+            failures.push(format!(
+                "{name}: diff {d} (lengths {} vs {})",
+                ours[0].data.len(),
+                tract.len()
+            ));
         }
         if let Ok(exp) = read_npy(&dir.join(format!("{name}.expected_logits.npy"))) {
             let k = ours[0].data.len().min(exp.data.len());

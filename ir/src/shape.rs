@@ -65,12 +65,13 @@ pub enum ShapeError {
     Invalid(String),
 }
 
-/// Normalizes a possibly negative axis against `rank` (`rank` positions for insertion allowed
-/// when `inclusive`).
+/// Normalizes a possibly negative axis (counted from `rank`) to `0..rank`, or `0..=rank` when
+/// `inclusive` (e.g. Flatten's split point).
 pub fn norm_axis(axis: i64, rank: usize, inclusive: bool) -> Result<usize, ShapeError> {
-    let r = rank as i64 + i64::from(inclusive);
+    let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) && !(a == 0 && r == 0) {
+    let hi = if inclusive { r } else { r - 1 };
+    if a < 0 || a > hi {
         return Err(ShapeError::Axis { axis, rank });
     }
     Ok(a as usize)
@@ -111,7 +112,7 @@ fn window_out(
     input: usize,
     kernel: usize,
     stride: usize,
-    pad: usize,
+    (pad_begin, pad): (usize, usize),
     dilation: usize,
     ceil: bool,
 ) -> Result<usize, ShapeError> {
@@ -123,11 +124,16 @@ fn window_out(
         )));
     }
     let span = padded - eff;
-    Ok(if ceil {
+    let mut out = if ceil {
         span.div_ceil(stride)
     } else {
         span / stride
-    } + 1)
+    } + 1;
+    // In ceil mode a last window that would start in the end padding is dropped.
+    if ceil && (out - 1) * stride >= input + pad_begin {
+        out -= 1;
+    }
+    Ok(out)
 }
 
 fn arity(
@@ -176,7 +182,7 @@ fn pool_shape(
         x[2],
         kernel[0],
         strides[0],
-        pads[0] + pads[2],
+        (pads[0], pads[0] + pads[2]),
         dilations[0],
         ceil,
     )?;
@@ -184,7 +190,7 @@ fn pool_shape(
         x[3],
         kernel[1],
         strides[1],
-        pads[1] + pads[3],
+        (pads[1], pads[1] + pads[3]),
         dilations[1],
         ceil,
     )?;
