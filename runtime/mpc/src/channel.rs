@@ -42,7 +42,10 @@ impl ChannelStats {
             .iter()
             .find(|p| p.phase == phase)
             .cloned()
-            .unwrap_or_else(|| PhaseStats { phase: phase.to_owned(), ..PhaseStats::default() })
+            .unwrap_or_else(|| PhaseStats {
+                phase: phase.to_owned(),
+                ..PhaseStats::default()
+            })
     }
 
     /// Total bytes sent over all phases.
@@ -66,7 +69,13 @@ struct Counter {
 impl Default for Counter {
     fn default() -> Self {
         Counter {
-            stats: ChannelStats { phases: vec![PhaseStats { phase: "default".into(), sent: 0, received: 0 }] },
+            stats: ChannelStats {
+                phases: vec![PhaseStats {
+                    phase: "default".into(),
+                    sent: 0,
+                    received: 0,
+                }],
+            },
             current: 0,
         }
     }
@@ -77,13 +86,21 @@ impl Counter {
         if let Some(i) = self.stats.phases.iter().position(|p| p.phase == phase) {
             self.current = i;
         } else {
-            self.stats.phases.push(PhaseStats { phase: phase.to_owned(), sent: 0, received: 0 });
+            self.stats.phases.push(PhaseStats {
+                phase: phase.to_owned(),
+                sent: 0,
+                received: 0,
+            });
             self.current = self.stats.phases.len() - 1;
         }
     }
 
     fn name(&self) -> String {
-        self.stats.phases.get(self.current).map(|p| p.phase.clone()).unwrap_or_default()
+        self.stats
+            .phases
+            .get(self.current)
+            .map(|p| p.phase.clone())
+            .unwrap_or_default()
     }
 
     fn add_sent(&mut self, n: usize) {
@@ -122,7 +139,10 @@ pub trait Channel {
     /// Sends a frame: a 4-byte little-endian length, then `data`.
     fn send_frame(&mut self, data: &[u8]) -> Result<()> {
         if data.len() > self.max_frame() || u32::try_from(data.len()).is_err() {
-            return Err(MpcError::FrameTooLarge { len: data.len() as u64, max: self.max_frame() });
+            return Err(MpcError::FrameTooLarge {
+                len: data.len() as u64,
+                max: self.max_frame(),
+            });
         }
         self.send(&(data.len() as u32).to_le_bytes())?;
         self.send(data)
@@ -135,7 +155,10 @@ pub trait Channel {
         self.recv(&mut len)?;
         let len = u32::from_le_bytes(len);
         if len as usize > self.max_frame() {
-            return Err(MpcError::FrameTooLarge { len: u64::from(len), max: self.max_frame() });
+            return Err(MpcError::FrameTooLarge {
+                len: u64::from(len),
+                max: self.max_frame(),
+            });
         }
         let mut data = vec![0u8; len as usize];
         self.recv(&mut data)?;
@@ -161,7 +184,9 @@ pub trait Channel {
         const CHUNK: usize = 4096;
         let mut buf = vec![0u8; 16 * CHUNK.min(out.len())];
         for chunk in out.chunks_mut(CHUNK) {
-            let bytes = buf.get_mut(..16 * chunk.len()).ok_or_else(|| MpcError::Protocol("block buffer".into()))?;
+            let bytes = buf
+                .get_mut(..16 * chunk.len())
+                .ok_or_else(|| MpcError::Protocol("block buffer".into()))?;
             self.recv(bytes)?;
             for (b, raw) in chunk.iter_mut().zip(bytes.chunks_exact(16)) {
                 let mut a = [0u8; 16];
@@ -253,14 +278,22 @@ impl Default for ChannelConfig {
 
 fn map_io(e: std::io::Error, counter: &Counter, timeout: Duration) -> MpcError {
     match e.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => MpcError::Timeout { phase: counter.name(), after: timeout },
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => MpcError::Timeout {
+            phase: counter.name(),
+            after: timeout,
+        },
         ErrorKind::UnexpectedEof
         | ErrorKind::ConnectionReset
         | ErrorKind::ConnectionAborted
         | ErrorKind::BrokenPipe
         | ErrorKind::NotConnected
-        | ErrorKind::WriteZero => MpcError::Closed { phase: counter.name() },
-        _ => MpcError::Io { phase: counter.name(), source: e },
+        | ErrorKind::WriteZero => MpcError::Closed {
+            phase: counter.name(),
+        },
+        _ => MpcError::Io {
+            phase: counter.name(),
+            source: e,
+        },
     }
 }
 
@@ -277,10 +310,17 @@ impl TcpChannel {
     /// Wraps a connected stream: sets `TCP_NODELAY` and the read/write timeouts.
     pub fn new(stream: TcpStream, config: ChannelConfig) -> Result<Self> {
         let counter = Counter::default();
-        let setup = |e| MpcError::Io { phase: "setup".into(), source: e };
+        let setup = |e| MpcError::Io {
+            phase: "setup".into(),
+            source: e,
+        };
         stream.set_nodelay(true).map_err(setup)?;
-        stream.set_read_timeout(Some(config.read_timeout.max(Duration::from_millis(1)))).map_err(setup)?;
-        stream.set_write_timeout(Some(config.write_timeout.max(Duration::from_millis(1)))).map_err(setup)?;
+        stream
+            .set_read_timeout(Some(config.read_timeout.max(Duration::from_millis(1))))
+            .map_err(setup)?;
+        stream
+            .set_write_timeout(Some(config.write_timeout.max(Duration::from_millis(1))))
+            .map_err(setup)?;
         let write_half = stream.try_clone().map_err(setup)?;
         Ok(TcpChannel {
             reader: BufReader::with_capacity(config.buffer_size.max(4096), stream),
@@ -292,33 +332,45 @@ impl TcpChannel {
 
     /// Connects to `addr`.
     pub fn connect(addr: impl ToSocketAddrs, config: ChannelConfig) -> Result<Self> {
-        let stream = TcpStream::connect(addr).map_err(|e| MpcError::Io { phase: "connect".into(), source: e })?;
+        let stream = TcpStream::connect(addr).map_err(|e| MpcError::Io {
+            phase: "connect".into(),
+            source: e,
+        })?;
         Self::new(stream, config)
     }
 
     /// Accepts one connection on `listener`.
     pub fn accept(listener: &TcpListener, config: ChannelConfig) -> Result<Self> {
-        let (stream, _) = listener.accept().map_err(|e| MpcError::Io { phase: "accept".into(), source: e })?;
+        let (stream, _) = listener.accept().map_err(|e| MpcError::Io {
+            phase: "accept".into(),
+            source: e,
+        })?;
         Self::new(stream, config)
     }
 }
 
 impl Channel for TcpChannel {
     fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        self.writer.write_all(bytes).map_err(|e| map_io(e, &self.counter, self.config.write_timeout))?;
+        self.writer
+            .write_all(bytes)
+            .map_err(|e| map_io(e, &self.counter, self.config.write_timeout))?;
         self.counter.add_sent(bytes.len());
         Ok(())
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
         self.flush()?;
-        self.reader.read_exact(buf).map_err(|e| map_io(e, &self.counter, self.config.read_timeout))?;
+        self.reader
+            .read_exact(buf)
+            .map_err(|e| map_io(e, &self.counter, self.config.read_timeout))?;
         self.counter.add_received(buf.len());
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.writer.flush().map_err(|e| map_io(e, &self.counter, self.config.write_timeout))
+        self.writer
+            .flush()
+            .map_err(|e| map_io(e, &self.counter, self.config.write_timeout))
     }
 
     fn set_phase(&mut self, phase: &str) {
@@ -386,9 +438,16 @@ impl Channel for MemChannel {
                 self.inbuf = match self.rx.recv_timeout(self.config.read_timeout) {
                     Ok(v) => v,
                     Err(RecvTimeoutError::Timeout) => {
-                        return Err(MpcError::Timeout { phase: self.counter.name(), after: self.config.read_timeout })
+                        return Err(MpcError::Timeout {
+                            phase: self.counter.name(),
+                            after: self.config.read_timeout,
+                        })
                     }
-                    Err(RecvTimeoutError::Disconnected) => return Err(MpcError::Closed { phase: self.counter.name() }),
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(MpcError::Closed {
+                            phase: self.counter.name(),
+                        })
+                    }
                 };
                 self.pos = 0;
                 continue;
@@ -411,7 +470,9 @@ impl Channel for MemChannel {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.out);
-        self.tx.send(batch).map_err(|_| MpcError::Closed { phase: self.counter.name() })
+        self.tx.send(batch).map_err(|_| MpcError::Closed {
+            phase: self.counter.name(),
+        })
     }
 
     fn set_phase(&mut self, phase: &str) {
@@ -433,7 +494,11 @@ mod tests {
     use std::time::Instant;
 
     fn quick() -> ChannelConfig {
-        ChannelConfig { read_timeout: Duration::from_millis(300), write_timeout: Duration::from_millis(300), ..Default::default() }
+        ChannelConfig {
+            read_timeout: Duration::from_millis(300),
+            write_timeout: Duration::from_millis(300),
+            ..Default::default()
+        }
     }
 
     fn exercise(mut a: impl Channel + Send + 'static, mut b: impl Channel) {
@@ -482,12 +547,21 @@ mod tests {
 
     #[test]
     fn oversized_frame_is_rejected() {
-        let cfg = ChannelConfig { max_frame: 16, ..quick() };
+        let cfg = ChannelConfig {
+            max_frame: 16,
+            ..quick()
+        };
         let (mut a, mut b) = MemChannel::pair(cfg);
         a.send(&1000u32.to_le_bytes()).expect("send");
         a.flush().expect("flush");
-        assert!(matches!(b.recv_frame(), Err(MpcError::FrameTooLarge { len: 1000, max: 16 })));
-        assert!(matches!(a.send_frame(&[0u8; 17]), Err(MpcError::FrameTooLarge { .. })));
+        assert!(matches!(
+            b.recv_frame(),
+            Err(MpcError::FrameTooLarge { len: 1000, max: 16 })
+        ));
+        assert!(matches!(
+            a.send_frame(&[0u8; 17]),
+            Err(MpcError::FrameTooLarge { .. })
+        ));
     }
 
     #[test]

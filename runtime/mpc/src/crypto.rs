@@ -70,12 +70,19 @@ const FIXED_KEY: [u8; 16] = [
 impl FixedKeyHash {
     /// The hash with the crate's fixed key.
     pub fn new() -> Self {
-        FixedKeyHash { aes: Aes128::new(&FIXED_KEY.into()) }
+        FixedKeyHash {
+            aes: Aes128::new(&FIXED_KEY.into()),
+        }
     }
 
     /// Replaces every `xs[i]` by H(xs[i], tweak(i)), running AES over batches of blocks.
     #[inline]
-    pub fn hash_many(&self, xs: &mut [u128], tweak: impl Fn(usize) -> u128, scratch: &mut Vec<Block>) {
+    pub fn hash_many(
+        &self,
+        xs: &mut [u128],
+        tweak: impl Fn(usize) -> u128,
+        scratch: &mut Vec<Block>,
+    ) {
         let mut base = 0;
         for chunk in xs.chunks_mut(BATCH) {
             scratch.clear();
@@ -116,7 +123,9 @@ impl std::fmt::Debug for Prg {
 impl Prg {
     /// The PRG keyed by `seed`.
     pub fn new(seed: u128) -> Self {
-        Prg { aes: Aes128::new(&seed.to_le_bytes().into()) }
+        Prg {
+            aes: Aes128::new(&seed.to_le_bytes().into()),
+        }
     }
 
     /// Writes stream blocks `start .. start + out.len()` to `out`.
@@ -153,7 +162,11 @@ pub fn unpack_bits(bytes: &[u8], n: usize) -> Option<Vec<bool>> {
     if bytes.len() != n.div_ceil(8) {
         return None;
     }
-    Some((0..n).map(|i| bytes.get(i / 8).is_some_and(|b| (b >> (i % 8)) & 1 == 1)).collect())
+    Some(
+        (0..n)
+            .map(|i| bytes.get(i / 8).is_some_and(|b| (b >> (i % 8)) & 1 == 1))
+            .collect(),
+    )
 }
 
 /// Transposes a 128×128 bit matrix in place: afterwards bit `i` of `m[j]` is the former bit `j`

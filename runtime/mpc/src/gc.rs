@@ -15,13 +15,28 @@ use aes::Block;
 use mp2ml_ir::circuit::{Circuit, Gate};
 
 use crate::crypto::{lsb, mask, FixedKeyHash};
+use crate::error::{MpcError, Result};
+
+fn check_labels(c: &Circuit, n: usize, len: usize) -> Result<()> {
+    c.validate()?;
+    if Some(len) != (c.num_wires() as usize).checked_mul(n) {
+        return Err(MpcError::Protocol(format!(
+            "{len} labels for {n} instances of `{}`",
+            c.name
+        )));
+    }
+    Ok(())
+}
 
 /// Instances per hash batch inside a gate (4 blocks each when garbling).
 const SUB: usize = 256;
 
 /// Number of AND gates.
-pub(crate) fn and_count(c: &Circuit) -> usize {
-    c.gates.iter().filter(|g| matches!(g, Gate::And(..))).count()
+pub fn and_count(c: &Circuit) -> usize {
+    c.gates
+        .iter()
+        .filter(|g| matches!(g, Gate::And(..)))
+        .count()
 }
 
 /// Splits `labels` so that wire `out`'s slice is mutable and everything before it readable.
@@ -38,19 +53,24 @@ fn wire(before: &[u128], n: usize, w: u32) -> &[u128] {
 }
 
 /// Scratch space reused across gates and chunks.
-#[derive(Default)]
-pub(crate) struct Scratch {
+#[derive(Default, Debug)]
+pub struct Scratch {
     hashes: Vec<u128>,
     aes: Vec<Block>,
 }
 
-/// Garbles one chunk of `n` instances (global instances `first .. first + n`).
+/// Garbles one chunk of `n` instances (global instances `first .. first + n`) of a circuit
+/// that passed [`Circuit::validate`].
 ///
 /// `labels` holds `num_wires · n` blocks with the input wires' zero labels already set; on
 /// return every wire's zero label is set. `tables` is cleared and filled with `2 · ands · n`
-/// blocks.
+/// blocks. `delta` must have lsb 1 and stay secret; `(first, n)` ranges must not overlap
+/// under one `delta` (they fix the hash tweaks).
+///
+/// # Errors
+/// [`MpcError::Protocol`] if `labels` has the wrong length.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn garble_chunk(
+pub fn garble_chunk(
     c: &Circuit,
     hash: &FixedKeyHash,
     delta: u128,
@@ -59,7 +79,8 @@ pub(crate) fn garble_chunk(
     labels: &mut [u128],
     tables: &mut Vec<u128>,
     scratch: &mut Scratch,
-) {
+) -> Result<()> {
+    check_labels(c, n, labels.len())?;
     let ands = and_count(c) as u128;
     let base = c.num_inputs() as usize;
     tables.clear();
@@ -69,7 +90,11 @@ pub(crate) fn garble_chunk(
         let (before, out) = split(labels, n, base + i);
         match *g {
             Gate::Xor(a, b) => {
-                for ((o, x), y) in out.iter_mut().zip(wire(before, n, a)).zip(wire(before, n, b)) {
+                for ((o, x), y) in out
+                    .iter_mut()
+                    .zip(wire(before, n, a))
+                    .zip(wire(before, n, b))
+                {
                     *o = x ^ y;
                 }
             }
@@ -93,7 +118,11 @@ pub(crate) fn garble_chunk(
                     // Inputs 4u..4u+4 are (W_a^0, W_a^1, W_b^0, W_b^1) of instance t0 + u; the
                     // first two are hashed under j = 2g, the last two under j' = 2g + 1.
                     let g0 = (u128::from(first) + t0 as u128) * ands + k;
-                    hash.hash_many(h, |idx| 2 * (g0 + (idx / 4) as u128 * ands) + ((idx >> 1) & 1) as u128, &mut scratch.aes);
+                    hash.hash_many(
+                        h,
+                        |idx| 2 * (g0 + (idx / 4) as u128 * ands) + ((idx >> 1) & 1) as u128,
+                        &mut scratch.aes,
+                    );
                     for (u, hs) in h.chunks_exact(4).enumerate() {
                         let t = t0 + u;
                         let (a0, b0) = (wa[t], wb[t]);
@@ -119,14 +148,17 @@ pub(crate) fn garble_chunk(
             }
         }
     }
+    Ok(())
 }
 
 /// Evaluates one chunk of `n` instances garbled by [`garble_chunk`] with the same `first`.
 ///
 /// `labels` holds `num_wires · n` blocks with the input wires' active labels set; on return
-/// every wire's active label is set. `tables` must hold `2 · ands · n` blocks (checked by the
-/// caller).
-pub(crate) fn eval_chunk(
+/// every wire's active label is set. `tables` holds the chunk's `2 · ands · n` blocks.
+///
+/// # Errors
+/// [`MpcError::Protocol`] if `labels` or `tables` has the wrong length.
+pub fn eval_chunk(
     c: &Circuit,
     hash: &FixedKeyHash,
     n: usize,
@@ -134,7 +166,14 @@ pub(crate) fn eval_chunk(
     labels: &mut [u128],
     tables: &[u128],
     scratch: &mut Scratch,
-) {
+) -> Result<()> {
+    check_labels(c, n, labels.len())?;
+    if tables.len() != 2 * and_count(c) * n {
+        return Err(MpcError::Protocol(format!(
+            "{} table blocks for {n} instances",
+            tables.len()
+        )));
+    }
     let ands = and_count(c) as u128;
     let base = c.num_inputs() as usize;
     let mut k: u128 = 0;
@@ -142,7 +181,11 @@ pub(crate) fn eval_chunk(
         let (before, out) = split(labels, n, base + i);
         match *g {
             Gate::Xor(a, b) => {
-                for ((o, x), y) in out.iter_mut().zip(wire(before, n, a)).zip(wire(before, n, b)) {
+                for ((o, x), y) in out
+                    .iter_mut()
+                    .zip(wire(before, n, a))
+                    .zip(wire(before, n, b))
+                {
                     *o = x ^ y;
                 }
             }
@@ -159,7 +202,11 @@ pub(crate) fn eval_chunk(
                         h.extend_from_slice(&[wa[t], wb[t]]);
                     }
                     let g0 = (u128::from(first) + t0 as u128) * ands + k;
-                    hash.hash_many(h, |idx| 2 * (g0 + (idx / 2) as u128 * ands) + (idx & 1) as u128, &mut scratch.aes);
+                    hash.hash_many(
+                        h,
+                        |idx| 2 * (g0 + (idx / 2) as u128 * ands) + (idx & 1) as u128,
+                        &mut scratch.aes,
+                    );
                     for (u, hs) in h.chunks_exact(2).enumerate() {
                         let t = t0 + u;
                         let (xa, xb) = (wa[t], wb[t]);
@@ -177,4 +224,5 @@ pub(crate) fn eval_chunk(
             }
         }
     }
+    Ok(())
 }

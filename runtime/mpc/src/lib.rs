@@ -13,7 +13,7 @@
 pub mod channel;
 pub mod crypto;
 pub mod error;
-mod gc;
+pub mod gc;
 pub mod ot;
 pub mod yao;
 

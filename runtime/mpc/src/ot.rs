@@ -34,7 +34,12 @@ fn random_scalar(rng: &mut impl RngCore) -> Scalar {
     Scalar::from_bytes_mod_order_wide(&wide)
 }
 
-fn key_hash(i: usize, a: &CompressedRistretto, b: &CompressedRistretto, p: &RistrettoPoint) -> u128 {
+fn key_hash(
+    i: usize,
+    a: &CompressedRistretto,
+    b: &CompressedRistretto,
+    p: &RistrettoPoint,
+) -> u128 {
     let mut h = Sha256::new();
     h.update(b"mp2ml simplest-OT v1");
     h.update((i as u64).to_le_bytes());
@@ -51,13 +56,19 @@ fn recv_point(ch: &mut impl Channel) -> Result<(CompressedRistretto, RistrettoPo
     let mut raw = [0u8; 32];
     ch.recv(&mut raw)?;
     let c = CompressedRistretto(raw);
-    let p = c.decompress().ok_or_else(|| MpcError::Protocol("base OT: invalid ristretto255 point".into()))?;
+    let p = c
+        .decompress()
+        .ok_or_else(|| MpcError::Protocol("base OT: invalid ristretto255 point".into()))?;
     Ok((c, p))
 }
 
 /// Base OT, sender side: returns `n` pairs of random 128-bit keys; the receiver learns one key
 /// of each pair.
-pub fn base_ot_send(ch: &mut impl Channel, rng: &mut impl RngCore, n: usize) -> Result<Vec<(u128, u128)>> {
+pub fn base_ot_send(
+    ch: &mut impl Channel,
+    rng: &mut impl RngCore,
+    n: usize,
+) -> Result<Vec<(u128, u128)>> {
     let a = random_scalar(rng);
     let big_a = RistrettoPoint::mul_base(&a);
     let ca = big_a.compress();
@@ -74,7 +85,11 @@ pub fn base_ot_send(ch: &mut impl Channel, rng: &mut impl RngCore, n: usize) -> 
 }
 
 /// Base OT, receiver side: returns key `c_i` of the sender's pair `i`.
-pub fn base_ot_receive(ch: &mut impl Channel, rng: &mut impl RngCore, choices: &[bool]) -> Result<Vec<u128>> {
+pub fn base_ot_receive(
+    ch: &mut impl Channel,
+    rng: &mut impl RngCore,
+    choices: &[bool],
+) -> Result<Vec<u128>> {
     let (ca, big_a) = recv_point(ch)?;
     let mut keys = Vec::with_capacity(choices.len());
     for (i, &c) in choices.iter().enumerate() {
@@ -135,7 +150,13 @@ impl IknpSender {
         let s = u128::from_le_bytes(sb);
         let choices: Vec<bool> = (0..KAPPA).map(|i| (s >> i) & 1 == 1).collect();
         let keys = base_ot_receive(ch, rng, &choices)?;
-        Ok(IknpSender { s, prgs: keys.into_iter().map(Prg::new).collect(), offset: 0, index: 0, hash: FixedKeyHash::new() })
+        Ok(IknpSender {
+            s,
+            prgs: keys.into_iter().map(Prg::new).collect(),
+            offset: 0,
+            index: 0,
+            hash: FixedKeyHash::new(),
+        })
     }
 
     /// Extends to `m` random OTs: returns the sender's pads `(H(q_j, j), H(q_j ⊕ s, j))`.
@@ -160,8 +181,10 @@ impl IknpSender {
         let mut q1: Vec<u128> = q0.iter().map(|q| q ^ self.s).collect();
         let base = u128::from(self.index);
         let mut scratch = Vec::new();
-        self.hash.hash_many(&mut q0, |j| base + j as u128, &mut scratch);
-        self.hash.hash_many(&mut q1, |j| base + j as u128, &mut scratch);
+        self.hash
+            .hash_many(&mut q0, |j| base + j as u128, &mut scratch);
+        self.hash
+            .hash_many(&mut q1, |j| base + j as u128, &mut scratch);
         self.index += m as u64;
         Ok(q0.into_iter().zip(q1).collect())
     }
@@ -184,7 +207,10 @@ impl IknpReceiver {
     pub fn setup(ch: &mut impl Channel, rng: &mut impl RngCore) -> Result<Self> {
         let keys = base_ot_send(ch, rng, KAPPA)?;
         Ok(IknpReceiver {
-            prgs: keys.into_iter().map(|(k0, k1)| (Prg::new(k0), Prg::new(k1))).collect(),
+            prgs: keys
+                .into_iter()
+                .map(|(k0, k1)| (Prg::new(k0), Prg::new(k1)))
+                .collect(),
             offset: 0,
             index: 0,
             hash: FixedKeyHash::new(),
@@ -218,7 +244,8 @@ impl IknpReceiver {
         let mut t = columns_to_rows(&cols, blocks);
         t.truncate(m);
         let base = u128::from(self.index);
-        self.hash.hash_many(&mut t, |j| base + j as u128, &mut Vec::new());
+        self.hash
+            .hash_many(&mut t, |j| base + j as u128, &mut Vec::new());
         self.index += m as u64;
         Ok(t)
     }
@@ -228,19 +255,33 @@ impl IknpReceiver {
         let pads = self.extend_random(ch, choices)?;
         let mut y = vec![0u128; 2 * choices.len()];
         ch.recv_blocks(&mut y)?;
-        Ok(choices.iter().zip(&pads).zip(y.chunks_exact(2)).map(|((&c, p), y)| p ^ if c { y[1] } else { y[0] }).collect())
+        Ok(choices
+            .iter()
+            .zip(&pads)
+            .zip(y.chunks_exact(2))
+            .map(|((&c, p), y)| p ^ if c { y[1] } else { y[0] })
+            .collect())
     }
 }
 
 /// Online half of a derandomized OT, sender side: receives the correction bits and sends
 /// `y_b = msgs[j].b ⊕ pad_{b ⊕ d_j}` (two blocks per OT).
-pub fn derandomize_send(ch: &mut impl Channel, pads: &[(u128, u128)], msgs: &[(u128, u128)]) -> Result<()> {
+pub fn derandomize_send(
+    ch: &mut impl Channel,
+    pads: &[(u128, u128)],
+    msgs: &[(u128, u128)],
+) -> Result<()> {
     if pads.len() != msgs.len() {
-        return Err(MpcError::Mismatch(format!("{} random OTs for {} messages", pads.len(), msgs.len())));
+        return Err(MpcError::Mismatch(format!(
+            "{} random OTs for {} messages",
+            pads.len(),
+            msgs.len()
+        )));
     }
     let mut raw = vec![0u8; msgs.len().div_ceil(8)];
     ch.recv(&mut raw)?;
-    let d = unpack_bits(&raw, msgs.len()).ok_or_else(|| MpcError::Protocol("correction bits".into()))?;
+    let d = unpack_bits(&raw, msgs.len())
+        .ok_or_else(|| MpcError::Protocol("correction bits".into()))?;
     let mut y = Vec::with_capacity(2 * msgs.len());
     for ((&(m0, m1), &(p0, p1)), &dj) in msgs.iter().zip(pads).zip(&d) {
         let (pad_for_0, pad_for_1) = if dj { (p1, p0) } else { (p0, p1) };
@@ -260,14 +301,27 @@ pub fn derandomize_receive(
     choices: &[bool],
 ) -> Result<Vec<u128>> {
     if random_choices.len() != choices.len() || pads.len() != choices.len() {
-        return Err(MpcError::Mismatch(format!("{} random OTs for {} choices", pads.len(), choices.len())));
+        return Err(MpcError::Mismatch(format!(
+            "{} random OTs for {} choices",
+            pads.len(),
+            choices.len()
+        )));
     }
-    let d: Vec<bool> = choices.iter().zip(random_choices).map(|(c, r)| c ^ r).collect();
+    let d: Vec<bool> = choices
+        .iter()
+        .zip(random_choices)
+        .map(|(c, r)| c ^ r)
+        .collect();
     ch.send(&pack_bits(&d))?;
     ch.flush()?;
     let mut y = vec![0u128; 2 * choices.len()];
     ch.recv_blocks(&mut y)?;
-    Ok(choices.iter().zip(pads).zip(y.chunks_exact(2)).map(|((&c, p), y)| p ^ if c { y[1] } else { y[0] }).collect())
+    Ok(choices
+        .iter()
+        .zip(pads)
+        .zip(y.chunks_exact(2))
+        .map(|((&c, p), y)| p ^ if c { y[1] } else { y[0] })
+        .collect())
 }
 
 #[cfg(test)]
@@ -282,7 +336,9 @@ mod tests {
         let (mut a, mut b) = MemChannel::pair(ChannelConfig::default());
         let choices: Vec<bool> = (0..128).map(|i| i % 3 == 1).collect();
         let c2 = choices.clone();
-        let t = std::thread::spawn(move || base_ot_receive(&mut b, &mut ChaCha20Rng::seed_from_u64(2), &c2));
+        let t = std::thread::spawn(move || {
+            base_ot_receive(&mut b, &mut ChaCha20Rng::seed_from_u64(2), &c2)
+        });
         let keys = base_ot_send(&mut a, &mut ChaCha20Rng::seed_from_u64(1), 128).expect("send");
         let got = t.join().expect("thread").expect("receive");
         for ((k0, k1), (g, c)) in keys.iter().zip(got.iter().zip(&choices)) {
@@ -328,8 +384,13 @@ mod tests {
             // The other pad is not the received one nor a fixed offset of it.
             assert_ne!(r, if c { p0 } else { p1 });
         }
-        let offsets: std::collections::HashSet<u128> = pads.iter().map(|(p0, p1)| p0 ^ p1).collect();
-        assert_eq!(offsets.len(), pads.len(), "pad pairs must not share a correlation");
+        let offsets: std::collections::HashSet<u128> =
+            pads.iter().map(|(p0, p1)| p0 ^ p1).collect();
+        assert_eq!(
+            offsets.len(),
+            pads.len(),
+            "pad pairs must not share a correlation"
+        );
         for ((&(m0, m1), &c), &g) in msgs.iter().zip(&more).zip(&chosen) {
             assert_eq!(g, if c { m1 } else { m0 });
         }
@@ -350,7 +411,8 @@ mod tests {
             let pads = recv.extend_random(&mut b, &rc)?;
             derandomize_receive(&mut b, &rc, &pads, &cc)
         });
-        let mut send = IknpSender::setup(&mut a, &mut ChaCha20Rng::seed_from_u64(18)).expect("setup");
+        let mut send =
+            IknpSender::setup(&mut a, &mut ChaCha20Rng::seed_from_u64(18)).expect("setup");
         let pads = send.extend_random(&mut a, n).expect("extend");
         derandomize_send(&mut a, &pads, &msgs).expect("derandomize");
         let got = t.join().expect("thread").expect("receiver");

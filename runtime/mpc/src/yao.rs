@@ -52,7 +52,9 @@ pub struct GcConfig {
 
 impl Default for GcConfig {
     fn default() -> Self {
-        GcConfig { chunk_bytes: 16 << 20 }
+        GcConfig {
+            chunk_bytes: 16 << 20,
+        }
     }
 }
 
@@ -87,20 +89,34 @@ impl Shape {
         let gi = c.garbler_inputs as usize;
         let ei = c.evaluator_inputs as usize;
         let ands = and_count(c);
-        let wires = usize::try_from(c.num_wires()).map_err(|_| MpcError::TooLarge("wire count".into()))?;
+        let wires =
+            usize::try_from(c.num_wires()).map_err(|_| MpcError::TooLarge("wire count".into()))?;
         let too_large = || MpcError::TooLarge(format!("{instances} instances of `{}`", c.name));
         // Every per-instance size below must fit comfortably for the whole batch.
         for per in [gi, ei, c.outputs.len(), 2 * ands] {
-            instances.checked_mul(per).and_then(|v| v.checked_mul(16)).ok_or_else(too_large)?;
+            instances
+                .checked_mul(per)
+                .and_then(|v| v.checked_mul(16))
+                .ok_or_else(too_large)?;
         }
         let per_instance = 16 * wires + 32 * ands + 64 * ei + 1;
         let chunk = (config.chunk_bytes / per_instance).clamp(1, instances.max(1));
-        Ok(Shape { gi, ei, no: c.outputs.len(), ands, wires, instances, chunk })
+        Ok(Shape {
+            gi,
+            ei,
+            no: c.outputs.len(),
+            ands,
+            wires,
+            instances,
+            chunk,
+        })
     }
 
     /// `(first, n)` of every chunk.
     fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        (0..self.instances).step_by(self.chunk).map(move |first| (first, self.chunk.min(self.instances - first)))
+        (0..self.instances)
+            .step_by(self.chunk)
+            .map(move |first| (first, self.chunk.min(self.instances - first)))
     }
 }
 
@@ -134,7 +150,12 @@ fn fingerprint(c: &Circuit, s: &Shape, mode: u8) -> [u8; 32] {
 fn check_len(who: &'static str, got: usize, per: usize, instances: usize) -> Result<()> {
     let expected = per * instances;
     if got != expected {
-        return Err(MpcError::InputLength { who, expected, got, instances });
+        return Err(MpcError::InputLength {
+            who,
+            expected,
+            got,
+            instances,
+        });
     }
     Ok(())
 }
@@ -160,12 +181,21 @@ impl Meter {
     fn start(ch: &mut impl Channel, phase: &'static str) -> Meter {
         ch.set_phase(phase);
         let s = ch.stats();
-        Meter { start: Instant::now(), sent: s.sent(), received: s.received() }
+        Meter {
+            start: Instant::now(),
+            sent: s.sent(),
+            received: s.received(),
+        }
     }
 
     fn finish(self, ch: &impl Channel, phase: &'static str) -> PhaseReport {
         let s = ch.stats();
-        PhaseReport { phase, elapsed: self.start.elapsed(), sent: s.sent() - self.sent, received: s.received() - self.received }
+        PhaseReport {
+            phase,
+            elapsed: self.start.elapsed(),
+            sent: s.sent() - self.sent,
+            received: s.received() - self.received,
+        }
     }
 }
 
@@ -221,19 +251,29 @@ fn decode(c: &Circuit, n: usize, labels: &[u128], d: &[bool], out: &mut Vec<bool
 }
 
 /// The IKNP sender, running the base OTs on first use.
-fn ot_sender<'a>(ot: &'a mut Option<IknpSender>, ch: &mut impl Channel, rng: &mut ChaCha20Rng) -> Result<&'a mut IknpSender> {
+fn ot_sender<'a>(
+    ot: &'a mut Option<IknpSender>,
+    ch: &mut impl Channel,
+    rng: &mut ChaCha20Rng,
+) -> Result<&'a mut IknpSender> {
     if ot.is_none() {
         *ot = Some(IknpSender::setup(ch, rng)?);
     }
-    ot.as_mut().ok_or_else(|| MpcError::Protocol("OT setup".into()))
+    ot.as_mut()
+        .ok_or_else(|| MpcError::Protocol("OT setup".into()))
 }
 
 /// The IKNP receiver, running the base OTs on first use.
-fn ot_receiver<'a>(ot: &'a mut Option<IknpReceiver>, ch: &mut impl Channel, rng: &mut ChaCha20Rng) -> Result<&'a mut IknpReceiver> {
+fn ot_receiver<'a>(
+    ot: &'a mut Option<IknpReceiver>,
+    ch: &mut impl Channel,
+    rng: &mut ChaCha20Rng,
+) -> Result<&'a mut IknpReceiver> {
     if ot.is_none() {
         *ot = Some(IknpReceiver::setup(ch, rng)?);
     }
-    ot.as_mut().ok_or_else(|| MpcError::Protocol("OT setup".into()))
+    ot.as_mut()
+        .ok_or_else(|| MpcError::Protocol("OT setup".into()))
 }
 
 /// The server's offline state for one batch; consumed by [`Garbler::online`].
@@ -317,7 +357,15 @@ impl<C: Channel> Garbler<C> {
 
     /// A garbler with explicit tuning (the evaluator must use the same).
     pub fn with_config(ch: C, rng: ChaCha20Rng, config: GcConfig) -> Self {
-        Garbler { ch, rng, ot: None, hash: FixedKeyHash::new(), config, seq: 0, reports: Vec::new() }
+        Garbler {
+            ch,
+            rng,
+            ot: None,
+            hash: FixedKeyHash::new(),
+            config,
+            seq: 0,
+            reports: Vec::new(),
+        }
     }
 
     /// The channel (e.g. for [`Channel::stats`]).
@@ -335,18 +383,23 @@ impl<C: Channel> Garbler<C> {
         &self.reports
     }
 
-
     /// Offline phase: garbles `instances` copies of `circuit` with the server's input bits
     /// (instance-major) and sends tables, input labels and decoding bits; prepares the random
     /// OTs for the client's inputs. Channel phase `offline`.
-    pub fn offline(&mut self, circuit: &Circuit, instances: usize, garbler_bits: &[bool]) -> Result<GarblerOffline> {
+    pub fn offline(
+        &mut self,
+        circuit: &Circuit,
+        instances: usize,
+        garbler_bits: &[bool],
+    ) -> Result<GarblerOffline> {
         let meter = Meter::start(&mut self.ch, "offline");
         let s = Shape::new(circuit, instances, &self.config)?;
         check_len("garbler", garbler_bits.len(), s.gi, instances)?;
         self.ch.send(&fingerprint(circuit, &s, b'O'))?;
         self.seq += 1;
         self.ch.send_u64(self.seq)?;
-        let pads = ot_sender(&mut self.ot, &mut self.ch, &mut self.rng)?.extend_random(&mut self.ch, instances * s.ei)?;
+        let pads = ot_sender(&mut self.ot, &mut self.ch, &mut self.rng)?
+            .extend_random(&mut self.ch, instances * s.ei)?;
         // Free-XOR offset R with lsb(R) = 1, so W^0 and W^1 have different colours.
         let delta = random_block(&mut self.rng) | 1;
         let garbler_seed = random_block(&mut self.rng);
@@ -359,14 +412,40 @@ impl<C: Channel> Garbler<C> {
         for (first, n) in s.chunks() {
             labels.clear();
             labels.resize(s.wires * n, 0);
-            garbler_input_labels(&s, first, n, delta, &garbler_seed, &eval_seed, garbler_bits, &mut labels);
-            garble_chunk(circuit, &self.hash, delta, n, first as u64, &mut labels, &mut tables, &mut scratch);
+            garbler_input_labels(
+                &s,
+                first,
+                n,
+                delta,
+                &garbler_seed,
+                &eval_seed,
+                garbler_bits,
+                &mut labels,
+            );
+            garble_chunk(
+                circuit,
+                &self.hash,
+                delta,
+                n,
+                first as u64,
+                &mut labels,
+                &mut tables,
+                &mut scratch,
+            )?;
             self.ch.send_blocks(&tables)?;
-            self.ch.send(&pack_bits(&decoding_bits(circuit, n, &labels)))?;
+            self.ch
+                .send(&pack_bits(&decoding_bits(circuit, n, &labels)))?;
         }
         self.ch.flush()?;
         self.reports.push(meter.finish(&self.ch, "offline"));
-        Ok(GarblerOffline { seq: self.seq, instances, ei: s.ei, delta, eval_seed, pads })
+        Ok(GarblerOffline {
+            seq: self.seq,
+            instances,
+            ei: s.ei,
+            delta,
+            eval_seed,
+            pads,
+        })
     }
 
     /// Online phase for a batch prepared by [`Garbler::offline`]: answers the client's OT
@@ -375,7 +454,10 @@ impl<C: Channel> Garbler<C> {
         let meter = Meter::start(&mut self.ch, "online");
         let seq = self.ch.recv_u64()?;
         if seq != handle.seq {
-            return Err(MpcError::Mismatch(format!("client runs offline batch {seq}, server batch {}", handle.seq)));
+            return Err(MpcError::Mismatch(format!(
+                "client runs offline batch {seq}, server batch {}",
+                handle.seq
+            )));
         }
         let m = handle.instances * handle.ei;
         let mut zero = vec![0u128; m];
@@ -388,7 +470,12 @@ impl<C: Channel> Garbler<C> {
 
     /// Offline and online together, pipelined chunk by chunk with memory bounded by the chunk
     /// budget; for batches whose tables do not fit in memory. Channel phase `stream`.
-    pub fn run_streaming(&mut self, circuit: &Circuit, instances: usize, garbler_bits: &[bool]) -> Result<()> {
+    pub fn run_streaming(
+        &mut self,
+        circuit: &Circuit,
+        instances: usize,
+        garbler_bits: &[bool],
+    ) -> Result<()> {
         let meter = Meter::start(&mut self.ch, "stream");
         let s = Shape::new(circuit, instances, &self.config)?;
         check_len("garbler", garbler_bits.len(), s.gi, instances)?;
@@ -405,10 +492,29 @@ impl<C: Channel> Garbler<C> {
         for (first, n) in s.chunks() {
             labels.clear();
             labels.resize(s.wires * n, 0);
-            garbler_input_labels(&s, first, n, delta, &garbler_seed, &eval_seed, garbler_bits, &mut labels);
-            garble_chunk(circuit, &self.hash, delta, n, first as u64, &mut labels, &mut tables, &mut scratch);
+            garbler_input_labels(
+                &s,
+                first,
+                n,
+                delta,
+                &garbler_seed,
+                &eval_seed,
+                garbler_bits,
+                &mut labels,
+            );
+            garble_chunk(
+                circuit,
+                &self.hash,
+                delta,
+                n,
+                first as u64,
+                &mut labels,
+                &mut tables,
+                &mut scratch,
+            )?;
             self.ch.send_blocks(&tables)?;
-            self.ch.send(&pack_bits(&decoding_bits(circuit, n, &labels)))?;
+            self.ch
+                .send(&pack_bits(&decoding_bits(circuit, n, &labels)))?;
             let mut msgs = Vec::with_capacity(n * s.ei);
             for t in 0..n {
                 for j in 0..s.ei {
@@ -416,7 +522,10 @@ impl<C: Channel> Garbler<C> {
                     msgs.push((w0, w0 ^ delta));
                 }
             }
-            let ot = self.ot.as_mut().ok_or_else(|| MpcError::Protocol("OT setup".into()))?;
+            let ot = self
+                .ot
+                .as_mut()
+                .ok_or_else(|| MpcError::Protocol("OT setup".into()))?;
             ot.send(&mut self.ch, &msgs)?;
         }
         self.ch.flush()?;
@@ -439,7 +548,15 @@ impl<C: Channel> Evaluator<C> {
 
     /// An evaluator with explicit tuning (the garbler must use the same).
     pub fn with_config(ch: C, rng: ChaCha20Rng, config: GcConfig) -> Self {
-        Evaluator { ch, rng, ot: None, hash: FixedKeyHash::new(), config, seq: 0, reports: Vec::new() }
+        Evaluator {
+            ch,
+            rng,
+            ot: None,
+            hash: FixedKeyHash::new(),
+            config,
+            seq: 0,
+            reports: Vec::new(),
+        }
     }
 
     /// The channel (e.g. for [`Channel::stats`]).
@@ -457,7 +574,6 @@ impl<C: Channel> Evaluator<C> {
         &self.reports
     }
 
-
     fn check_fingerprint(&mut self, circuit: &Circuit, s: &Shape, mode: u8) -> Result<()> {
         let mut theirs = [0u8; 32];
         self.ch.recv(&mut theirs)?;
@@ -470,11 +586,20 @@ impl<C: Channel> Evaluator<C> {
         Ok(())
     }
 
-    fn recv_chunk(&mut self, s: &Shape, n: usize, tables: &mut [u128], decoding: &mut Vec<bool>) -> Result<()> {
+    fn recv_chunk(
+        &mut self,
+        s: &Shape,
+        n: usize,
+        tables: &mut [u128],
+        decoding: &mut Vec<bool>,
+    ) -> Result<()> {
         self.ch.recv_blocks(tables)?;
         let mut raw = vec![0u8; (n * s.no).div_ceil(8)];
         self.ch.recv(&mut raw)?;
-        decoding.extend(unpack_bits(&raw, n * s.no).ok_or_else(|| MpcError::Protocol("decoding bits".into()))?);
+        decoding.extend(
+            unpack_bits(&raw, n * s.no)
+                .ok_or_else(|| MpcError::Protocol("decoding bits".into()))?,
+        );
         Ok(())
     }
 
@@ -487,11 +612,15 @@ impl<C: Channel> Evaluator<C> {
         self.check_fingerprint(circuit, &s, b'O')?;
         let seq = self.ch.recv_u64()?;
         if seq != self.seq + 1 {
-            return Err(MpcError::Mismatch(format!("server starts batch {seq}, client expected {}", self.seq + 1)));
+            return Err(MpcError::Mismatch(format!(
+                "server starts batch {seq}, client expected {}",
+                self.seq + 1
+            )));
         }
         self.seq = seq;
         let random_choices: Vec<bool> = (0..instances * s.ei).map(|_| self.rng.random()).collect();
-        let pads = ot_receiver(&mut self.ot, &mut self.ch, &mut self.rng)?.extend_random(&mut self.ch, &random_choices)?;
+        let pads = ot_receiver(&mut self.ot, &mut self.ch, &mut self.rng)?
+            .extend_random(&mut self.ch, &random_choices)?;
         let garbler_seed = Prg::new(recv_block(&mut self.ch)?);
         let mut tables = vec![0u128; 2 * s.ands * instances];
         let mut decoding = Vec::with_capacity(instances * s.no);
@@ -500,28 +629,67 @@ impl<C: Channel> Evaluator<C> {
             self.recv_chunk(&s, n, &mut tables[range], &mut decoding)?;
         }
         self.reports.push(meter.finish(&self.ch, "offline"));
-        Ok(EvaluatorOffline { seq, circuit: circuit.clone(), shape: s, garbler_seed, tables, decoding, random_choices, pads })
+        Ok(EvaluatorOffline {
+            seq,
+            circuit: circuit.clone(),
+            shape: s,
+            garbler_seed,
+            tables,
+            decoding,
+            random_choices,
+            pads,
+        })
     }
 
     /// Online phase: obtains the labels of `evaluator_bits` (instance-major) by derandomized
     /// OT, evaluates every instance and returns the outputs (instance-major). Channel phase
     /// `online`.
-    pub fn online(&mut self, handle: EvaluatorOffline, evaluator_bits: &[bool]) -> Result<Vec<bool>> {
+    pub fn online(
+        &mut self,
+        handle: EvaluatorOffline,
+        evaluator_bits: &[bool],
+    ) -> Result<Vec<bool>> {
         let meter = Meter::start(&mut self.ch, "online");
         let s = &handle.shape;
         check_len("evaluator", evaluator_bits.len(), s.ei, s.instances)?;
         self.ch.send_u64(handle.seq)?;
-        let active = derandomize_receive(&mut self.ch, &handle.random_choices, &handle.pads, evaluator_bits)?;
+        let active = derandomize_receive(
+            &mut self.ch,
+            &handle.random_choices,
+            &handle.pads,
+            evaluator_bits,
+        )?;
         let mut out = Vec::with_capacity(s.instances * s.no);
         let mut labels = Vec::new();
         let mut scratch = Scratch::default();
         for (first, n) in s.chunks() {
             labels.clear();
             labels.resize(s.wires * n, 0);
-            self.active_input_labels(s, first, n, &handle.garbler_seed, &active[first * s.ei..(first + n) * s.ei], &mut labels);
+            self.active_input_labels(
+                s,
+                first,
+                n,
+                &handle.garbler_seed,
+                &active[first * s.ei..(first + n) * s.ei],
+                &mut labels,
+            );
             let tables = &handle.tables[2 * s.ands * first..2 * s.ands * (first + n)];
-            eval_chunk(&handle.circuit, &self.hash, n, first as u64, &mut labels, tables, &mut scratch);
-            decode(&handle.circuit, n, &labels, &handle.decoding[first * s.no..(first + n) * s.no], &mut out);
+            eval_chunk(
+                &handle.circuit,
+                &self.hash,
+                n,
+                first as u64,
+                &mut labels,
+                tables,
+                &mut scratch,
+            )?;
+            decode(
+                &handle.circuit,
+                n,
+                &labels,
+                &handle.decoding[first * s.no..(first + n) * s.no],
+                &mut out,
+            );
         }
         self.reports.push(meter.finish(&self.ch, "online"));
         Ok(out)
@@ -529,7 +697,15 @@ impl<C: Channel> Evaluator<C> {
 
     /// Writes the active input labels of one chunk (`active` holds the chunk's evaluator-input
     /// labels, instance-major).
-    fn active_input_labels(&self, s: &Shape, first: usize, n: usize, garbler_seed: &Prg, active: &[u128], labels: &mut [u128]) {
+    fn active_input_labels(
+        &self,
+        s: &Shape,
+        first: usize,
+        n: usize,
+        garbler_seed: &Prg,
+        active: &[u128],
+        labels: &mut [u128],
+    ) {
         let mut tmp = vec![0u128; n * s.gi];
         garbler_seed.fill((first * s.gi) as u64, &mut tmp);
         for t in 0..n {
@@ -546,7 +722,12 @@ impl<C: Channel> Evaluator<C> {
 
     /// Offline and online together, pipelined chunk by chunk (see [`Garbler::run_streaming`]);
     /// returns the outputs (instance-major). Channel phase `stream`.
-    pub fn run_streaming(&mut self, circuit: &Circuit, instances: usize, evaluator_bits: &[bool]) -> Result<Vec<bool>> {
+    pub fn run_streaming(
+        &mut self,
+        circuit: &Circuit,
+        instances: usize,
+        evaluator_bits: &[bool],
+    ) -> Result<Vec<bool>> {
         let meter = Meter::start(&mut self.ch, "stream");
         let s = Shape::new(circuit, instances, &self.config)?;
         check_len("evaluator", evaluator_bits.len(), s.ei, instances)?;
@@ -564,12 +745,23 @@ impl<C: Channel> Evaluator<C> {
             decoding.clear();
             self.recv_chunk(&s, n, &mut tables, &mut decoding)?;
             let bits = &evaluator_bits[first * s.ei..(first + n) * s.ei];
-            let ot = self.ot.as_mut().ok_or_else(|| MpcError::Protocol("OT setup".into()))?;
+            let ot = self
+                .ot
+                .as_mut()
+                .ok_or_else(|| MpcError::Protocol("OT setup".into()))?;
             let active = ot.receive(&mut self.ch, bits)?;
             labels.clear();
             labels.resize(s.wires * n, 0);
             self.active_input_labels(&s, first, n, &garbler_seed, &active, &mut labels);
-            eval_chunk(circuit, &self.hash, n, first as u64, &mut labels, &tables, &mut scratch);
+            eval_chunk(
+                circuit,
+                &self.hash,
+                n,
+                first as u64,
+                &mut labels,
+                &tables,
+                &mut scratch,
+            )?;
             decode(circuit, n, &labels, &decoding, &mut out);
         }
         self.reports.push(meter.finish(&self.ch, "stream"));

@@ -1,0 +1,466 @@
+//! Both parties as threads, over in-memory and TCP channels, checked against `Circuit::eval`.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{relu_circuit, relu_inputs, relu_reference, Builder};
+use mp2ml_ir::circuit::{from_bits, Circuit, Gate};
+use mp2ml_mpc::{
+    Channel, ChannelConfig, Evaluator, Garbler, GcConfig, MemChannel, MpcError, TcpChannel,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// Plaintext outputs of every instance (instance-major), via the reference evaluator.
+fn plaintext(c: &Circuit, n: usize, g: &[bool], e: &[bool]) -> Vec<bool> {
+    let (gi, ei) = (c.garbler_inputs as usize, c.evaluator_inputs as usize);
+    (0..n)
+        .flat_map(|t| {
+            c.eval(&g[t * gi..(t + 1) * gi], &e[t * ei..(t + 1) * ei])
+                .expect("valid circuit")
+        })
+        .collect()
+}
+
+/// Runs offline + online with the garbler in a thread; returns the evaluator's outputs.
+fn run_split<C: Channel + Send + 'static>(
+    gch: C,
+    ech: C,
+    c: &Circuit,
+    n: usize,
+    g: &[bool],
+    e: &[bool],
+    config: GcConfig,
+) -> Vec<bool> {
+    let (c2, g2) = (c.clone(), g.to_vec());
+    let server = thread::spawn(move || -> Result<(), MpcError> {
+        let mut garbler = Garbler::with_config(gch, rng(1), config);
+        let h = garbler.offline(&c2, n, &g2)?;
+        garbler.online(h)
+    });
+    let mut evaluator = Evaluator::with_config(ech, rng(2), config);
+    let h = evaluator.offline(c, n).expect("evaluator offline");
+    let out = evaluator.online(h, e).expect("evaluator online");
+    server.join().expect("server thread").expect("server");
+    out
+}
+
+fn run_stream<C: Channel + Send + 'static>(
+    gch: C,
+    ech: C,
+    c: &Circuit,
+    n: usize,
+    g: &[bool],
+    e: &[bool],
+    config: GcConfig,
+) -> Vec<bool> {
+    let (c2, g2) = (c.clone(), g.to_vec());
+    let server =
+        thread::spawn(move || Garbler::with_config(gch, rng(3), config).run_streaming(&c2, n, &g2));
+    let out = Evaluator::with_config(ech, rng(4), config)
+        .run_streaming(c, n, e)
+        .expect("evaluator stream");
+    server.join().expect("server thread").expect("server");
+    out
+}
+
+fn mem() -> (MemChannel, MemChannel) {
+    MemChannel::pair(ChannelConfig {
+        read_timeout: Duration::from_secs(20),
+        ..Default::default()
+    })
+}
+
+fn random_bits(r: &mut ChaCha20Rng, n: usize) -> Vec<bool> {
+    (0..n).map(|_| r.random()).collect()
+}
+
+/// A random valid circuit; every gate reads earlier wires, outputs include inputs and gates.
+fn random_circuit(r: &mut ChaCha20Rng, gi: u32, ei: u32, gates: usize, outs: usize) -> Circuit {
+    let base = gi + ei;
+    let mut gs = Vec::with_capacity(gates);
+    for i in 0..gates as u32 {
+        let avail = base + i;
+        let (a, b) = (r.random_range(0..avail), r.random_range(0..avail));
+        gs.push(match r.random_range(0..5) {
+            0 | 1 => Gate::And(a, b),
+            2 | 3 => Gate::Xor(a, b),
+            _ => Gate::Inv(a),
+        });
+    }
+    let total = base + gates as u32;
+    let outputs = (0..outs).map(|_| r.random_range(0..total)).collect();
+    Circuit {
+        name: "random".into(),
+        garbler_inputs: gi,
+        evaluator_inputs: ei,
+        gates: gs,
+        outputs,
+    }
+}
+
+#[test]
+fn every_gate_type_on_every_input_combination() {
+    // Wires: g0, g1 (garbler), e0, e1 (evaluator).
+    let gates = vec![
+        Gate::And(0, 2), // garbler ∧ evaluator
+        Gate::And(0, 1), // garbler ∧ garbler
+        Gate::And(2, 3), // evaluator ∧ evaluator
+        Gate::Xor(1, 3),
+        Gate::Inv(2),
+        Gate::And(8, 4), // ¬e0 ∧ (g0 ∧ e0) = 0
+        Gate::Inv(9),
+        Gate::And(4, 4), // same wire twice
+        Gate::Xor(2, 2), // constant 0
+    ];
+    let c = Circuit {
+        name: "gates".into(),
+        garbler_inputs: 2,
+        evaluator_inputs: 2,
+        gates,
+        outputs: (0..13).collect(),
+    };
+    // All 16 input combinations, one per instance.
+    let n = 16;
+    let mut g = Vec::new();
+    let mut e = Vec::new();
+    for t in 0..n {
+        g.extend([t & 1 == 1, t & 2 == 2]);
+        e.extend([t & 4 == 4, t & 8 == 8]);
+    }
+    let want = plaintext(&c, n, &g, &e);
+    let (a, b) = mem();
+    assert_eq!(run_split(a, b, &c, n, &g, &e, GcConfig::default()), want);
+    let (a, b) = mem();
+    assert_eq!(run_stream(a, b, &c, n, &g, &e, GcConfig::default()), want);
+}
+
+#[test]
+fn random_circuits_match_plaintext() {
+    let mut r = rng(42);
+    for round in 0..6 {
+        let (gi, ei) = (r.random_range(0..12), r.random_range(1..12));
+        let (gates, outs) = (r.random_range(1..400), r.random_range(1..20));
+        let c = random_circuit(&mut r, gi, ei, gates, outs);
+        let n = r.random_range(1..300);
+        let g = random_bits(&mut r, n * gi as usize);
+        let e = random_bits(&mut r, n * ei as usize);
+        let want = plaintext(&c, n, &g, &e);
+        // A tiny chunk budget forces many chunks.
+        let small = GcConfig {
+            chunk_bytes: 1 + r.random_range(0..40_000),
+        };
+        for config in [GcConfig::default(), small] {
+            let (a, b) = mem();
+            assert_eq!(
+                run_split(a, b, &c, n, &g, &e, config),
+                want,
+                "split, round {round}, {config:?}"
+            );
+            let (a, b) = mem();
+            assert_eq!(
+                run_stream(a, b, &c, n, &g, &e, config),
+                want,
+                "stream, round {round}, {config:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn adder_and_comparator() {
+    let w = 16;
+    let mut b = Builder::new(w, w);
+    let x = b.garbler_word(0, w);
+    let y = b.evaluator_word(0, w);
+    let mut outs = b.add(&x, &y, true);
+    let lt = b.lt(&x, &y);
+    outs.push(lt);
+    let c = b.finish("add_lt16", &outs);
+    let mut r = rng(5);
+    let n = 500;
+    let xs: Vec<u128> = (0..n).map(|_| r.random_range(0..1u128 << w)).collect();
+    let ys: Vec<u128> = (0..n)
+        .map(|i| {
+            if i % 10 == 0 {
+                xs[i]
+            } else {
+                r.random_range(0..1u128 << w)
+            }
+        })
+        .collect();
+    let bits = |v: u128| (0..w).map(move |i| (v >> i) & 1 == 1);
+    let g: Vec<bool> = xs.iter().flat_map(|&v| bits(v)).collect();
+    let e: Vec<bool> = ys.iter().flat_map(|&v| bits(v)).collect();
+    let (ca, cb) = mem();
+    let out = run_split(ca, cb, &c, n, &g, &e, GcConfig::default());
+    let no = w as usize + 2;
+    for t in 0..n {
+        let o = &out[t * no..(t + 1) * no];
+        assert_eq!(
+            from_bits(&o[..=w as usize]),
+            xs[t] + ys[t],
+            "sum of instance {t}"
+        );
+        assert_eq!(o[no - 1], xs[t] < ys[t], "comparison of instance {t}");
+    }
+}
+
+fn relu_batch(r: &mut ChaCha20Rng, n: usize) -> (Vec<bool>, Vec<bool>, Vec<u128>) {
+    let mut g = Vec::new();
+    let mut e = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..n {
+        let a = match i {
+            0 => 0,
+            1 => common::Q0 - 1,
+            _ => r.random_range(0..common::Q0),
+        };
+        let b = r.random_range(0..common::Q0);
+        let mask = r.random_range(0..1u128 << common::MASK);
+        let (gb, eb) = relu_inputs(a, b, mask);
+        g.extend(gb);
+        e.extend(eb);
+        want.push(relu_reference(a, b, mask));
+    }
+    (g, e, want)
+}
+
+fn decode_words(out: &[bool]) -> Vec<u128> {
+    out.chunks(common::MASK as usize).map(from_bits).collect()
+}
+
+#[test]
+fn relu_on_shares_in_memory() {
+    let c = relu_circuit();
+    c.validate().expect("valid");
+    let mut r = rng(6);
+    let n = 300;
+    let (g, e, want) = relu_batch(&mut r, n);
+    assert_eq!(
+        decode_words(&plaintext(&c, n, &g, &e)),
+        want,
+        "builder circuit vs integer reference"
+    );
+    let (a, b) = mem();
+    assert_eq!(
+        decode_words(&run_split(a, b, &c, n, &g, &e, GcConfig::default())),
+        want
+    );
+}
+
+fn tcp_pair(config: ChannelConfig) -> (TcpChannel, TcpChannel) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let t = thread::spawn(move || TcpChannel::connect(addr, config));
+    let server = TcpChannel::accept(&listener, config).expect("accept");
+    (server, t.join().expect("thread").expect("connect"))
+}
+
+#[test]
+fn relu_over_tcp_two_batches_and_streaming() {
+    let c = relu_circuit();
+    let mut r = rng(7);
+    let (n1, n2) = (1000, 37);
+    let (g1, e1, w1) = relu_batch(&mut r, n1);
+    let (g2, e2, w2) = relu_batch(&mut r, n2);
+    let (gch, ech) = tcp_pair(ChannelConfig::default());
+    let (c2, g1c, g2c) = (c.clone(), g1.clone(), g2.clone());
+    let server = thread::spawn(move || -> Result<_, MpcError> {
+        let mut garbler = Garbler::new(gch, rng(8));
+        // Two batches prepared offline, then run online in order; then a streamed batch.
+        let h1 = garbler.offline(&c2, n1, &g1c)?;
+        let h2 = garbler.offline(&c2, n2, &g2c)?;
+        garbler.online(h1)?;
+        garbler.online(h2)?;
+        garbler.run_streaming(&c2, n1, &g1c)?;
+        Ok(garbler.channel().stats())
+    });
+    let mut ev = Evaluator::new(ech, rng(9));
+    let h1 = ev.offline(&c, n1).expect("offline 1");
+    let tables = h1.table_bytes();
+    let h2 = ev.offline(&c, n2).expect("offline 2");
+    assert_eq!(decode_words(&ev.online(h1, &e1).expect("online 1")), w1);
+    assert_eq!(decode_words(&ev.online(h2, &e2).expect("online 2")), w2);
+    assert_eq!(
+        decode_words(&ev.run_streaming(&c, n1, &e1).expect("stream")),
+        w1
+    );
+    let gstats = server.join().expect("thread").expect("server");
+    let estats = ev.channel().stats();
+    // 32 bytes per AND gate; both sides count the same traffic per phase.
+    let ands = c.stats().and as usize;
+    assert_eq!(tables, 32 * ands * n1);
+    for phase in ["offline", "online", "stream"] {
+        assert_eq!(
+            gstats.phase(phase).sent,
+            estats.phase(phase).received,
+            "{phase}"
+        );
+        assert_eq!(
+            gstats.phase(phase).received,
+            estats.phase(phase).sent,
+            "{phase}"
+        );
+    }
+    assert!(gstats.phase("offline").sent as usize > 32 * ands * (n1 + n2));
+    // Online: 8-byte batch id + one correction bit per input bit up, two labels per bit down.
+    let bits = 32 * (n1 + n2);
+    assert_eq!(
+        estats.phase("online").sent as usize,
+        16 + (32 * n1).div_ceil(8) + (32 * n2).div_ceil(8)
+    );
+    assert_eq!(gstats.phase("online").sent as usize, 32 * bits);
+    assert_eq!(ev.reports().len(), 5);
+}
+
+#[test]
+fn mismatched_batches_are_detected() {
+    let c = relu_circuit();
+    let (gch, ech) = mem();
+    let c2 = c.clone();
+    let server = thread::spawn(move || {
+        let mut garbler = Garbler::new(gch, rng(10));
+        garbler.offline(&c2, 5, &vec![false; 5 * c2.garbler_inputs as usize])
+    });
+    let mut ev = Evaluator::new(ech, rng(11));
+    assert!(matches!(ev.offline(&c, 6), Err(MpcError::Mismatch(_))));
+    drop(ev);
+    assert!(server.join().expect("thread").is_err());
+}
+
+#[test]
+fn bad_inputs_and_circuits_are_rejected_before_any_traffic() {
+    let (gch, ech) = mem();
+    let c = relu_circuit();
+    let mut garbler = Garbler::new(gch, rng(12));
+    assert!(matches!(
+        garbler.offline(&c, 2, &[true; 3]),
+        Err(MpcError::InputLength { .. })
+    ));
+    let mut bad = c.clone();
+    bad.gates.push(Gate::And(0, 1_000_000));
+    assert!(matches!(
+        garbler.offline(&bad, 1, &[]),
+        Err(MpcError::Circuit(_))
+    ));
+    let mut ev = Evaluator::new(ech, rng(13));
+    assert!(matches!(
+        ev.run_streaming(&bad, 1, &[]),
+        Err(MpcError::Circuit(_))
+    ));
+    assert!(matches!(
+        ev.run_streaming(&c, 1, &[true; 2]),
+        Err(MpcError::InputLength { .. })
+    ));
+    assert_eq!(garbler.channel().stats().sent(), 0);
+    assert_eq!(ev.channel().stats().sent(), 0);
+}
+
+const TIMEOUT: Duration = Duration::from_millis(500);
+const MARGIN: Duration = Duration::from_millis(700);
+
+fn quick() -> ChannelConfig {
+    ChannelConfig {
+        read_timeout: TIMEOUT,
+        write_timeout: TIMEOUT,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn garbler_disconnecting_mid_protocol_fails_the_evaluator_cleanly() {
+    let c = relu_circuit();
+    for stall in [false, true] {
+        let (gch, ech) = tcp_pair(quick());
+        let c2 = c.clone();
+        // The server runs the base OTs and the random OTs, then dies (or stalls) before the
+        // garbled tables.
+        let server = thread::spawn(move || {
+            let mut garbler = Garbler::new(gch, rng(14));
+            let g = vec![false; 100 * c2.garbler_inputs as usize];
+            let h = garbler.offline(&c2, 100, &g);
+            drop(h);
+            let ch = garbler.into_channel();
+            if stall {
+                thread::sleep(TIMEOUT * 4);
+            }
+            drop(ch);
+        });
+        let mut ev = Evaluator::new(ech, rng(15));
+        ev.offline(&c, 100).expect("offline completes");
+        let start = Instant::now();
+        let h = ev.offline(&c, 100);
+        // Either the second offline fails right away, or (if it could not start) online does.
+        let err = match h {
+            Err(e) => e,
+            Ok(h) => ev
+                .online(h, &vec![false; 100 * 32])
+                .expect_err("peer is gone"),
+        };
+        assert!(
+            start.elapsed() < TIMEOUT + MARGIN,
+            "took {:?}",
+            start.elapsed()
+        );
+        if stall {
+            assert!(matches!(err, MpcError::Timeout { .. }), "{err}");
+        } else {
+            assert!(matches!(err, MpcError::Closed { .. }), "{err}");
+        }
+        server.join().expect("server thread");
+    }
+}
+
+#[test]
+fn evaluator_disconnecting_mid_protocol_fails_the_garbler_cleanly() {
+    let c = relu_circuit();
+    let (gch, ech) = tcp_pair(quick());
+    let c2 = c.clone();
+    let client = thread::spawn(move || {
+        let mut ev = Evaluator::new(ech, rng(16));
+        let h = ev.offline(&c2, 50).expect("offline");
+        drop(h);
+        // Dies before sending its corrections.
+    });
+    let mut garbler = Garbler::new(gch, rng(17));
+    let h = garbler
+        .offline(&c, 50, &vec![true; 50 * c.garbler_inputs as usize])
+        .expect("offline");
+    client.join().expect("client thread");
+    let start = Instant::now();
+    let err = garbler.online(h).expect_err("client is gone");
+    assert!(
+        start.elapsed() < TIMEOUT + MARGIN,
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(matches!(err, MpcError::Closed { .. }), "{err}");
+}
+
+#[test]
+fn evaluator_rejects_garbage_from_a_raw_peer() {
+    // A raw TCP peer sends an oversized/garbage stream: the evaluator fails with an error.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let t = thread::spawn(move || {
+        use std::io::Write;
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.write_all(&[0xAB; 64]).expect("write");
+        thread::sleep(Duration::from_millis(100));
+    });
+    let ch = TcpChannel::accept(&listener, quick()).expect("accept");
+    let mut ev = Evaluator::new(ch, rng(18));
+    assert!(matches!(
+        ev.offline(&relu_circuit(), 3),
+        Err(MpcError::Mismatch(_))
+    ));
+    t.join().expect("peer");
+}
