@@ -185,99 +185,170 @@ pub fn linear(
     }
     let n = params.n();
     let mods = &params.mods[..=level];
-    Ok((0..m.rows())
-        .into_par_iter()
-        .map(|k| {
-            let (cols, weights) = m.row(k);
+    let row_ids: Vec<usize> = (0..m.rows()).collect();
+    let tiles: Vec<Vec<Ciphertext>> = row_ids
+        .par_chunks(ROW_TILE)
+        .map(|tile| {
             let len = (level + 1) * n;
-            let mut c0 = vec![0u64; len];
-            let mut c1 = vec![0u64; len];
-            let mut wj = Vec::with_capacity(weights.len());
+            let mut outs: Vec<(Vec<u64>, Vec<u64>)> =
+                tile.iter().map(|_| (vec![0u64; len], vec![0u64; len])).collect();
+            let mut wj: Vec<Vec<u64>> = tile.iter().map(|_| Vec::new()).collect();
             for (j, md) in mods.iter().enumerate() {
-                wj.clear();
-                wj.extend(weights.iter().map(|&w| md.from_i64(w)));
-                let range = j * n..(j + 1) * n;
-                mac_limb(
-                    md,
-                    inputs,
-                    cols,
-                    &wj,
-                    range.start,
-                    &mut c0[range.clone()],
-                    &mut c1[range],
-                );
-            }
-            let mut ct = Ciphertext {
-                params: params.clone(),
-                level,
-                c0,
-                c1,
-            };
-            if let Some(b) = &bias {
-                let v = b.values[k];
-                if v != 0 {
-                    for (md, limb) in mods.iter().zip(ct.c0.chunks_exact_mut(n)) {
-                        let r = md.from_i128(v);
-                        for x in &mut limb[..b.coeffs] {
-                            *x = md.add(*x, r);
-                        }
+                for (w, &k) in wj.iter_mut().zip(tile) {
+                    w.clear();
+                    w.extend(m.row(k).1.iter().map(|&x| md.from_i64(x)));
+                }
+                // Coefficient blocks outermost, rows inside: the tile's rows reuse the same
+                // input blocks while they are in L1/L2.
+                let mut start = 0;
+                while start < n {
+                    let bl = BLOCK.min(n - start);
+                    let at = j * n + start;
+                    for ((out, w), &k) in outs.iter_mut().zip(&wj).zip(tile) {
+                        mac_block(
+                            md,
+                            inputs,
+                            m.row(k).0,
+                            w,
+                            at,
+                            &mut out.0[at..at + bl],
+                            &mut out.1[at..at + bl],
+                        );
                     }
+                    start += bl;
                 }
             }
-            ct
+            outs.into_iter()
+                .zip(tile)
+                .map(|((c0, c1), &k)| {
+                    let mut ct = Ciphertext {
+                        params: params.clone(),
+                        level,
+                        c0,
+                        c1,
+                    };
+                    if let Some(b) = &bias {
+                        let v = b.values[k];
+                        if v != 0 {
+                            for (md, limb) in mods.iter().zip(ct.c0.chunks_exact_mut(n)) {
+                                let r = md.from_i128(v);
+                                for x in &mut limb[..b.coeffs] {
+                                    *x = md.add(*x, r);
+                                }
+                            }
+                        }
+                    }
+                    ct
+                })
+                .collect()
         })
-        .collect())
+        .collect();
+    Ok(tiles.into_iter().flatten().collect())
 }
 
-/// One limb of one row: out0/out1 = Σ_t w[t]·inputs[cols[t]].c{0,1}[offset..offset+N] mod q.
-fn mac_limb(
+/// Rows per parallel task (they share input blocks in cache).
+const ROW_TILE: usize = 16;
+
+/// One block of one limb of one row: out{0,1}[i] = Σ_t w[t]·inputs[cols[t]].c{0,1}[at + i] mod q.
+fn mac_block(
     md: &Modulus,
     inputs: &[&Ciphertext],
     cols: &[u32],
     w: &[u64],
-    offset: usize,
+    at: usize,
     out0: &mut [u64],
     out1: &mut [u64],
 ) {
+    let bl = out0.len();
+    if md.q < 1 << 32 {
+        mac_block_32(md, inputs, cols, w, at, out0, out1);
+        return;
+    }
     let q = md.q;
+    // Products are < (q−1)², so this many fit in a u128 on top of a reduced value < q.
     let max_terms = ((u128::MAX - u128::from(q)) / (u128::from(q - 1) * u128::from(q - 1)))
         .min(usize::MAX as u128) as usize;
-    let n = out0.len();
     let mut acc0 = [0u128; BLOCK];
     let mut acc1 = [0u128; BLOCK];
-    let mut start = 0;
-    while start < n {
-        let bl = BLOCK.min(n - start);
-        let (a0, a1) = (&mut acc0[..bl], &mut acc1[..bl]);
-        a0.fill(0);
-        a1.fill(0);
-        let mut terms = 0usize;
-        for (&col, &wt) in cols.iter().zip(w) {
-            let ct = inputs[col as usize];
-            let s = offset + start;
-            let x0 = &ct.c0[s..s + bl];
-            let x1 = &ct.c1[s..s + bl];
-            let wt = u128::from(wt);
-            for (a, &x) in a0.iter_mut().zip(x0) {
-                *a += wt * u128::from(x);
+    let (a0, a1) = (&mut acc0[..bl], &mut acc1[..bl]);
+    let mut terms = 0usize;
+    for (&col, &wt) in cols.iter().zip(w) {
+        let ct = inputs[col as usize];
+        let x0 = &ct.c0[at..at + bl];
+        let x1 = &ct.c1[at..at + bl];
+        let wt = u128::from(wt);
+        for (a, &x) in a0.iter_mut().zip(x0) {
+            *a += wt * u128::from(x);
+        }
+        for (a, &x) in a1.iter_mut().zip(x1) {
+            *a += wt * u128::from(x);
+        }
+        terms += 1;
+        if terms == max_terms {
+            for a in a0.iter_mut().chain(a1.iter_mut()) {
+                *a = u128::from(md.reduce_u128(*a));
             }
-            for (a, &x) in a1.iter_mut().zip(x1) {
-                *a += wt * u128::from(x);
-            }
-            terms += 1;
-            if terms == max_terms {
-                for a in a0.iter_mut().chain(a1.iter_mut()) {
-                    *a = u128::from(md.reduce_u128(*a));
-                }
-                terms = 0;
+            terms = 0;
+        }
+    }
+    for (o, &a) in out0.iter_mut().zip(a0.iter()) {
+        *o = md.reduce_u128(a);
+    }
+    for (o, &a) in out1.iter_mut().zip(a1.iter()) {
+        *o = md.reduce_u128(a);
+    }
+}
+
+/// Fast path for q < 2^32: 32×32→64-bit products (one `vpmuludq` lane each) split into two u64
+/// accumulators of 32-bit halves, so 2^32 − 1 products fit without reduction and the loop
+/// vectorizes.
+fn mac_block_32(
+    md: &Modulus,
+    inputs: &[&Ciphertext],
+    cols: &[u32],
+    w: &[u64],
+    at: usize,
+    out0: &mut [u64],
+    out1: &mut [u64],
+) {
+    const LO: u64 = 0xffff_ffff;
+    let bl = out0.len();
+    let mut lo0 = [0u64; BLOCK];
+    let mut hi0 = [0u64; BLOCK];
+    let mut lo1 = [0u64; BLOCK];
+    let mut hi1 = [0u64; BLOCK];
+    let flush = |lo: &mut [u64], hi: &mut [u64]| {
+        for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
+            *l = md.reduce_u128((u128::from(*h) << 32) + u128::from(*l));
+            *h = 0;
+        }
+    };
+    let mut terms = 0usize;
+    for (&col, &wt) in cols.iter().zip(w) {
+        let ct = inputs[col as usize];
+        let wt = wt & LO;
+        for (src, lo, hi) in [
+            (&ct.c0[at..at + bl], &mut lo0[..bl], &mut hi0[..bl]),
+            (&ct.c1[at..at + bl], &mut lo1[..bl], &mut hi1[..bl]),
+        ] {
+            for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(src) {
+                let p = (x & LO) * wt;
+                *l += p & LO;
+                *h += p >> 32;
             }
         }
-        for (o, &a) in out0[start..start + bl].iter_mut().zip(a0.iter()) {
-            *o = md.reduce_u128(a);
+        terms += 1;
+        // Each half-accumulator grows by < 2^32 per term (and a flushed value is < q < 2^32).
+        if terms == (LO - 1) as usize {
+            flush(&mut lo0[..bl], &mut hi0[..bl]);
+            flush(&mut lo1[..bl], &mut hi1[..bl]);
+            terms = 0;
         }
-        for (o, &a) in out1[start..start + bl].iter_mut().zip(a1.iter()) {
-            *o = md.reduce_u128(a);
-        }
-        start += bl;
+    }
+    for ((o, &l), &h) in out0.iter_mut().zip(&lo0[..bl]).zip(&hi0[..bl]) {
+        *o = md.reduce_u128((u128::from(h) << 32) + u128::from(l));
+    }
+    for ((o, &l), &h) in out1.iter_mut().zip(&lo1[..bl]).zip(&hi1[..bl]) {
+        *o = md.reduce_u128((u128::from(h) << 32) + u128::from(l));
     }
 }

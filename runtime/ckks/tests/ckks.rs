@@ -239,7 +239,7 @@ fn fresh_and_linear_layer_noise_within_documented_bounds() {
     assert!(worst >= fresh / 20.0, "bound {fresh} is far too loose for {worst}");
 
     // Random sparse weights of magnitude up to 2^38 (≈ W·p_2 for |W| < 1), 9 per row.
-    let rows = 16;
+    let rows = 20;
     let mut row_ptr = vec![0usize];
     let mut cols = Vec::new();
     let mut weights = Vec::new();
@@ -306,25 +306,49 @@ fn fresh_and_linear_layer_noise_within_documented_bounds() {
 }
 
 #[test]
-fn linear_matches_scalar_ops_with_large_weights_and_62_bit_primes() {
-    // 61-bit primes: lazy reduction must kick in (only 64 products fit in u128).
-    let primes = ntt_primes(61, 1024, 2, &[]).expect("primes");
-    let params = Params::new(1024, &primes).expect("params");
-    let (_sk, pk, mut r) = keys(&params, 6);
-    let cts: Vec<Ciphertext> = (0..200)
-        .map(|_| pk.encrypt(&random_msg(&mut r, 1024, 20), 1, &mut r).expect("enc"))
-        .collect();
-    let weights: Vec<i64> = (0..200)
-        .map(|_| r.random_range(-(1i64 << 50)..(1i64 << 50)))
-        .collect();
-    let m = CsrMatrix::new(vec![0, 200], (0..200).collect(), weights.clone(), 200).expect("csr");
-    let refs: Vec<&Ciphertext> = cts.iter().collect();
-    let y = linear(&refs, &m, None).expect("linear");
-    let mut acc = Ciphertext::zero(&params, 1).expect("zero");
-    for (ct, &w) in cts.iter().zip(&weights) {
-        acc.add_assign(&ct.mul_scalar(w)).expect("add");
+fn linear_matches_scalar_ops_for_every_prime_size() {
+    // 61-bit primes: lazy reduction must kick in (only 64 products fit in u128); 30-bit primes
+    // take the 32-bit path; a mixed chain uses both. 40 rows cover several row tiles.
+    for bits in [vec![61u32, 61], vec![30, 30], vec![50, 31]] {
+        let mut primes = Vec::new();
+        for &b in &bits {
+            primes.push(ntt_primes(b, 1024, 1, &primes).expect("primes")[0]);
+        }
+        let params = Params::new(1024, &primes).expect("params");
+        let (_sk, pk, mut r) = keys(&params, 6);
+        let cts: Vec<Ciphertext> = (0..200)
+            .map(|_| pk.encrypt(&random_msg(&mut r, 1024, 20), 1, &mut r).expect("enc"))
+            .collect();
+        let rows = 40;
+        let mut row_ptr = vec![0];
+        let mut cols = Vec::new();
+        let mut weights = Vec::new();
+        for k in 0..rows {
+            // Row 0 is dense over all 200 inputs; the others are sparse (row 1 empty).
+            let nnz = match k {
+                0 => 200,
+                1 => 0,
+                _ => (k * 7) % 23,
+            };
+            for t in 0..nnz {
+                cols.push(if k == 0 { t as u32 } else { r.random_range(0..200u32) });
+                weights.push(r.random_range(-(1i64 << 50)..(1i64 << 50)));
+            }
+            row_ptr.push(cols.len());
+        }
+        let m = CsrMatrix::new(row_ptr, cols, weights, 200).expect("csr");
+        let refs: Vec<&Ciphertext> = cts.iter().collect();
+        let y = linear(&refs, &m, None).expect("linear");
+        assert_eq!(y.len(), rows);
+        for (k, yk) in y.iter().enumerate() {
+            let mut acc = Ciphertext::zero(&params, 1).expect("zero");
+            let (cs, ws) = m.row(k);
+            for (&c, &w) in cs.iter().zip(ws) {
+                acc.add_assign(&cts[c as usize].mul_scalar(w)).expect("add");
+            }
+            assert_eq!(yk, &acc, "bits {bits:?} row {k}");
+        }
     }
-    assert_eq!(y[0], acc);
 }
 
 #[test]
