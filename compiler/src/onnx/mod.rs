@@ -315,3 +315,6 @@ fn translate(
     }
     Ok((graph, opset))
 }
+
+#[cfg(test)]
+mod tests;
