@@ -13,7 +13,11 @@ const MODELS: [&str; 4] = ["cryptonets_relu", "maxpool_cnn", "residual", "tiny"]
 const IMAGES: usize = 20;
 const BOUND: f32 = 1e-3;
 
+/// `models/`, or `$MP2ML_MODELS_DIR` when set.
 fn models_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MP2ML_MODELS_DIR") {
+        return PathBuf::from(d);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("models")

@@ -3,6 +3,7 @@
 pub mod concat;
 pub mod constant;
 pub mod flatten;
+pub mod fold;
 pub mod identity;
 pub mod pad;
 pub mod reshape;
@@ -18,7 +19,9 @@ pub fn register_all_ops(reg: &mut OpRegister) {
     reg.insert("Shape", constant::shape);
     reg.insert("Gather", constant::gather);
     reg.insert("Cast", constant::cast);
+    reg.insert("ConstantOfShape", fold::constant_of_shape);
     reg.insert("Flatten", flatten::flatten);
+    reg.insert("Slice", fold::slice);
     reg.insert("Identity", identity::identity);
     reg.insert("Dropout", identity::dropout);
     reg.insert("Pad", pad::pad);
