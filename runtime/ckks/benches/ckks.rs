@@ -12,16 +12,23 @@ use mp2ml_ckks::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-/// Mean time per call, repeating until at least `min` has elapsed (after one warm-up call).
+/// Time per call: the minimum over batches (each ≥ 20 ms or one call) of the batch mean,
+/// repeated until `min` has elapsed. Taking the minimum filters out preemption on a shared,
+/// loaded machine.
 fn time<T>(min: Duration, mut f: impl FnMut() -> T) -> Duration {
     black_box(f());
     let start = Instant::now();
-    let mut iters = 0u32;
+    let mut best = Duration::MAX;
     while start.elapsed() < min {
-        black_box(f());
-        iters += 1;
+        let b = Instant::now();
+        let mut iters = 0u32;
+        while b.elapsed() < Duration::from_millis(20) {
+            black_box(f());
+            iters += 1;
+        }
+        best = best.min(b.elapsed() / iters);
     }
-    start.elapsed() / iters
+    best
 }
 
 fn fmt(d: Duration) -> String {
