@@ -30,11 +30,39 @@ pub fn sigma(x: u128) -> u128 {
     (u128::from(hi ^ lo) << 64) | u128::from(hi)
 }
 
+/// Encrypts every block in place with AES (blocks read as 16 little-endian bytes).
+#[inline]
+pub(crate) fn encrypt_in_place(aes: &Aes128, blocks: &mut [u128]) {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: `Block` is `GenericArray<u8, U16>`, `#[repr(transparent)]` over `[u8; 16]`:
+        // size 16, alignment 1, every bit pattern valid. A `u128` has size 16 and stricter
+        // alignment, and on a little-endian target its bytes in memory are `to_le_bytes()`.
+        // The slice length is unchanged and the borrow is exclusive for the call.
+        let as_blocks: &mut [Block] = unsafe {
+            std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast::<Block>(), blocks.len())
+        };
+        aes.encrypt_blocks(as_blocks);
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        let mut tmp: Vec<Block> = blocks.iter().map(|&x| to_aes(x)).collect();
+        aes.encrypt_blocks(&mut tmp);
+        for (x, b) in blocks.iter_mut().zip(&tmp) {
+            *x = from_aes(b);
+        }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Block>() == 16 && std::mem::align_of::<Block>() == 1);
+
+#[allow(dead_code)]
 #[inline(always)]
 fn to_aes(x: u128) -> Block {
     Block::from(x.to_le_bytes())
 }
 
+#[allow(dead_code)]
 #[inline(always)]
 fn from_aes(b: &Block) -> u128 {
     let mut a = [0u8; 16];
@@ -81,7 +109,7 @@ impl FixedKeyHash {
         &self,
         xs: &mut [u128],
         tweak: impl Fn(usize) -> u128,
-        scratch: &mut Vec<Block>,
+        scratch: &mut Vec<u128>,
     ) {
         let mut base = 0;
         for chunk in xs.chunks_mut(BATCH) {
@@ -89,11 +117,11 @@ impl FixedKeyHash {
             for (i, x) in chunk.iter_mut().enumerate() {
                 let s = sigma(*x);
                 *x = s;
-                scratch.push(to_aes(s ^ tweak(base + i)));
+                scratch.push(s ^ tweak(base + i));
             }
-            self.aes.encrypt_blocks(scratch);
+            encrypt_in_place(&self.aes, scratch);
             for (x, b) in chunk.iter_mut().zip(scratch.iter()) {
-                *x ^= from_aes(b);
+                *x ^= b;
             }
             base += chunk.len();
         }
@@ -130,18 +158,13 @@ impl Prg {
 
     /// Writes stream blocks `start .. start + out.len()` to `out`.
     pub fn fill(&self, start: u64, out: &mut [u128]) {
-        let mut scratch: Vec<Block> = Vec::with_capacity(BATCH.min(out.len()));
         let mut idx = u128::from(start);
+        for x in out.iter_mut() {
+            *x = idx;
+            idx += 1;
+        }
         for chunk in out.chunks_mut(BATCH) {
-            scratch.clear();
-            for _ in 0..chunk.len() {
-                scratch.push(to_aes(idx));
-                idx += 1;
-            }
-            self.aes.encrypt_blocks(&mut scratch);
-            for (x, b) in chunk.iter_mut().zip(scratch.iter()) {
-                *x = from_aes(b);
-            }
+            encrypt_in_place(&self.aes, chunk);
         }
     }
 }

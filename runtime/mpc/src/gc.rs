@@ -11,7 +11,6 @@
 //! blocks `2 (k n + t)` (T_G) and `2 (k n + t) + 1` (T_E). The AND gate `k` of global instance
 //! `T` uses gate id `g = T · ands + k` and tweaks `j = 2g`, `j' = 2g + 1`, unique per garbling.
 
-use aes::Block;
 use mp2ml_ir::circuit::{Circuit, Gate};
 
 use crate::crypto::{lsb, mask, FixedKeyHash};
@@ -56,7 +55,7 @@ fn wire(before: &[u128], n: usize, w: u32) -> &[u128] {
 #[derive(Default, Debug)]
 pub struct Scratch {
     hashes: Vec<u128>,
-    aes: Vec<Block>,
+    aes: Vec<u128>,
 }
 
 /// Garbles one chunk of `n` instances (global instances `first .. first + n`) of a circuit
