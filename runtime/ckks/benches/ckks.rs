@@ -81,7 +81,9 @@ fn bench(n: usize, bits: &[u32], one: &rayon::ThreadPool, all: &rayon::ThreadPoo
     });
     let sk = SecretKey::generate(&params, &mut r);
     let pk = PublicKey::generate(&sk, &mut r);
-    let m: Vec<i64> = (0..n).map(|_| r.random_range(-(1 << 30)..(1 << 30))).collect();
+    let m: Vec<i64> = (0..n)
+        .map(|_| r.random_range(-(1 << 30)..(1 << 30)))
+        .collect();
     let enc_pk = time(short, || pk.encrypt(&m, top, &mut r).unwrap());
     let enc_sk = time(short, || sk.encrypt_seeded(&m, top, &mut r).unwrap());
     let ct = pk.encrypt(&m, top, &mut r).unwrap();
@@ -130,12 +132,23 @@ fn bench(n: usize, bits: &[u32], one: &rayon::ThreadPool, all: &rayon::ThreadPoo
     }
     let mat = CsrMatrix::new(row_ptr, cols, weights, 64).unwrap();
     let macs = (rows * nnz * 2 * n * limbs) as f64;
-    let t1 = one.install(|| time(Duration::from_millis(500), || linear(&refs, &mat, None).unwrap()));
-    let t2 = all.install(|| time(Duration::from_millis(500), || linear(&refs, &mat, None).unwrap()));
+    let t1 = one.install(|| {
+        time(Duration::from_millis(500), || {
+            linear(&refs, &mat, None).unwrap()
+        })
+    });
+    let t2 = all.install(|| {
+        time(Duration::from_millis(500), || {
+            linear(&refs, &mat, None).unwrap()
+        })
+    });
 
     let label = format!(
         "N={n} log q={}",
-        bits.iter().map(u32::to_string).collect::<Vec<_>>().join("+")
+        bits.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join("+")
     );
     println!(
         "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2}e9 | {:.2}e9 |",
@@ -157,9 +170,15 @@ fn bench(n: usize, bits: &[u32], one: &rayon::ThreadPool, all: &rayon::ThreadPoo
 }
 
 fn main() {
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let all = rayon::ThreadPoolBuilder::new().build().unwrap();
-    println!("threads for the parallel column: {}", all.current_num_threads());
+    println!(
+        "threads for the parallel column: {}",
+        all.current_num_threads()
+    );
     memory_bandwidth();
     println!();
     println!(

@@ -82,14 +82,14 @@ impl Modulus {
 
     /// Signed integer to its residue in [0, q).
     #[inline(always)]
-    pub(crate) fn from_i64(&self, x: i64) -> u64 {
+    pub(crate) fn reduce_i64(&self, x: i64) -> u64 {
         // q < 2^62 fits in i64.
         x.rem_euclid(self.q as i64) as u64
     }
 
     /// Signed 128-bit integer to its residue in [0, q).
     #[inline(always)]
-    pub(crate) fn from_i128(&self, x: i128) -> u64 {
+    pub(crate) fn reduce_i128(&self, x: i128) -> u64 {
         x.rem_euclid(i128::from(self.q)) as u64
     }
 
@@ -157,7 +157,7 @@ pub fn is_prime(n: u64) -> bool {
         return false;
     }
     for &p in &BASES {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
@@ -190,8 +190,8 @@ mod tests {
         assert_eq!(
             small,
             vec![
-                2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73,
-                79, 83, 89, 97
+                2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79,
+                83, 89, 97
             ]
         );
         assert!(is_prime((1 << 61) - 1));

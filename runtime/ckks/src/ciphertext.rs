@@ -281,7 +281,11 @@ impl SecretKey {
         let params = &self.params;
         let n = params.n();
         let mut out = ct.c1[..limbs * n].to_vec();
-        for (j, (limb, c0)) in out.chunks_exact_mut(n).zip(ct.c0.chunks_exact(n)).enumerate() {
+        for (j, (limb, c0)) in out
+            .chunks_exact_mut(n)
+            .zip(ct.c0.chunks_exact(n))
+            .enumerate()
+        {
             params.mul_limb_ntt(j, limb, &self.s_ntt[j * n..(j + 1) * n]);
             let md = &params.mods[j];
             for (o, &c) in limb.iter_mut().zip(c0) {

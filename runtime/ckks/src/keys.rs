@@ -91,11 +91,7 @@ impl PublicKey {
             let mut t = a[range.clone()].to_vec();
             params.mul_limb_ntt(j, &mut t, &sk.s_ntt[range.clone()]);
             // b = −a·s + e
-            b.extend(
-                t.iter()
-                    .zip(&e_rns[range])
-                    .map(|(&as_, &e)| m.sub(e, as_)),
-            );
+            b.extend(t.iter().zip(&e_rns[range]).map(|(&as_, &e)| m.sub(e, as_)));
         }
         PublicKey::from_parts(params.clone(), seed, b)
     }

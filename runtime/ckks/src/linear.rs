@@ -190,13 +190,15 @@ pub fn linear(
         .par_chunks(ROW_TILE)
         .map(|tile| {
             let len = (level + 1) * n;
-            let mut outs: Vec<(Vec<u64>, Vec<u64>)> =
-                tile.iter().map(|_| (vec![0u64; len], vec![0u64; len])).collect();
+            let mut outs: Vec<(Vec<u64>, Vec<u64>)> = tile
+                .iter()
+                .map(|_| (vec![0u64; len], vec![0u64; len]))
+                .collect();
             let mut wj: Vec<Vec<u64>> = tile.iter().map(|_| Vec::new()).collect();
             for (j, md) in mods.iter().enumerate() {
                 for (w, &k) in wj.iter_mut().zip(tile) {
                     w.clear();
-                    w.extend(m.row(k).1.iter().map(|&x| md.from_i64(x)));
+                    w.extend(m.row(k).1.iter().map(|&x| md.reduce_i64(x)));
                 }
                 // Coefficient blocks outermost, rows inside: the tile's rows reuse the same
                 // input blocks while they are in L1/L2.
@@ -231,7 +233,7 @@ pub fn linear(
                         let v = b.values[k];
                         if v != 0 {
                             for (md, limb) in mods.iter().zip(ct.c0.chunks_exact_mut(n)) {
-                                let r = md.from_i128(v);
+                                let r = md.reduce_i128(v);
                                 for x in &mut limb[..b.coeffs] {
                                     *x = md.add(*x, r);
                                 }

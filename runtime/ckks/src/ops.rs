@@ -28,7 +28,10 @@ impl Ciphertext {
         let n = self.params.n();
         let mods = &self.params.mods[..=self.level];
         for (dst, src) in [(&mut self.c0, &other.c0), (&mut self.c1, &other.c1)] {
-            for (md, (d, s)) in mods.iter().zip(dst.chunks_exact_mut(n).zip(src.chunks_exact(n))) {
+            for (md, (d, s)) in mods
+                .iter()
+                .zip(dst.chunks_exact_mut(n).zip(src.chunks_exact(n)))
+            {
                 for (x, &y) in d.iter_mut().zip(s) {
                     *x = op(md, *x, y);
                 }
@@ -112,7 +115,7 @@ impl Ciphertext {
         let mods = &self.params.mods[..=self.level];
         for c in [&mut self.c0, &mut self.c1] {
             for (md, limb) in mods.iter().zip(c.chunks_exact_mut(n)) {
-                let wm = md.from_i64(w);
+                let wm = md.reduce_i64(w);
                 let ws = md.shoup(wm);
                 for x in limb.iter_mut() {
                     *x = md.mul_shoup(*x, wm, ws);
@@ -153,7 +156,11 @@ impl Ciphertext {
                 let inv_s = md.shoup(inv);
                 let h_j = h % md.q;
                 for (x, &r) in limb.iter_mut().zip(last.iter()) {
-                    let r_j = if r >= md.q { md.reduce_u128(u128::from(r)) } else { r };
+                    let r_j = if r >= md.q {
+                        md.reduce_u128(u128::from(r))
+                    } else {
+                        r
+                    };
                     let t = md.sub(md.add(*x, h_j), r_j);
                     *x = md.mul_shoup(t, inv, inv_s);
                 }
@@ -197,7 +204,11 @@ impl Ciphertext {
     /// Re-randomization: adds a fresh public-key encryption of zero at this level, so c1 no
     /// longer is a public function of the inputs. Adds fresh noise
     /// ([`crate::noise::fresh_noise_bound`]).
-    pub fn rerandomize<R: CryptoRng + ?Sized>(&mut self, pk: &PublicKey, rng: &mut R) -> Result<()> {
+    pub fn rerandomize<R: CryptoRng + ?Sized>(
+        &mut self,
+        pk: &PublicKey,
+        rng: &mut R,
+    ) -> Result<()> {
         let z = pk.encrypt_zero(self.level, rng)?;
         self.add_assign(&z)
     }

@@ -152,10 +152,13 @@ fn check_header(
 fn seed_at(data: &[u8]) -> std::result::Result<[u8; 32], DecodeError> {
     let start = data.len().saturating_sub(32);
     let mut seed = [0u8; 32];
-    let src = data.get(start..).filter(|s| s.len() == 32).ok_or(DecodeError::Length {
-        expected: 32,
-        actual: data.len(),
-    })?;
+    let src = data
+        .get(start..)
+        .filter(|s| s.len() == 32)
+        .ok_or(DecodeError::Length {
+            expected: 32,
+            actual: data.len(),
+        })?;
     seed.copy_from_slice(src);
     Ok(seed)
 }

@@ -1,10 +1,11 @@
 //! Property tests of the CKKS engine against plaintext integer arithmetic.
 
+#![allow(clippy::unwrap_used, clippy::needless_range_loop)]
+
 use std::sync::Arc;
 
 use mp2ml_ckks::noise::{
-    after_rescale, fresh_noise_bound, fresh_sk_noise_bound, linear_noise_bound,
-    rescale_noise_bound,
+    after_rescale, fresh_noise_bound, fresh_sk_noise_bound, linear_noise_bound, rescale_noise_bound,
 };
 use mp2ml_ckks::*;
 use rand::{Rng, RngCore, SeedableRng};
@@ -148,7 +149,9 @@ fn homomorphic_ops_match_plaintext_integers() {
 
         // Plaintext on the first B coefficients only (i128 and i64).
         let batch = 77;
-        let p: Vec<i128> = (0..batch).map(|_| r.random_range(-(1i128 << 45)..(1i128 << 45))).collect();
+        let p: Vec<i128> = (0..batch)
+            .map(|_| r.random_range(-(1i128 << 45)..(1i128 << 45)))
+            .collect();
         let mut c = ca.clone();
         c.add_plain(&p).expect("add_plain");
         let mut want = wa.clone();
@@ -178,7 +181,10 @@ fn homomorphic_ops_match_plaintext_integers() {
     }
     let c0 = pk.encrypt(&[1i64], 0, &mut r).expect("enc");
     let c1 = pk.encrypt(&[1i64], 1, &mut r).expect("enc");
-    assert_eq!(c0.add(&c1).unwrap_err(), Error::LevelMismatch { a: 0, b: 1 });
+    assert_eq!(
+        c0.add(&c1).unwrap_err(),
+        Error::LevelMismatch { a: 0, b: 1 }
+    );
     let other = Params::new(2048, &ntt_primes(30, 2048, 1, &[]).expect("p")).expect("params");
     let z = Ciphertext::zero(&other, 0).expect("zero");
     assert_eq!(c0.add(&z).unwrap_err(), Error::ParamsMismatch);
@@ -236,7 +242,10 @@ fn fresh_and_linear_layer_noise_within_documented_bounds() {
         worst = worst.max(max_err(&sk.decrypt(ct).expect("dec"), &widen(m, n)));
     }
     assert!(worst <= fresh, "fresh noise {worst} > {fresh}");
-    assert!(worst >= fresh / 20.0, "bound {fresh} is far too loose for {worst}");
+    assert!(
+        worst >= fresh / 20.0,
+        "bound {fresh} is far too loose for {worst}"
+    );
 
     // Random sparse weights of magnitude up to 2^38 (≈ W·p_2 for |W| < 1), 9 per row.
     let rows = 20;
@@ -284,7 +293,10 @@ fn fresh_and_linear_layer_noise_within_documented_bounds() {
         assert!(max_err(&dec, &want) <= bound);
         let rs = y.rescale().expect("rescale");
         let dec = sk.decrypt(&rs).expect("dec");
-        let want_rs: Vec<i128> = want.iter().map(|&x| (x as f64 / p).round() as i128).collect();
+        let want_rs: Vec<i128> = want
+            .iter()
+            .map(|&x| (x as f64 / p).round() as i128)
+            .collect();
         let err = max_err(&dec, &want_rs);
         assert!(err <= after, "post-layer noise {err} > bound {after}");
     }
@@ -317,7 +329,10 @@ fn linear_matches_scalar_ops_for_every_prime_size() {
         let params = Params::new(1024, &primes).expect("params");
         let (_sk, pk, mut r) = keys(&params, 6);
         let cts: Vec<Ciphertext> = (0..200)
-            .map(|_| pk.encrypt(&random_msg(&mut r, 1024, 20), 1, &mut r).expect("enc"))
+            .map(|_| {
+                pk.encrypt(&random_msg(&mut r, 1024, 20), 1, &mut r)
+                    .expect("enc")
+            })
             .collect();
         let rows = 40;
         let mut row_ptr = vec![0];
@@ -331,7 +346,11 @@ fn linear_matches_scalar_ops_for_every_prime_size() {
                 _ => (k * 7) % 23,
             };
             for t in 0..nnz {
-                cols.push(if k == 0 { t as u32 } else { r.random_range(0..200u32) });
+                cols.push(if k == 0 {
+                    t as u32
+                } else {
+                    r.random_range(0..200u32)
+                });
                 weights.push(r.random_range(-(1i64 << 50)..(1i64 << 50)));
             }
             row_ptr.push(cols.len());
@@ -412,7 +431,10 @@ fn decode_overflow_is_an_error() {
     let mut z = Ciphertext::zero(&params, 2).expect("zero");
     z.add_plain(&[i128::MAX, -5]).expect("add");
     z.add_plain(&[i128::MAX]).expect("add");
-    assert_eq!(sk.decrypt(&z).unwrap_err(), Error::DecodeOverflow { index: 0 });
+    assert_eq!(
+        sk.decrypt(&z).unwrap_err(),
+        Error::DecodeOverflow { index: 0 }
+    );
     let mut z = Ciphertext::zero(&params, 2).expect("zero");
     z.add_plain(&[i128::MIN + 1, i128::MAX]).expect("add");
     let dec = sk.decrypt(&z).expect("dec");
@@ -453,7 +475,10 @@ fn serialization_round_trips_and_rejects_bad_buffers() {
 
     let bytes = ct.to_bytes();
     // Truncated at many lengths, oversized: errors, never panics.
-    for cut in (0..bytes.len()).step_by(97).chain([bytes.len() - 1, 15, 16, 17]) {
+    for cut in (0..bytes.len())
+        .step_by(97)
+        .chain([bytes.len() - 1, 15, 16, 17])
+    {
         assert!(Ciphertext::from_bytes(&params, &bytes[..cut]).is_err());
         assert!(PublicKey::from_bytes(&params, &pkb[..cut.min(pkb.len() - 1)]).is_err());
         assert!(SeededCiphertext::from_bytes(&params, &bytes[..cut]).is_err());
