@@ -34,27 +34,27 @@ fn random_scalar(rng: &mut impl RngCore) -> Scalar {
     Scalar::from_bytes_mod_order_wide(&wide)
 }
 
+/// Key `i` from the transcript and the shared point, given as `compress(2 P)` (computed in
+/// batches with one field inversion; `P ↦ 2P` is injective on ristretto255).
 fn key_hash(
     i: usize,
     a: &CompressedRistretto,
     b: &CompressedRistretto,
-    p: &RistrettoPoint,
+    p2: &CompressedRistretto,
 ) -> u128 {
     let mut h = Sha256::new();
     h.update(b"mp2ml simplest-OT v1");
     h.update((i as u64).to_le_bytes());
     h.update(a.as_bytes());
     h.update(b.as_bytes());
-    h.update(p.compress().as_bytes());
+    h.update(p2.as_bytes());
     let d = h.finalize();
     let mut k = [0u8; 16];
     k.copy_from_slice(&d[..16]);
     u128::from_le_bytes(k)
 }
 
-fn recv_point(ch: &mut impl Channel) -> Result<(CompressedRistretto, RistrettoPoint)> {
-    let mut raw = [0u8; 32];
-    ch.recv(&mut raw)?;
+fn decode_point(raw: [u8; 32]) -> Result<(CompressedRistretto, RistrettoPoint)> {
     let c = CompressedRistretto(raw);
     let p = c
         .decompress()
@@ -75,13 +75,29 @@ pub fn base_ot_send(
     ch.send(ca.as_bytes())?;
     ch.flush()?;
     let a_a = a * big_a;
-    let mut keys = Vec::with_capacity(n);
-    for i in 0..n {
-        let (cb, b) = recv_point(ch)?;
+    let mut bs = Vec::with_capacity(n);
+    let mut shared = Vec::with_capacity(2 * n);
+    for _ in 0..n {
+        let mut raw = [0u8; 32];
+        ch.recv(&mut raw)?;
+        let (cb, b) = decode_point(raw)?;
+        // a B_i = a b_i G + c_i a A: equals b_i A if c_i = 0; a (B_i − A) equals b_i A if c_i = 1.
         let p = a * b;
-        keys.push((key_hash(i, &ca, &cb, &p), key_hash(i, &ca, &cb, &(p - a_a))));
+        shared.push(p);
+        shared.push(p - a_a);
+        bs.push(cb);
     }
-    Ok(keys)
+    let p2 = RistrettoPoint::double_and_compress_batch(&shared);
+    Ok(bs
+        .iter()
+        .enumerate()
+        .map(|(i, cb)| {
+            (
+                key_hash(i, &ca, cb, &p2[2 * i]),
+                key_hash(i, &ca, cb, &p2[2 * i + 1]),
+            )
+        })
+        .collect())
 }
 
 /// Base OT, receiver side: returns key `c_i` of the sender's pair `i`.
@@ -90,20 +106,38 @@ pub fn base_ot_receive(
     rng: &mut impl RngCore,
     choices: &[bool],
 ) -> Result<Vec<u128>> {
-    let (ca, big_a) = recv_point(ch)?;
-    let mut keys = Vec::with_capacity(choices.len());
-    for (i, &c) in choices.iter().enumerate() {
+    let mut raw = [0u8; 32];
+    ch.recv(&mut raw)?;
+    let (ca, big_a) = decode_point(raw)?;
+    // B_i = b_i G + c_i A is sent as compress(2 H_i) with H_i = (b_i / 2) G + c_i (A / 2), so
+    // all the B_i are encoded with one inversion.
+    let half = Scalar::from(2u8).invert();
+    let half_a = half * big_a;
+    let mut bs = Vec::with_capacity(choices.len());
+    let mut hs = Vec::with_capacity(choices.len());
+    for &c in choices {
         let b = random_scalar(rng);
-        let mut big_b = RistrettoPoint::mul_base(&b);
+        let mut h = RistrettoPoint::mul_base(&(half * b));
         if c {
-            big_b += big_a;
+            h += half_a;
         }
-        let cb = big_b.compress();
+        hs.push(h);
+        bs.push(b);
+    }
+    let cbs = RistrettoPoint::double_and_compress_batch(&hs);
+    for cb in &cbs {
         ch.send(cb.as_bytes())?;
-        keys.push(key_hash(i, &ca, &cb, &(b * big_a)));
     }
     ch.flush()?;
-    Ok(keys)
+    // The sender works on the B_i while we compute b_i A.
+    let shared: Vec<RistrettoPoint> = bs.iter().map(|b| b * big_a).collect();
+    let p2 = RistrettoPoint::double_and_compress_batch(&shared);
+    Ok(cbs
+        .iter()
+        .zip(&p2)
+        .enumerate()
+        .map(|(i, (cb, p))| key_hash(i, &ca, cb, p))
+        .collect())
 }
 
 /// Transposes the 128 columns (each `blocks` u128 long, bit `j` of the column = OT `j`) into

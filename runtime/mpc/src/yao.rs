@@ -368,7 +368,12 @@ impl<C: Channel> Garbler<C> {
         }
     }
 
-    /// The channel (e.g. for [`Channel::stats`]).
+    /// The channel, for other messages of the protocol between circuit runs.
+    pub fn channel_mut(&mut self) -> &mut C {
+        &mut self.ch
+    }
+
+    /// The channel, for reading its statistics.
     pub fn channel(&self) -> &C {
         &self.ch
     }
@@ -559,7 +564,12 @@ impl<C: Channel> Evaluator<C> {
         }
     }
 
-    /// The channel (e.g. for [`Channel::stats`]).
+    /// The channel, for other messages of the protocol between circuit runs.
+    pub fn channel_mut(&mut self) -> &mut C {
+        &mut self.ch
+    }
+
+    /// The channel, for reading its statistics.
     pub fn channel(&self) -> &C {
         &self.ch
     }
