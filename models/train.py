@@ -194,7 +194,7 @@ class Tiny(nn.Module):
 # name -> (constructor, epochs, learning rate, max shift augmentation, export with BN kept)
 MODELS = {
     "cryptonets_relu": (CryptoNetsReLU, 20, 2e-3, 1, False),
-    "maxpool_cnn": (MaxPoolCNN, 12, 2e-3, 1, True),
+    "maxpool_cnn": (MaxPoolCNN, 4, 2e-3, 1, True),
     "residual": (Residual, 40, 5e-3, 1, False),
     "tiny": (Tiny, 40, 5e-3, 0, False),
 }
