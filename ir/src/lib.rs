@@ -14,3 +14,4 @@ pub mod shape;
 pub mod tensor;
 pub mod validate;
 
+pub mod weights;

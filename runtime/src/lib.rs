@@ -1,5 +1,28 @@
-//! `mp2ml-runtime`: the two-party protocol that executes an mp2ml plan.
+//! `mp2ml-runtime`: the two-party protocol that executes an mp2ml plan (MP2ML, Boemer et al.,
+//! ARES 2020, with its gaps closed: exact masking mod q0, statistical output masks that never
+//! wrap, MaxPool inside the circuit, re-randomized and noise-flooded ciphertexts).
 //!
-//! The cryptographic engines live in their own crates beside this one:
-//! `runtime/ckks` (RNS-CKKS with coefficient packing) and `runtime/mpc` (channels, oblivious
-//! transfer, garbled circuits).
+//! The cryptographic engines live in their own crates beside this one: `runtime/ckks`
+//! (RNS-CKKS with coefficient packing) and `runtime/mpc` (channels, oblivious transfer,
+//! garbled circuits). This crate holds the protocol:
+//! - [`plan`]: loading and checking plans and weights (untrusted input);
+//! - [`wire`]: the messages and the handshake's hello;
+//! - [`session`]: what both parties agree on without talking (groups, offline-first);
+//! - [`server`] and [`client`]: the two sides of a session;
+//! - [`shares`]: bit layouts of shares, masks and circuit outputs;
+//! - [`local`]: both parties in one process over loopback TCP;
+//! - [`npy`]: `.npy` input and output;
+//! - [`report`]: time and bytes per step.
+
+pub mod client;
+pub mod error;
+pub mod local;
+pub mod npy;
+pub mod plan;
+pub mod report;
+pub mod server;
+pub mod session;
+pub mod shares;
+pub mod wire;
+
+pub use error::{Result, RuntimeError};

@@ -1,0 +1,229 @@
+//! The client's side of a session: handshake, encrypted input, share decryption, circuit
+//! evaluation, re-encryption of masked outputs, output decryption and post-processing.
+
+use mp2ml_ckks::{os_rng, PublicKey, SecretKey, SeededCiphertext};
+use mp2ml_ir::plan::PostProcess;
+use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline};
+use rayon::prelude::*;
+
+use crate::error::{Result, RuntimeError};
+use crate::plan::ClientSetup;
+use crate::report::{Meter, SessionReport};
+use crate::session::{groups, offline_first, SessionOptions, MAX_IMAGES};
+use crate::shares::{decode_outputs, evaluator_bits};
+use crate::wire::{self, Hello, PROTOCOL_VERSION};
+
+/// A batch of images, image-major: `data[j·elems + i]` is element `i` of image `j`.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Number of images.
+    pub images: usize,
+    /// Values.
+    pub data: Vec<f32>,
+}
+
+/// The client's result: outputs after post-processing, image-major.
+#[derive(Clone, Debug)]
+pub struct ClientOutput {
+    /// Decrypted outputs divided by Δ (before post-processing), `[images × out_elems]`.
+    pub logits: Vec<f32>,
+    /// Post-processed outputs (softmax/sigmoid applied, or argmax indices as f32).
+    pub post: Vec<f32>,
+    /// Elements per image of `post`.
+    pub post_elems: usize,
+    /// Predicted class per image (argmax of the logits).
+    pub classes: Vec<usize>,
+}
+
+/// Checks a batch against the plan: size, finiteness, declared range.
+pub fn check_batch(setup: &ClientSetup, batch: &Batch) -> Result<()> {
+    let elems: usize = setup.plan.input.shape.iter().product();
+    if batch.images == 0 || batch.images > MAX_IMAGES || batch.data.len() != batch.images * elems {
+        return Err(RuntimeError::Input(format!(
+            "expected 1..={MAX_IMAGES} images of {elems} values, got {} values for {} images",
+            batch.data.len(),
+            batch.images
+        )));
+    }
+    if let Some(i) = batch.data.iter().position(|x| !x.is_finite()) {
+        return Err(RuntimeError::Input(format!("value {i} (image {}) is not finite", i / elems)));
+    }
+    let (lo, hi) = setup.plan.input.range;
+    let slack = 1e-6 * (hi - lo).abs().max(1.0);
+    if let Some(i) = batch.data.iter().position(|&x| x < lo - slack || x > hi + slack) {
+        return Err(RuntimeError::Input(format!(
+            "value {} at index {i} (image {}) is outside the range {lo}..{hi} the plan was compiled for; \
+             recompile with `mp2mlc --input-range` to widen it",
+            batch.data[i],
+            i / elems
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a session as the client; returns the outputs and the report.
+pub fn run_client<C: Channel>(setup: &ClientSetup, ch: C, batch: &Batch, opts: &SessionOptions) -> Result<(ClientOutput, SessionReport)> {
+    check_batch(setup, batch)?;
+    let mut rng = os_rng();
+    let sk = SecretKey::generate(&setup.params, &mut rng);
+    let pk = PublicKey::generate(&sk, &mut rng);
+    let mut e = Evaluator::new(ch, os_rng());
+    let mut report = SessionReport { role: "client".into(), images: batch.images, ..Default::default() };
+
+    let meter = Meter::start(e.channel());
+    {
+        let ch = e.channel_mut();
+        ch.set_phase("handshake");
+        let hello = Hello { version: PROTOCOL_VERSION, plan_hash: setup.hash.clone(), images: batch.images as u64 };
+        ch.send_frame(&hello.to_bytes())?;
+        ch.flush()?;
+        wire::recv_verdict(ch)?;
+        wire::send_pk(ch, &pk)?;
+    }
+    meter.finish(e.channel(), &mut report, "handshake".into(), "offline", 0, 0);
+
+    let n = setup.params.n();
+    let gs = groups(batch.images, n);
+    report.groups = gs.len();
+    report.offline_first = offline_first(&setup.plan, n.min(batch.images), opts);
+    let out_elems: usize = setup.plan.output.shape.iter().product();
+    let in_elems: usize = setup.plan.input.shape.iter().product();
+    let mut logits = Vec::with_capacity(batch.images * out_elems);
+    let mut start = 0;
+    for (gi, &b) in gs.iter().enumerate() {
+        let data = &batch.data[start * in_elems..(start + b) * in_elems];
+        logits.extend(run_group(setup, &mut e, &sk, data, b, gi, opts, &mut report)?);
+        start += b;
+    }
+    let output = post_process(setup.plan.output.post, &logits, out_elems);
+    Ok((output, report))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_group<C: Channel>(
+    setup: &ClientSetup,
+    e: &mut Evaluator<C>,
+    sk: &SecretKey,
+    data: &[f32],
+    images: usize,
+    group: usize,
+    opts: &SessionOptions,
+    report: &mut SessionReport,
+) -> Result<Vec<f32>> {
+    let plan = &setup.plan;
+    let params = &setup.params;
+    let delta = (plan.scale_bits as f64).exp2();
+
+    let meter = Meter::start(e.channel());
+    let mut handles: Vec<Option<EvaluatorOffline>> = Vec::new();
+    let mut offline_ands = 0;
+    if offline_first(plan, images, opts) {
+        for s in &plan.mpc_steps {
+            let sc = &plan.circuits[s.circuit];
+            handles.push(Some(e.offline(&sc.circuit, s.instances * images)?));
+            offline_ands += sc.circuit.stats().and * (s.instances * images) as u64;
+        }
+    }
+    meter.finish(e.channel(), report, format!("offline[{group}]"), "offline", offline_ands, 0);
+
+    // Input: element i of every image goes into one ciphertext, image j in coefficient j.
+    let meter = Meter::start(e.channel());
+    let in_elems: usize = plan.input.shape.iter().product();
+    let cts: Vec<SeededCiphertext> = (0..in_elems)
+        .into_par_iter()
+        .map_init(os_rng, |rng, i| {
+            let m: Vec<i64> = (0..images).map(|j| (f64::from(data[j * in_elems + i]) * delta).round() as i64).collect();
+            sk.encrypt_seeded(&m, plan.input.level, rng)
+        })
+        .collect::<Result<_, _>>()?;
+    let ch = e.channel_mut();
+    ch.set_phase("input");
+    for c in &cts {
+        wire::send_seeded(ch, c)?;
+    }
+    ch.flush()?;
+    drop(cts);
+    meter.finish(e.channel(), report, format!("input[{group}]"), "online", 0, 0);
+
+    for (si, step) in plan.mpc_steps.iter().enumerate() {
+        let meter = Meter::start(e.channel());
+        let sc = &plan.circuits[step.circuit];
+        // HE→MPC: decrypt the masked ciphertexts into this party's shares.
+        let ch = e.channel_mut();
+        ch.set_phase("he2mpc");
+        let mut shares = Vec::with_capacity(step.values_in);
+        for _ in 0..step.values_in {
+            let ct = wire::recv_ct(ch, params, 0)?;
+            let mut a = sk.decrypt_mod_q0(&ct)?;
+            a.truncate(images);
+            shares.push(a);
+        }
+        let bits = evaluator_bits(sc, step.instances, images, &shares);
+        let n = step.instances * images;
+        let out = match handles.get_mut(si).and_then(Option::take) {
+            Some(h) => e.online(h, &bits)?,
+            None => e.run_streaming(&sc.circuit, n, &bits)?,
+        };
+        let z = decode_outputs(sc, step.instances, images, &out)?;
+        // MPC→HE: encrypt the masked results at the next segment's level.
+        let cts: Vec<SeededCiphertext> = z
+            .par_iter()
+            .map_init(os_rng, |rng, zo| {
+                let m: Vec<i128> = zo.iter().map(|&v| v as i128).collect();
+                sk.encrypt_seeded(&m, step.out_level, rng)
+            })
+            .collect::<Result<_, _>>()?;
+        let ch = e.channel_mut();
+        ch.set_phase("mpc2he");
+        for c in &cts {
+            wire::send_seeded(ch, c)?;
+        }
+        ch.flush()?;
+        let ands = sc.circuit.stats().and * n as u64;
+        let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
+        meter.finish(e.channel(), report, format!("mpc:{}", step.name), "online", ands, ots);
+    }
+
+    // Output.
+    let meter = Meter::start(e.channel());
+    let out_elems: usize = plan.output.shape.iter().product();
+    let ch = e.channel_mut();
+    ch.set_phase("output");
+    let mut cts = Vec::with_capacity(out_elems);
+    for _ in 0..out_elems {
+        cts.push(wire::recv_ct(ch, params, plan.output.level)?);
+    }
+    let dec: Vec<Vec<i128>> = cts.par_iter().map(|c| sk.decrypt(c)).collect::<Result<_, _>>()?;
+    let mut logits = vec![0f32; images * out_elems];
+    for (i, d) in dec.iter().enumerate() {
+        for j in 0..images {
+            logits[j * out_elems + i] = (d[j] as f64 / delta) as f32;
+        }
+    }
+    meter.finish(e.channel(), report, format!("output[{group}]"), "online", 0, 0);
+    Ok(logits)
+}
+
+/// Applies the plan's post-processing per image.
+pub fn post_process(post: PostProcess, logits: &[f32], elems: usize) -> ClientOutput {
+    let images = logits.len().checked_div(elems).unwrap_or(0);
+    let argmax = |row: &[f32]| row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0;
+    let classes: Vec<usize> = logits.chunks(elems.max(1)).map(argmax).collect();
+    let (post_vals, post_elems) = match post {
+        PostProcess::None => (logits.to_vec(), elems),
+        PostProcess::Sigmoid => (logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(), elems),
+        PostProcess::Softmax => {
+            let mut v = Vec::with_capacity(logits.len());
+            for row in logits.chunks(elems.max(1)) {
+                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let ex: Vec<f32> = row.iter().map(|&x| (x - m).exp()).collect();
+                let s: f32 = ex.iter().sum();
+                v.extend(ex.iter().map(|&x| x / s));
+            }
+            (v, elems)
+        }
+        PostProcess::ArgMax => (classes.iter().map(|&c| c as f32).collect(), 1),
+    };
+    let _ = images;
+    ClientOutput { logits: logits.to_vec(), post: post_vals, post_elems, classes }
+}

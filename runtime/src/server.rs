@@ -1,0 +1,276 @@
+//! The server's side of a session: handshake, HE segments, HE→MPC, garbling, MPC→HE, output.
+
+use mp2ml_ckks::{linear, os_rng, Ciphertext, PublicKey, RowBias};
+use mp2ml_ir::plan::{HeOp, MpcBinding, Segment};
+use mp2ml_mpc::{Channel, Garbler, GarblerOffline};
+use rand::RngCore;
+use rayon::prelude::*;
+
+use crate::error::{Result, RuntimeError};
+use crate::plan::ServerSetup;
+use crate::report::{Meter, SessionReport};
+use crate::session::{groups, offline_first, SessionOptions, MAX_IMAGES};
+use crate::shares::{garbler_bits, uniform_bits};
+use crate::wire::{self, Hello, PROTOCOL_VERSION};
+
+/// The server's masks for one MPC step of one group, drawn before the client's input exists.
+struct StepMasks {
+    /// Uniform masks mod q0 added to every coefficient of each input ciphertext (length N).
+    r: Vec<Vec<u64>>,
+    /// The server's shares `b̃ = (−r + input_offset) mod q0` for the used coefficients.
+    shares: Vec<Vec<u64>>,
+    /// Output masks `r'` in `[0, 2^mask_bits)` per output and image.
+    out: Vec<Vec<u128>>,
+}
+
+fn draw_masks(setup: &ServerSetup, step: usize, images: usize, rng: &mut impl RngCore) -> StepMasks {
+    let public = &setup.plan.public;
+    let s = &public.mpc_steps[step];
+    let sc = &public.circuits[s.circuit];
+    let q0 = setup.params.q0();
+    let n = setup.params.n();
+    let uniform_q0 = |rng: &mut dyn RngCore| loop {
+        let x = rng.next_u64() >> (64 - sc.share_bits);
+        if x < q0 {
+            break x;
+        }
+    };
+    let r: Vec<Vec<u64>> = (0..s.values_in).map(|_| (0..n).map(|_| uniform_q0(rng)).collect()).collect();
+    let shares = r
+        .iter()
+        .map(|rk| rk[..images].iter().map(|&x| ((q0 - x) % q0 + sc.input_offset) % q0).collect())
+        .collect();
+    let out = (0..s.values_out).map(|_| (0..images).map(|_| uniform_bits(rng, sc.mask_bits)).collect()).collect();
+    StepMasks { r, shares, out }
+}
+
+/// Runs one client session on `ch` to completion.
+pub fn serve<C: Channel>(setup: &ServerSetup, ch: C, opts: &SessionOptions) -> Result<SessionReport> {
+    let mut g = Garbler::new(ch, os_rng());
+    let mut report = SessionReport { role: "server".into(), ..Default::default() };
+    let meter = Meter::start(g.channel());
+    let (images, pk) = handshake(setup, g.channel_mut())?;
+    meter.finish(g.channel(), &mut report, "handshake".into(), "offline", 0, 0);
+    report.images = images;
+    let gs = groups(images, setup.params.n());
+    report.groups = gs.len();
+    report.offline_first = offline_first(&setup.plan.public, setup.params.n().min(images), opts);
+    for (gi, &b) in gs.iter().enumerate() {
+        run_group(setup, &mut g, &pk, b, gi, opts, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn handshake(setup: &ServerSetup, ch: &mut impl Channel) -> Result<(usize, PublicKey)> {
+    ch.set_phase("handshake");
+    let hello = Hello::from_bytes(&ch.recv_frame()?)?;
+    let refusal = if hello.version != PROTOCOL_VERSION {
+        Some(format!("protocol version {} is not supported (server speaks {PROTOCOL_VERSION})", hello.version))
+    } else if hello.plan_hash != setup.plan.public_hash {
+        Some(format!(
+            "the client's plan (hash {}) does not belong to this server's plan (hash {})",
+            hello.plan_hash, setup.plan.public_hash
+        ))
+    } else if hello.images == 0 || hello.images > MAX_IMAGES as u64 {
+        Some(format!("batch of {} images is outside 1..={MAX_IMAGES}", hello.images))
+    } else {
+        None
+    };
+    wire::send_verdict(ch, refusal.as_deref())?;
+    if let Some(r) = refusal {
+        return Err(RuntimeError::Protocol(format!("refused the client: {r}")));
+    }
+    let pk = wire::recv_pk(ch, &setup.params)?;
+    Ok((hello.images as usize, pk))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_group<C: Channel>(
+    setup: &ServerSetup,
+    g: &mut Garbler<C>,
+    pk: &PublicKey,
+    images: usize,
+    group: usize,
+    opts: &SessionOptions,
+    report: &mut SessionReport,
+) -> Result<()> {
+    let plan = &setup.plan;
+    let public = &plan.public;
+    let params = &setup.params;
+    let mut rng = os_rng();
+    let first = offline_first(public, images, opts);
+
+    // Offline: masks for every step, and (when the tables fit the budget) all garbling.
+    let meter = Meter::start(g.channel());
+    let masks: Vec<StepMasks> = (0..public.mpc_steps.len()).map(|s| draw_masks(setup, s, images, &mut rng)).collect();
+    let mut handles: Vec<Option<GarblerOffline>> = Vec::new();
+    let mut offline_ands = 0;
+    if first {
+        for (s, m) in public.mpc_steps.iter().zip(&masks) {
+            let sc = &public.circuits[s.circuit];
+            let bits = garbler_bits(sc, s.instances, images, &m.shares, &m.out);
+            handles.push(Some(g.offline(&sc.circuit, s.instances * images, &bits)?));
+            offline_ands += sc.circuit.stats().and * (s.instances * images) as u64;
+        }
+    }
+    meter.finish(g.channel(), report, format!("offline[{group}]"), "offline", offline_ands, 0);
+
+    // Input.
+    let meter = Meter::start(g.channel());
+    let ch = g.channel_mut();
+    ch.set_phase("input");
+    let mut tensors: Vec<Option<Vec<Ciphertext>>> = vec![None; plan.tensors.len()];
+    let input_len = plan.tensors[0].len();
+    let mut input = Vec::with_capacity(input_len);
+    for _ in 0..input_len {
+        input.push(wire::recv_seeded(ch, params, public.input.level)?);
+    }
+    tensors[0] = Some(input);
+    meter.finish(g.channel(), report, format!("input[{group}]"), "online", 0, 0);
+
+    for (si, seg) in plan.segments.iter().enumerate() {
+        match seg {
+            Segment::He(he) => {
+                let meter = Meter::start(g.channel());
+                for (oi, op) in he.ops.iter().enumerate() {
+                    run_he_op(setup, &mut tensors, op, setup.matrices[si][oi].as_ref(), images)?;
+                }
+                meter.finish(g.channel(), report, format!("he:{}", he.name), "online", 0, 0);
+            }
+            Segment::Mpc(b) => {
+                let m = &masks[b.step];
+                let handle = handles.get_mut(b.step).and_then(Option::take);
+                run_mpc_step(setup, g, pk, &mut tensors, b, m, handle, images, report)?;
+            }
+        }
+    }
+
+    // Output: re-randomize and flood every output ciphertext, then send.
+    let meter = Meter::start(g.channel());
+    let out = tensors[plan.output_tensor]
+        .as_ref()
+        .ok_or_else(|| RuntimeError::Protocol("output tensor was never computed".into()))?;
+    let level = public.output.level;
+    let flood = public.output.flood_bits;
+    let cts: Vec<Ciphertext> = out
+        .par_iter()
+        .map_init(os_rng, |rng, ct| {
+            let mut c = ct.mod_drop(level)?;
+            c.rerandomize(pk, rng)?;
+            c.flood(flood, rng)?;
+            Ok(c)
+        })
+        .collect::<Result<_>>()?;
+    let ch = g.channel_mut();
+    ch.set_phase("output");
+    for c in &cts {
+        wire::send_ct(ch, c)?;
+    }
+    ch.flush()?;
+    meter.finish(g.channel(), report, format!("output[{group}]"), "online", 0, 0);
+    Ok(())
+}
+
+fn take_tensor(tensors: &[Option<Vec<Ciphertext>>], t: usize) -> Result<&Vec<Ciphertext>> {
+    tensors
+        .get(t)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| RuntimeError::Protocol(format!("tensor {t} is used before it is computed")))
+}
+
+fn run_he_op(
+    setup: &ServerSetup,
+    tensors: &mut [Option<Vec<Ciphertext>>],
+    op: &HeOp,
+    matrix: Option<&crate::plan::LoadedMatrix>,
+    images: usize,
+) -> Result<()> {
+    let (out_ref, out) = match op {
+        HeOp::Linear { inputs, output, name, .. } => {
+            let m = matrix.ok_or_else(|| RuntimeError::Protocol(format!("no weights for `{name}`")))?;
+            let mut refs: Vec<&Ciphertext> = Vec::new();
+            for &i in inputs {
+                refs.extend(take_tensor(tensors, i)?.iter());
+            }
+            let mut y = linear(&refs, &m.matrix, Some(RowBias { values: &m.bias, coeffs: images }))?;
+            y.par_iter_mut().try_for_each(|c| c.rescale_assign())?;
+            (*output, y)
+        }
+        HeOp::ModDrop { input, output, level } => {
+            let x = take_tensor(tensors, *input)?;
+            (*output, x.iter().map(|c| c.mod_drop(*level)).collect::<Result<Vec<_>, _>>()?)
+        }
+    };
+    let _ = setup;
+    tensors[out_ref] = Some(out);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_mpc_step<C: Channel>(
+    setup: &ServerSetup,
+    g: &mut Garbler<C>,
+    pk: &PublicKey,
+    tensors: &mut [Option<Vec<Ciphertext>>],
+    b: &MpcBinding,
+    masks: &StepMasks,
+    handle: Option<GarblerOffline>,
+    images: usize,
+    report: &mut SessionReport,
+) -> Result<()> {
+    let public = &setup.plan.public;
+    let step = &public.mpc_steps[b.step];
+    let sc = &public.circuits[step.circuit];
+    let params = &setup.params;
+    let meter = Meter::start(g.channel());
+
+    // HE→MPC: mod-drop to q0, re-randomize (the ciphertext no longer carries the weights'
+    // linear combination of the client's ciphertexts), add the uniform mask to every
+    // coefficient, send.
+    let input = take_tensor(tensors, b.input)?;
+    let shared: Vec<Ciphertext> = b
+        .gather
+        .par_iter()
+        .zip(masks.r.par_iter())
+        .map_init(os_rng, |rng, (&e, r)| {
+            let mut c = input[e as usize].mod_drop(0)?;
+            c.rerandomize(pk, rng)?;
+            let r: Vec<i64> = r.iter().map(|&x| x as i64).collect();
+            c.add_plain(&r)?;
+            Ok(c)
+        })
+        .collect::<Result<_>>()?;
+    let ch = g.channel_mut();
+    ch.set_phase("he2mpc");
+    for c in &shared {
+        wire::send_ct(ch, c)?;
+    }
+    ch.flush()?;
+    drop(shared);
+
+    // The circuits.
+    let n = step.instances * images;
+    match handle {
+        Some(h) => g.online(h)?,
+        None => {
+            let bits = garbler_bits(sc, step.instances, images, &masks.shares, &masks.out);
+            g.run_streaming(&sc.circuit, n, &bits)?;
+        }
+    }
+
+    // MPC→HE: the client's encryptions of z = y + offset + r'; remove offset and mask.
+    let ch = g.channel_mut();
+    ch.set_phase("mpc2he");
+    let mut outs = Vec::with_capacity(step.values_out);
+    for o in 0..step.values_out {
+        let mut c = wire::recv_seeded(ch, params, step.out_level)?;
+        let sub: Vec<i128> = masks.out[o].iter().map(|&r| (r + u128::from(sc.output_offset)) as i128).collect();
+        c.sub_plain(&sub)?;
+        outs.push(c);
+    }
+    tensors[b.output] = Some(outs);
+    let ands = sc.circuit.stats().and * n as u64;
+    let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
+    meter.finish(g.channel(), report, format!("mpc:{}", step.name), "online", ands, ots);
+    Ok(())
+}
