@@ -158,10 +158,8 @@ impl Prg {
 
     /// Writes stream blocks `start .. start + out.len()` to `out`.
     pub fn fill(&self, start: u64, out: &mut [u128]) {
-        let mut idx = u128::from(start);
-        for x in out.iter_mut() {
+        for (idx, x) in (u128::from(start)..).zip(out.iter_mut()) {
             *x = idx;
-            idx += 1;
         }
         for chunk in out.chunks_mut(BATCH) {
             encrypt_in_place(&self.aes, chunk);
@@ -229,9 +227,9 @@ mod tests {
         }
         let orig = m;
         transpose128(&mut m);
-        for i in 0..128 {
-            for j in 0..128 {
-                assert_eq!((m[j] >> i) & 1, (orig[i] >> j) & 1, "bit ({i},{j})");
+        for (i, row) in orig.iter().enumerate() {
+            for (j, col) in m.iter().enumerate() {
+                assert_eq!((col >> i) & 1, (row >> j) & 1, "bit ({i},{j})");
             }
         }
     }
