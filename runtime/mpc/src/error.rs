@@ -62,6 +62,9 @@ pub enum MpcError {
     /// A message from the peer is malformed (e.g. a point that does not decode).
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The operating system's random generator failed.
+    #[error("no operating-system randomness: {0}")]
+    Entropy(String),
     /// A size computation overflowed (absurd instance count or circuit size).
     #[error("size overflow: {0}")]
     TooLarge(String),

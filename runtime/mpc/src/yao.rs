@@ -166,6 +166,11 @@ fn recv_block(ch: &mut impl Channel) -> Result<u128> {
     Ok(b[0])
 }
 
+/// ChaCha20 seeded from the operating system.
+pub fn os_rng() -> Result<ChaCha20Rng> {
+    ChaCha20Rng::try_from_os_rng().map_err(|e| MpcError::Entropy(e.to_string()))
+}
+
 fn random_block(rng: &mut ChaCha20Rng) -> u128 {
     rng.random()
 }
@@ -351,8 +356,11 @@ impl<C: Channel> Garbler<C> {
     }
 
     /// A garbler with a ChaCha20 generator seeded from the operating system.
-    pub fn from_os_rng(ch: C) -> Self {
-        Self::new(ch, ChaCha20Rng::from_os_rng())
+    ///
+    /// # Errors
+    /// [`MpcError::Entropy`] if the operating system has no randomness to give.
+    pub fn from_os_rng(ch: C) -> Result<Self> {
+        Ok(Self::new(ch, os_rng()?))
     }
 
     /// A garbler with explicit tuning (the evaluator must use the same).
@@ -547,8 +555,11 @@ impl<C: Channel> Evaluator<C> {
     }
 
     /// An evaluator with a ChaCha20 generator seeded from the operating system.
-    pub fn from_os_rng(ch: C) -> Self {
-        Self::new(ch, ChaCha20Rng::from_os_rng())
+    ///
+    /// # Errors
+    /// [`MpcError::Entropy`] if the operating system has no randomness to give.
+    pub fn from_os_rng(ch: C) -> Result<Self> {
+        Ok(Self::new(ch, os_rng()?))
     }
 
     /// An evaluator with explicit tuning (the garbler must use the same).
