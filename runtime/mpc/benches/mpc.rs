@@ -67,7 +67,7 @@ fn bench_gc_chunk(c: &mp2ml_ir::circuit::Circuit, n: usize, reps: usize) {
     for r in 0..reps {
         let start = Instant::now();
         garble_chunk(
-            &c,
+            c,
             &hash,
             delta,
             n,
