@@ -1,6 +1,241 @@
 //! `mp2mlc`: compile an ONNX model into an mp2ml two-party plan.
+//!
+//! ```text
+//! mp2mlc MODEL.onnx [-o DIR/NAME.ron] [--report] [--report-format text|json] [--dot FILE]
+//!        [--emit-circuits DIR] [--input-range LO:HI | --calibration IMAGES.npy [--margin M]]
+//!        [--scale-bits F] [--weight-bits B] [--sigma S] [--security 128|192|256]
+//!        [--log-n LOGN] [--batch B]
+//! mp2mlc inspect PLAN.ron [--report-format text|json]
+//! ```
 
-fn main() {
-    eprintln!("mp2mlc: not yet implemented");
-    std::process::exit(2);
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use mp2ml_compiler::driver::{compile_graph, Options};
+use mp2ml_compiler::error::{CompileError, ErrorKind};
+use mp2ml_compiler::onnx::{import_file, ImportOptions};
+use mp2ml_compiler::params::{ParamOptions, Security};
+use mp2ml_compiler::plan_writer::{load_checked, output_paths, write_all};
+use mp2ml_compiler::report;
+
+/// Compile an ONNX model into an mp2ml plan (server plan, client plan, weights).
+#[derive(Parser, Debug)]
+#[command(name = "mp2mlc", version)]
+struct Cli {
+    /// The ONNX model.
+    model: PathBuf,
+    /// Output plan `DIR/NAME.ron` (also writes NAME.client.ron and NAME.weights.bin).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Print the partition report.
+    #[arg(long)]
+    report: bool,
+    /// Report format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    report_format: String,
+    /// Write a Graphviz picture of the partition.
+    #[arg(long)]
+    dot: Option<PathBuf>,
+    /// Write every circuit in Bristol Fashion into this folder.
+    #[arg(long)]
+    emit_circuits: Option<PathBuf>,
+    /// Declared input range LO:HI.
+    #[arg(long, default_value = "0:1")]
+    input_range: String,
+    /// Calibration images (float32 .npy, [B, C, H, W]) instead of interval analysis.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Margin on calibrated ranges.
+    #[arg(long, default_value_t = 2.0)]
+    margin: f64,
+    /// log2 of the activation scale Δ.
+    #[arg(long, default_value_t = 20)]
+    scale_bits: u32,
+    /// Minimum bits of each rescaling prime (weight precision).
+    #[arg(long, default_value_t = 30)]
+    weight_bits: u32,
+    /// Statistical security bits (≥ 40).
+    #[arg(long, default_value_t = 40)]
+    sigma: u32,
+    /// Security level (128, 192 or 256).
+    #[arg(long, default_value_t = 128)]
+    security: u32,
+    /// Force log2 N (refused if insecure).
+    #[arg(long)]
+    log_n: Option<u32>,
+    /// Batch size recorded in the plan.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+}
+
+/// `mp2mlc inspect PLAN.ron`.
+#[derive(Parser, Debug)]
+#[command(name = "mp2mlc inspect")]
+struct Inspect {
+    /// The server plan.
+    plan: PathBuf,
+    /// Report format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    report_format: String,
+}
+
+fn parse_range(s: &str) -> Result<(f32, f32), CompileError> {
+    let bad = || {
+        CompileError::new(
+            ErrorKind::Options,
+            format!("--input-range `{s}` is not LO:HI"),
+        )
+    };
+    let (a, b) = s.split_once(':').ok_or_else(bad)?;
+    Ok((
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+fn fail(e: &CompileError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(1)
+}
+
+fn inspect(args: &[String]) -> ExitCode {
+    let cli = match Inspect::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    match load_checked(&cli.plan) {
+        Ok((plan, _)) => {
+            let r = report::Report::from_plan(&plan, None);
+            print!(
+                "{}",
+                if cli.report_format == "json" {
+                    r.json()
+                } else {
+                    r.text()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("inspect") {
+        let mut rest = vec![format!("{} inspect", args[0])];
+        rest.extend(args.iter().skip(2).cloned());
+        return inspect(&rest);
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    let range = match parse_range(&cli.input_range) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let Some(security) = Security::from_bits(cli.security) else {
+        return fail(&CompileError::new(
+            ErrorKind::Options,
+            format!("--security {} is not 128, 192 or 256", cli.security),
+        ));
+    };
+    let opts = Options {
+        params: ParamOptions {
+            scale_bits: cli.scale_bits,
+            weight_bits: cli.weight_bits,
+            sigma: cli.sigma,
+            security,
+            log_n: cli.log_n,
+        },
+        input_range: range,
+        calibration: cli.calibration.clone(),
+        margin: cli.margin,
+        batch: cli.batch,
+    };
+    let model_name = cli
+        .model
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let imported = match import_file(&cli.model, &ImportOptions::default()) {
+        Ok(i) => i,
+        Err(d) => {
+            eprint!("{d}");
+            return ExitCode::from(1);
+        }
+    };
+    let weights_name = cli
+        .output
+        .as_deref()
+        .map(|o| output_paths(o).2)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+        .unwrap_or_else(|| format!("{model_name}.weights.bin"));
+    let out = match compile_graph(&imported.graph, &model_name, &weights_name, &opts) {
+        Ok(o) => o,
+        Err(e) => {
+            eprint!(
+                "{}",
+                e.render(&cli.model.display().to_string(), &imported.listing)
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(path) = &cli.output {
+        if let Err(e) = write_all(&out.compiled, path) {
+            return fail(&e);
+        }
+    }
+    if let Some(dir) = &cli.emit_circuits {
+        if let Err(e) = emit_circuits(&out.compiled.server, dir) {
+            return fail(&e);
+        }
+    }
+    let rep = report::Report::from_plan(&out.compiled.server, Some(&out));
+    if let Some(dot) = &cli.dot {
+        if let Err(e) = std::fs::write(dot, rep.dot()) {
+            return fail(&CompileError::new(
+                ErrorKind::Io,
+                format!("cannot write `{}`: {e}", dot.display()),
+            ));
+        }
+    }
+    if cli.report || cli.output.is_none() {
+        print!(
+            "{}",
+            if cli.report_format == "json" {
+                rep.json()
+            } else {
+                rep.text()
+            }
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn emit_circuits(plan: &mp2ml_ir::plan::ServerPlan, dir: &Path) -> Result<(), CompileError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        CompileError::new(
+            ErrorKind::Io,
+            format!("cannot create `{}`: {e}", dir.display()),
+        )
+    })?;
+    for c in &plan.public.circuits {
+        let path = dir.join(format!("{}.txt", c.circuit.name));
+        std::fs::write(&path, c.circuit.to_bristol_fashion()).map_err(|e| {
+            CompileError::new(
+                ErrorKind::Io,
+                format!("cannot write `{}`: {e}", path.display()),
+            )
+        })?;
+    }
+    Ok(())
 }

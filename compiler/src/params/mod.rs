@@ -1,0 +1,267 @@
+//! Automatic choice of the CKKS and circuit parameters.
+//!
+//! Given the lowered model (levels, value bounds, noise coefficients) and the options, picks
+//! (see the protocol notes, "Choosing parameters"):
+//! 1. q0: the smallest NTT-friendly prime of `w` bits with
+//!    `w ≥ ⌈log2(Δ·B + B_e)⌉ + 2` over every value shared into a circuit (B its bound, B_e its noise
+//!    after re-randomization) and every circuit output;
+//! 2. p1…pL, lowest level first, each the smallest NTT-friendly prime of at least `weight_bits`
+//!    bits that satisfies the constraints at its level: a masked MPC output encrypted at ℓ needs
+//!    `Q_ℓ ≥ 2^(mask_bits+2)`; a tensor at level ℓ needs `Q_ℓ ≥ 4·(Δ·B + B_e)`; the output level
+//!    needs `Q_ℓo ≥ 8·(Δ·B_out + 2^σ·B_e)`. Greedy bottom-up sizing minimises log2 Q_L because
+//!    every constraint is on a prefix product;
+//! 3. N: the smallest power of two ≥ 1024 (or the forced one) whose HomomorphicEncryption.org
+//!    bound admits the sum of the primes' bit lengths; primes depend on N (≡ 1 mod 2N) and the
+//!    noise grows with N, so the choice iterates until N is stable.
+
+pub mod noise;
+pub mod primes;
+pub mod security;
+
+use crate::error::{CompileError, ErrorKind};
+use crate::partition::{CircuitSpec, Lowered, MKind, OUTPUT_LEVEL};
+pub use security::{max_log_q, Security};
+
+/// Lower bound on any prime p_ℓ used by the noise model (weights bits ≥ 20).
+pub const MIN_PRIME: f64 = (1u64 << 19) as f64;
+
+/// Options that steer the parameter choice.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamOptions {
+    /// log2 Δ.
+    pub scale_bits: u32,
+    /// Minimum bits of each p_ℓ (weight precision).
+    pub weight_bits: u32,
+    /// Statistical security bits (≥ 40).
+    pub sigma: u32,
+    /// Security level.
+    pub security: Security,
+    /// Forced log2 N (checked against the table).
+    pub log_n: Option<u32>,
+}
+
+impl Default for ParamOptions {
+    fn default() -> Self {
+        ParamOptions {
+            scale_bits: 20,
+            weight_bits: 30,
+            sigma: 40,
+            security: Security::Bits128,
+            log_n: None,
+        }
+    }
+}
+
+/// One constraint on Q at a level, for the report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Constraint {
+    /// Level.
+    pub level: usize,
+    /// Required log2 Q_level.
+    pub log2: f64,
+    /// Why.
+    pub why: String,
+}
+
+/// The chosen parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chosen {
+    /// log2 N.
+    pub log_n: u32,
+    /// q0, p1, …, pL.
+    pub moduli: Vec<u64>,
+    /// Bits of q0 (share width w).
+    pub share_bits: u32,
+    /// Largest noise bound of a value entering a circuit (after re-randomization).
+    pub mpc_noise: f64,
+    /// Largest Δ·B over circuit inputs.
+    pub mpc_max_scaled: f64,
+    /// Noise bound of the output before flooding.
+    pub output_noise: f64,
+    /// Flooding bits (σ + ⌈log2 B_e⌉).
+    pub flood_bits: u32,
+    /// Sum of the primes' bit lengths.
+    pub log_q_bits: u32,
+    /// Constraints on Q per level.
+    pub constraints: Vec<Constraint>,
+}
+
+impl Chosen {
+    /// Ring dimension.
+    pub fn n(&self) -> usize {
+        1usize << self.log_n
+    }
+}
+
+/// `out_bits` of a step's circuit at share width `w` (see the circuit generators).
+pub fn out_bits(spec: &CircuitSpec, w: u32) -> u32 {
+    match spec {
+        CircuitSpec::Relu | CircuitSpec::Square => w - 1,
+        _ => w,
+    }
+}
+
+fn bits(p: u64) -> u32 {
+    64 - p.leading_zeros()
+}
+
+/// Chooses the parameters for `low`.
+pub fn choose(low: &Lowered, opts: &ParamOptions) -> Result<Chosen, CompileError> {
+    if opts.sigma < 40 {
+        return Err(CompileError::new(
+            ErrorKind::Parameters,
+            format!(
+                "σ = {} is below the minimum of 40 statistical bits",
+                opts.sigma
+            ),
+        ));
+    }
+    if !(20..=60).contains(&opts.weight_bits) {
+        return Err(CompileError::new(
+            ErrorKind::Parameters,
+            "--weight-bits must be within 20..=60",
+        ));
+    }
+    if !(1..=40).contains(&opts.scale_bits) {
+        return Err(CompileError::new(
+            ErrorKind::Parameters,
+            "--scale-bits must be within 1..=40",
+        ));
+    }
+    let delta = 2f64.powi(opts.scale_bits as i32);
+    let max_level = low
+        .tensors
+        .iter()
+        .map(|t| t.level)
+        .max()
+        .unwrap_or(0)
+        .max(OUTPUT_LEVEL);
+    let mut log_n = opts.log_n.unwrap_or(10).max(10);
+    for _round in 0..8 {
+        let n = 1usize << log_n;
+        let two_n = 2 * n as u64;
+        // q0.
+        let mut mpc_noise = 0.0f64;
+        let mut need_w = 0.0f64;
+        let mut max_scaled = 0.0f64;
+        for st in &low.steps {
+            let t = &low.tensors[st.input];
+            let e = noise::bound(&t.noise, n) + noise::rerandomize(n);
+            mpc_noise = mpc_noise.max(e);
+            max_scaled = max_scaled.max(delta * t.bound);
+            need_w = need_w.max((delta * t.bound + e).log2());
+            let o = &low.tensors[st.output];
+            need_w = need_w.max((delta * o.bound + 1.0).log2());
+        }
+        let w = ((need_w.ceil() as u32) + 2).max(log_n + 3);
+        if w > 62 {
+            return Err(CompileError::new(ErrorKind::Parameters, format!("values need a {w}-bit share modulus (more than 62 bits); lower --scale-bits or the input range")));
+        }
+        let q0 = primes::ntt_prime_at_least(1u64 << (w - 1), two_n, &[])
+            .filter(|&p| bits(p) == w)
+            .ok_or_else(|| {
+                CompileError::new(
+                    ErrorKind::Parameters,
+                    format!("no {w}-bit NTT-friendly prime for N = {n}"),
+                )
+            })?;
+        // Constraints per level.
+        let mut cons: Vec<Constraint> = Vec::new();
+        for (k, st) in low.steps.iter().enumerate() {
+            let ob = out_bits(&st.spec, w);
+            let lvl = low.tensors[st.output].level;
+            cons.push(Constraint {
+                level: lvl,
+                log2: f64::from(ob + opts.sigma + 2),
+                why: format!("masked output of MPC step {k} ({})", st.name),
+            });
+        }
+        for t in &low.tensors {
+            if t.level >= 1 && !matches!(t.kind, MKind::MpcOut { .. }) {
+                let e = noise::bound(&t.noise, n);
+                cons.push(Constraint {
+                    level: t.level,
+                    log2: (4.0 * (delta * t.bound + e)).log2(),
+                    why: format!("value range of `{}`", t.name),
+                });
+            }
+        }
+        let out = &low.tensors[low.output];
+        let out_noise = noise::bound(&out.noise, n) + noise::rerandomize(n);
+        let flood_bits = opts.sigma + out_noise.log2().ceil().max(0.0) as u32;
+        cons.push(Constraint {
+            level: out.level.min(OUTPUT_LEVEL).max(OUTPUT_LEVEL),
+            log2: (8.0 * (delta * out.bound + 2f64.powi(flood_bits as i32))).log2(),
+            why: "output with noise flooding".into(),
+        });
+        // Primes bottom-up.
+        let mut moduli = vec![q0];
+        let mut log_q = (q0 as f64).log2();
+        for l in 1..=max_level {
+            let need = cons
+                .iter()
+                .filter(|c| c.level == l)
+                .map(|c| c.log2)
+                .fold(0.0f64, f64::max);
+            let want = (need - log_q).max(f64::from(opts.weight_bits - 1));
+            if want > 61.5 {
+                return Err(CompileError::new(
+                    ErrorKind::Parameters,
+                    format!("level {l} needs a {want:.1}-bit prime (more than 62 bits)"),
+                ));
+            }
+            let lower = (2f64.powf(want).ceil() as u64)
+                .max((1u64 << (opts.weight_bits - 1)) + 1)
+                .max(q0 + 1);
+            let p = primes::ntt_prime_at_least(lower, two_n, &moduli).ok_or_else(|| {
+                CompileError::new(
+                    ErrorKind::Parameters,
+                    format!("no NTT-friendly prime ≥ 2^{want:.1} for N = {n}"),
+                )
+            })?;
+            log_q += (p as f64).log2();
+            moduli.push(p);
+        }
+        // q0 must stay the smallest modulus.
+        if moduli.iter().skip(1).any(|&p| p < q0) {
+            return Err(CompileError::new(
+                ErrorKind::Parameters,
+                "internal: a prime p_ℓ came out below q0",
+            ));
+        }
+        let log_q_bits: u32 = moduli.iter().map(|&p| bits(p)).sum();
+        let needed = (10..=15u32)
+            .find(|&ln| max_log_q(1 << ln, opts.security).is_some_and(|m| log_q_bits <= m));
+        match (needed, opts.log_n) {
+            (_, Some(forced)) => {
+                let ok = max_log_q(1 << forced, opts.security).is_some_and(|m| log_q_bits <= m);
+                if !ok {
+                    return Err(CompileError::new(
+                        ErrorKind::Parameters,
+                        format!(
+                            "N = {} with log2 Q = {log_q_bits} bits does not meet {}-bit security (the HomomorphicEncryption.org bound is {} bits)",
+                            1u64 << forced,
+                            opts.security.bits(),
+                            max_log_q(1 << forced, opts.security).map_or("undefined".into(), |m| m.to_string())
+                        ),
+                    ));
+                }
+                return Ok(Chosen { log_n: forced, moduli, share_bits: w, mpc_noise, mpc_max_scaled: max_scaled, output_noise: out_noise, flood_bits, log_q_bits, constraints: cons });
+            }
+            (None, None) => {
+                return Err(CompileError::new(
+                    ErrorKind::Parameters,
+                    format!("log2 Q = {log_q_bits} bits exceeds the {}-bit security bound for every N up to 32768", opts.security.bits()),
+                ))
+            }
+            (Some(ln), None) if ln <= log_n => {
+                return Ok(Chosen { log_n, moduli, share_bits: w, mpc_noise, mpc_max_scaled: max_scaled, output_noise: out_noise, flood_bits, log_q_bits, constraints: cons });
+            }
+            (Some(ln), None) => log_n = ln,
+        }
+    }
+    Err(CompileError::new(
+        ErrorKind::Parameters,
+        "parameter search did not converge",
+    ))
+}

@@ -1,0 +1,433 @@
+//! Builds the server and client plans and the weights file from the lowered model and the
+//! chosen parameters, and writes them atomically.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mp2ml_ir::circuit::ShareCircuit;
+use mp2ml_ir::plan::{
+    CkksParams, ClientPlan, ClientPlanFile, HeOp, HeSegment, HeTensor, InputSpec, MpcBinding,
+    MpcStep, OutputSpec, Segment, ServerPlan, WeightsRef, PLAN_VERSION,
+};
+use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
+use sha2::{Digest, Sha256};
+
+use crate::circuits::{self, CircuitParams};
+use crate::error::{CompileError, ErrorKind};
+use crate::params::{noise, Chosen};
+use crate::partition::{CircuitSpec, Lowered, MKind, LEAKY_SHIFT};
+
+/// Everything the compiler produces for one model.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    /// The server plan.
+    pub server: ServerPlan,
+    /// The weights file contents.
+    pub weights: Vec<u8>,
+}
+
+impl Compiled {
+    /// The client plan file.
+    pub fn client_file(&self) -> ClientPlanFile {
+        ClientPlanFile {
+            version: PLAN_VERSION,
+            public_hash: self.server.public_hash.clone(),
+            plan: self.server.public.clone(),
+        }
+    }
+}
+
+/// Generates the circuit of a step.
+pub fn circuit_for(spec: &CircuitSpec, p: &CircuitParams, scale_bits: u32) -> ShareCircuit {
+    let delta = 2f64.powi(scale_bits as i32);
+    let fix = |v: f32| (f64::from(v) * delta).round() as i64;
+    match spec {
+        CircuitSpec::Relu => circuits::relu(p),
+        CircuitSpec::MaxPool {
+            values_in,
+            windows,
+            relu,
+        } => circuits::maxpool(p, *values_in, windows, *relu),
+        CircuitSpec::Clip { min, max } => circuits::clip(p, fix(*min), fix(*max)),
+        CircuitSpec::LeakyRelu { num } => circuits::leaky_relu(p, *num, LEAKY_SHIFT),
+        CircuitSpec::Square => circuits::square(p, scale_bits),
+    }
+}
+
+/// Plan-level settings recorded in the plan.
+#[derive(Clone, Debug)]
+pub struct PlanSettings {
+    /// Model name.
+    pub model: String,
+    /// Weights file name (relative to the plan).
+    pub weights_file: String,
+    /// log2 Δ.
+    pub scale_bits: u32,
+    /// σ.
+    pub sigma: u32,
+    /// Security bits.
+    pub security_bits: u32,
+    /// Batch size.
+    pub batch: usize,
+    /// Declared input range.
+    pub input_range: (f32, f32),
+}
+
+/// Assembles the plans and the weights file.
+pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compiled, CompileError> {
+    let cp = CircuitParams {
+        q0: ch.moduli[0],
+        sigma: s.sigma,
+    };
+    // Circuits, deduplicated.
+    let mut circuits: Vec<ShareCircuit> = Vec::new();
+    let mut steps = Vec::new();
+    for st in &low.steps {
+        let c = circuit_for(&st.spec, &cp, s.scale_bits);
+        let idx = match circuits.iter().position(|x| *x == c) {
+            Some(i) => i,
+            None => {
+                circuits.push(c);
+                circuits.len() - 1
+            }
+        };
+        steps.push(MpcStep {
+            name: st.name.clone(),
+            kind: st.kind.clone(),
+            circuit: idx,
+            instances: st.instances,
+            values_in: st.instances * st.values_in,
+            values_out: st.instances * st.values_out,
+            out_level: low.tensors[st.output].level,
+        });
+    }
+    let input = &low.tensors[0];
+    let out = &low.tensors[low.output];
+    let public = ClientPlan {
+        version: PLAN_VERSION,
+        params: CkksParams {
+            log_n: ch.log_n,
+            moduli: ch.moduli.clone(),
+            security_bits: s.security_bits,
+            error_std: noise::ERROR_STD,
+        },
+        scale_bits: s.scale_bits,
+        sigma: s.sigma,
+        batch: s.batch,
+        input: InputSpec {
+            name: input.name.clone(),
+            shape: input.shape.clone(),
+            level: input.level,
+            range: s.input_range,
+        },
+        mpc_steps: steps,
+        circuits,
+        output: OutputSpec {
+            name: low.output_name.clone(),
+            shape: out.shape.clone(),
+            level: crate::partition::OUTPUT_LEVEL,
+            flood_bits: ch.flood_bits,
+            post: low.post,
+        },
+    };
+
+    // Server side: tensors, HE ops, weights.
+    let mut b = Builder {
+        low,
+        ch,
+        s,
+        tensors: Vec::new(),
+        plan_of: vec![None; low.tensors.len()],
+        drops: BTreeMap::new(),
+        weights: WeightsWriter::new(),
+    };
+    let t0 = b.plan_tensor(0);
+    debug_assert_eq!(t0, 0);
+    let mut segments = Vec::new();
+    for (k, st) in low.steps.iter().enumerate() {
+        let mut seg = HeSegment {
+            name: format!("he{k}"),
+            ops: Vec::new(),
+            macs: 0,
+        };
+        let input = b.emit(st.input, &mut seg)?;
+        segments.push(Segment::He(seg));
+        let output = b.plan_tensor(st.output);
+        segments.push(Segment::Mpc(MpcBinding {
+            step: k,
+            input,
+            gather: st.gather.clone(),
+            output,
+        }));
+    }
+    let mut seg = HeSegment {
+        name: format!("he{}", low.steps.len()),
+        ops: Vec::new(),
+        macs: 0,
+    };
+    let mut output_tensor = b.emit(low.output, &mut seg)?;
+    let ol = crate::partition::OUTPUT_LEVEL;
+    if b.tensors[output_tensor].level > ol {
+        output_tensor = b.drop_to(output_tensor, ol, &mut seg);
+    }
+    segments.push(Segment::He(seg));
+    let weights = b.weights.into_bytes();
+    let tensors = b.tensors;
+    let sha = hex::encode(Sha256::digest(&weights));
+    let server = ServerPlan {
+        version: PLAN_VERSION,
+        model: s.model.clone(),
+        public_hash: public.hash(),
+        public,
+        tensors,
+        output_tensor,
+        segments,
+        weights: WeightsRef {
+            file: s.weights_file.clone(),
+            bytes: weights.len() as u64,
+            sha256: sha,
+        },
+    };
+    Ok(Compiled { server, weights })
+}
+
+struct Builder<'a> {
+    low: &'a Lowered,
+    ch: &'a Chosen,
+    s: &'a PlanSettings,
+    tensors: Vec<HeTensor>,
+    plan_of: Vec<Option<usize>>,
+    drops: BTreeMap<(usize, usize), usize>,
+    weights: WeightsWriter,
+}
+
+impl Builder<'_> {
+    fn plan_tensor(&mut self, m: usize) -> usize {
+        if let Some(i) = self.plan_of[m] {
+            return i;
+        }
+        let t = &self.low.tensors[m];
+        self.tensors.push(HeTensor {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            level: t.level,
+        });
+        let i = self.tensors.len() - 1;
+        self.plan_of[m] = Some(i);
+        i
+    }
+
+    fn drop_to(&mut self, t: usize, level: usize, seg: &mut HeSegment) -> usize {
+        if let Some(&d) = self.drops.get(&(t, level)) {
+            return d;
+        }
+        let src = &self.tensors[t];
+        let name = format!("{}@{level}", src.name);
+        let shape = src.shape.clone();
+        self.tensors.push(HeTensor { name, shape, level });
+        let out = self.tensors.len() - 1;
+        seg.ops.push(HeOp::ModDrop {
+            input: t,
+            output: out,
+            level,
+        });
+        self.drops.insert((t, level), out);
+        out
+    }
+
+    /// Emits the ops producing materialized tensor `m` (and what it needs) into `seg`.
+    fn emit(&mut self, m: usize, seg: &mut HeSegment) -> Result<usize, CompileError> {
+        if let Some(i) = self.plan_of[m] {
+            return Ok(i);
+        }
+        let t = &self.low.tensors[m];
+        let MKind::Linear { inputs, map, nodes } = &t.kind else {
+            return Ok(self.plan_tensor(m));
+        };
+        let level_in = t.level + 1;
+        let mut ins = Vec::with_capacity(inputs.len());
+        for &f in inputs {
+            let pi = self.emit(f, seg)?;
+            let pi = if self.tensors[pi].level > level_in {
+                self.drop_to(pi, level_in, seg)
+            } else {
+                pi
+            };
+            ins.push(pi);
+        }
+        let p = *self.ch.moduli.get(level_in).ok_or_else(|| {
+            CompileError::new(
+                ErrorKind::Parameters,
+                "internal: level above the modulus chain",
+            )
+        })? as f64;
+        let delta = 2f64.powi(self.s.scale_bits as i32);
+        let cols: usize = inputs
+            .iter()
+            .map(|&f| self.low.tensors[f].shape.iter().product::<usize>())
+            .sum();
+        let mut im = IntMatrix {
+            rows: map.rows.len(),
+            cols,
+            row_ptr: vec![0],
+            ..Default::default()
+        };
+        for r in &map.rows {
+            for (&c, &v) in r.cols.iter().zip(&r.vals) {
+                let w = (v * p).round();
+                if w.abs() >= 2f64.powi(62) {
+                    return Err(CompileError::new(
+                        ErrorKind::Parameters,
+                        format!("weight {v} of `{}` does not fit 62 bits at p = {p}", t.name),
+                    ));
+                }
+                if w != 0.0 {
+                    im.col.push(c);
+                    im.val.push(w as i64);
+                }
+            }
+            im.row_ptr.push(im.col.len() as u64);
+            im.bias.push((r.bias * delta * p).round() as i128);
+        }
+        let matrix = self.weights.push(&im);
+        seg.macs += im.nnz() as u64;
+        let output = self.plan_tensor(m);
+        seg.ops.push(HeOp::Linear {
+            name: nodes.join("+"),
+            inputs: ins,
+            output,
+            matrix,
+            level_in,
+        });
+        Ok(output)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder.
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, CompileError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CompileError::new(
+            ErrorKind::Io,
+            format!("cannot write `{}`: {e}", tmp.display()),
+        )
+    })?;
+    Ok(tmp)
+}
+
+/// The three output paths for `-o DIR/NAME.ron`: plan, client plan, weights.
+pub fn output_paths(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let stem = out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let stem = stem.strip_suffix(".ron").unwrap_or(&stem).to_string();
+    let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
+    (
+        dir.join(format!("{stem}.ron")),
+        dir.join(format!("{stem}.client.ron")),
+        dir.join(format!("{stem}.weights.bin")),
+    )
+}
+
+/// Serializes a value as pretty RON.
+pub fn to_ron<T: serde::Serialize>(v: &T) -> Result<String, CompileError> {
+    ron::ser::to_string_pretty(v, ron::ser::PrettyConfig::default())
+        .map_err(|e| CompileError::new(ErrorKind::Plan, format!("cannot serialize the plan: {e}")))
+}
+
+/// Writes the plan, client plan and weights atomically: all three are written to temporary
+/// files first and renamed only when every write succeeded; on error nothing remains.
+pub fn write_all(c: &Compiled, out: &Path) -> Result<(), CompileError> {
+    let (plan, client, weights) = output_paths(out);
+    let texts = [
+        (plan, to_ron(&c.server)?.into_bytes()),
+        (client, to_ron(&c.client_file())?.into_bytes()),
+        (weights, c.weights.clone()),
+    ];
+    let mut temps = Vec::new();
+    for (path, bytes) in &texts {
+        match write_temp(path, bytes) {
+            Ok(t) => temps.push((t, path.clone())),
+            Err(e) => {
+                for (t, _) in &temps {
+                    let _ = std::fs::remove_file(t);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut done: Vec<PathBuf> = Vec::new();
+    for (tmp, path) in &temps {
+        if let Err(e) = std::fs::rename(tmp, path) {
+            for (t, _) in &temps {
+                let _ = std::fs::remove_file(t);
+            }
+            for d in &done {
+                let _ = std::fs::remove_file(d);
+            }
+            return Err(CompileError::new(
+                ErrorKind::Io,
+                format!("cannot rename to `{}`: {e}", path.display()),
+            ));
+        }
+        done.push(path.clone());
+    }
+    Ok(())
+}
+
+/// Reads a server plan and checks its weights file (size and SHA-256) and public hash.
+pub fn load_checked(plan_path: &Path) -> Result<(ServerPlan, Vec<u8>), CompileError> {
+    let text = std::fs::read_to_string(plan_path).map_err(|e| {
+        CompileError::new(
+            ErrorKind::Io,
+            format!("cannot read `{}`: {e}", plan_path.display()),
+        )
+    })?;
+    let plan: ServerPlan = ron::from_str(&text).map_err(|e| {
+        CompileError::new(
+            ErrorKind::Plan,
+            format!("`{}` is not a server plan: {e}", plan_path.display()),
+        )
+    })?;
+    if plan.version != PLAN_VERSION {
+        return Err(CompileError::new(
+            ErrorKind::Plan,
+            format!("plan version {} is not {PLAN_VERSION}", plan.version),
+        ));
+    }
+    if plan.public.hash() != plan.public_hash {
+        return Err(CompileError::new(
+            ErrorKind::Plan,
+            "the plan's public hash does not match its public part",
+        ));
+    }
+    let dir = plan_path.parent().unwrap_or(Path::new("."));
+    let wpath = dir.join(&plan.weights.file);
+    let bytes = std::fs::read(&wpath).map_err(|e| {
+        CompileError::new(
+            ErrorKind::Io,
+            format!("cannot read `{}`: {e}", wpath.display()),
+        )
+    })?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() as u64 != plan.weights.bytes || sha != plan.weights.sha256 {
+        return Err(CompileError::new(
+            ErrorKind::Plan,
+            format!(
+                "weights file `{}` does not match the plan's SHA-256 (tampered or stale)",
+                wpath.display()
+            ),
+        ));
+    }
+    Ok((plan, bytes))
+}

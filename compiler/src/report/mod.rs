@@ -1,0 +1,610 @@
+//! The partition report (text, JSON) and the Graphviz picture of the partition.
+//!
+//! Built from a [`ServerPlan`] alone (`mp2mlc inspect`) or with the compiler's extra
+//! information (fusion decisions, value bounds, noise). Cost estimates:
+//! - ciphertext bytes: a level-ℓ ciphertext is `2·N·(ℓ+1)·8` bytes, a seeded upload half that;
+//!   one ciphertext carries one value of up to N images, so per-image bytes divide by the batch;
+//! - garbled circuits: 32 bytes per AND gate (two 128-bit half-gate rows), 16 bytes per server
+//!   input label, and ≈ 16 bytes of IKNP OT extension per client input bit;
+//! - time: HE work is `MACs × limbs × N` coefficient multiply-accumulates per ciphertext group,
+//!   at a rate measured by a micro-benchmark when the report is made; garbling + evaluation at
+//!   [`AND_GATES_PER_SEC`] AND gates per second (documented constant for AES-NI half-gates on
+//!   one core); transfers at [`NETWORK_BYTES_PER_SEC`].
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
+use serde::Serialize;
+
+use crate::driver::Output;
+
+/// Assumed garbling + evaluation throughput (AND gates per second, one core each side).
+pub const AND_GATES_PER_SEC: f64 = 10.0e6;
+/// Assumed network throughput (1 Gbit/s).
+pub const NETWORK_BYTES_PER_SEC: f64 = 125.0e6;
+
+/// One row of the segment table.
+#[derive(Clone, Debug, Serialize)]
+pub struct SegmentRow {
+    /// `HE` or `MPC`.
+    pub kind: String,
+    /// Segment or step name.
+    pub name: String,
+    /// Model ops (fused names).
+    pub ops: Vec<String>,
+    /// Input shapes.
+    pub inputs: Vec<Vec<usize>>,
+    /// Output shapes.
+    pub outputs: Vec<Vec<usize>>,
+    /// Level in.
+    pub level_in: Option<usize>,
+    /// Level out.
+    pub level_out: Option<usize>,
+    /// Ciphertexts produced (HE) or received by the client (MPC), per group.
+    pub ciphertexts: usize,
+    /// MACs as planned.
+    pub macs: u64,
+    /// Linear ops (HE) and depth.
+    pub depth: usize,
+    /// MPC: values in / out per image.
+    pub values: Option<(usize, usize)>,
+    /// MPC: circuit name.
+    pub circuit: Option<String>,
+    /// MPC: AND gates per image.
+    pub and_gates: u64,
+    /// Estimated bytes per image.
+    pub bytes: f64,
+    /// Estimated seconds per image.
+    pub seconds: f64,
+}
+
+/// Circuit summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct CircuitRow {
+    /// Name.
+    pub name: String,
+    /// AND gates per instance.
+    pub and: u64,
+    /// XOR gates.
+    pub xor: u64,
+    /// AND depth.
+    pub and_depth: u32,
+    /// Share width w.
+    pub share_bits: u32,
+    /// Mask bits.
+    pub mask_bits: u32,
+    /// Bound 6·w + σ (ReLU only).
+    pub relu_bound: Option<u64>,
+}
+
+/// A fusion decision (compile mode only).
+#[derive(Clone, Debug, Serialize)]
+pub struct FusionRow {
+    /// Target.
+    pub target: String,
+    /// Nodes.
+    pub nodes: Vec<String>,
+    /// Fused MACs.
+    pub fused_macs: u64,
+    /// Unfused MACs.
+    pub unfused_macs: u64,
+    /// Chain depth.
+    pub depth: usize,
+    /// Fused cost (MACs × limbs).
+    pub fused_cost: u64,
+    /// Unfused cost.
+    pub unfused_cost: u64,
+    /// `fused` or `chain`.
+    pub decision: String,
+}
+
+/// The report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Model.
+    pub model: String,
+    /// N.
+    pub n: usize,
+    /// Bits of each modulus (q0 first).
+    pub moduli_bits: Vec<u32>,
+    /// The moduli.
+    pub moduli: Vec<u64>,
+    /// Sum of bit lengths.
+    pub log_q_bits: u32,
+    /// Bound from the table.
+    pub max_log_q: Option<u32>,
+    /// Security.
+    pub security_bits: u32,
+    /// log2 Δ.
+    pub scale_bits: u32,
+    /// σ.
+    pub sigma: u32,
+    /// Batch.
+    pub batch: usize,
+    /// Input range.
+    pub input_range: (f32, f32),
+    /// Calibration file and margin.
+    pub calibration: Option<(String, f64)>,
+    /// Largest Δ·B over circuit inputs (compile mode).
+    pub mpc_max_scaled: Option<f64>,
+    /// Noise bound of circuit inputs (compile mode).
+    pub mpc_noise: Option<f64>,
+    /// Noise bound of the output before flooding (compile mode).
+    pub output_noise: Option<f64>,
+    /// Flooding bits.
+    pub flood_bits: u32,
+    /// Segments.
+    pub segments: Vec<SegmentRow>,
+    /// Circuits.
+    pub circuits: Vec<CircuitRow>,
+    /// Fusion decisions.
+    pub fusion: Vec<FusionRow>,
+    /// Total MACs per image.
+    pub total_macs: u64,
+    /// Total AND gates per image.
+    pub total_and: u64,
+    /// Estimated bytes per image.
+    pub bytes_per_image: f64,
+    /// Estimated seconds per image.
+    pub seconds_per_image: f64,
+    /// Measured coefficient MACs per second.
+    pub coeff_macs_per_sec: f64,
+    /// Compile time (ms), compile mode.
+    pub compile_ms: Option<f64>,
+    /// Plan sizes in bytes (server RON, client RON, weights).
+    pub sizes: Option<(usize, usize, usize)>,
+}
+
+/// Measures coefficient multiply-accumulates per second (i64 weight × u64 coefficient into a
+/// u128 accumulator, the lazy-reduction inner loop of a Linear).
+pub fn measure_mac_rate() -> f64 {
+    let n = 1 << 20;
+    let x: Vec<u64> = (0..n as u64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 4)
+        .collect();
+    let mut best = f64::MAX;
+    let mut sink = 0u128;
+    for rep in 0..3u64 {
+        let t = Instant::now();
+        let mut acc = 0u128;
+        for (i, &v) in x.iter().enumerate() {
+            acc = acc.wrapping_add(u128::from(v) * u128::from((i as u64) ^ rep));
+        }
+        sink ^= acc;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(sink);
+    n as f64 / best.max(1e-9)
+}
+
+impl Report {
+    /// Builds the report.
+    pub fn from_plan(plan: &ServerPlan, out: Option<&Output>) -> Report {
+        let p = &plan.public;
+        let n = p.params.n();
+        let b = p.batch.clamp(1, n) as f64;
+        let bits = |q: u64| 64 - q.leading_zeros();
+        let rate = measure_mac_rate();
+        let ct = |level: usize| 2.0 * n as f64 * (level as f64 + 1.0) * 8.0;
+        let mut segments = Vec::new();
+        let mut total_macs = 0;
+        let mut total_and = 0;
+        let mut bytes_total = 0.0;
+        let mut secs_total = 0.0;
+        // Input upload (seeded).
+        let t0 = plan.tensors.first();
+        let in_bytes = t0.map_or(0.0, |t| t.len() as f64 * ct(t.level) / 2.0) / b;
+        bytes_total += in_bytes;
+        for seg in &plan.segments {
+            match seg {
+                Segment::He(h) => {
+                    let mut ops = Vec::new();
+                    let (mut lin, mut lout) = (None, None);
+                    let mut inputs = Vec::new();
+                    let mut outputs = Vec::new();
+                    let mut cts = 0;
+                    let mut coeff = 0.0;
+                    let mut depth_of: std::collections::BTreeMap<usize, usize> = Default::default();
+                    let mut depth = 0;
+                    for op in &h.ops {
+                        match op {
+                            HeOp::Linear {
+                                name,
+                                inputs: ins,
+                                output,
+                                matrix,
+                                level_in,
+                            } => {
+                                ops.push(name.clone());
+                                lin = Some(lin.map_or(*level_in, |l: usize| l.max(*level_in)));
+                                lout = Some(level_in - 1);
+                                let d = ins
+                                    .iter()
+                                    .map(|i| depth_of.get(i).copied().unwrap_or(0))
+                                    .max()
+                                    .unwrap_or(0)
+                                    + 1;
+                                depth_of.insert(*output, d);
+                                depth = depth.max(d);
+                                for &i in ins {
+                                    if !depth_of.contains_key(&i) {
+                                        if let Some(t) = plan.tensors.get(i) {
+                                            inputs.push(t.shape.clone());
+                                        }
+                                    }
+                                }
+                                if let Some(t) = plan.tensors.get(*output) {
+                                    outputs.push(t.shape.clone());
+                                    cts += t.len();
+                                }
+                                coeff += matrix.nnz as f64 * (*level_in as f64 + 1.0) * n as f64;
+                            }
+                            HeOp::ModDrop { input, output, .. } => {
+                                ops.push(format!(
+                                    "moddrop({})",
+                                    plan.tensors.get(*input).map_or("?", |t| t.name.as_str())
+                                ));
+                                let d = depth_of.get(input).copied().unwrap_or(0);
+                                depth_of.insert(*output, d);
+                            }
+                        }
+                    }
+                    let secs = coeff / rate / b;
+                    total_macs += h.macs;
+                    secs_total += secs;
+                    segments.push(SegmentRow {
+                        kind: "HE".into(),
+                        name: h.name.clone(),
+                        ops,
+                        inputs,
+                        outputs,
+                        level_in: lin,
+                        level_out: lout,
+                        ciphertexts: cts,
+                        macs: h.macs,
+                        depth,
+                        values: None,
+                        circuit: None,
+                        and_gates: 0,
+                        bytes: 0.0,
+                        seconds: secs,
+                    });
+                }
+                Segment::Mpc(m) => {
+                    let Some(st) = p.mpc_steps.get(m.step) else {
+                        continue;
+                    };
+                    let Some(c) = p.circuits.get(st.circuit) else {
+                        continue;
+                    };
+                    let s = c.circuit.stats();
+                    let ands = s.and * st.instances as u64;
+                    let client_bits = (st.values_in as u64) * u64::from(c.share_bits);
+                    let server_bits = client_bits + st.values_out as u64 * u64::from(c.mask_bits);
+                    let gc =
+                        ands as f64 * 32.0 + client_bits as f64 * 16.0 + server_bits as f64 * 16.0;
+                    let cts = (st.values_in as f64 * ct(0)
+                        + st.values_out as f64 * ct(st.out_level) / 2.0)
+                        / b;
+                    let bytes = gc + cts;
+                    let secs = ands as f64 / AND_GATES_PER_SEC + bytes / NETWORK_BYTES_PER_SEC;
+                    total_and += ands;
+                    bytes_total += bytes;
+                    secs_total += secs;
+                    segments.push(SegmentRow {
+                        kind: "MPC".into(),
+                        name: st.name.clone(),
+                        ops: vec![format!("{:?}", st.kind)],
+                        inputs: plan
+                            .tensors
+                            .get(m.input)
+                            .map(|t| vec![t.shape.clone()])
+                            .unwrap_or_default(),
+                        outputs: plan
+                            .tensors
+                            .get(m.output)
+                            .map(|t| vec![t.shape.clone()])
+                            .unwrap_or_default(),
+                        level_in: Some(0),
+                        level_out: Some(st.out_level),
+                        ciphertexts: st.values_in,
+                        macs: 0,
+                        depth: 0,
+                        values: Some((st.values_in, st.values_out)),
+                        circuit: Some(c.circuit.name.clone()),
+                        and_gates: ands,
+                        bytes,
+                        seconds: secs,
+                    });
+                }
+            }
+        }
+        let out_t = plan.tensors.get(plan.output_tensor);
+        let out_bytes = out_t.map_or(0.0, |t| t.len() as f64 * ct(t.level)) / b;
+        bytes_total += out_bytes;
+        secs_total += (in_bytes + out_bytes) / NETWORK_BYTES_PER_SEC;
+        let circuits = p
+            .circuits
+            .iter()
+            .map(|c| {
+                let s = c.circuit.stats();
+                CircuitRow {
+                    name: c.circuit.name.clone(),
+                    and: s.and,
+                    xor: s.xor,
+                    and_depth: s.and_depth,
+                    share_bits: c.share_bits,
+                    mask_bits: c.mask_bits,
+                    relu_bound: c
+                        .circuit
+                        .name
+                        .starts_with("relu")
+                        .then_some(6 * u64::from(c.share_bits) + u64::from(p.sigma)),
+                }
+            })
+            .collect();
+        let fusion = out
+            .map(|o| {
+                o.lowered
+                    .decisions
+                    .iter()
+                    .map(|d| FusionRow {
+                        target: d.target.clone(),
+                        nodes: d.nodes.clone(),
+                        fused_macs: d.fused_macs,
+                        unfused_macs: d.chain_macs,
+                        depth: d.depth,
+                        fused_cost: d.fused_cost,
+                        unfused_cost: d.chain_cost,
+                        decision: if d.chain {
+                            "chain".into()
+                        } else {
+                            "fused".into()
+                        },
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let sizes = out.and_then(|o| {
+            let s = crate::plan_writer::to_ron(&o.compiled.server).ok()?.len();
+            let c = crate::plan_writer::to_ron(&o.compiled.client_file())
+                .ok()?
+                .len();
+            Some((s, c, o.compiled.weights.len()))
+        });
+        Report {
+            model: plan.model.clone(),
+            n,
+            moduli_bits: p.params.moduli.iter().map(|&q| bits(q)).collect(),
+            moduli: p.params.moduli.clone(),
+            log_q_bits: p.params.moduli.iter().map(|&q| bits(q)).sum(),
+            max_log_q: crate::params::Security::from_bits(p.params.security_bits)
+                .and_then(|s| crate::params::max_log_q(n, s)),
+            security_bits: p.params.security_bits,
+            scale_bits: p.scale_bits,
+            sigma: p.sigma,
+            batch: p.batch,
+            input_range: p.input.range,
+            calibration: out.and_then(|o| {
+                o.options
+                    .calibration
+                    .as_ref()
+                    .map(|c| (c.display().to_string(), o.options.margin))
+            }),
+            mpc_max_scaled: out.map(|o| o.chosen.mpc_max_scaled),
+            mpc_noise: out.map(|o| o.chosen.mpc_noise),
+            output_noise: out.map(|o| o.chosen.output_noise),
+            flood_bits: p.output.flood_bits,
+            segments,
+            circuits,
+            fusion,
+            total_macs,
+            total_and,
+            bytes_per_image: bytes_total,
+            seconds_per_image: secs_total,
+            coeff_macs_per_sec: rate,
+            compile_ms: out.map(|o| o.millis),
+            sizes,
+        }
+    }
+
+    /// JSON text.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+            + "\n"
+    }
+
+    /// Human-readable text.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "mp2ml plan report: {}", self.model);
+        let _ = writeln!(s, "== parameters ==");
+        let _ = writeln!(
+            s,
+            "  N = {}   moduli bits = {:?} (q0 first)   log Q = {} bits (≤ {} for {}-bit security)",
+            self.n,
+            self.moduli_bits,
+            self.log_q_bits,
+            self.max_log_q.map_or("?".into(), |m| m.to_string()),
+            self.security_bits
+        );
+        let _ = writeln!(s, "  moduli = {:?}", self.moduli);
+        let _ = writeln!(
+            s,
+            "  Δ = 2^{}   σ = {}   share width w = q0 bits = {}   batch = {}",
+            self.scale_bits,
+            self.sigma,
+            self.moduli_bits.first().copied().unwrap_or(0),
+            self.batch
+        );
+        match &self.calibration {
+            Some((f, m)) => {
+                let _ = writeln!(s, "  ranges: calibration on {f}, margin {m}×");
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  ranges: interval analysis from input range [{}, {}]",
+                    self.input_range.0, self.input_range.1
+                );
+            }
+        }
+        if let (Some(m), Some(e), Some(o)) =
+            (self.mpc_max_scaled, self.mpc_noise, self.output_noise)
+        {
+            let _ = writeln!(s, "  circuit inputs: max Δ·|x| = 2^{:.1}, noise bound B_e = {:.0} (2^{:.1}); output noise {:.0}, flooding 2^{} ", m.max(1.0).log2(), e, e.log2(), o, self.flood_bits);
+        } else {
+            let _ = writeln!(s, "  flooding bits = {}", self.flood_bits);
+        }
+        if !self.fusion.is_empty() {
+            let _ = writeln!(s, "== linear fusion (cost = MACs × limbs) ==");
+            for f in &self.fusion {
+                let _ = writeln!(
+                    s,
+                    "  {:<16} fused {:>9} MACs (cost {:>9}) | unfused {:>9} MACs depth {} (cost {:>9}) -> {}   [{}]",
+                    f.target,
+                    f.fused_macs,
+                    f.fused_cost,
+                    f.unfused_macs,
+                    f.depth,
+                    f.unfused_cost,
+                    f.decision,
+                    f.nodes.join(", ")
+                );
+            }
+        }
+        let _ = writeln!(s, "== segments ==");
+        let _ = writeln!(
+            s,
+            "  {:<4} {:<22} {:>7} {:>7} {:>6} {:>10} {:>14} {:>12} {:>12} {:>9}",
+            "kind",
+            "name",
+            "lvl in",
+            "lvl out",
+            "depth",
+            "cts",
+            "MACs",
+            "AND/image",
+            "bytes/image",
+            "ms/image"
+        );
+        for r in &self.segments {
+            let _ = writeln!(
+                s,
+                "  {:<4} {:<22} {:>7} {:>7} {:>6} {:>10} {:>14} {:>12} {:>12.0} {:>9.3}",
+                r.kind,
+                r.name,
+                r.level_in.map_or("-".into(), |l| l.to_string()),
+                r.level_out.map_or("-".into(), |l| l.to_string()),
+                r.depth,
+                r.ciphertexts,
+                r.macs,
+                r.and_gates,
+                r.bytes,
+                r.seconds * 1e3
+            );
+            let shapes = |v: &Vec<Vec<usize>>| {
+                v.iter()
+                    .map(|x| format!("{x:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let _ = writeln!(
+                s,
+                "       in {}  out {}",
+                shapes(&r.inputs),
+                shapes(&r.outputs)
+            );
+            if let (Some((vi, vo)), Some(c)) = (r.values, &r.circuit) {
+                let _ = writeln!(
+                    s,
+                    "       values {vi} in / {vo} out, circuit {c}, {}",
+                    r.ops.join(" ")
+                );
+            } else {
+                for op in &r.ops {
+                    let _ = writeln!(s, "       op {op}");
+                }
+            }
+        }
+        let _ = writeln!(s, "== circuits ==");
+        for c in &self.circuits {
+            let _ = write!(
+                s,
+                "  {:<40} AND {:>8}  XOR {:>8}  AND depth {:>4}  w = {}  mask bits = {}",
+                c.name, c.and, c.xor, c.and_depth, c.share_bits, c.mask_bits
+            );
+            if let Some(b) = c.relu_bound {
+                let _ = write!(s, "  (≤ 6·w + σ = {b})");
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s, "== totals per image (batch {}) ==", self.batch);
+        let _ = writeln!(
+            s,
+            "  MACs {}   AND gates {}   communication ≈ {:.2} MB   time ≈ {:.1} ms",
+            self.total_macs,
+            self.total_and,
+            self.bytes_per_image / 1e6,
+            self.seconds_per_image * 1e3
+        );
+        let _ = writeln!(
+            s,
+            "  (measured {:.2e} coefficient MACs/s on this machine; assumed {:.0e} AND gates/s and {:.0} MB/s network)",
+            self.coeff_macs_per_sec,
+            AND_GATES_PER_SEC,
+            NETWORK_BYTES_PER_SEC / 1e6
+        );
+        if let Some(ms) = self.compile_ms {
+            let _ = writeln!(s, "  compile time {ms:.0} ms");
+        }
+        if let Some((a, b, c)) = self.sizes {
+            let _ = writeln!(s, "  plan sizes: server {a} B, client {b} B, weights {c} B");
+        }
+        s
+    }
+
+    /// Graphviz picture: HE segments and MPC steps as clusters.
+    pub fn dot(&self) -> String {
+        let mut s = String::from("digraph partition {\n  rankdir=TB;\n  node [shape=box];\n");
+        let mut prev: Option<String> = None;
+        for (i, r) in self.segments.iter().enumerate() {
+            let color = if r.kind == "HE" {
+                "lightblue"
+            } else {
+                "orange"
+            };
+            let _ = writeln!(
+                s,
+                "  subgraph cluster_{i} {{\n    label=\"{} {}\"; style=filled; color={color};",
+                r.kind,
+                r.name.replace('"', "'")
+            );
+            let mut first = None;
+            let mut last = None;
+            for (j, op) in r.ops.iter().enumerate() {
+                let id = format!("s{i}_{j}");
+                let _ = writeln!(s, "    {id} [label=\"{}\"];", op.replace('"', "'"));
+                if let Some(l) = &last {
+                    let _ = writeln!(s, "    {l} -> {id};");
+                }
+                first.get_or_insert(id.clone());
+                last = Some(id);
+            }
+            if first.is_none() {
+                let id = format!("s{i}_empty");
+                let _ = writeln!(s, "    {id} [label=\"(empty)\"];");
+                first = Some(id.clone());
+                last = Some(id);
+            }
+            s.push_str("  }\n");
+            if let (Some(p), Some(f)) = (&prev, &first) {
+                let _ = writeln!(s, "  {p} -> {f};");
+            }
+            prev = last;
+        }
+        s.push_str("}\n");
+        s
+    }
+}

@@ -1,0 +1,194 @@
+//! Fixed-point plaintext simulation of a server plan.
+//!
+//! Runs the plan on one image without encryption but with exactly the integer arithmetic of the
+//! protocol: the input is `round(Δ·x)`; a Linear at level ℓ computes `Σ w·x + bias` with the
+//! integer weights of the weights file and divides by `p_ℓ` with rounding (the rescale); ModDrop
+//! is the identity; an MPC step runs its actual circuit in plaintext on the shares `a = 0`,
+//! `b = v mod q0` with a zero mask and removes the output offset. Encryption noise is left out,
+//! so the result differs from the real protocol by at most the plan's noise bound.
+//! The runtime can use it as an oracle.
+
+use mp2ml_ir::circuit::ShareCircuit;
+use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
+use mp2ml_ir::weights::{WeightsError, WeightsFile};
+
+/// A simulation failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Input of the wrong size.
+    #[error("input has {got} values, the plan expects {expected}")]
+    Input {
+        /// Expected count.
+        expected: usize,
+        /// Given count.
+        got: usize,
+    },
+    /// The plan refers to something that does not exist.
+    #[error("malformed plan: {0}")]
+    Plan(String),
+    /// A weights section is bad.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// A value left the range the share modulus can represent.
+    #[error("value {value} entering MPC step {step} exceeds q0/2 (range analysis violated)")]
+    Overflow {
+        /// Step.
+        step: usize,
+        /// Value.
+        value: i128,
+    },
+}
+
+fn div_round(a: i128, p: i128) -> i128 {
+    (2 * a + p).div_euclid(2 * p)
+}
+
+/// Simulates the plan on one image; returns the output tensor (before post-processing) in
+/// real units.
+pub fn simulate(
+    plan: &ServerPlan,
+    weights: &WeightsFile,
+    input: &[f32],
+) -> Result<Vec<f64>, SimError> {
+    let pubp = &plan.public;
+    let delta = 2f64.powi(pubp.scale_bits as i32);
+    let bad = |s: &str| SimError::Plan(s.to_string());
+    let expected = plan.tensors.first().map_or(0, |t| t.len());
+    if input.len() != expected {
+        return Err(SimError::Input {
+            expected,
+            got: input.len(),
+        });
+    }
+    let mut vals: Vec<Option<Vec<i128>>> = vec![None; plan.tensors.len()];
+    vals[0] = Some(
+        input
+            .iter()
+            .map(|&x| (f64::from(x) * delta).round() as i128)
+            .collect(),
+    );
+    let get = |vals: &[Option<Vec<i128>>], t: usize| -> Result<Vec<i128>, SimError> {
+        vals.get(t)
+            .and_then(Clone::clone)
+            .ok_or_else(|| SimError::Plan(format!("tensor {t} used before it is computed")))
+    };
+    for seg in &plan.segments {
+        match seg {
+            Segment::He(h) => {
+                for op in &h.ops {
+                    match op {
+                        HeOp::ModDrop { input, output, .. } => {
+                            let v = get(&vals, *input)?;
+                            *vals.get_mut(*output).ok_or_else(|| bad("bad tensor"))? = Some(v);
+                        }
+                        HeOp::Linear {
+                            inputs,
+                            output,
+                            matrix,
+                            level_in,
+                            ..
+                        } => {
+                            let mut x = Vec::new();
+                            for &i in inputs {
+                                x.extend(get(&vals, i)?);
+                            }
+                            let m = weights.matrix(matrix)?;
+                            if m.cols != x.len() {
+                                return Err(bad("matrix width does not match its inputs"));
+                            }
+                            let p = i128::from(
+                                *pubp
+                                    .params
+                                    .moduli
+                                    .get(*level_in)
+                                    .ok_or_else(|| bad("level out of range"))?,
+                            );
+                            let mut y = Vec::with_capacity(m.rows);
+                            for r in 0..m.rows {
+                                let mut acc = m.bias.get(r).copied().unwrap_or(0);
+                                for (c, w) in m.row(r) {
+                                    acc += i128::from(w) * x.get(c as usize).copied().unwrap_or(0);
+                                }
+                                y.push(div_round(acc, p));
+                            }
+                            *vals.get_mut(*output).ok_or_else(|| bad("bad tensor"))? = Some(y);
+                        }
+                    }
+                }
+            }
+            Segment::Mpc(b) => {
+                let step = pubp.mpc_steps.get(b.step).ok_or_else(|| bad("bad step"))?;
+                let circ = pubp
+                    .circuits
+                    .get(step.circuit)
+                    .ok_or_else(|| bad("bad circuit"))?;
+                let x = get(&vals, b.input)?;
+                let gathered: Vec<i128> = b
+                    .gather
+                    .iter()
+                    .map(|&g| x.get(g as usize).copied().unwrap_or(0))
+                    .collect();
+                let q0 = i128::from(circ.q0);
+                if let Some(&v) = gathered.iter().find(|&&v| 2 * v.abs() >= q0) {
+                    return Err(SimError::Overflow {
+                        step: b.step,
+                        value: v,
+                    });
+                }
+                let y = run_circuit(circ, &gathered, step.instances)?;
+                *vals.get_mut(b.output).ok_or_else(|| bad("bad tensor"))? = Some(y);
+            }
+        }
+    }
+    let out = get(&vals, plan.output_tensor)?;
+    Ok(out.into_iter().map(|v| v as f64 / delta).collect())
+}
+
+/// Runs `instances` instances of a share circuit in plaintext, 64 at a time, on the signed
+/// values `v` (client share 0, server share `v mod q0`, zero masks); returns the signed results.
+pub fn run_circuit(c: &ShareCircuit, v: &[i128], instances: usize) -> Result<Vec<i128>, SimError> {
+    let (vi, vo) = (c.values_in as usize, c.values_out as usize);
+    let (w, mb) = (c.share_bits as usize, c.mask_bits as usize);
+    if v.len() != instances * vi {
+        return Err(SimError::Plan(
+            "gather length does not match the step".into(),
+        ));
+    }
+    let q0 = i128::from(c.q0);
+    let mut out = vec![0i128; instances * vo];
+    for chunk in (0..instances).collect::<Vec<_>>().chunks(64) {
+        let mut g = vec![0u64; c.circuit.garbler_inputs as usize];
+        let e = vec![0u64; c.circuit.evaluator_inputs as usize];
+        for (lane, &inst) in chunk.iter().enumerate() {
+            for j in 0..vi {
+                let b = (v[inst * vi + j].rem_euclid(q0) + i128::from(c.input_offset))
+                    .rem_euclid(q0) as u128;
+                for bit in 0..w {
+                    if (b >> bit) & 1 == 1 {
+                        if let Some(x) = g.get_mut(j * w + bit) {
+                            *x |= 1 << lane;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = mb;
+        let res = c
+            .circuit
+            .eval_bitsliced(&g, &e)
+            .map_err(|e| SimError::Plan(e.to_string()))?;
+        let zb = c.z_bits() as usize;
+        for (lane, &inst) in chunk.iter().enumerate() {
+            for o in 0..vo {
+                let mut z: i128 = 0;
+                for bit in 0..zb {
+                    if res.get(o * zb + bit).is_some_and(|&x| (x >> lane) & 1 == 1) {
+                        z |= 1 << bit;
+                    }
+                }
+                out[inst * vo + o] = z - i128::from(c.output_offset);
+            }
+        }
+    }
+    Ok(out)
+}
