@@ -10,6 +10,8 @@
 //!
 //! The server garbles, the client evaluates; only the client learns the outputs.
 
+#![warn(missing_docs)]
+
 pub mod channel;
 pub mod crypto;
 pub mod error;

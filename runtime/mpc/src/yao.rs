@@ -53,7 +53,7 @@ pub struct GcConfig {
 impl Default for GcConfig {
     fn default() -> Self {
         GcConfig {
-            chunk_bytes: 16 << 20,
+            chunk_bytes: 8 << 20,
         }
     }
 }
