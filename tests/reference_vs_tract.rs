@@ -104,12 +104,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 fn reference_matches_tract_on_bundled_models() {
     let dir = models_dir();
     let all = read_npy(&dir.join("mnist_test_x.npy"));
-    let Ok(all) = all else {
-        println!(
-            "NOTICE: models/mnist_test_x.npy not present yet; bundled-model comparison skipped"
-        );
-        return;
-    };
+    let all = all.unwrap_or_else(|e| panic!("models/mnist_test_x.npy: {e:?}"));
     let n = numel_first(&all, IMAGES);
     let images = Tensor {
         shape: [vec![IMAGES.min(all.shape[0])], all.shape[1..].to_vec()].concat(),
@@ -118,11 +113,7 @@ fn reference_matches_tract_on_bundled_models() {
     let mut failures = Vec::new();
     for name in MODELS {
         let path = dir.join(format!("{name}.onnx"));
-        if !path.exists() {
-            // The models are trained by a separate job; make this an assertion once they land.
-            println!("NOTICE: {} not present yet; skipped", path.display());
-            continue;
-        }
+        assert!(path.exists(), "bundled model {} is missing", path.display());
         let imported = import_file(&path, &ImportOptions::default())
             .unwrap_or_else(|d| panic!("{}", d.render()));
         let ours = reference::run(&imported.graph, std::slice::from_ref(&images))
