@@ -288,7 +288,7 @@ fn main() {
     bench_table2(reps);
     // Streaming in a child process so that its peak memory is its own.
     println!("\n## Streaming (run_streaming), loopback TCP, both parties in one process");
-    println!("Default chunk budget (`GcConfig::default()`, 16 MiB per party per chunk).");
+    println!("Default chunk budget (`GcConfig::default()`, 8 MiB per party per chunk).");
     println!("| ReLUs | time | throughput | traffic | peak RSS (both parties) | check |");
     println!("|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("current exe");
