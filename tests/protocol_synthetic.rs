@@ -16,7 +16,8 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 const N: usize = 4096;
-const F: u32 = 16;
+/// Δ = 2^20, as the compiler picks by default.
+const F: u32 = 20;
 
 struct Model {
     w1: Vec<Vec<f64>>,
@@ -37,7 +38,7 @@ impl Model {
     }
 }
 
-fn int_matrix(w: &[Vec<f64>], b: &[f64], p: u64) -> IntMatrix {
+fn int_matrix(w: &[Vec<f64>], b: &[f64], p: u64, scale_bits: u32) -> IntMatrix {
     let rows = w.len();
     let cols = w[0].len();
     let mut m = IntMatrix { rows, cols, row_ptr: vec![0], ..Default::default() };
@@ -47,7 +48,7 @@ fn int_matrix(w: &[Vec<f64>], b: &[f64], p: u64) -> IntMatrix {
             m.val.push((x * p as f64).round() as i64);
         }
         m.row_ptr.push(m.col.len() as u64);
-        m.bias.push((bias * (1u64 << F) as f64 * p as f64).round() as i128);
+        m.bias.push((bias * 2f64.powi(scale_bits as i32) * p as f64).round() as i128);
     }
     m
 }
@@ -59,8 +60,8 @@ fn write_plan(dir: &Path, model: &Model) -> std::path::PathBuf {
     let p2 = ntt_primes(30, N, 1, &[q0, p1]).expect("p2")[0];
     let sc = relu(&CircuitParams { q0, sigma: 40 });
     let mut ww = WeightsWriter::new();
-    let m1 = ww.push(&int_matrix(&model.w1, &model.b1, p1));
-    let m2 = ww.push(&int_matrix(&model.w2, &model.b2, p2));
+    let m1 = ww.push(&int_matrix(&model.w1, &model.b1, p1, F));
+    let m2 = ww.push(&int_matrix(&model.w2, &model.b2, p2, F + 40));
     let bytes = ww.into_bytes();
     std::fs::write(dir.join("toy.weights.bin"), &bytes).expect("write weights");
     let public = ClientPlan {
@@ -69,10 +70,10 @@ fn write_plan(dir: &Path, model: &Model) -> std::path::PathBuf {
         scale_bits: F,
         sigma: 40,
         batch: 1,
-        input: InputSpec { name: "x".into(), shape: vec![4], level: 1, range: (-1.0, 1.0) },
-        mpc_steps: vec![MpcStep { name: "relu".into(), kind: ActivationKind::Relu, circuit: 0, instances: 3, values_in: 3, values_out: 3, out_level: 2 }],
+        input: InputSpec { name: "x".into(), shape: vec![4], level: 1, range: (-1.0, 1.0), scale_bits: F },
+        mpc_steps: vec![MpcStep { name: "relu".into(), kind: ActivationKind::Relu, circuit: 0, instances: 3, values_in: 3, values_out: 3, out_level: 2, out_scale_bits: F + 40 }],
         circuits: vec![sc],
-        output: OutputSpec { name: "y".into(), shape: vec![2], level: 1, flood_bits: 52, post: PostProcess::None },
+        output: OutputSpec { name: "y".into(), shape: vec![2], level: 1, flood_bits: 52, scale_bits: F + 40, post: PostProcess::None },
     };
     let t = |name: &str, n: usize, level: usize| HeTensor { name: name.into(), shape: vec![n], level };
     let plan = ServerPlan {
@@ -126,7 +127,10 @@ fn two_party_run_matches_plaintext() {
         }
     }
     println!("max |secure − plaintext| = {max_err:.2e}; client {} bytes, server steps {}", crep.bytes(None), srep.steps.len());
-    assert!(max_err < 1e-3, "secure outputs deviate by {max_err}");
+    // Error budget: the re-randomization noise of HE→MPC (a public-key encryption of zero,
+    // |e·u + e1·s + e0| ≲ 2^12 here) over Δ = 2^20, through |W2| ≤ 3, plus flooding
+    // 2^52 over the output scale 2^60: about 1e-2 in the worst case, ~1e-3 typically.
+    assert!(max_err < 1e-2, "secure outputs deviate by {max_err}");
     assert!(crep.and_gates() > 0);
     std::fs::remove_dir_all(&dir).ok();
 }

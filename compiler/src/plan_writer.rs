@@ -99,6 +99,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
             values_in: st.instances * st.values_in,
             values_out: st.instances * st.values_out,
             out_level: low.tensors[st.output].level,
+            out_scale_bits: s.scale_bits,
         });
     }
     let input = &low.tensors[0];
@@ -119,6 +120,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
             shape: input.shape.clone(),
             level: input.level,
             range: s.input_range,
+            scale_bits: s.scale_bits,
         },
         mpc_steps: steps,
         circuits,
@@ -127,6 +129,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
             shape: out.shape.clone(),
             level: crate::partition::OUTPUT_LEVEL,
             flood_bits: ch.flood_bits,
+            scale_bits: s.scale_bits,
             post: low.post,
         },
     };

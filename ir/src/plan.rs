@@ -98,6 +98,12 @@ pub struct MpcStep {
     pub values_out: usize,
     /// Level at which the client encrypts the masked outputs.
     pub out_level: usize,
+    /// Scale (log2) at which the client encrypts the outputs: it multiplies the masked
+    /// integers `z` (at scale Δ) by `2^(out_scale_bits − scale_bits)` before encrypting, and the
+    /// server subtracts its mask at the same scale. Encryption and unmasking are exact mod
+    /// Q_ℓ, so the mask's size puts no bound on Q_ℓ; a larger scale is used where the values
+    /// feed the output, whose flooding noise needs headroom below the scale.
+    pub out_scale_bits: u32,
 }
 
 /// Client-side post-processing of the decrypted outputs.
@@ -124,6 +130,8 @@ pub struct InputSpec {
     pub level: usize,
     /// Range of input values the plan was compiled for.
     pub range: (f32, f32),
+    /// Scale (log2) at which the client encodes the input.
+    pub scale_bits: u32,
 }
 
 /// The model output, as the client decrypts it.
@@ -137,6 +145,9 @@ pub struct OutputSpec {
     pub level: usize,
     /// Bits of the server's flooding noise.
     pub flood_bits: u32,
+    /// Scale (log2) of the output ciphertexts: the client divides by `2^scale_bits`. It exceeds
+    /// `flood_bits` by the output precision.
+    pub scale_bits: u32,
     /// What the client applies after decrypting.
     pub post: PostProcess,
 }

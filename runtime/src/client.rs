@@ -112,7 +112,8 @@ fn run_group<C: Channel>(
 ) -> Result<Vec<f32>> {
     let plan = &setup.plan;
     let params = &setup.params;
-    let delta = (plan.scale_bits as f64).exp2();
+    let in_scale = f64::from(plan.input.scale_bits).exp2();
+    let out_scale = f64::from(plan.output.scale_bits).exp2();
 
     let meter = Meter::start(e.channel());
     let mut handles: Vec<Option<EvaluatorOffline>> = Vec::new();
@@ -132,7 +133,7 @@ fn run_group<C: Channel>(
     let cts: Vec<SeededCiphertext> = (0..in_elems)
         .into_par_iter()
         .map_init(os_rng, |rng, i| {
-            let m: Vec<i64> = (0..images).map(|j| (f64::from(data[j * in_elems + i]) * delta).round() as i64).collect();
+            let m: Vec<i64> = (0..images).map(|j| (f64::from(data[j * in_elems + i]) * in_scale).round() as i64).collect();
             sk.encrypt_seeded(&m, plan.input.level, rng)
         })
         .collect::<Result<_, _>>()?;
@@ -165,11 +166,13 @@ fn run_group<C: Channel>(
             None => e.run_streaming(&sc.circuit, n, &bits)?,
         };
         let z = decode_outputs(sc, step.instances, images, &out)?;
+        let shift = step.out_scale_bits - plan.scale_bits;
         // MPC→HE: encrypt the masked results at the next segment's level.
         let cts: Vec<SeededCiphertext> = z
             .par_iter()
             .map_init(os_rng, |rng, zo| {
-                let m: Vec<i128> = zo.iter().map(|&v| v as i128).collect();
+                // Exact: the plan check bounds z_bits + shift by 126 bits.
+                let m: Vec<i128> = zo.iter().map(|&v| (v as i128) << shift).collect();
                 sk.encrypt_seeded(&m, step.out_level, rng)
             })
             .collect::<Result<_, _>>()?;
@@ -197,7 +200,7 @@ fn run_group<C: Channel>(
     let mut logits = vec![0f32; images * out_elems];
     for (i, d) in dec.iter().enumerate() {
         for j in 0..images {
-            logits[j * out_elems + i] = (d[j] as f64 / delta) as f32;
+            logits[j * out_elems + i] = (d[j] as f64 / out_scale) as f32;
         }
     }
     meter.finish(e.channel(), report, format!("output[{group}]"), "online", 0, 0);

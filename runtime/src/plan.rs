@@ -90,9 +90,6 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
         if sc.mask_bits < sc.out_bits + plan.sigma {
             return Err(RuntimeError::Insecure(format!("circuit `{}` masks with fewer than σ = {} extra bits", sc.circuit.name, plan.sigma)));
         }
-        if f64::from(sc.mask_bits + 2) > params.log2_q_level(max_level) {
-            return Err(plan_err(path, format!("circuit `{}`: masked outputs of {} bits exceed the modulus", sc.circuit.name, sc.mask_bits)));
-        }
     }
     for s in &plan.mpc_steps {
         let sc = plan.circuits.get(s.circuit).ok_or_else(|| plan_err(path, format!("step `{}` names circuit {} of {}", s.name, s.circuit, plan.circuits.len())))?;
@@ -101,12 +98,18 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
         if vin != Some(s.values_in) || vout != Some(s.values_out) {
             return Err(plan_err(path, format!("step `{}`: value counts do not match its circuit", s.name)));
         }
-        if s.out_level > max_level || f64::from(sc.mask_bits + 2) > params.log2_q_level(s.out_level) {
-            return Err(plan_err(path, format!("step `{}`: output level {} cannot hold {}-bit masked values", s.name, s.out_level, sc.mask_bits)));
+        if s.out_level > max_level {
+            return Err(plan_err(path, format!("step `{}`: output level {} above the top level", s.name, s.out_level)));
+        }
+        if s.out_scale_bits < plan.scale_bits || sc.z_bits() + (s.out_scale_bits - plan.scale_bits) > 126 {
+            return Err(plan_err(path, format!("step `{}`: output scale 2^{} does not fit the masked values", s.name, s.out_scale_bits)));
         }
     }
     if plan.input.level > max_level || plan.output.level > max_level {
         return Err(plan_err(path, "input or output level above the top level"));
+    }
+    if plan.input.scale_bits == 0 || plan.input.scale_bits > 100 || plan.output.scale_bits > 120 {
+        return Err(plan_err(path, "input or output scale out of range"));
     }
     if plan.output.flood_bits < plan.sigma || f64::from(plan.output.flood_bits + 2) > params.log2_q_level(plan.output.level) {
         return Err(plan_err(path, format!("output flooding of {} bits does not fit level {}", plan.output.flood_bits, plan.output.level)));

@@ -262,9 +262,10 @@ fn run_mpc_step<C: Channel>(
     let ch = g.channel_mut();
     ch.set_phase("mpc2he");
     let mut outs = Vec::with_capacity(step.values_out);
+    let shift = step.out_scale_bits - public.scale_bits;
     for o in 0..step.values_out {
         let mut c = wire::recv_seeded(ch, params, step.out_level)?;
-        let sub: Vec<i128> = masks.out[o].iter().map(|&r| (r + u128::from(sc.output_offset)) as i128).collect();
+        let sub: Vec<i128> = masks.out[o].iter().map(|&r| ((r + u128::from(sc.output_offset)) as i128) << shift).collect();
         c.sub_plain(&sub)?;
         outs.push(c);
     }
