@@ -339,7 +339,41 @@ impl TcpChannel {
         Self::new(stream, config)
     }
 
-    /// Accepts one connection on `listener`.
+    /// Accepts one connection on `listener`, failing with [`MpcError::Timeout`] if no peer
+    /// connects within `wait`.
+    pub fn accept_within(
+        listener: &TcpListener,
+        config: ChannelConfig,
+        wait: Duration,
+    ) -> Result<Self> {
+        let io = |e| MpcError::Io {
+            phase: "accept".into(),
+            source: e,
+        };
+        listener.set_nonblocking(true).map_err(io)?;
+        let deadline = std::time::Instant::now() + wait;
+        let accepted = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break Ok(stream),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() >= deadline {
+                        break Err(MpcError::Timeout {
+                            phase: "accept".into(),
+                            after: wait,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => break Err(io(e)),
+            }
+        };
+        listener.set_nonblocking(false).map_err(io)?;
+        let stream = accepted?;
+        stream.set_nonblocking(false).map_err(io)?;
+        Self::new(stream, config)
+    }
+
+    /// Accepts one connection on `listener` (blocks until a peer connects).
     pub fn accept(listener: &TcpListener, config: ChannelConfig) -> Result<Self> {
         let (stream, _) = listener.accept().map_err(|e| MpcError::Io {
             phase: "accept".into(),
@@ -583,5 +617,10 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(300 + 500));
         drop(peer);
         assert!(matches!(c.recv(&mut buf), Err(MpcError::Closed { .. })));
+
+        let start = Instant::now();
+        let r = TcpChannel::accept_within(&listener, quick(), Duration::from_millis(200));
+        assert!(matches!(r, Err(MpcError::Timeout { .. })));
+        assert!(start.elapsed() < Duration::from_millis(200 + 500));
     }
 }

@@ -464,3 +464,52 @@ fn evaluator_rejects_garbage_from_a_raw_peer() {
     ));
     t.join().expect("peer");
 }
+
+const CHILD_ADDR: &str = "MP2ML_MPC_GARBLER_ADDR";
+
+/// The server role of `relu_in_two_processes_over_tcp`, run in a child process.
+#[test]
+#[ignore = "helper: started as a child process by relu_in_two_processes_over_tcp"]
+fn garbler_child_process() {
+    let addr = std::env::var(CHILD_ADDR).expect("run by relu_in_two_processes_over_tcp");
+    let c = relu_circuit();
+    let (g, _, _) = relu_batch(&mut rng(21), 400);
+    let ch = TcpChannel::connect(addr.as_str(), ChannelConfig::default()).expect("connect");
+    let mut garbler = Garbler::from_os_rng(ch).expect("os rng");
+    let h = garbler.offline(&c, 400, &g).expect("offline");
+    garbler.online(h).expect("online");
+}
+
+#[test]
+fn relu_in_two_processes_over_tcp() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "garbler_child_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ADDR, addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the garbler process");
+    let config = ChannelConfig {
+        read_timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let ch = TcpChannel::accept_within(&listener, config, Duration::from_secs(60))
+        .expect("the garbler process connects");
+    let c = relu_circuit();
+    let (_, e, want) = relu_batch(&mut rng(21), 400);
+    let mut ev = Evaluator::from_os_rng(ch).expect("os rng");
+    let h = ev.offline(&c, 400).expect("offline");
+    let out = ev.online(h, &e).expect("online");
+    assert_eq!(decode_words(&out), want);
+    assert!(
+        child.wait().expect("child").success(),
+        "garbler process failed"
+    );
+}
