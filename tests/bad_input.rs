@@ -21,7 +21,10 @@ use mp2ml_ir::plan::{ClientPlanFile, ServerPlan};
 fn target_dir() -> PathBuf {
     // target/<profile>/deps/bad_input-<hash>
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 /// Builds (if needed) and returns the path of binary `name`.
@@ -31,7 +34,15 @@ fn bin(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "--bins", "-p", "mp2ml-compiler", "-p", "mp2ml-runtime"]);
+        cmd.args([
+            "build",
+            "-q",
+            "--bins",
+            "-p",
+            "mp2ml-compiler",
+            "-p",
+            "mp2ml-runtime",
+        ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -97,7 +108,10 @@ fn wait_limited(mut child: Child, limit: Duration) -> Output {
 /// a screenful of text.
 fn assert_fails(case: &str, out: &Output, want: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{case}: exited successfully; stderr: {err}");
+    assert!(
+        !out.status.success(),
+        "{case}: exited successfully; stderr: {err}"
+    );
     assert!(
         out.status.code().is_some(),
         "{case}: killed by a signal ({:?}); stderr: {err}",
@@ -111,7 +125,10 @@ fn assert_fails(case: &str, out: &Output, want: &str) {
         err.to_lowercase().contains(&want.to_lowercase()),
         "{case}: stderr lacks `{want}`: {err}"
     );
-    assert!(err.lines().count() <= 40, "{case}: error longer than a screen: {err}");
+    assert!(
+        err.lines().count() <= 40,
+        "{case}: error longer than a screen: {err}"
+    );
 }
 
 /// Files left in `dir` (including hidden temporaries).
@@ -135,7 +152,8 @@ fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -152,7 +170,11 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// The small plan compiled once per test process (plan, client plan, weights in `dir`).
@@ -163,7 +185,9 @@ fn small_plan() -> &'static PathBuf {
         let out = run_limited(
             {
                 let mut c = Command::new(bin("mp2mlc"));
-                c.arg(inputs_dir().join("ok_small.onnx")).arg("-o").arg(dir.join("small.ron"));
+                c.arg(inputs_dir().join("ok_small.onnx"))
+                    .arg("-o")
+                    .arg(dir.join("small.ron"));
                 c
             },
             Duration::from_secs(60),
@@ -188,7 +212,11 @@ fn bad_onnx_models_are_refused() {
     let src = tmpdir("onnx-src");
     let tiny = std::fs::read(models_dir().join("tiny.onnx")).expect("tiny.onnx");
     std::fs::write(src.join("truncated.onnx"), &tiny[..tiny.len() / 2]).expect("write");
-    std::fs::write(src.join("not_protobuf.onnx"), b"\xff\xff\xff\xff\x0fthis is not protobuf").expect("write");
+    std::fs::write(
+        src.join("not_protobuf.onnx"),
+        b"\xff\xff\xff\xff\x0fthis is not protobuf",
+    )
+    .expect("write");
     std::fs::write(src.join("empty.onnx"), b"").expect("write");
     let b = inputs_dir();
     let cases: &[(&str, PathBuf, &str)] = &[
@@ -202,24 +230,55 @@ fn bad_onnx_models_are_refused() {
             "input `ghost` is not a graph input",
         ),
         ("cycle", b.join("cycle.onnx"), "output of an earlier node"),
-        ("unsupported op", b.join("unsupported_op.onnx"), "unsupported operator `Sin`"),
-        ("maxpool dilations", b.join("maxpool_dilations.onnx"), "unsupported dilations"),
-        ("zero-sized tensor", b.join("zero_sized.onnx"), "zero elements"),
-        ("NaN weights", b.join("nan_weights.onnx"), "non-finite value (NaN)"),
-        ("Inf weights", b.join("inf_weights.onnx"), "non-finite value (inf)"),
-        ("dynamic non-batch axis", b.join("dynamic_shape.onnx"), "symbolic"),
+        (
+            "unsupported op",
+            b.join("unsupported_op.onnx"),
+            "unsupported operator `Sin`",
+        ),
+        (
+            "maxpool dilations",
+            b.join("maxpool_dilations.onnx"),
+            "unsupported dilations",
+        ),
+        (
+            "zero-sized tensor",
+            b.join("zero_sized.onnx"),
+            "zero elements",
+        ),
+        (
+            "NaN weights",
+            b.join("nan_weights.onnx"),
+            "non-finite value (NaN)",
+        ),
+        (
+            "Inf weights",
+            b.join("inf_weights.onnx"),
+            "non-finite value (inf)",
+        ),
+        (
+            "dynamic non-batch axis",
+            b.join("dynamic_shape.onnx"),
+            "symbolic",
+        ),
     ];
     for (case, model, want) in cases {
         let out_dir = tmpdir("onnx-out");
         let out = compile(model, &out_dir);
         assert_fails(case, &out, want);
-        assert_eq!(files_in(&out_dir), Vec::<String>::new(), "{case}: partial output left behind");
+        assert_eq!(
+            files_in(&out_dir),
+            Vec::<String>::new(),
+            "{case}: partial output left behind"
+        );
     }
     // The malformed messages for truncated data say what is wrong with the file.
     let out = compile(&src.join("truncated.onnx"), &tmpdir("onnx-out"));
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(
-        err.contains("protobuf") || err.contains("decode") || err.contains("malformed") || err.contains("buffer"),
+        err.contains("protobuf")
+            || err.contains("decode")
+            || err.contains("malformed")
+            || err.contains("buffer"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&src);
@@ -258,9 +317,14 @@ fn compiler_refuses_unwritable_output_without_leftovers() {
 
 fn server_cmd(plan: &Path, port: u16) -> Command {
     let mut c = Command::new(bin("mp2ml-run"));
-    c.args(["--role", "server"])
-        .arg(plan)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--sessions", "1", "--timeout", "5"]);
+    c.args(["--role", "server"]).arg(plan).args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--sessions",
+        "1",
+        "--timeout",
+        "5",
+    ]);
     c
 }
 
@@ -279,7 +343,8 @@ fn edited_plan(tag: &str, edit: impl FnOnce(&Path)) -> PathBuf {
 /// runtime's own checks can refuse it.
 fn rewrite_server(dir: &Path, f: impl FnOnce(&mut ServerPlan)) {
     let p = dir.join("small.ron");
-    let mut plan: ServerPlan = ron::from_str(&std::fs::read_to_string(&p).expect("read")).expect("parse");
+    let mut plan: ServerPlan =
+        ron::from_str(&std::fs::read_to_string(&p).expect("read")).expect("parse");
     f(&mut plan);
     plan.public_hash = plan.public.hash();
     std::fs::write(&p, ron::ser::to_string(&plan).expect("ron")).expect("write");
@@ -299,7 +364,9 @@ fn bad_server_plans_are_refused() {
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "not RON",
-            Box::new(|d: &Path| std::fs::write(d.join("small.ron"), "this is { not ron").expect("w")),
+            Box::new(|d: &Path| {
+                std::fs::write(d.join("small.ron"), "this is { not ron").expect("w")
+            }),
             "not a server plan",
         ),
         (
@@ -312,7 +379,11 @@ fn bad_server_plans_are_refused() {
             text_edit("version: 1,", "version: 7,"),
             "version 7 is not supported",
         ),
-        ("edited parameter, stale hash", text_edit("log_n: 12", "log_n: 11"), "hash"),
+        (
+            "edited parameter, stale hash",
+            text_edit("log_n: 12", "log_n: 11"),
+            "hash",
+        ),
         (
             "insecure N, hash recomputed",
             Box::new(|d: &Path| rewrite_server(d, |p| p.public.params.log_n = 11)),
@@ -323,7 +394,8 @@ fn bad_server_plans_are_refused() {
             Box::new(|d: &Path| {
                 rewrite_server(d, |p| {
                     let n = p.public.params.n();
-                    let extra = mp2ml_ckks::ntt_primes(60, n, 2, &p.public.params.moduli).expect("primes");
+                    let extra =
+                        mp2ml_ckks::ntt_primes(60, n, 2, &p.public.params.moduli).expect("primes");
                     p.public.params.moduli.extend(extra);
                 })
             }),
@@ -357,13 +429,18 @@ fn bad_server_plans_are_refused() {
         ),
         (
             "weights path escapes the folder",
-            Box::new(|d: &Path| rewrite_server(d, |p| p.weights.file = "../small.weights.bin".into())),
+            Box::new(|d: &Path| {
+                rewrite_server(d, |p| p.weights.file = "../small.weights.bin".into())
+            }),
             "plain file name",
         ),
     ];
     for (case, edit, want) in cases {
         let dir = edited_plan("splan", edit);
-        let out = run_limited(server_cmd(&dir.join("small.ron"), free_port()), Duration::from_secs(30));
+        let out = run_limited(
+            server_cmd(&dir.join("small.ron"), free_port()),
+            Duration::from_secs(30),
+        );
         assert_fails(case, &out, want);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -371,9 +448,12 @@ fn bad_server_plans_are_refused() {
 
 fn client_cmd(plan: &Path, port: u16, input: &Path, output: &Path) -> Command {
     let mut c = Command::new(bin("mp2ml-run"));
-    c.args(["--role", "client"])
-        .arg(plan)
-        .args(["--connect", &format!("127.0.0.1:{port}"), "--timeout", "5"]);
+    c.args(["--role", "client"]).arg(plan).args([
+        "--connect",
+        &format!("127.0.0.1:{port}"),
+        "--timeout",
+        "5",
+    ]);
     c.arg("--input").arg(input).arg("--output").arg(output);
     c
 }
@@ -386,9 +466,17 @@ fn bad_client_plans_and_inputs_are_refused() {
     let y = out_dir.join("y.npy");
     let good: Vec<f32> = (0..16).map(|i| i as f32 / 16.0).collect();
     write_npy(&dir.join("good.npy"), "<f4", &[2, 8], &f32_bytes(&good));
-    let f64s: Vec<u8> = good.iter().flat_map(|&x| f64::from(x).to_le_bytes()).collect();
+    let f64s: Vec<u8> = good
+        .iter()
+        .flat_map(|&x| f64::from(x).to_le_bytes())
+        .collect();
     write_npy(&dir.join("f64.npy"), "<f8", &[2, 8], &f64s);
-    write_npy(&dir.join("shape.npy"), "<f4", &[2, 9], &f32_bytes(&[0.5; 18]));
+    write_npy(
+        &dir.join("shape.npy"),
+        "<f4",
+        &[2, 9],
+        &f32_bytes(&[0.5; 18]),
+    );
     write_npy(&dir.join("rank.npy"), "<f4", &[16], &f32_bytes(&good));
     let mut nan = good.clone();
     nan[11] = f32::NAN;
@@ -413,18 +501,33 @@ fn bad_client_plans_and_inputs_are_refused() {
     });
     let cases: &[(&str, &str, &str)] = &[
         ("wrong dtype", "f64.npy", "float32"),
-        ("wrong shape", "shape.npy", "does not match the plan's input"),
+        (
+            "wrong shape",
+            "shape.npy",
+            "does not match the plan's input",
+        ),
         ("wrong rank", "rank.npy", "does not match the plan's input"),
         ("NaN", "nan.npy", "not finite"),
         ("Inf", "inf.npy", "not finite"),
-        ("outside the compiled range", "range.npy", "outside the range"),
+        (
+            "outside the compiled range",
+            "range.npy",
+            "outside the range",
+        ),
         ("not npy", "garbage.npy", "input"),
         ("missing input", "missing.npy", "No such file"),
     ];
     for (case, file, want) in cases {
-        let out = run_limited(client_cmd(&plan, port, &dir.join(file), &y), Duration::from_secs(30));
+        let out = run_limited(
+            client_cmd(&plan, port, &dir.join(file), &y),
+            Duration::from_secs(30),
+        );
         assert_fails(case, &out, want);
-        assert_eq!(files_in(&out_dir), Vec::<String>::new(), "{case}: partial output");
+        assert_eq!(
+            files_in(&out_dir),
+            Vec::<String>::new(),
+            "{case}: partial output"
+        );
     }
 
     // Client plans: not RON, edited without rehash, wrong version, insecure with a recomputed
@@ -434,7 +537,11 @@ fn bad_client_plans_and_inputs_are_refused() {
     let mut file: ClientPlanFile = ron::from_str(&text).expect("parse");
     let variants: Vec<(&str, String, &str)> = vec![
         ("client plan not RON", "[[[".into(), "not a client plan"),
-        ("client plan edited", text.replacen("sigma: 40", "sigma: 41", 1), "hash"),
+        (
+            "client plan edited",
+            text.replacen("sigma: 40", "sigma: 41", 1),
+            "hash",
+        ),
         (
             "client plan wrong version",
             text.replacen("version: 1,", "version: 3,", 1),
@@ -453,13 +560,25 @@ fn bad_client_plans_and_inputs_are_refused() {
     for (case, body, want) in variants {
         let p = pdir.join("c.client.ron");
         std::fs::write(&p, body).expect("write");
-        let out = run_limited(client_cmd(&p, port, &dir.join("good.npy"), &y), Duration::from_secs(30));
+        let out = run_limited(
+            client_cmd(&p, port, &dir.join("good.npy"), &y),
+            Duration::from_secs(30),
+        );
         assert_fails(case, &out, want);
-        assert_eq!(files_in(&out_dir), Vec::<String>::new(), "{case}: partial output");
+        assert_eq!(
+            files_in(&out_dir),
+            Vec::<String>::new(),
+            "{case}: partial output"
+        );
     }
     // A server plan given to the client.
     let out = run_limited(
-        client_cmd(&small_plan().join("small.ron"), port, &dir.join("good.npy"), &y),
+        client_cmd(
+            &small_plan().join("small.ron"),
+            port,
+            &dir.join("good.npy"),
+            &y,
+        ),
         Duration::from_secs(30),
     );
     assert_fails("server plan as client plan", &out, "not a client plan");
@@ -479,9 +598,17 @@ fn command_line_errors() {
     };
     let sp = plan.join("small.ron");
     let sp = sp.to_str().expect("utf-8 path");
-    assert_fails("wrong role", &run(&["--role", "banana", sp]), "invalid value");
+    assert_fails(
+        "wrong role",
+        &run(&["--role", "banana", sp]),
+        "invalid value",
+    );
     assert_fails("no role", &run(&[sp]), "--role server");
-    assert_fails("no plan", &run(&["--role", "server"]), "missing the plan file");
+    assert_fails(
+        "no plan",
+        &run(&["--role", "server"]),
+        "missing the plan file",
+    );
     assert_fails(
         "missing plan file",
         &run(&["--role", "server", "/nonexistent/p.ron"]),
@@ -496,14 +623,22 @@ fn command_line_errors() {
     // Port in use.
     let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = busy.local_addr().expect("addr").port();
-    let out = run_limited(server_cmd(&plan.join("small.ron"), port), Duration::from_secs(30));
+    let out = run_limited(
+        server_cmd(&plan.join("small.ron"), port),
+        Duration::from_secs(30),
+    );
     assert_fails("port in use", &out, "cannot listen on");
     drop(busy);
 
     // Unreachable server.
     let y = dir.join("y.npy");
     let out = run_limited(
-        client_cmd(&plan.join("small.client.ron"), free_port(), &dir.join("x.npy"), &y),
+        client_cmd(
+            &plan.join("small.client.ron"),
+            free_port(),
+            &dir.join("x.npy"),
+            &y,
+        ),
         Duration::from_secs(30),
     );
     assert_fails("unreachable server", &out, "cannot reach the server");
@@ -523,7 +658,11 @@ fn mismatched_client_plan_is_refused_by_the_server() {
         .arg(other.join("small.ron"))
         .arg("--input-range=-1:1");
     let out = run_limited(c, Duration::from_secs(60));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = tmpdir("mismatch");
     write_npy(&dir.join("x.npy"), "<f4", &[3, 8], &f32_bytes(&[0.25; 24]));
     let y = dir.join("y.npy");
@@ -534,11 +673,20 @@ fn mismatched_client_plan_is_refused_by_the_server() {
     let server = server.spawn().expect("spawn server");
     std::thread::sleep(Duration::from_millis(300));
     let client = run_limited(
-        client_cmd(&other.join("small.client.ron"), port, &dir.join("x.npy"), &y),
+        client_cmd(
+            &other.join("small.client.ron"),
+            port,
+            &dir.join("x.npy"),
+            &y,
+        ),
         Duration::from_secs(30),
     );
     let server = wait_limited(server, Duration::from_secs(30));
-    assert_fails("mismatched client", &client, "does not belong to this server's plan");
+    assert_fails(
+        "mismatched client",
+        &client,
+        "does not belong to this server's plan",
+    );
     assert_fails("server after refusing", &server, "1 of 1 sessions failed");
     assert!(!y.exists(), "output written after a refusal");
 
@@ -553,8 +701,16 @@ fn mismatched_client_plan_is_refused_by_the_server() {
         Duration::from_secs(60),
     );
     let server = wait_limited(server, Duration::from_secs(60));
-    assert!(client.status.success(), "client: {}", String::from_utf8_lossy(&client.stderr));
-    assert!(server.status.success(), "server: {}", String::from_utf8_lossy(&server.stderr));
+    assert!(
+        client.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    assert!(
+        server.status.success(),
+        "server: {}",
+        String::from_utf8_lossy(&server.stderr)
+    );
     assert!(y.exists());
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other);
