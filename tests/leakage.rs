@@ -497,3 +497,33 @@ fn insecure_parameters_are_refused_by_both_parties() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Extreme values in an edited plan (hash recomputed) must be refused, not overflow.
+#[test]
+#[ignore = "bug: runtime/src/plan.rs:90 `sc.out_bits + plan.sigma` overflows (panic in debug, wraps in release) for sigma = u32::MAX; use checked/saturating add or bound sigma (e.g. 40..=128) first"]
+fn extreme_sigma_and_flooding_are_refused_without_overflow() {
+    let dir = compiled();
+    let text = std::fs::read_to_string(dir.join("tiny.client.ron")).expect("read");
+    let file: ClientPlanFile = ron::from_str(&text).expect("parse");
+    for (case, edit) in [
+        (
+            "sigma = u32::MAX",
+            (|p: &mut mp2ml_ir::plan::ClientPlan| p.sigma = u32::MAX)
+                as fn(&mut mp2ml_ir::plan::ClientPlan),
+        ),
+        ("flood_bits = u32::MAX", |p| p.output.flood_bits = u32::MAX),
+        ("out_scale_bits = u32::MAX", |p| {
+            p.mpc_steps[0].out_scale_bits = u32::MAX
+        }),
+    ] {
+        let mut p = file.plan.clone();
+        edit(&mut p);
+        let r = std::panic::catch_unwind(|| {
+            mp2ml_runtime::plan::check_public(Path::new("x.ron"), &p, 128).map(|_| ())
+        });
+        match r {
+            Ok(r) => assert!(r.is_err(), "{case}: accepted"),
+            Err(_) => panic!("{case}: check_public panicked"),
+        }
+    }
+}
