@@ -151,8 +151,8 @@ pub fn compile_graph(
             Ranges::Observed(obs.into_iter().map(|m| m * opts.margin).collect())
         }
     };
-    let lowered = lower(graph, &ranges, opts.params.scale_bits)?;
-    let chosen = choose(&lowered, &opts.params)?;
+    let mut lowered = lower(graph, &ranges, opts.params.scale_bits)?;
+    let chosen = choose(&mut lowered, &opts.params)?;
     let settings = PlanSettings {
         model: model.to_string(),
         weights_file: weights_file.to_string(),

@@ -99,7 +99,11 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
             values_in: st.instances * st.values_in,
             values_out: st.instances * st.values_out,
             out_level: low.tensors[st.output].level,
-            out_scale_bits: s.scale_bits,
+            out_scale_bits: if low.tensors[st.output].output_scale {
+                ch.out_scale_bits
+            } else {
+                s.scale_bits
+            },
         });
     }
     let input = &low.tensors[0];
@@ -120,16 +124,20 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
             shape: input.shape.clone(),
             level: input.level,
             range: s.input_range,
-            scale_bits: s.scale_bits,
+            scale_bits: if input.output_scale {
+                ch.out_scale_bits
+            } else {
+                s.scale_bits
+            },
         },
         mpc_steps: steps,
         circuits,
         output: OutputSpec {
             name: low.output_name.clone(),
             shape: out.shape.clone(),
-            level: crate::partition::OUTPUT_LEVEL,
+            level: low.out_level,
             flood_bits: ch.flood_bits,
-            scale_bits: s.scale_bits,
+            scale_bits: ch.out_scale_bits,
             post: low.post,
         },
     };
@@ -169,7 +177,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         macs: 0,
     };
     let mut output_tensor = b.emit(low.output, &mut seg)?;
-    let ol = crate::partition::OUTPUT_LEVEL;
+    let ol = low.out_level;
     if b.tensors[output_tensor].level > ol {
         output_tensor = b.drop_to(output_tensor, ol, &mut seg);
     }
@@ -264,7 +272,11 @@ impl Builder<'_> {
                 "internal: level above the modulus chain",
             )
         })? as f64;
-        let delta = 2f64.powi(self.s.scale_bits as i32);
+        let delta = 2f64.powi(if t.output_scale {
+            self.ch.out_scale_bits
+        } else {
+            self.s.scale_bits
+        } as i32);
         let cols: usize = inputs
             .iter()
             .map(|&f| self.low.tensors[f].shape.iter().product::<usize>())

@@ -1,10 +1,11 @@
 //! Fixed-point plaintext simulation of a server plan.
 //!
 //! Runs the plan on one image without encryption but with exactly the integer arithmetic of the
-//! protocol: the input is `round(Δ·x)`; a Linear at level ℓ computes `Σ w·x + bias` with the
+//! protocol: the input is `round(Δ_in·x)`; a Linear at level ℓ computes `Σ w·x + bias` with the
 //! integer weights of the weights file and divides by `p_ℓ` with rounding (the rescale); ModDrop
 //! is the identity; an MPC step runs its actual circuit in plaintext on the shares `a = 0`,
-//! `b = v mod q0` with a zero mask and removes the output offset. Encryption noise is left out,
+//! `b = v mod q0` with a zero mask, removes the output offset and multiplies by
+//! `2^(out_scale_bits − scale_bits)`; the output is divided by `2^output.scale_bits`. Encryption noise is left out,
 //! so the result differs from the real protocol by at most the plan's noise bound.
 //! The runtime can use it as an oracle.
 
@@ -51,7 +52,8 @@ pub fn simulate(
     input: &[f32],
 ) -> Result<Vec<f64>, SimError> {
     let pubp = &plan.public;
-    let delta = 2f64.powi(pubp.scale_bits as i32);
+    let delta_in = 2f64.powi(pubp.input.scale_bits as i32);
+    let delta_out = 2f64.powi(pubp.output.scale_bits as i32);
     let bad = |s: &str| SimError::Plan(s.to_string());
     let expected = plan.tensors.first().map_or(0, |t| t.len());
     if input.len() != expected {
@@ -64,7 +66,7 @@ pub fn simulate(
     vals[0] = Some(
         input
             .iter()
-            .map(|&x| (f64::from(x) * delta).round() as i128)
+            .map(|&x| (f64::from(x) * delta_in).round() as i128)
             .collect(),
     );
     let get = |vals: &[Option<Vec<i128>>], t: usize| -> Result<Vec<i128>, SimError> {
@@ -135,13 +137,20 @@ pub fn simulate(
                         value: v,
                     });
                 }
-                let y = run_circuit(circ, &gathered, step.instances)?;
+                let up = step
+                    .out_scale_bits
+                    .checked_sub(pubp.scale_bits)
+                    .ok_or_else(|| bad("output scale below Δ"))?;
+                let y = run_circuit(circ, &gathered, step.instances)?
+                    .into_iter()
+                    .map(|v| v << up)
+                    .collect();
                 *vals.get_mut(b.output).ok_or_else(|| bad("bad tensor"))? = Some(y);
             }
         }
     }
     let out = get(&vals, plan.output_tensor)?;
-    Ok(out.into_iter().map(|v| v as f64 / delta).collect())
+    Ok(out.into_iter().map(|v| v as f64 / delta_out).collect())
 }
 
 /// Runs `instances` instances of a share circuit in plaintext, 64 at a time, on the signed

@@ -6,10 +6,14 @@
 //!    `w ≥ ⌈log2(Δ·B + B_e)⌉ + 2` over every value shared into a circuit (B its bound, B_e its noise
 //!    after re-randomization) and every circuit output;
 //! 2. p1…pL, lowest level first, each the smallest NTT-friendly prime of at least `weight_bits`
-//!    bits that satisfies the constraints at its level: a masked MPC output encrypted at ℓ needs
-//!    `Q_ℓ ≥ 2^(mask_bits+2)`; a tensor at level ℓ needs `Q_ℓ ≥ 4·(Δ·B + B_e)`; the output level
-//!    needs `Q_ℓo ≥ 8·(Δ·B_out + 2^σ·B_e)`. Greedy bottom-up sizing minimises log2 Q_L because
+//!    bits that satisfies the constraints at its level: a tensor at level ℓ and scale Δ_t needs
+//!    `Q_ℓ ≥ 4·(Δ_t·B + B_e)`; the output level needs `Q_ℓo ≥ 8·(Δ_out·B_out + 2^σ·B_e)`.
+//!    Tensors that feed the output carry the output scale `Δ_out = 2^(σ + ⌈log2 B_e⌉ + f)` so that
+//!    the flooding noise stays `f` bits below it (masked MPC outputs are encrypted exactly mod
+//!    Q_ℓ at their scale, so the mask puts no bound on Q). Greedy bottom-up sizing minimises log2 Q_L because
 //!    every constraint is on a prefix product;
+//!    Each prime is capped so that `round(W·p)` fits an i64; when a level's constraint cannot be
+//!    met under the cap, the output level is raised by one and the levels are reassigned;
 //! 3. N: the smallest power of two ≥ 1024 (or the forced one) whose HomomorphicEncryption.org
 //!    bound admits the sum of the primes' bit lengths; primes depend on N (≡ 1 mod 2N) and the
 //!    noise grows with N, so the choice iterates until N is stable.
@@ -19,7 +23,7 @@ pub mod primes;
 pub mod security;
 
 use crate::error::{CompileError, ErrorKind};
-use crate::partition::{CircuitSpec, Lowered, MKind, OUTPUT_LEVEL};
+use crate::partition::{CircuitSpec, Lowered, MKind, NoiseCoeffs, OUTPUT_LEVEL};
 pub use security::{max_log_q, Security};
 
 /// Lower bound on any prime p_ℓ used by the noise model (weights bits ≥ 20).
@@ -80,6 +84,8 @@ pub struct Chosen {
     pub output_noise: f64,
     /// Flooding bits (σ + ⌈log2 B_e⌉).
     pub flood_bits: u32,
+    /// Scale bits of the tensors that feed the output (`flood_bits + scale_bits`).
+    pub out_scale_bits: u32,
     /// Sum of the primes' bit lengths.
     pub log_q_bits: u32,
     /// Constraints on Q per level.
@@ -106,7 +112,36 @@ fn bits(p: u64) -> u32 {
 }
 
 /// Chooses the parameters for `low`.
-pub fn choose(low: &Lowered, opts: &ParamOptions) -> Result<Chosen, CompileError> {
+pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileError> {
+    // Largest |W| bounds the primes: round(W·p) must fit an i64.
+    let max_w = low
+        .tensors
+        .iter()
+        .filter_map(|t| match &t.kind {
+            MKind::Linear { map, .. } => Some(
+                map.rows
+                    .iter()
+                    .flat_map(|r| r.vals.iter())
+                    .fold(0.0f64, |m, v| m.max(v.abs())),
+            ),
+            _ => None,
+        })
+        .fold(1.0f64, f64::max);
+    let cap_bits = (61.0 - max_w.log2().ceil()).min(60.0);
+    let mut last = None;
+    for out_level in OUTPUT_LEVEL..OUTPUT_LEVEL + 6 {
+        crate::partition::assign_levels(low, out_level);
+        match choose_at(low, opts, cap_bits) {
+            Ok(c) => return Ok(c),
+            Err(e) if e.message.contains("needs a") => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| CompileError::new(ErrorKind::Parameters, "no parameters found")))
+}
+
+/// [`choose`] with the levels already assigned and primes capped at `cap_bits`.
+fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen, CompileError> {
     if opts.sigma < 40 {
         return Err(CompileError::new(
             ErrorKind::Parameters,
@@ -165,33 +200,37 @@ pub fn choose(low: &Lowered, opts: &ParamOptions) -> Result<Chosen, CompileError
                     format!("no {w}-bit NTT-friendly prime for N = {n}"),
                 )
             })?;
+        // Output scale: the flooding noise 2^flood_bits must sit `scale_bits` below it.
+        let out = &low.tensors[low.output];
+        let random = NoiseCoeffs {
+            constant: 0.0,
+            ..out.noise
+        };
+        let out_noise = noise::bound(&random, n) + noise::rerandomize(n);
+        let flood_bits = opts.sigma + out_noise.log2().ceil().max(0.0) as u32;
+        let out_scale_bits = flood_bits + opts.scale_bits;
+        let scale_of = |t: &crate::partition::MTensor| {
+            if t.output_scale {
+                2f64.powi(out_scale_bits as i32)
+            } else {
+                delta
+            }
+        };
         // Constraints per level.
         let mut cons: Vec<Constraint> = Vec::new();
-        for (k, st) in low.steps.iter().enumerate() {
-            let ob = out_bits(&st.spec, w);
-            let lvl = low.tensors[st.output].level;
-            cons.push(Constraint {
-                level: lvl,
-                log2: f64::from(ob + opts.sigma + 2),
-                why: format!("masked output of MPC step {k} ({})", st.name),
-            });
-        }
         for t in &low.tensors {
-            if t.level >= 1 && !matches!(t.kind, MKind::MpcOut { .. }) {
+            if t.level >= 1 {
                 let e = noise::bound(&t.noise, n);
                 cons.push(Constraint {
                     level: t.level,
-                    log2: (4.0 * (delta * t.bound + e)).log2(),
+                    log2: (4.0 * (scale_of(t) * t.bound + e)).log2(),
                     why: format!("value range of `{}`", t.name),
                 });
             }
         }
-        let out = &low.tensors[low.output];
-        let out_noise = noise::bound(&out.noise, n) + noise::rerandomize(n);
-        let flood_bits = opts.sigma + out_noise.log2().ceil().max(0.0) as u32;
         cons.push(Constraint {
-            level: out.level.min(OUTPUT_LEVEL).max(OUTPUT_LEVEL),
-            log2: (8.0 * (delta * out.bound + 2f64.powi(flood_bits as i32))).log2(),
+            level: low.out_level,
+            log2: (8.0 * (scale_of(out) * out.bound + 2f64.powi(flood_bits as i32))).log2(),
             why: "output with noise flooding".into(),
         });
         // Primes bottom-up.
@@ -204,10 +243,10 @@ pub fn choose(low: &Lowered, opts: &ParamOptions) -> Result<Chosen, CompileError
                 .map(|c| c.log2)
                 .fold(0.0f64, f64::max);
             let want = (need - log_q).max(f64::from(opts.weight_bits - 1));
-            if want > 61.5 {
+            if want > cap_bits {
                 return Err(CompileError::new(
                     ErrorKind::Parameters,
-                    format!("level {l} needs a {want:.1}-bit prime (more than 62 bits)"),
+                    format!("level {l} needs a {want:.1}-bit prime (more than {cap_bits} bits)"),
                 ));
             }
             let lower = (2f64.powf(want).ceil() as u64)
@@ -246,7 +285,7 @@ pub fn choose(low: &Lowered, opts: &ParamOptions) -> Result<Chosen, CompileError
                         ),
                     ));
                 }
-                return Ok(Chosen { log_n: forced, moduli, share_bits: w, mpc_noise, mpc_max_scaled: max_scaled, output_noise: out_noise, flood_bits, log_q_bits, constraints: cons });
+                return Ok(Chosen { log_n: forced, moduli, share_bits: w, mpc_noise, mpc_max_scaled: max_scaled, output_noise: out_noise, flood_bits, out_scale_bits, log_q_bits, constraints: cons });
             }
             (None, None) => {
                 return Err(CompileError::new(
@@ -255,7 +294,7 @@ pub fn choose(low: &Lowered, opts: &ParamOptions) -> Result<Chosen, CompileError
                 ))
             }
             (Some(ln), None) if ln <= log_n => {
-                return Ok(Chosen { log_n, moduli, share_bits: w, mpc_noise, mpc_max_scaled: max_scaled, output_noise: out_noise, flood_bits, log_q_bits, constraints: cons });
+                return Ok(Chosen { log_n, moduli, share_bits: w, mpc_noise, mpc_max_scaled: max_scaled, output_noise: out_noise, flood_bits, out_scale_bits, log_q_bits, constraints: cons });
             }
             (Some(ln), None) => log_n = ln,
         }

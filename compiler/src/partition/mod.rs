@@ -75,6 +75,9 @@ pub struct MTensor {
     pub bound: f64,
     /// Noise bound coefficients.
     pub noise: NoiseCoeffs,
+    /// Whether the tensor feeds the output (through Linears only): such tensors carry the
+    /// larger output scale that leaves room for the flooding noise.
+    pub output_scale: bool,
 }
 
 /// The function of an MPC step, with what its circuit generator needs.
@@ -166,6 +169,8 @@ pub struct Lowered {
     pub post: PostProcess,
     /// Fusion decisions.
     pub decisions: Vec<Decision>,
+    /// Level of the delivered output (starts at [`OUTPUT_LEVEL`]; parameter choice may raise it).
+    pub out_level: usize,
 }
 
 /// Where value bounds come from.
@@ -796,6 +801,7 @@ fn build(
             level: 0,
             bound: 0.0,
             noise: NoiseCoeffs::default(),
+            output_scale: false,
         });
         mt.len() - 1
     };
@@ -818,6 +824,7 @@ fn build(
                     level: 0,
                     bound: 0.0,
                     noise: NoiseCoeffs::default(),
+                    output_scale: false,
                 });
                 f_mt.push(mt.len() - 1);
             }
@@ -885,6 +892,7 @@ fn build(
                     level: 0,
                     bound: 0.0,
                     noise: NoiseCoeffs::default(),
+                    output_scale: false,
                 });
                 let output = mt.len() - 1;
                 f_mt.push(output);
@@ -927,23 +935,22 @@ fn build(
         output_name: name_of(ctx.output),
         post,
         decisions,
+        out_level: OUTPUT_LEVEL,
     };
-    assign_levels(&mut low);
+    assign_levels(&mut low, OUTPUT_LEVEL);
+    assign_scales(&mut low)?;
     analyze_ranges(ctx, &mut low, &p, ranges);
     Ok(low)
 }
 
-/// Backward level assignment: MPC inputs ≥ 0, output = [`OUTPUT_LEVEL`], MPC outputs ≥ 1 (their
-/// masked values need a modulus above q0), Linear inputs one level above their output.
-fn assign_levels(low: &mut Lowered) {
+/// Backward level assignment: MPC inputs ≥ 0, output = `out_level`, Linear inputs one
+/// level above their output (the client encrypts masked MPC outputs exactly mod Q_ℓ, so they
+/// need no minimum level).
+pub fn assign_levels(low: &mut Lowered, out_level: usize) {
     let n = low.tensors.len();
     let mut level = vec![0usize; n];
-    level[low.output] = OUTPUT_LEVEL;
-    for (i, t) in low.tensors.iter().enumerate() {
-        if matches!(t.kind, MKind::MpcOut { .. }) {
-            level[i] = level[i].max(1);
-        }
-    }
+    level[low.output] = out_level;
+    low.out_level = out_level;
     for i in (0..n).rev() {
         if let MKind::Linear { inputs, .. } = &low.tensors[i].kind {
             for &f in inputs {
@@ -954,6 +961,38 @@ fn assign_levels(low: &mut Lowered) {
     for (t, l) in low.tensors.iter_mut().zip(level) {
         t.level = l;
     }
+}
+
+/// Marks the tensors that feed the output through Linears; refuses a tensor that feeds both
+/// the output and an MPC step (it would need two scales).
+fn assign_scales(low: &mut Lowered) -> Result<(), CompileError> {
+    let n = low.tensors.len();
+    let cone = |start: &[usize]| -> Vec<bool> {
+        let mut mark = vec![false; n];
+        let mut stack = start.to_vec();
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut mark[i], true) {
+                continue;
+            }
+            if let MKind::Linear { inputs, .. } = &low.tensors[i].kind {
+                stack.extend(inputs.iter().copied());
+            }
+        }
+        mark
+    };
+    let out = cone(&[low.output]);
+    let mpc_inputs: Vec<usize> = low.steps.iter().map(|s| s.input).collect();
+    let mpc = cone(&mpc_inputs);
+    if let Some(i) = (0..n).find(|&i| out[i] && mpc[i]) {
+        return Err(CompileError::new(
+            ErrorKind::Unsupported,
+            format!("tensor `{}` feeds both an MPC step and the model output; the output needs a larger scale (flooding), so this sharing is not supported", low.tensors[i].name),
+        ));
+    }
+    for (t, o) in low.tensors.iter_mut().zip(out) {
+        t.output_scale = o;
+    }
+    Ok(())
 }
 
 fn activation_interval(

@@ -134,6 +134,8 @@ pub struct Report {
     pub output_noise: Option<f64>,
     /// Flooding bits.
     pub flood_bits: u32,
+    /// Scale bits of the output (and of the tensors feeding it).
+    pub output_scale_bits: u32,
     /// Segments.
     pub segments: Vec<SegmentRow>,
     /// Circuits.
@@ -396,6 +398,7 @@ impl Report {
             mpc_noise: out.map(|o| o.chosen.mpc_noise),
             output_noise: out.map(|o| o.chosen.output_noise),
             flood_bits: p.output.flood_bits,
+            output_scale_bits: p.output.scale_bits,
             segments,
             circuits,
             fusion,
