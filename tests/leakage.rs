@@ -500,7 +500,6 @@ fn insecure_parameters_are_refused_by_both_parties() {
 
 /// Extreme values in an edited plan (hash recomputed) must be refused, not overflow.
 #[test]
-#[ignore = "bug: runtime/src/plan.rs:90 `sc.out_bits + plan.sigma` overflows (panic in debug, wraps in release) for sigma = u32::MAX; use checked/saturating add or bound sigma (e.g. 40..=128) first"]
 fn extreme_sigma_and_flooding_are_refused_without_overflow() {
     let dir = compiled();
     let text = std::fs::read_to_string(dir.join("tiny.client.ron")).expect("read");

@@ -81,7 +81,9 @@ pub enum CircuitError {
         wire: Wire,
     },
     /// An output names a wire that does not exist.
-    #[error("circuit `{name}`: output {index} names wire {wire}, but the circuit has {wires} wires")]
+    #[error(
+        "circuit `{name}`: output {index} names wire {wire}, but the circuit has {wires} wires"
+    )]
     BadOutput {
         /// Circuit name.
         name: String,
@@ -137,7 +139,10 @@ impl Circuit {
     pub fn validate(&self) -> Result<(), CircuitError> {
         let wires = self.num_wires();
         if wires > u64::from(u32::MAX) {
-            return Err(CircuitError::TooLarge { name: self.name.clone(), wires });
+            return Err(CircuitError::TooLarge {
+                name: self.name.clone(),
+                wires,
+            });
         }
         let base = self.num_inputs();
         for (i, g) in self.gates.iter().enumerate() {
@@ -170,7 +175,10 @@ impl Circuit {
     pub fn stats(&self) -> CircuitStats {
         let base = self.num_inputs() as usize;
         let mut depth = vec![0u32; base + self.gates.len()];
-        let mut s = CircuitStats { wires: self.num_wires(), ..Default::default() };
+        let mut s = CircuitStats {
+            wires: self.num_wires(),
+            ..Default::default()
+        };
         for (i, g) in self.gates.iter().enumerate() {
             let d = |w: Wire| depth.get(w as usize).copied().unwrap_or(0);
             let out = match *g {
@@ -191,7 +199,12 @@ impl Circuit {
                 *slot = out;
             }
         }
-        s.and_depth = self.outputs.iter().map(|&w| depth.get(w as usize).copied().unwrap_or(0)).max().unwrap_or(0);
+        s.and_depth = self
+            .outputs
+            .iter()
+            .map(|&w| depth.get(w as usize).copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
         s
     }
 
@@ -199,11 +212,19 @@ impl Circuit {
     pub fn eval(&self, garbler: &[bool], evaluator: &[bool]) -> Result<Vec<bool>, CircuitError> {
         let g: Vec<u64> = garbler.iter().map(|&b| u64::from(b)).collect();
         let e: Vec<u64> = evaluator.iter().map(|&b| u64::from(b)).collect();
-        Ok(self.eval_bitsliced(&g, &e)?.into_iter().map(|w| w & 1 == 1).collect())
+        Ok(self
+            .eval_bitsliced(&g, &e)?
+            .into_iter()
+            .map(|w| w & 1 == 1)
+            .collect())
     }
 
     /// Evaluates 64 instances at once: bit `k` of every input word belongs to instance `k`.
-    pub fn eval_bitsliced(&self, garbler: &[u64], evaluator: &[u64]) -> Result<Vec<u64>, CircuitError> {
+    pub fn eval_bitsliced(
+        &self,
+        garbler: &[u64],
+        evaluator: &[u64],
+    ) -> Result<Vec<u64>, CircuitError> {
         self.validate()?;
         if garbler.len() != self.garbler_inputs as usize {
             return Err(CircuitError::InputLength {
@@ -268,7 +289,10 @@ impl Circuit {
         }
         let mut s = String::new();
         s.push_str(&format!("{} {}\n", gates.len(), next));
-        s.push_str(&format!("2 {} {}\n", self.garbler_inputs, self.evaluator_inputs));
+        s.push_str(&format!(
+            "2 {} {}\n",
+            self.garbler_inputs, self.evaluator_inputs
+        ));
         s.push_str(&format!("1 {}\n\n", self.outputs.len()));
         for g in gates {
             s.push_str(&g);
@@ -336,7 +360,9 @@ impl ShareCircuit {
         if ok {
             Ok(())
         } else {
-            Err(CircuitError::Layout { name: self.circuit.name.clone() })
+            Err(CircuitError::Layout {
+                name: self.circuit.name.clone(),
+            })
         }
     }
 }
@@ -348,7 +374,10 @@ pub fn to_bits(v: u128, bits: u32) -> Vec<bool> {
 
 /// Reads booleans (least significant first) as an integer; at most 128 bits are used.
 pub fn from_bits(bits: &[bool]) -> u128 {
-    bits.iter().take(128).enumerate().fold(0u128, |acc, (i, &b)| acc | (u128::from(b) << i))
+    bits.iter()
+        .take(128)
+        .enumerate()
+        .fold(0u128, |acc, (i, &b)| acc | (u128::from(b) << i))
 }
 
 #[cfg(test)]
@@ -382,7 +411,14 @@ mod tests {
     fn validate_rejects_forward_wires() {
         let mut c = half_adder();
         c.gates[0] = Gate::Xor(0, 2);
-        assert!(matches!(c.validate(), Err(CircuitError::ForwardWire { gate: 0, wire: 2, .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(CircuitError::ForwardWire {
+                gate: 0,
+                wire: 2,
+                ..
+            })
+        ));
         let mut c = half_adder();
         c.outputs.push(99);
         assert!(matches!(c.validate(), Err(CircuitError::BadOutput { .. })));

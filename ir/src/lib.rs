@@ -7,8 +7,8 @@
 
 pub mod circuit;
 pub mod graph;
-pub mod plan;
 pub mod op;
+pub mod plan;
 pub mod reference;
 pub mod shape;
 pub mod tensor;

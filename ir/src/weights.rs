@@ -44,7 +44,9 @@ impl IntMatrix {
         if self.val.len() != self.col.len() {
             return bad("value and column counts differ");
         }
-        if self.row_ptr.first() != Some(&0) || self.row_ptr.last().copied() != Some(self.col.len() as u64) {
+        if self.row_ptr.first() != Some(&0)
+            || self.row_ptr.last().copied() != Some(self.col.len() as u64)
+        {
             return bad("row pointers do not span the entries");
         }
         if self.row_ptr.windows(2).any(|w| w[0] > w[1]) {
@@ -75,7 +77,9 @@ pub enum WeightsError {
     #[error("not an mp2ml weights file (bad magic)")]
     BadMagic,
     /// A section runs past the end of the file.
-    #[error("weights file truncated: section at byte {offset} needs {needed} bytes, file has {len}")]
+    #[error(
+        "weights file truncated: section at byte {offset} needs {needed} bytes, file has {len}"
+    )]
     Truncated {
         /// Section offset.
         offset: u64,
@@ -108,7 +112,9 @@ pub struct WeightsWriter {
 impl WeightsWriter {
     /// An empty file (magic only).
     pub fn new() -> Self {
-        WeightsWriter { buf: MAGIC.to_vec() }
+        WeightsWriter {
+            buf: MAGIC.to_vec(),
+        }
     }
 
     /// Appends a matrix and returns its reference.
@@ -130,7 +136,12 @@ impl WeightsWriter {
         for &v in &m.bias {
             b.extend_from_slice(&v.to_le_bytes());
         }
-        MatrixRef { offset, rows: m.rows, cols: m.cols, nnz: m.nnz() }
+        MatrixRef {
+            offset,
+            rows: m.rows,
+            cols: m.cols,
+            nnz: m.nnz(),
+        }
     }
 
     /// The file's bytes.
@@ -178,12 +189,23 @@ impl WeightsFile {
                 .checked_add(rows.checked_mul(16)?)
         })()
         .unwrap_or(u64::MAX);
-        let end = r.offset.checked_add(needed).unwrap_or(u64::MAX);
+        let end = r.offset.saturating_add(needed);
         if r.offset < MAGIC.len() as u64 || end > len {
-            return Err(WeightsError::Truncated { offset: r.offset, needed, len });
+            return Err(WeightsError::Truncated {
+                offset: r.offset,
+                needed,
+                len,
+            });
         }
-        let mut c = Cursor { bytes: &self.bytes, pos: r.offset as usize };
-        let trunc = || WeightsError::Truncated { offset: r.offset, needed, len };
+        let mut c = Cursor {
+            bytes: &self.bytes,
+            pos: r.offset as usize,
+        };
+        let trunc = || WeightsError::Truncated {
+            offset: r.offset,
+            needed,
+            len,
+        };
         let u64_ = |c: &mut Cursor| c.take::<8>().map(u64::from_le_bytes).ok_or_else(trunc);
         let (rows, cols, nnz) = (u64_(&mut c)?, u64_(&mut c)?, u64_(&mut c)?);
         if (rows, cols, nnz) != (r.rows as u64, r.cols as u64, r.nnz as u64) {
@@ -193,18 +215,25 @@ impl WeightsFile {
                 found: format!("{rows}×{cols} with {nnz} entries"),
             });
         }
-        let mut m = IntMatrix { rows: r.rows, cols: r.cols, ..Default::default() };
+        let mut m = IntMatrix {
+            rows: r.rows,
+            cols: r.cols,
+            ..Default::default()
+        };
         for _ in 0..=r.rows {
             m.row_ptr.push(u64_(&mut c)?);
         }
         for _ in 0..r.nnz {
-            m.col.push(c.take::<4>().map(u32::from_le_bytes).ok_or_else(trunc)?);
+            m.col
+                .push(c.take::<4>().map(u32::from_le_bytes).ok_or_else(trunc)?);
         }
         for _ in 0..r.nnz {
-            m.val.push(c.take::<8>().map(i64::from_le_bytes).ok_or_else(trunc)?);
+            m.val
+                .push(c.take::<8>().map(i64::from_le_bytes).ok_or_else(trunc)?);
         }
         for _ in 0..r.rows {
-            m.bias.push(c.take::<16>().map(i128::from_le_bytes).ok_or_else(trunc)?);
+            m.bias
+                .push(c.take::<16>().map(i128::from_le_bytes).ok_or_else(trunc)?);
         }
         m.check()?;
         Ok(m)
@@ -233,21 +262,36 @@ mod tests {
         let bytes = w.into_bytes();
         let f = WeightsFile::from_bytes(bytes.clone()).expect("magic");
         assert_eq!(f.matrix(&r).expect("read"), sample());
-        assert_eq!(f.matrix(&r).expect("read").row(0).collect::<Vec<_>>(), vec![(0, 5), (2, -7)]);
+        assert_eq!(
+            f.matrix(&r).expect("read").row(0).collect::<Vec<_>>(),
+            vec![(0, 5), (2, -7)]
+        );
         // Truncated.
         let short = WeightsFile::from_bytes(bytes[..bytes.len() - 1].to_vec()).expect("magic");
-        assert!(matches!(short.matrix(&r), Err(WeightsError::Truncated { .. })));
+        assert!(matches!(
+            short.matrix(&r),
+            Err(WeightsError::Truncated { .. })
+        ));
         // Plan disagrees with the header.
-        let wrong = MatrixRef { rows: 3, ..r.clone() };
+        let wrong = MatrixRef {
+            rows: 3,
+            ..r.clone()
+        };
         assert!(f.matrix(&wrong).is_err());
         // Column out of range.
         let mut bad = bytes.clone();
         let col0 = 8 + 24 + 3 * 8;
         bad[col0] = 9;
-        assert!(matches!(WeightsFile::from_bytes(bad).expect("magic").matrix(&r), Err(WeightsError::Corrupt(_))));
+        assert!(matches!(
+            WeightsFile::from_bytes(bad).expect("magic").matrix(&r),
+            Err(WeightsError::Corrupt(_))
+        ));
         assert!(WeightsFile::from_bytes(b"nope".to_vec()).is_err());
         // Absurd sizes do not allocate or panic.
-        let huge = MatrixRef { rows: usize::MAX / 2, ..r };
+        let huge = MatrixRef {
+            rows: usize::MAX / 2,
+            ..r
+        };
         assert!(f.matrix(&huge).is_err());
     }
 }

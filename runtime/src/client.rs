@@ -46,11 +46,18 @@ pub fn check_batch(setup: &ClientSetup, batch: &Batch) -> Result<()> {
         )));
     }
     if let Some(i) = batch.data.iter().position(|x| !x.is_finite()) {
-        return Err(RuntimeError::Input(format!("value {i} (image {}) is not finite", i / elems)));
+        return Err(RuntimeError::Input(format!(
+            "value {i} (image {}) is not finite",
+            i / elems
+        )));
     }
     let (lo, hi) = setup.plan.input.range;
     let slack = 1e-6 * (hi - lo).abs().max(1.0);
-    if let Some(i) = batch.data.iter().position(|&x| x < lo - slack || x > hi + slack) {
+    if let Some(i) = batch
+        .data
+        .iter()
+        .position(|&x| x < lo - slack || x > hi + slack)
+    {
         return Err(RuntimeError::Input(format!(
             "value {} at index {i} (image {}) is outside the range {lo}..{hi} the plan was compiled for; \
              recompile with `mp2mlc --input-range` to widen it",
@@ -62,25 +69,45 @@ pub fn check_batch(setup: &ClientSetup, batch: &Batch) -> Result<()> {
 }
 
 /// Runs a session as the client; returns the outputs and the report.
-pub fn run_client<C: Channel>(setup: &ClientSetup, ch: C, batch: &Batch, opts: &SessionOptions) -> Result<(ClientOutput, SessionReport)> {
+pub fn run_client<C: Channel>(
+    setup: &ClientSetup,
+    ch: C,
+    batch: &Batch,
+    opts: &SessionOptions,
+) -> Result<(ClientOutput, SessionReport)> {
     check_batch(setup, batch)?;
     let mut rng = os_rng();
     let sk = SecretKey::generate(&setup.params, &mut rng);
     let pk = PublicKey::generate(&sk, &mut rng);
     let mut e = Evaluator::new(ch, os_rng());
-    let mut report = SessionReport { role: "client".into(), images: batch.images, ..Default::default() };
+    let mut report = SessionReport {
+        role: "client".into(),
+        images: batch.images,
+        ..Default::default()
+    };
 
     let meter = Meter::start(e.channel());
     {
         let ch = e.channel_mut();
         ch.set_phase("handshake");
-        let hello = Hello { version: PROTOCOL_VERSION, plan_hash: setup.hash.clone(), images: batch.images as u64 };
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            plan_hash: setup.hash.clone(),
+            images: batch.images as u64,
+        };
         ch.send_frame(&hello.to_bytes())?;
         ch.flush()?;
         wire::recv_verdict(ch)?;
         wire::send_pk(ch, &pk)?;
     }
-    meter.finish(e.channel(), &mut report, "handshake".into(), "offline", 0, 0);
+    meter.finish(
+        e.channel(),
+        &mut report,
+        "handshake".into(),
+        "offline",
+        0,
+        0,
+    );
 
     let n = setup.params.n();
     let gs = groups(batch.images, n);
@@ -92,7 +119,16 @@ pub fn run_client<C: Channel>(setup: &ClientSetup, ch: C, batch: &Batch, opts: &
     let mut start = 0;
     for (gi, &b) in gs.iter().enumerate() {
         let data = &batch.data[start * in_elems..(start + b) * in_elems];
-        logits.extend(run_group(setup, &mut e, &sk, data, b, gi, opts, &mut report)?);
+        logits.extend(run_group(
+            setup,
+            &mut e,
+            &sk,
+            data,
+            b,
+            gi,
+            opts,
+            &mut report,
+        )?);
         start += b;
     }
     let output = post_process(setup.plan.output.post, &logits, out_elems);
@@ -125,7 +161,14 @@ fn run_group<C: Channel>(
             offline_ands += sc.circuit.stats().and * (s.instances * images) as u64;
         }
     }
-    meter.finish(e.channel(), report, format!("offline[{group}]"), "offline", offline_ands, 0);
+    meter.finish(
+        e.channel(),
+        report,
+        format!("offline[{group}]"),
+        "offline",
+        offline_ands,
+        0,
+    );
 
     // Input: element i of every image goes into one ciphertext, image j in coefficient j.
     let meter = Meter::start(e.channel());
@@ -133,7 +176,9 @@ fn run_group<C: Channel>(
     let cts: Vec<SeededCiphertext> = (0..in_elems)
         .into_par_iter()
         .map_init(os_rng, |rng, i| {
-            let m: Vec<i64> = (0..images).map(|j| (f64::from(data[j * in_elems + i]) * in_scale).round() as i64).collect();
+            let m: Vec<i64> = (0..images)
+                .map(|j| (f64::from(data[j * in_elems + i]) * in_scale).round() as i64)
+                .collect();
             sk.encrypt_seeded(&m, plan.input.level, rng)
         })
         .collect::<Result<_, _>>()?;
@@ -144,7 +189,14 @@ fn run_group<C: Channel>(
     }
     ch.flush()?;
     drop(cts);
-    meter.finish(e.channel(), report, format!("input[{group}]"), "online", 0, 0);
+    meter.finish(
+        e.channel(),
+        report,
+        format!("input[{group}]"),
+        "online",
+        0,
+        0,
+    );
 
     for (si, step) in plan.mpc_steps.iter().enumerate() {
         let meter = Meter::start(e.channel());
@@ -184,7 +236,14 @@ fn run_group<C: Channel>(
         ch.flush()?;
         let ands = sc.circuit.stats().and * n as u64;
         let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
-        meter.finish(e.channel(), report, format!("mpc:{}", step.name), "online", ands, ots);
+        meter.finish(
+            e.channel(),
+            report,
+            format!("mpc:{}", step.name),
+            "online",
+            ands,
+            ots,
+        );
     }
 
     // Output.
@@ -196,25 +255,49 @@ fn run_group<C: Channel>(
     for _ in 0..out_elems {
         cts.push(wire::recv_ct(ch, params, plan.output.level)?);
     }
-    let dec: Vec<Vec<i128>> = cts.par_iter().map(|c| sk.decrypt(c)).collect::<Result<_, _>>()?;
+    let dec: Vec<Vec<i128>> = cts
+        .par_iter()
+        .map(|c| sk.decrypt(c))
+        .collect::<Result<_, _>>()?;
     let mut logits = vec![0f32; images * out_elems];
     for (i, d) in dec.iter().enumerate() {
         for j in 0..images {
             logits[j * out_elems + i] = (d[j] as f64 / out_scale) as f32;
         }
     }
-    meter.finish(e.channel(), report, format!("output[{group}]"), "online", 0, 0);
+    meter.finish(
+        e.channel(),
+        report,
+        format!("output[{group}]"),
+        "online",
+        0,
+        0,
+    );
     Ok(logits)
 }
 
 /// Applies the plan's post-processing per image.
 pub fn post_process(post: PostProcess, logits: &[f32], elems: usize) -> ClientOutput {
     let images = logits.len().checked_div(elems).unwrap_or(0);
-    let argmax = |row: &[f32]| row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0;
+    let argmax = |row: &[f32]| {
+        row.iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                if v > bv {
+                    (i, v)
+                } else {
+                    (bi, bv)
+                }
+            })
+            .0
+    };
     let classes: Vec<usize> = logits.chunks(elems.max(1)).map(argmax).collect();
     let (post_vals, post_elems) = match post {
         PostProcess::None => (logits.to_vec(), elems),
-        PostProcess::Sigmoid => (logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(), elems),
+        PostProcess::Sigmoid => (
+            logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+            elems,
+        ),
         PostProcess::Softmax => {
             let mut v = Vec::with_capacity(logits.len());
             for row in logits.chunks(elems.max(1)) {
@@ -228,5 +311,10 @@ pub fn post_process(post: PostProcess, logits: &[f32], elems: usize) -> ClientOu
         PostProcess::ArgMax => (classes.iter().map(|&c| c as f32).collect(), 1),
     };
     let _ = images;
-    ClientOutput { logits: logits.to_vec(), post: post_vals, post_elems, classes }
+    ClientOutput {
+        logits: logits.to_vec(),
+        post: post_vals,
+        post_elems,
+        classes,
+    }
 }

@@ -25,15 +25,26 @@ pub fn channel_config(params: &mp2ml_ckks::Params, opts: &SessionOptions) -> Cha
 
 /// The client's view of a server plan (the same public part and hash).
 pub fn client_setup_of(server: &ServerSetup) -> ClientSetup {
-    ClientSetup { plan: server.plan.public.clone(), hash: server.plan.public_hash.clone(), params: server.params.clone() }
+    ClientSetup {
+        plan: server.plan.public.clone(),
+        hash: server.plan.public_hash.clone(),
+        params: server.params.clone(),
+    }
 }
 
 /// Runs one session with the server on a thread and the client on this one, over loopback
 /// TCP. Returns the client's outputs and both reports (client, server).
-pub fn run_local(server: &ServerSetup, batch: &Batch, opts: &SessionOptions) -> Result<(ClientOutput, SessionReport, SessionReport)> {
+pub fn run_local(
+    server: &ServerSetup,
+    batch: &Batch,
+    opts: &SessionOptions,
+) -> Result<(ClientOutput, SessionReport, SessionReport)> {
     let client = client_setup_of(server);
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| RuntimeError::Net(format!("bind 127.0.0.1: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| RuntimeError::Net(e.to_string()))?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| RuntimeError::Net(format!("bind 127.0.0.1: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| RuntimeError::Net(e.to_string()))?;
     let cfg = channel_config(&server.params, opts);
     std::thread::scope(|s| {
         let srv = s.spawn(move || -> Result<SessionReport> {
@@ -42,7 +53,9 @@ pub fn run_local(server: &ServerSetup, batch: &Batch, opts: &SessionOptions) -> 
         });
         let ch = TcpChannel::connect(addr, cfg)?;
         let client_result = run_client(&client, ch, batch, opts);
-        let server_result = srv.join().map_err(|_| RuntimeError::Protocol("the server thread panicked".into()))?;
+        let server_result = srv
+            .join()
+            .map_err(|_| RuntimeError::Protocol("the server thread panicked".into()))?;
         let (out, crep) = client_result?;
         let srep = server_result?;
         Ok((out, crep, srep))
@@ -59,7 +72,11 @@ pub fn load_batch(path: &Path, shape: &[usize], limit: Option<usize>) -> Result<
             "{}: shape {:?} does not match the plan's input [B, {}]",
             path.display(),
             s,
-            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let mut images = s[0];

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mp2ml_mpc::TcpChannel;
-use mp2ml_runtime::client::{run_client, ClientOutput};
+use mp2ml_runtime::client::{check_batch, run_client, ClientOutput};
 use mp2ml_runtime::local::{channel_config, load_batch, run_local};
 use mp2ml_runtime::plan::{load_client, load_server};
 use mp2ml_runtime::report::SessionReport;
@@ -22,7 +22,11 @@ use mp2ml_runtime::session::SessionOptions;
 use mp2ml_runtime::{npy, Result, RuntimeError};
 
 #[derive(Parser)]
-#[command(name = "mp2ml-run", version, about = "Run an mp2ml plan between a server (model owner) and a client (data owner).")]
+#[command(
+    name = "mp2ml-run",
+    version,
+    about = "Run an mp2ml plan between a server (model owner) and a client (data owner)."
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -124,18 +128,32 @@ fn main() -> ExitCode {
 }
 
 fn options(c: &Common) -> SessionOptions {
-    SessionOptions { timeout: Duration::from_secs(c.timeout.max(1)), min_security: c.min_security }
+    SessionOptions {
+        timeout: Duration::from_secs(c.timeout.max(1)),
+        min_security: c.min_security,
+    }
 }
 
 fn need<'a>(p: &'a Option<PathBuf>, what: &str) -> Result<&'a Path> {
-    p.as_deref().ok_or_else(|| RuntimeError::Input(format!("missing {what}")))
+    p.as_deref()
+        .ok_or_else(|| RuntimeError::Input(format!("missing {what}")))
 }
 
 fn cmd_server(a: &PartyArgs) -> Result<()> {
     let opts = options(&a.common);
-    let setup = load_server(need(&a.plan, "the plan file (NAME.ron)")?, opts.min_security)?;
-    let listener = TcpListener::bind(&a.listen).map_err(|e| RuntimeError::Net(format!("cannot listen on {}: {e}", a.listen)))?;
-    eprintln!("mp2ml-run: serving `{}` on {} (N = {}, {} MPC steps)", setup.plan.model, a.listen, setup.params.n(), setup.plan.public.mpc_steps.len());
+    let setup = load_server(
+        need(&a.plan, "the plan file (NAME.ron)")?,
+        opts.min_security,
+    )?;
+    let listener = TcpListener::bind(&a.listen)
+        .map_err(|e| RuntimeError::Net(format!("cannot listen on {}: {e}", a.listen)))?;
+    eprintln!(
+        "mp2ml-run: serving `{}` on {} (N = {}, {} MPC steps)",
+        setup.plan.model,
+        a.listen,
+        setup.params.n(),
+        setup.plan.public.mpc_steps.len()
+    );
     let cfg = channel_config(&setup.params, &opts);
     let mut served = 0u64;
     let mut failed = 0u64;
@@ -152,7 +170,12 @@ fn cmd_server(a: &PartyArgs) -> Result<()> {
         let t = Instant::now();
         match serve(&setup, ch, &opts) {
             Ok(rep) => {
-                eprintln!("mp2ml-run: session {}: {} images in {:.3} s", served + 1, rep.images, t.elapsed().as_secs_f64());
+                eprintln!(
+                    "mp2ml-run: session {}: {} images in {:.3} s",
+                    served + 1,
+                    rep.images,
+                    t.elapsed().as_secs_f64()
+                );
                 if a.common.json {
                     println!("{}", serde_json::to_string(&rep).unwrap_or_default());
                 }
@@ -165,33 +188,64 @@ fn cmd_server(a: &PartyArgs) -> Result<()> {
         served += 1;
     }
     if failed > 0 {
-        return Err(RuntimeError::Protocol(format!("{failed} of {served} sessions failed")));
+        return Err(RuntimeError::Protocol(format!(
+            "{failed} of {served} sessions failed"
+        )));
     }
     Ok(())
 }
 
 fn cmd_client(a: &PartyArgs) -> Result<()> {
     let opts = options(&a.common);
-    let setup = load_client(need(&a.plan, "the plan file (NAME.client.ron)")?, opts.min_security)?;
-    let batch = load_batch(need(&a.io.input, "--input images.npy")?, &setup.plan.input.shape, a.io.limit)?;
+    let setup = load_client(
+        need(&a.plan, "the plan file (NAME.client.ron)")?,
+        opts.min_security,
+    )?;
+    let batch = load_batch(
+        need(&a.io.input, "--input images.npy")?,
+        &setup.plan.input.shape,
+        a.io.limit,
+    )?;
     let labels = a.io.labels.as_deref().map(npy::read_labels).transpose()?;
+    check_batch(&setup, &batch)?;
     let cfg = channel_config(&setup.params, &opts);
     let t = Instant::now();
-    let ch = TcpChannel::connect(a.connect.as_str(), cfg).map_err(|e| RuntimeError::Net(format!("cannot reach the server at {}: {e}", a.connect)))?;
+    let ch = TcpChannel::connect(a.connect.as_str(), cfg)
+        .map_err(|e| RuntimeError::Net(format!("cannot reach the server at {}: {e}", a.connect)))?;
     let (out, rep) = run_client(&setup, ch, &batch, &opts)?;
     let secs = t.elapsed().as_secs_f64();
-    finish(&out, &rep, None, labels.as_deref(), a.io.output.as_deref(), secs, a.common.json)
+    finish(
+        &out,
+        &rep,
+        None,
+        labels.as_deref(),
+        a.io.output.as_deref(),
+        secs,
+        a.common.json,
+    )
 }
 
 fn cmd_local(a: &LocalArgs) -> Result<()> {
     let opts = options(&a.common);
     let setup = load_server(&a.plan, opts.min_security)?;
-    let batch = load_batch(need(&a.io.input, "--input images.npy")?, &setup.plan.public.input.shape, a.io.limit)?;
+    let batch = load_batch(
+        need(&a.io.input, "--input images.npy")?,
+        &setup.plan.public.input.shape,
+        a.io.limit,
+    )?;
     let labels = a.io.labels.as_deref().map(npy::read_labels).transpose()?;
     let t = Instant::now();
     let (out, crep, srep) = run_local(&setup, &batch, &opts)?;
     let secs = t.elapsed().as_secs_f64();
-    finish(&out, &crep, Some(&srep), labels.as_deref(), a.io.output.as_deref(), secs, a.common.json)
+    finish(
+        &out,
+        &crep,
+        Some(&srep),
+        labels.as_deref(),
+        a.io.output.as_deref(),
+        secs,
+        a.common.json,
+    )
 }
 
 fn mb(b: u64) -> f64 {
@@ -213,10 +267,18 @@ fn finish(
     }
     let accuracy = match labels {
         Some(l) if l.len() < images => {
-            return Err(RuntimeError::Input(format!("{} labels for {images} images", l.len())));
+            return Err(RuntimeError::Input(format!(
+                "{} labels for {images} images",
+                l.len()
+            )));
         }
         Some(l) => {
-            let correct = out.classes.iter().zip(l).filter(|(&c, &y)| c as i64 == y).count();
+            let correct = out
+                .classes
+                .iter()
+                .zip(l)
+                .filter(|(&c, &y)| c as i64 == y)
+                .count();
             Some(correct as f64 / images as f64)
         }
         None => None,
@@ -240,11 +302,18 @@ fn finish(
     }
     let shown = images.min(20);
     let preds: Vec<String> = out.classes[..shown].iter().map(|c| c.to_string()).collect();
-    println!("predicted classes: {}{}", preds.join(" "), if images > shown { " …" } else { "" });
+    println!(
+        "predicted classes: {}{}",
+        preds.join(" "),
+        if images > shown { " …" } else { "" }
+    );
     if let Some(a) = accuracy {
         println!("accuracy:   {:.2}% ({} images)", 100.0 * a, images);
     }
-    println!("latency:    {:.3} s for {} images ({} ciphertext groups)", secs, images, rep.groups);
+    println!(
+        "latency:    {:.3} s for {} images ({} ciphertext groups)",
+        secs, images, rep.groups
+    );
     println!("throughput: {:.1} images/s", images as f64 / secs);
     println!(
         "traffic:    {:.1} MB total, {:.1} KB per image (offline {:.1} MB in {:.3} s, online {:.1} MB in {:.3} s)",
@@ -255,15 +324,31 @@ fn finish(
         mb(rep.bytes(Some("online"))),
         rep.seconds(Some("online"))
     );
-    println!("AND gates:  {} ({} per image)", rep.and_gates(), rep.and_gates() / images.max(1) as u64);
+    println!(
+        "AND gates:  {} ({} per image)",
+        rep.and_gates(),
+        rep.and_gates() / images.max(1) as u64
+    );
     println!("steps (client view):");
     for s in &rep.steps {
-        println!("  {:<28} {:>8.3} s  sent {:>9.2} MB  received {:>9.2} MB", s.name, s.seconds, mb(s.sent), mb(s.received));
+        println!(
+            "  {:<28} {:>8.3} s  sent {:>9.2} MB  received {:>9.2} MB",
+            s.name,
+            s.seconds,
+            mb(s.sent),
+            mb(s.received)
+        );
     }
     if let Some(sr) = server {
         println!("steps (server view):");
         for s in &sr.steps {
-            println!("  {:<28} {:>8.3} s  sent {:>9.2} MB  received {:>9.2} MB", s.name, s.seconds, mb(s.sent), mb(s.received));
+            println!(
+                "  {:<28} {:>8.3} s  sent {:>9.2} MB  received {:>9.2} MB",
+                s.name,
+                s.seconds,
+                mb(s.sent),
+                mb(s.received)
+            );
         }
     }
     Ok(())

@@ -38,12 +38,25 @@ pub struct ClientSetup {
     pub params: Arc<Params>,
 }
 
+/// Largest circuit a plan may carry (wires), so that a crafted plan cannot make a party
+/// allocate without bound.
+pub const MAX_CIRCUIT_WIRES: u64 = 1 << 26;
+
+/// Largest number of circuit instances per image in one step.
+pub const MAX_INSTANCES: usize = 1 << 24;
+
 fn plan_err(path: &Path, message: impl Into<String>) -> RuntimeError {
-    RuntimeError::Plan { path: path.to_path_buf(), message: message.into() }
+    RuntimeError::Plan {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| RuntimeError::File { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| RuntimeError::File {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Maps a plan's security bits to a level, refusing anything below `min_bits`.
@@ -57,52 +70,132 @@ pub fn security_level(bits: u32, min_bits: u32) -> Result<SecurityLevel> {
         128 => Ok(SecurityLevel::Bits128),
         192 => Ok(SecurityLevel::Bits192),
         256 => Ok(SecurityLevel::Bits256),
-        _ => Err(RuntimeError::Insecure(format!("unknown security level {bits} (expected 128, 192 or 256)"))),
+        _ => Err(RuntimeError::Insecure(format!(
+            "unknown security level {bits} (expected 128, 192 or 256)"
+        ))),
     }
 }
 
 /// Checks the public part: version, parameters, security, circuits, step consistency.
 pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result<Arc<Params>> {
     if plan.version != PLAN_VERSION {
-        return Err(plan_err(path, format!("plan version {} is not supported (this runtime reads version {PLAN_VERSION})", plan.version)));
+        return Err(plan_err(
+            path,
+            format!(
+                "plan version {} is not supported (this runtime reads version {PLAN_VERSION})",
+                plan.version
+            ),
+        ));
     }
     let level = security_level(plan.params.security_bits, min_security)?;
     if !(10..=15).contains(&plan.params.log_n) {
-        return Err(RuntimeError::Insecure(format!("ring dimension 2^{} is outside 2^10..2^15", plan.params.log_n)));
+        return Err(RuntimeError::Insecure(format!(
+            "ring dimension 2^{} is outside 2^10..2^15",
+            plan.params.log_n
+        )));
     }
-    let params = Params::new_secure(plan.params.n(), &plan.params.moduli, level).map_err(|e| match e {
-        mp2ml_ckks::Error::Insecure { .. } => RuntimeError::Insecure(e.to_string()),
-        other => plan_err(path, format!("invalid CKKS parameters: {other}")),
-    })?;
+    let params =
+        Params::new_secure(plan.params.n(), &plan.params.moduli, level).map_err(|e| match e {
+            mp2ml_ckks::Error::Insecure { .. } => RuntimeError::Insecure(e.to_string()),
+            other => plan_err(path, format!("invalid CKKS parameters: {other}")),
+        })?;
     if plan.sigma < 40 {
-        return Err(RuntimeError::Insecure(format!("statistical security σ = {} is below 40 bits", plan.sigma)));
+        return Err(RuntimeError::Insecure(format!(
+            "statistical security σ = {} is below 40 bits",
+            plan.sigma
+        )));
+    }
+    if plan.sigma > 128 {
+        return Err(plan_err(
+            path,
+            format!("statistical security σ = {} is above 128 bits", plan.sigma),
+        ));
     }
     if plan.scale_bits == 0 || plan.scale_bits > 60 {
-        return Err(plan_err(path, format!("scale bits {} out of range 1..=60", plan.scale_bits)));
+        return Err(plan_err(
+            path,
+            format!("scale bits {} out of range 1..=60", plan.scale_bits),
+        ));
     }
     let max_level = params.max_level();
     let q0 = params.q0();
     for sc in &plan.circuits {
-        sc.check_layout().map_err(|e| plan_err(path, e.to_string()))?;
-        if sc.q0 != q0 {
-            return Err(plan_err(path, format!("circuit `{}` is for q0 = {}, the parameters have q0 = {q0}", sc.circuit.name, sc.q0)));
+        if sc.circuit.num_wires() > MAX_CIRCUIT_WIRES {
+            return Err(plan_err(
+                path,
+                format!(
+                    "circuit `{}` has {} wires, more than {MAX_CIRCUIT_WIRES}",
+                    sc.circuit.name,
+                    sc.circuit.num_wires()
+                ),
+            ));
         }
-        if sc.mask_bits < sc.out_bits + plan.sigma {
-            return Err(RuntimeError::Insecure(format!("circuit `{}` masks with fewer than σ = {} extra bits", sc.circuit.name, plan.sigma)));
+        sc.check_layout()
+            .map_err(|e| plan_err(path, e.to_string()))?;
+        if sc.q0 != q0 {
+            return Err(plan_err(
+                path,
+                format!(
+                    "circuit `{}` is for q0 = {}, the parameters have q0 = {q0}",
+                    sc.circuit.name, sc.q0
+                ),
+            ));
+        }
+        if u64::from(sc.mask_bits) < u64::from(sc.out_bits) + u64::from(plan.sigma) {
+            return Err(RuntimeError::Insecure(format!(
+                "circuit `{}` masks with fewer than σ = {} extra bits",
+                sc.circuit.name, plan.sigma
+            )));
         }
     }
     for s in &plan.mpc_steps {
-        let sc = plan.circuits.get(s.circuit).ok_or_else(|| plan_err(path, format!("step `{}` names circuit {} of {}", s.name, s.circuit, plan.circuits.len())))?;
+        let sc = plan.circuits.get(s.circuit).ok_or_else(|| {
+            plan_err(
+                path,
+                format!(
+                    "step `{}` names circuit {} of {}",
+                    s.name,
+                    s.circuit,
+                    plan.circuits.len()
+                ),
+            )
+        })?;
+        if s.instances > MAX_INSTANCES {
+            return Err(plan_err(
+                path,
+                format!(
+                    "step `{}` has {} instances per image, more than {MAX_INSTANCES}",
+                    s.name, s.instances
+                ),
+            ));
+        }
         let vin = s.instances.checked_mul(sc.values_in as usize);
         let vout = s.instances.checked_mul(sc.values_out as usize);
         if vin != Some(s.values_in) || vout != Some(s.values_out) {
-            return Err(plan_err(path, format!("step `{}`: value counts do not match its circuit", s.name)));
+            return Err(plan_err(
+                path,
+                format!("step `{}`: value counts do not match its circuit", s.name),
+            ));
         }
         if s.out_level > max_level {
-            return Err(plan_err(path, format!("step `{}`: output level {} above the top level", s.name, s.out_level)));
+            return Err(plan_err(
+                path,
+                format!(
+                    "step `{}`: output level {} above the top level",
+                    s.name, s.out_level
+                ),
+            ));
         }
-        if s.out_scale_bits < plan.scale_bits || sc.z_bits() + (s.out_scale_bits - plan.scale_bits) > 126 {
-            return Err(plan_err(path, format!("step `{}`: output scale 2^{} does not fit the masked values", s.name, s.out_scale_bits)));
+        if s.out_scale_bits < plan.scale_bits
+            || u64::from(sc.z_bits()) + u64::from(s.out_scale_bits - plan.scale_bits) > 126
+        {
+            return Err(plan_err(
+                path,
+                format!(
+                    "step `{}`: output scale 2^{} does not fit the masked values",
+                    s.name, s.out_scale_bits
+                ),
+            ));
         }
     }
     if plan.input.level > max_level || plan.output.level > max_level {
@@ -111,12 +204,28 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
     if plan.input.scale_bits == 0 || plan.input.scale_bits > 100 || plan.output.scale_bits > 120 {
         return Err(plan_err(path, "input or output scale out of range"));
     }
-    if plan.output.flood_bits < plan.sigma || f64::from(plan.output.flood_bits + 2) > params.log2_q_level(plan.output.level) {
-        return Err(plan_err(path, format!("output flooding of {} bits does not fit level {}", plan.output.flood_bits, plan.output.level)));
+    if plan.output.flood_bits < plan.sigma
+        || plan.output.flood_bits > 120
+        || f64::from(plan.output.flood_bits) + 2.0 > params.log2_q_level(plan.output.level)
+    {
+        return Err(plan_err(
+            path,
+            format!(
+                "output flooding of {} bits does not fit level {}",
+                plan.output.flood_bits, plan.output.level
+            ),
+        ));
     }
-    let elems = |s: &[usize]| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n > 0 && n <= 1 << 24);
+    let elems = |s: &[usize]| {
+        s.iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n > 0 && n <= 1 << 24)
+    };
     if elems(&plan.input.shape).is_none() || elems(&plan.output.shape).is_none() {
-        return Err(plan_err(path, "input or output shape is empty or too large"));
+        return Err(plan_err(
+            path,
+            "input or output shape is empty or too large",
+        ));
     }
     Ok(params)
 }
@@ -124,38 +233,80 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
 /// Reads and checks a client plan file.
 pub fn load_client(path: &Path, min_security: u32) -> Result<ClientSetup> {
     let text = String::from_utf8(read(path)?).map_err(|_| plan_err(path, "not UTF-8 text"))?;
-    let file: ClientPlanFile = ron::from_str(&text).map_err(|e| plan_err(path, format!("not a client plan: {e}")))?;
+    let file: ClientPlanFile =
+        ron::from_str(&text).map_err(|e| plan_err(path, format!("not a client plan: {e}")))?;
     if file.version != PLAN_VERSION {
-        return Err(plan_err(path, format!("plan version {} is not supported (this runtime reads version {PLAN_VERSION})", file.version)));
+        return Err(plan_err(
+            path,
+            format!(
+                "plan version {} is not supported (this runtime reads version {PLAN_VERSION})",
+                file.version
+            ),
+        ));
     }
     let hash = file.plan.hash();
     if hash != file.public_hash {
-        return Err(plan_err(path, "the recorded hash does not match the plan's content (edited plan?)"));
+        return Err(plan_err(
+            path,
+            "the recorded hash does not match the plan's content (edited plan?)",
+        ));
     }
     let params = check_public(path, &file.plan, min_security)?;
-    Ok(ClientSetup { plan: file.plan, hash, params })
+    Ok(ClientSetup {
+        plan: file.plan,
+        hash,
+        params,
+    })
 }
 
 /// Reads and checks a server plan and its weights file.
 pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
     let text = String::from_utf8(read(path)?).map_err(|_| plan_err(path, "not UTF-8 text"))?;
-    let plan: ServerPlan = ron::from_str(&text).map_err(|e| plan_err(path, format!("not a server plan: {e}")))?;
+    let plan: ServerPlan =
+        ron::from_str(&text).map_err(|e| plan_err(path, format!("not a server plan: {e}")))?;
     if plan.version != PLAN_VERSION {
-        return Err(plan_err(path, format!("plan version {} is not supported (this runtime reads version {PLAN_VERSION})", plan.version)));
+        return Err(plan_err(
+            path,
+            format!(
+                "plan version {} is not supported (this runtime reads version {PLAN_VERSION})",
+                plan.version
+            ),
+        ));
     }
     if plan.public.hash() != plan.public_hash {
-        return Err(plan_err(path, "the recorded hash does not match the plan's public part (edited plan?)"));
+        return Err(plan_err(
+            path,
+            "the recorded hash does not match the plan's public part (edited plan?)",
+        ));
     }
     let params = check_public(path, &plan.public, min_security)?;
     check_server_structure(path, &plan, params.max_level())?;
-    let wpath: PathBuf = path.parent().unwrap_or_else(|| Path::new(".")).join(&plan.weights.file);
-    if plan.weights.file.contains('/') || plan.weights.file.contains('\\') || plan.weights.file.starts_with('.') {
-        return Err(plan_err(path, format!("weights file name `{}` must be a plain file name", plan.weights.file)));
+    let wpath: PathBuf = path
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(&plan.weights.file);
+    if plan.weights.file.contains('/')
+        || plan.weights.file.contains('\\')
+        || plan.weights.file.starts_with('.')
+    {
+        return Err(plan_err(
+            path,
+            format!(
+                "weights file name `{}` must be a plain file name",
+                plan.weights.file
+            ),
+        ));
     }
     let bytes = read(&wpath)?;
     let sha = hex::encode(Sha256::digest(&bytes));
     if bytes.len() as u64 != plan.weights.bytes || sha != plan.weights.sha256 {
-        return Err(plan_err(&wpath, format!("weights file does not match the plan (SHA-256 {sha}, plan records {})", plan.weights.sha256)));
+        return Err(plan_err(
+            &wpath,
+            format!(
+                "weights file does not match the plan (SHA-256 {sha}, plan records {})",
+                plan.weights.sha256
+            ),
+        ));
     }
     let wf = WeightsFile::from_bytes(bytes).map_err(|e| plan_err(&wpath, e.to_string()))?;
     let mut matrices = Vec::new();
@@ -165,11 +316,16 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
             for op in &he.ops {
                 ms.push(match op {
                     HeOp::Linear { matrix, .. } => {
-                        let m = wf.matrix(matrix).map_err(|e| plan_err(&wpath, e.to_string()))?;
+                        let m = wf
+                            .matrix(matrix)
+                            .map_err(|e| plan_err(&wpath, e.to_string()))?;
                         let row_ptr = m.row_ptr.iter().map(|&p| p as usize).collect();
                         let csr = CsrMatrix::new(row_ptr, m.col, m.val, m.cols)
                             .map_err(|e| plan_err(&wpath, e.to_string()))?;
-                        Some(LoadedMatrix { matrix: csr, bias: m.bias })
+                        Some(LoadedMatrix {
+                            matrix: csr,
+                            bias: m.bias,
+                        })
                     }
                     HeOp::ModDrop { .. } => None,
                 });
@@ -177,29 +333,52 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
         }
         matrices.push(ms);
     }
-    Ok(ServerSetup { plan, params, matrices })
+    Ok(ServerSetup {
+        plan,
+        params,
+        matrices,
+    })
 }
 
 /// Checks tensor references, levels and shapes of the server-only part, so that execution can
 /// index without further checks.
 fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> Result<()> {
     let t = &plan.tensors;
-    let get = |r: usize| t.get(r).ok_or_else(|| plan_err(path, format!("tensor {r} does not exist ({} tensors)", t.len())));
+    let get = |r: usize| {
+        t.get(r).ok_or_else(|| {
+            plan_err(
+                path,
+                format!("tensor {r} does not exist ({} tensors)", t.len()),
+            )
+        })
+    };
     let input = get(0)?;
     let pubp = &plan.public;
-    if input.len() != pubp.input.shape.iter().product::<usize>() || input.level != pubp.input.level {
+    if input.len() != pubp.input.shape.iter().product::<usize>() || input.level != pubp.input.level
+    {
         return Err(plan_err(path, "tensor 0 does not match the declared input"));
     }
     let out = get(plan.output_tensor)?;
     if out.len() != pubp.output.shape.iter().product::<usize>() {
-        return Err(plan_err(path, "output tensor does not match the declared output shape"));
+        return Err(plan_err(
+            path,
+            "output tensor does not match the declared output shape",
+        ));
     }
     if out.level < pubp.output.level {
         return Err(plan_err(path, "output tensor is below the output level"));
     }
     for x in t {
         if x.level > max_level || x.len() > 1 << 24 {
-            return Err(plan_err(path, format!("tensor `{}`: level {} or size {} out of range", x.name, x.level, x.len())));
+            return Err(plan_err(
+                path,
+                format!(
+                    "tensor `{}`: level {} or size {} out of range",
+                    x.name,
+                    x.level,
+                    x.len()
+                ),
+            ));
         }
     }
     let mut mpc_seen = 0usize;
@@ -208,7 +387,13 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
             Segment::He(he) => {
                 for op in &he.ops {
                     match op {
-                        HeOp::Linear { inputs, output, matrix, level_in, name } => {
+                        HeOp::Linear {
+                            inputs,
+                            output,
+                            matrix,
+                            level_in,
+                            name,
+                        } => {
                             let mut cols = 0usize;
                             for &i in inputs {
                                 let x = get(i)?;
@@ -218,31 +403,60 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
                                 cols += x.len();
                             }
                             let o = get(*output)?;
-                            if *level_in == 0 || o.level + 1 != *level_in || o.len() != matrix.rows || cols != matrix.cols || inputs.is_empty() {
-                                return Err(plan_err(path, format!("linear `{name}`: shapes or levels are inconsistent")));
+                            if *level_in == 0
+                                || o.level + 1 != *level_in
+                                || o.len() != matrix.rows
+                                || cols != matrix.cols
+                                || inputs.is_empty()
+                            {
+                                return Err(plan_err(
+                                    path,
+                                    format!("linear `{name}`: shapes or levels are inconsistent"),
+                                ));
                             }
                         }
-                        HeOp::ModDrop { input, output, level } => {
+                        HeOp::ModDrop {
+                            input,
+                            output,
+                            level,
+                        } => {
                             let (i, o) = (get(*input)?, get(*output)?);
                             if i.len() != o.len() || o.level != *level || *level > i.level {
-                                return Err(plan_err(path, "mod-drop: shapes or levels are inconsistent"));
+                                return Err(plan_err(
+                                    path,
+                                    "mod-drop: shapes or levels are inconsistent",
+                                ));
                             }
                         }
                     }
                 }
             }
             Segment::Mpc(b) => {
-                let step = pubp.mpc_steps.get(b.step).ok_or_else(|| plan_err(path, format!("MPC binding names step {}", b.step)))?;
+                let step = pubp
+                    .mpc_steps
+                    .get(b.step)
+                    .ok_or_else(|| plan_err(path, format!("MPC binding names step {}", b.step)))?;
                 if b.step != mpc_seen {
                     return Err(plan_err(path, "MPC steps are bound out of order"));
                 }
                 mpc_seen += 1;
                 let (i, o) = (get(b.input)?, get(b.output)?);
-                if b.gather.len() != step.values_in || b.gather.iter().any(|&g| g as usize >= i.len()) {
-                    return Err(plan_err(path, format!("MPC step `{}`: gather list does not fit its input", step.name)));
+                if b.gather.len() != step.values_in
+                    || b.gather.iter().any(|&g| g as usize >= i.len())
+                {
+                    return Err(plan_err(
+                        path,
+                        format!(
+                            "MPC step `{}`: gather list does not fit its input",
+                            step.name
+                        ),
+                    ));
                 }
                 if o.len() != step.values_out || o.level != step.out_level {
-                    return Err(plan_err(path, format!("MPC step `{}`: output tensor does not match", step.name)));
+                    return Err(plan_err(
+                        path,
+                        format!("MPC step `{}`: output tensor does not match", step.name),
+                    ));
                 }
             }
         }

@@ -41,7 +41,11 @@ pub struct SessionReport {
 
 impl SessionReport {
     fn sum(&self, phase: Option<&str>, f: impl Fn(&StepReport) -> f64) -> f64 {
-        self.steps.iter().filter(|s| phase.is_none_or(|p| s.phase == p)).map(f).sum()
+        self.steps
+            .iter()
+            .filter(|s| phase.is_none_or(|p| s.phase == p))
+            .map(f)
+            .sum()
     }
 
     /// Seconds spent in a phase (`None` = all).
@@ -71,11 +75,23 @@ impl Meter {
     /// Starts measuring.
     pub fn start(ch: &impl Channel) -> Meter {
         let s = ch.stats();
-        Meter { start: Instant::now(), sent: s.sent(), received: s.received() }
+        Meter {
+            start: Instant::now(),
+            sent: s.sent(),
+            received: s.received(),
+        }
     }
 
     /// Ends the step and records it.
-    pub fn finish(self, ch: &impl Channel, report: &mut SessionReport, name: String, phase: &'static str, and_gates: u64, ots: u64) {
+    pub fn finish(
+        self,
+        ch: &impl Channel,
+        report: &mut SessionReport,
+        name: String,
+        phase: &'static str,
+        and_gates: u64,
+        ots: u64,
+    ) {
         let s = ch.stats();
         report.steps.push(StepReport {
             name,

@@ -23,7 +23,12 @@ struct StepMasks {
     out: Vec<Vec<u128>>,
 }
 
-fn draw_masks(setup: &ServerSetup, step: usize, images: usize, rng: &mut impl RngCore) -> StepMasks {
+fn draw_masks(
+    setup: &ServerSetup,
+    step: usize,
+    images: usize,
+    rng: &mut impl RngCore,
+) -> StepMasks {
     let public = &setup.plan.public;
     let s = &public.mpc_steps[step];
     let sc = &public.circuits[s.circuit];
@@ -35,22 +40,49 @@ fn draw_masks(setup: &ServerSetup, step: usize, images: usize, rng: &mut impl Rn
             break x;
         }
     };
-    let r: Vec<Vec<u64>> = (0..s.values_in).map(|_| (0..n).map(|_| uniform_q0(rng)).collect()).collect();
+    let r: Vec<Vec<u64>> = (0..s.values_in)
+        .map(|_| (0..n).map(|_| uniform_q0(rng)).collect())
+        .collect();
     let shares = r
         .iter()
-        .map(|rk| rk[..images].iter().map(|&x| ((q0 - x) % q0 + sc.input_offset) % q0).collect())
+        .map(|rk| {
+            rk[..images]
+                .iter()
+                .map(|&x| ((q0 - x) % q0 + sc.input_offset) % q0)
+                .collect()
+        })
         .collect();
-    let out = (0..s.values_out).map(|_| (0..images).map(|_| uniform_bits(rng, sc.mask_bits)).collect()).collect();
+    let out = (0..s.values_out)
+        .map(|_| {
+            (0..images)
+                .map(|_| uniform_bits(rng, sc.mask_bits))
+                .collect()
+        })
+        .collect();
     StepMasks { r, shares, out }
 }
 
 /// Runs one client session on `ch` to completion.
-pub fn serve<C: Channel>(setup: &ServerSetup, ch: C, opts: &SessionOptions) -> Result<SessionReport> {
+pub fn serve<C: Channel>(
+    setup: &ServerSetup,
+    ch: C,
+    opts: &SessionOptions,
+) -> Result<SessionReport> {
     let mut g = Garbler::new(ch, os_rng());
-    let mut report = SessionReport { role: "server".into(), ..Default::default() };
+    let mut report = SessionReport {
+        role: "server".into(),
+        ..Default::default()
+    };
     let meter = Meter::start(g.channel());
     let (images, pk) = handshake(setup, g.channel_mut())?;
-    meter.finish(g.channel(), &mut report, "handshake".into(), "offline", 0, 0);
+    meter.finish(
+        g.channel(),
+        &mut report,
+        "handshake".into(),
+        "offline",
+        0,
+        0,
+    );
     report.images = images;
     let gs = groups(images, setup.params.n());
     report.groups = gs.len();
@@ -65,14 +97,20 @@ fn handshake(setup: &ServerSetup, ch: &mut impl Channel) -> Result<(usize, Publi
     ch.set_phase("handshake");
     let hello = Hello::from_bytes(&ch.recv_frame()?)?;
     let refusal = if hello.version != PROTOCOL_VERSION {
-        Some(format!("protocol version {} is not supported (server speaks {PROTOCOL_VERSION})", hello.version))
+        Some(format!(
+            "protocol version {} is not supported (server speaks {PROTOCOL_VERSION})",
+            hello.version
+        ))
     } else if hello.plan_hash != setup.plan.public_hash {
         Some(format!(
             "the client's plan (hash {}) does not belong to this server's plan (hash {})",
             hello.plan_hash, setup.plan.public_hash
         ))
     } else if hello.images == 0 || hello.images > MAX_IMAGES as u64 {
-        Some(format!("batch of {} images is outside 1..={MAX_IMAGES}", hello.images))
+        Some(format!(
+            "batch of {} images is outside 1..={MAX_IMAGES}",
+            hello.images
+        ))
     } else {
         None
     };
@@ -102,7 +140,9 @@ fn run_group<C: Channel>(
 
     // Offline: masks for every step, and (when the tables fit the budget) all garbling.
     let meter = Meter::start(g.channel());
-    let masks: Vec<StepMasks> = (0..public.mpc_steps.len()).map(|s| draw_masks(setup, s, images, &mut rng)).collect();
+    let masks: Vec<StepMasks> = (0..public.mpc_steps.len())
+        .map(|s| draw_masks(setup, s, images, &mut rng))
+        .collect();
     let mut handles: Vec<Option<GarblerOffline>> = Vec::new();
     let mut offline_ands = 0;
     if first {
@@ -113,7 +153,14 @@ fn run_group<C: Channel>(
             offline_ands += sc.circuit.stats().and * (s.instances * images) as u64;
         }
     }
-    meter.finish(g.channel(), report, format!("offline[{group}]"), "offline", offline_ands, 0);
+    meter.finish(
+        g.channel(),
+        report,
+        format!("offline[{group}]"),
+        "offline",
+        offline_ands,
+        0,
+    );
 
     // Input.
     let meter = Meter::start(g.channel());
@@ -126,16 +173,36 @@ fn run_group<C: Channel>(
         input.push(wire::recv_seeded(ch, params, public.input.level)?);
     }
     tensors[0] = Some(input);
-    meter.finish(g.channel(), report, format!("input[{group}]"), "online", 0, 0);
+    meter.finish(
+        g.channel(),
+        report,
+        format!("input[{group}]"),
+        "online",
+        0,
+        0,
+    );
 
     for (si, seg) in plan.segments.iter().enumerate() {
         match seg {
             Segment::He(he) => {
                 let meter = Meter::start(g.channel());
                 for (oi, op) in he.ops.iter().enumerate() {
-                    run_he_op(setup, &mut tensors, op, setup.matrices[si][oi].as_ref(), images)?;
+                    run_he_op(
+                        setup,
+                        &mut tensors,
+                        op,
+                        setup.matrices[si][oi].as_ref(),
+                        images,
+                    )?;
                 }
-                meter.finish(g.channel(), report, format!("he:{}", he.name), "online", 0, 0);
+                meter.finish(
+                    g.channel(),
+                    report,
+                    format!("he:{}", he.name),
+                    "online",
+                    0,
+                    0,
+                );
             }
             Segment::Mpc(b) => {
                 let m = &masks[b.step];
@@ -167,7 +234,14 @@ fn run_group<C: Channel>(
         wire::send_ct(ch, c)?;
     }
     ch.flush()?;
-    meter.finish(g.channel(), report, format!("output[{group}]"), "online", 0, 0);
+    meter.finish(
+        g.channel(),
+        report,
+        format!("output[{group}]"),
+        "online",
+        0,
+        0,
+    );
     Ok(())
 }
 
@@ -186,19 +260,41 @@ fn run_he_op(
     images: usize,
 ) -> Result<()> {
     let (out_ref, out) = match op {
-        HeOp::Linear { inputs, output, name, .. } => {
-            let m = matrix.ok_or_else(|| RuntimeError::Protocol(format!("no weights for `{name}`")))?;
+        HeOp::Linear {
+            inputs,
+            output,
+            name,
+            ..
+        } => {
+            let m =
+                matrix.ok_or_else(|| RuntimeError::Protocol(format!("no weights for `{name}`")))?;
             let mut refs: Vec<&Ciphertext> = Vec::new();
             for &i in inputs {
                 refs.extend(take_tensor(tensors, i)?.iter());
             }
-            let mut y = linear(&refs, &m.matrix, Some(RowBias { values: &m.bias, coeffs: images }))?;
+            let mut y = linear(
+                &refs,
+                &m.matrix,
+                Some(RowBias {
+                    values: &m.bias,
+                    coeffs: images,
+                }),
+            )?;
             y.par_iter_mut().try_for_each(|c| c.rescale_assign())?;
             (*output, y)
         }
-        HeOp::ModDrop { input, output, level } => {
+        HeOp::ModDrop {
+            input,
+            output,
+            level,
+        } => {
             let x = take_tensor(tensors, *input)?;
-            (*output, x.iter().map(|c| c.mod_drop(*level)).collect::<Result<Vec<_>, _>>()?)
+            (
+                *output,
+                x.iter()
+                    .map(|c| c.mod_drop(*level))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
         }
     };
     let _ = setup;
@@ -265,13 +361,23 @@ fn run_mpc_step<C: Channel>(
     let shift = step.out_scale_bits - public.scale_bits;
     for o in 0..step.values_out {
         let mut c = wire::recv_seeded(ch, params, step.out_level)?;
-        let sub: Vec<i128> = masks.out[o].iter().map(|&r| ((r + u128::from(sc.output_offset)) as i128) << shift).collect();
+        let sub: Vec<i128> = masks.out[o]
+            .iter()
+            .map(|&r| ((r + u128::from(sc.output_offset)) as i128) << shift)
+            .collect();
         c.sub_plain(&sub)?;
         outs.push(c);
     }
     tensors[b.output] = Some(outs);
     let ands = sc.circuit.stats().and * n as u64;
     let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
-    meter.finish(g.channel(), report, format!("mpc:{}", step.name), "online", ands, ots);
+    meter.finish(
+        g.channel(),
+        report,
+        format!("mpc:{}", step.name),
+        "online",
+        ands,
+        ots,
+    );
     Ok(())
 }

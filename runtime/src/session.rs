@@ -23,7 +23,10 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { timeout: Duration::from_secs(60), min_security: 128 }
+        SessionOptions {
+            timeout: Duration::from_secs(60),
+            min_security: 128,
+        }
     }
 }
 
@@ -44,7 +47,10 @@ pub fn table_bytes(plan: &ClientPlan, images: usize) -> u64 {
     plan.mpc_steps
         .iter()
         .map(|s| {
-            let ands = plan.circuits.get(s.circuit).map_or(0, |c| c.circuit.stats().and);
+            let ands = plan
+                .circuits
+                .get(s.circuit)
+                .map_or(0, |c| c.circuit.stats().and);
             32 * ands * (s.instances * images) as u64
         })
         .sum()

@@ -25,7 +25,13 @@ pub fn uniform_bits(rng: &mut impl RngCore, bits: u32) -> u128 {
 }
 
 /// The server's circuit input bits: shares `b̃[k][j]` and output masks `r'[o][j]`.
-pub fn garbler_bits(sc: &ShareCircuit, instances: usize, images: usize, shares: &[Vec<u64>], masks: &[Vec<u128>]) -> Vec<bool> {
+pub fn garbler_bits(
+    sc: &ShareCircuit,
+    instances: usize,
+    images: usize,
+    shares: &[Vec<u64>],
+    masks: &[Vec<u128>],
+) -> Vec<bool> {
     let (vi, vo) = (sc.values_in as usize, sc.values_out as usize);
     let mut bits = Vec::with_capacity(instances * images * sc.circuit.garbler_inputs as usize);
     for i in 0..instances {
@@ -42,7 +48,16 @@ pub fn garbler_bits(sc: &ShareCircuit, instances: usize, images: usize, shares: 
 }
 
 /// The client's circuit input bits: its shares `a[k][j]`.
-pub fn evaluator_bits(sc: &ShareCircuit, instances: usize, images: usize, shares: &[Vec<u64>]) -> Vec<bool> {
+#[allow(
+    clippy::needless_range_loop,
+    reason = "(instance, image) indices mirror the layout"
+)]
+pub fn evaluator_bits(
+    sc: &ShareCircuit,
+    instances: usize,
+    images: usize,
+    shares: &[Vec<u64>],
+) -> Vec<bool> {
     let vi = sc.values_in as usize;
     let mut bits = Vec::with_capacity(instances * images * sc.circuit.evaluator_inputs as usize);
     for i in 0..instances {
@@ -56,12 +71,25 @@ pub fn evaluator_bits(sc: &ShareCircuit, instances: usize, images: usize, shares
 }
 
 /// Decodes the circuit outputs into `z[o][j]`.
-pub fn decode_outputs(sc: &ShareCircuit, instances: usize, images: usize, out: &[bool]) -> Result<Vec<Vec<u128>>> {
+#[allow(
+    clippy::needless_range_loop,
+    reason = "(instance, image) indices mirror the layout"
+)]
+pub fn decode_outputs(
+    sc: &ShareCircuit,
+    instances: usize,
+    images: usize,
+    out: &[bool],
+) -> Result<Vec<Vec<u128>>> {
     let vo = sc.values_out as usize;
     let zb = sc.z_bits() as usize;
     let per = vo * zb;
     if out.len() != instances * images * per {
-        return Err(RuntimeError::Protocol(format!("circuit produced {} output bits, expected {}", out.len(), instances * images * per)));
+        return Err(RuntimeError::Protocol(format!(
+            "circuit produced {} output bits, expected {}",
+            out.len(),
+            instances * images * per
+        )));
     }
     let mut z = vec![vec![0u128; images]; instances * vo];
     for i in 0..instances {
@@ -69,7 +97,10 @@ pub fn decode_outputs(sc: &ShareCircuit, instances: usize, images: usize, out: &
             let base = (i * images + j) * per;
             for u in 0..vo {
                 let w = &out[base + u * zb..base + (u + 1) * zb];
-                z[i * vo + u][j] = w.iter().enumerate().fold(0u128, |acc, (b, &x)| acc | (u128::from(x) << b));
+                z[i * vo + u][j] = w
+                    .iter()
+                    .enumerate()
+                    .fold(0u128, |acc, (b, &x)| acc | (u128::from(x) << b));
             }
         }
     }
@@ -85,9 +116,20 @@ mod tests {
     /// the evaluator's share XOR the garbler's share into the low bits.
     fn toy() -> ShareCircuit {
         // garbler: b (3 bits) + mask (3 bits); evaluator: a (3 bits); out: 4 bits.
-        let gates = vec![Gate::Xor(0, 6), Gate::Xor(1, 7), Gate::Xor(2, 8), Gate::Xor(3, 3)];
+        let gates = vec![
+            Gate::Xor(0, 6),
+            Gate::Xor(1, 7),
+            Gate::Xor(2, 8),
+            Gate::Xor(3, 3),
+        ];
         ShareCircuit {
-            circuit: Circuit { name: "toy".into(), garbler_inputs: 6, evaluator_inputs: 3, gates, outputs: vec![9, 10, 11, 12] },
+            circuit: Circuit {
+                name: "toy".into(),
+                garbler_inputs: 6,
+                evaluator_inputs: 3,
+                gates,
+                outputs: vec![9, 10, 11, 12],
+            },
             q0: 7,
             share_bits: 3,
             values_in: 1,
@@ -112,7 +154,14 @@ mod tests {
         let per_e = sc.circuit.evaluator_inputs as usize;
         let mut out = Vec::new();
         for n in 0..inst * imgs {
-            out.extend(sc.circuit.eval(&g[n * per_g..(n + 1) * per_g], &e[n * per_e..(n + 1) * per_e]).expect("eval"));
+            out.extend(
+                sc.circuit
+                    .eval(
+                        &g[n * per_g..(n + 1) * per_g],
+                        &e[n * per_e..(n + 1) * per_e],
+                    )
+                    .expect("eval"),
+            );
         }
         let z = decode_outputs(&sc, inst, imgs, &out).expect("decode");
         for k in 0..2 {

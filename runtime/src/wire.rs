@@ -37,17 +37,24 @@ impl Hello {
 
     /// Decodes a hello, checking its framing.
     pub fn from_bytes(b: &[u8]) -> Result<Hello> {
-        let bad = || RuntimeError::Protocol("malformed hello (is the peer an mp2ml client?)".into());
+        let bad =
+            || RuntimeError::Protocol("malformed hello (is the peer an mp2ml client?)".into());
         if b.get(..8) != Some(&HELLO_MAGIC[..]) || b.len() != 8 + 4 + 8 + 64 {
             return Err(bad());
         }
         let version = u32::from_le_bytes(b[8..12].try_into().map_err(|_| bad())?);
         let images = u64::from_le_bytes(b[12..20].try_into().map_err(|_| bad())?);
-        let plan_hash = std::str::from_utf8(&b[20..]).map_err(|_| bad())?.to_string();
+        let plan_hash = std::str::from_utf8(&b[20..])
+            .map_err(|_| bad())?
+            .to_string();
         if !plan_hash.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err(bad());
         }
-        Ok(Hello { version, plan_hash, images })
+        Ok(Hello {
+            version,
+            plan_hash,
+            images,
+        })
     }
 }
 
@@ -64,7 +71,9 @@ pub fn recv_verdict(ch: &mut impl Channel) -> Result<()> {
     if f.is_empty() {
         Ok(())
     } else {
-        Err(RuntimeError::Refused(String::from_utf8_lossy(&f).into_owned()))
+        Err(RuntimeError::Refused(
+            String::from_utf8_lossy(&f).into_owned(),
+        ))
     }
 }
 
@@ -79,7 +88,10 @@ pub fn recv_ct(ch: &mut impl Channel, params: &Arc<Params>, level: usize) -> Res
     let f = ch.recv_frame()?;
     let ct = Ciphertext::from_bytes(params, &f)?;
     if ct.level() != level {
-        return Err(RuntimeError::Protocol(format!("expected a ciphertext at level {level}, got level {}", ct.level())));
+        return Err(RuntimeError::Protocol(format!(
+            "expected a ciphertext at level {level}, got level {}",
+            ct.level()
+        )));
     }
     Ok(ct)
 }
@@ -91,11 +103,18 @@ pub fn send_seeded(ch: &mut impl Channel, ct: &SeededCiphertext) -> Result<()> {
 }
 
 /// Receives a seeded ciphertext at an expected level and expands it.
-pub fn recv_seeded(ch: &mut impl Channel, params: &Arc<Params>, level: usize) -> Result<Ciphertext> {
+pub fn recv_seeded(
+    ch: &mut impl Channel,
+    params: &Arc<Params>,
+    level: usize,
+) -> Result<Ciphertext> {
     let f = ch.recv_frame()?;
     let ct = SeededCiphertext::from_bytes(params, &f)?;
     if ct.level() != level {
-        return Err(RuntimeError::Protocol(format!("expected a ciphertext at level {level}, got level {}", ct.level())));
+        return Err(RuntimeError::Protocol(format!(
+            "expected a ciphertext at level {level}, got level {}",
+            ct.level()
+        )));
     }
     Ok(ct.expand())
 }
@@ -125,7 +144,11 @@ mod tests {
 
     #[test]
     fn hello_round_trip_and_rejection() {
-        let h = Hello { version: 1, plan_hash: "ab".repeat(32), images: 7 };
+        let h = Hello {
+            version: 1,
+            plan_hash: "ab".repeat(32),
+            images: 7,
+        };
         assert_eq!(Hello::from_bytes(&h.to_bytes()).expect("decodes"), h);
         let mut b = h.to_bytes();
         b.pop();
