@@ -1,6 +1,7 @@
 //! The client's side of a session: handshake, encrypted input, share decryption, circuit
 //! evaluation, re-encryption of masked outputs, output decryption and post-processing.
 
+use indicatif::{ProgressBar, ProgressStyle};
 use mp2ml_ckks::{os_rng, PublicKey, SecretKey, SeededCiphertext};
 use mp2ml_ir::plan::PostProcess;
 use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline};
@@ -117,35 +118,58 @@ pub fn run_client<C: Channel>(
     let in_elems: usize = setup.plan.input.shape.iter().product();
     let mut logits = Vec::with_capacity(batch.images * out_elems);
     let mut start = 0;
+    let steps_per_group = setup.plan.mpc_steps.len() as u64 + 3;
+    let pb = opts.progress.then(|| {
+        let pb = ProgressBar::new(steps_per_group * gs.len() as u64);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb
+    });
     for (gi, &b) in gs.iter().enumerate() {
         let data = &batch.data[start * in_elems..(start + b) * in_elems];
-        logits.extend(run_group(
-            setup,
-            &mut e,
-            &sk,
+        let group = GroupCtx {
             data,
-            b,
-            gi,
-            opts,
-            &mut report,
-        )?);
+            images: b,
+            group: gi,
+            pb: pb.as_ref(),
+        };
+        logits.extend(run_group(setup, &mut e, &sk, &group, opts, &mut report)?);
         start += b;
+    }
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
     }
     let output = post_process(setup.plan.output.post, &logits, out_elems);
     Ok((output, report))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One ciphertext group's data and where to report progress.
+struct GroupCtx<'a> {
+    data: &'a [f32],
+    images: usize,
+    group: usize,
+    pb: Option<&'a ProgressBar>,
+}
+
 fn run_group<C: Channel>(
     setup: &ClientSetup,
     e: &mut Evaluator<C>,
     sk: &SecretKey,
-    data: &[f32],
-    images: usize,
-    group: usize,
+    g: &GroupCtx<'_>,
     opts: &SessionOptions,
     report: &mut SessionReport,
 ) -> Result<Vec<f32>> {
+    let (data, images, group) = (g.data, g.images, g.group);
+    let tick = |msg: String| {
+        if let Some(pb) = g.pb {
+            pb.set_message(msg);
+            pb.inc(1);
+        }
+    };
     let plan = &setup.plan;
     let params = &setup.params;
     let in_scale = f64::from(plan.input.scale_bits).exp2();
@@ -169,6 +193,7 @@ fn run_group<C: Channel>(
         offline_ands,
         0,
     );
+    tick(format!("group {group}: offline done"));
 
     // Input: element i of every image goes into one ciphertext, image j in coefficient j.
     let meter = Meter::start(e.channel());
@@ -197,6 +222,7 @@ fn run_group<C: Channel>(
         0,
         0,
     );
+    tick(format!("group {group}: input sent"));
 
     for (si, step) in plan.mpc_steps.iter().enumerate() {
         let meter = Meter::start(e.channel());
@@ -244,6 +270,7 @@ fn run_group<C: Channel>(
             ands,
             ots,
         );
+        tick(format!("group {group}: {} done", step.name));
     }
 
     // Output.
@@ -273,6 +300,7 @@ fn run_group<C: Channel>(
         0,
         0,
     );
+    tick(format!("group {group}: output decrypted"));
     Ok(logits)
 }
 

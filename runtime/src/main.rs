@@ -6,6 +6,7 @@
 //! mp2ml-run local plan.ron --input x.npy [--labels y.npy] [--output y.npy]
 //! ```
 
+use std::io::IsTerminal;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -131,6 +132,7 @@ fn options(c: &Common) -> SessionOptions {
     SessionOptions {
         timeout: Duration::from_secs(c.timeout.max(1)),
         min_security: c.min_security,
+        progress: !c.json && std::io::stderr().is_terminal(),
     }
 }
 

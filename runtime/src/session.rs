@@ -19,6 +19,8 @@ pub struct SessionOptions {
     pub timeout: Duration,
     /// Minimum accepted security level in bits.
     pub min_security: u32,
+    /// Show a progress bar on stderr (the CLI sets it when stderr is a terminal).
+    pub progress: bool,
 }
 
 impl Default for SessionOptions {
@@ -26,6 +28,7 @@ impl Default for SessionOptions {
         SessionOptions {
             timeout: Duration::from_secs(60),
             min_security: 128,
+            progress: false,
         }
     }
 }
