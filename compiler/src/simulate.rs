@@ -157,7 +157,7 @@ pub fn simulate(
 /// values `v` (client share 0, server share `v mod q0`, zero masks); returns the signed results.
 pub fn run_circuit(c: &ShareCircuit, v: &[i128], instances: usize) -> Result<Vec<i128>, SimError> {
     let (vi, vo) = (c.values_in as usize, c.values_out as usize);
-    let (w, mb) = (c.share_bits as usize, c.mask_bits as usize);
+    let w = c.share_bits as usize;
     if v.len() != instances * vi {
         return Err(SimError::Plan(
             "gather length does not match the step".into(),
@@ -181,7 +181,6 @@ pub fn run_circuit(c: &ShareCircuit, v: &[i128], instances: usize) -> Result<Vec
                 }
             }
         }
-        let _ = mb;
         let res = c
             .circuit
             .eval_bitsliced(&g, &e)

@@ -393,10 +393,6 @@ impl Ctx<'_> {
             Op::Mul => elementwise(ActivationKind::Square, CircuitSpec::Square),
             _ => return Err(CompileError::node(g, n, "not an MPC op".into())),
         })
-        .map(|s| {
-            let _ = self.scale_bits;
-            s
-        })
     }
 
     /// One forward pass with the given cut tensors in the frontier.
@@ -939,7 +935,7 @@ fn build(
     };
     assign_levels(&mut low, OUTPUT_LEVEL);
     assign_scales(&mut low)?;
-    analyze_ranges(ctx, &mut low, &p, ranges);
+    analyze_ranges(ctx, &mut low, ranges);
     Ok(low)
 }
 
@@ -995,12 +991,7 @@ fn assign_scales(low: &mut Lowered) -> Result<(), CompileError> {
     Ok(())
 }
 
-fn activation_interval(
-    spec: &CircuitSpec,
-    scale_bits: u32,
-    lo: &[f64],
-    hi: &[f64],
-) -> (Vec<f64>, Vec<f64>) {
+fn activation_interval(spec: &CircuitSpec, lo: &[f64], hi: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let f = |g: &dyn Fn(f64) -> f64| -> (Vec<f64>, Vec<f64>) {
         (
             lo.iter().map(|&x| g(x)).collect(),
@@ -1015,7 +1006,6 @@ fn activation_interval(
             f(&|x| if x >= 0.0 { x } else { a * x })
         }
         CircuitSpec::Square => {
-            let _ = scale_bits;
             let l = lo
                 .iter()
                 .zip(hi)
@@ -1039,7 +1029,7 @@ fn activation_interval(
 }
 
 /// Interval (or observed) bounds and noise coefficients of every materialized tensor.
-fn analyze_ranges(ctx: &Ctx, low: &mut Lowered, p: &Pass, ranges: &Ranges) {
+fn analyze_ranges(ctx: &Ctx, low: &mut Lowered, ranges: &Ranges) {
     let n = low.tensors.len();
     let mut lo: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut hi: Vec<Vec<f64>> = vec![Vec::new(); n];
@@ -1061,7 +1051,6 @@ fn analyze_ranges(ctx: &Ctx, low: &mut Lowered, p: &Pass, ranges: &Ranges) {
             Ranges::Interval(..) => None,
         }
     };
-    let _ = p;
     for i in 0..n {
         let len = numel(&low.tensors[i].shape);
         let (l, h, noise) = match &low.tensors[i].kind {
@@ -1119,7 +1108,7 @@ fn analyze_ranges(ctx: &Ctx, low: &mut Lowered, p: &Pass, ranges: &Ranges) {
                         }
                         (l, h)
                     }
-                    spec => activation_interval(spec, ctx.scale_bits, &gl, &gh),
+                    spec => activation_interval(spec, &gl, &gh),
                 };
                 l.resize(len, 0.0);
                 h.resize(len, 0.0);

@@ -435,8 +435,9 @@ impl Report {
         let _ = writeln!(s, "  moduli = {:?}", self.moduli);
         let _ = writeln!(
             s,
-            "  Δ = 2^{}   σ = {}   share width w = q0 bits = {}   batch = {}",
+            "  Δ = 2^{}   output scale = 2^{}   σ = {}   share width w = q0 bits = {}   batch = {}",
             self.scale_bits,
+            self.output_scale_bits,
             self.sigma,
             self.moduli_bits.first().copied().unwrap_or(0),
             self.batch
