@@ -171,3 +171,141 @@ pub fn compile_graph(
         millis: start.elapsed().as_secs_f64() * 1e3,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::simulate;
+    use mp2ml_ir::graph::Node;
+    use mp2ml_ir::op::Op;
+    use mp2ml_ir::plan::{HeOp, Segment};
+    use mp2ml_ir::weights::WeightsFile;
+
+    fn gemm(
+        g: &mut Graph,
+        name: &str,
+        x: mp2ml_ir::tensor::TensorId,
+        k: usize,
+        n: usize,
+        seed: u32,
+    ) -> mp2ml_ir::tensor::TensorId {
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| (((i as u32 * 7919 + seed * 104729) % 17) as f32 - 8.0) / 16.0)
+            .collect();
+        let b: Vec<f32> = (0..n).map(|i| (i as f32 - 2.0) / 10.0).collect();
+        let wt = g.add_const(format!("{name}.w"), Tensor::new(vec![k, n], w).expect("w"));
+        let bt = g.add_const(format!("{name}.b"), Tensor::new(vec![n], b).expect("b"));
+        let y = g.add_value(format!("{name}.y"), vec![1, n]);
+        let op = Op::Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+        };
+        g.add_node(Node {
+            name: name.into(),
+            onnx_op: "Gemm".into(),
+            op,
+            inputs: vec![x, wt, bt],
+            outputs: vec![y],
+            line: 0,
+        });
+        y
+    }
+
+    fn unary(
+        g: &mut Graph,
+        name: &str,
+        op: Op,
+        x: mp2ml_ir::tensor::TensorId,
+        n: usize,
+    ) -> mp2ml_ir::tensor::TensorId {
+        let y = g.add_value(format!("{name}.y"), vec![1, n]);
+        g.add_node(Node {
+            name: name.into(),
+            onnx_op: op.name().into(),
+            op,
+            inputs: vec![x],
+            outputs: vec![y],
+            line: 0,
+        });
+        y
+    }
+
+    /// a = relu(g1(x)); c = clip(relu(g2(a))) (adjacent MPC steps: an empty HE segment);
+    /// out = g4(relu(g3(c) + a)) (a residual Add over two MPC outputs). The fixed-point
+    /// simulation matches the reference.
+    #[test]
+    fn residual_and_adjacent_steps() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", vec![1, 6]);
+        let h = gemm(&mut g, "g1", x, 6, 5, 1);
+        let a = unary(&mut g, "r1", Op::Relu, h, 5);
+        let b = gemm(&mut g, "g2", a, 5, 5, 2);
+        let r = unary(&mut g, "r2", Op::Relu, b, 5);
+        let c = unary(&mut g, "clip", Op::Clip { min: 0.0, max: 0.5 }, r, 5);
+        let d = gemm(&mut g, "g3", c, 5, 5, 3);
+        let sum = g.add_value("sum", vec![1, 5]);
+        g.add_node(Node {
+            name: "add".into(),
+            onnx_op: "Add".into(),
+            op: Op::Add,
+            inputs: vec![d, a],
+            outputs: vec![sum],
+            line: 0,
+        });
+        let r3 = unary(&mut g, "r3", Op::Relu, sum, 5);
+        let out = gemm(&mut g, "g4", r3, 5, 3, 4);
+        g.set_outputs(vec![out]);
+        let o = compile_graph(&g, "t", "t.weights.bin", &Options::default()).expect("compile");
+        let s = &o.compiled.server;
+        assert_eq!(s.public.mpc_steps.len(), 4);
+        let empty = s
+            .segments
+            .iter()
+            .filter(|x| matches!(x, Segment::He(h) if h.ops.is_empty()))
+            .count();
+        assert_eq!(empty, 1, "relu → clip leaves one empty HE segment");
+        let add = s
+            .segments
+            .iter()
+            .filter_map(|x| {
+                if let Segment::He(h) = x {
+                    Some(h)
+                } else {
+                    None
+                }
+            })
+            .flat_map(|h| h.ops.iter())
+            .find(|op| matches!(op, HeOp::Linear { name, .. } if name.contains("add")));
+        assert!(
+            matches!(add, Some(HeOp::Linear { inputs, .. }) if inputs.len() == 2),
+            "the residual Add reads two sources"
+        );
+        let wf = WeightsFile::from_bytes(o.compiled.weights.clone()).expect("weights");
+        for k in 0..20 {
+            let img: Vec<f32> = (0..6)
+                .map(|i| ((i * 5 + k * 3) % 11) as f32 / 10.0)
+                .collect();
+            let r =
+                mp2ml_ir::reference::run(&g, &[Tensor::new(vec![1, 6], img.clone()).expect("x")])
+                    .expect("run");
+            let sim = simulate(s, &wf, &img).expect("simulate");
+            for (p, q) in r[0].data.iter().zip(&sim) {
+                assert!((f64::from(*p) - q).abs() < 1e-3, "{p} vs {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn unsupported_op_is_named() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", vec![1, 4]);
+        let h = gemm(&mut g, "g1", x, 4, 4, 1);
+        let s = unary(&mut g, "sig", Op::Sigmoid, h, 4);
+        let y = gemm(&mut g, "g2", s, 4, 4, 2);
+        g.set_outputs(vec![y]);
+        let e = compile_graph(&g, "t", "t.weights.bin", &Options::default()).expect_err("refused");
+        assert!(e.message.contains("sig"), "{e}");
+    }
+}
