@@ -208,7 +208,17 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         };
         let out_noise = noise::bound(&random, n) + noise::rerandomize(n);
         let flood_bits = opts.sigma + out_noise.log2().ceil().max(0.0) as u32;
-        let out_scale_bits = flood_bits + opts.scale_bits;
+        // Masked circuit outputs `z` (≤ w + σ + 1 bits) are lifted to the output scale in 126-bit
+        // integer arithmetic by the runtime: cap the output scale there, keeping at least 10
+        // bits of output precision below it.
+        let cap = opts.scale_bits + 126 - (w + opts.sigma + 1).min(126);
+        let out_scale_bits = (flood_bits + opts.scale_bits).min(cap);
+        if out_scale_bits < flood_bits + 10 {
+            return Err(CompileError::new(
+                ErrorKind::Parameters,
+                format!("the output scale 2^{out_scale_bits} leaves less than 10 bits of precision above the flooding noise 2^{flood_bits}"),
+            ));
+        }
         let scale_of = |t: &crate::partition::MTensor| {
             if t.output_scale {
                 2f64.powi(out_scale_bits as i32)
