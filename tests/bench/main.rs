@@ -1,0 +1,84 @@
+//! `mp2ml-bench`: MP2ML Table 2 and Table 3 figures for every bundled model, beside the
+//! plaintext model (tract) and the published anchors; writes `docs/BENCHMARKS.md` and SVG plots.
+//!
+//! ```text
+//! mp2ml-bench [--quick] [--repeats K] [--out docs/BENCHMARKS.md] [--plots docs/]
+//!             [--models-dir models/] [--model NAME]...
+//! ```
+//!
+//! Run it through `bash scripts/bench.sh` (release build). Not part of `cargo test`; the smoke
+//! test `tests/bench_smoke.rs` runs `run::run` in quick mode on `tiny`.
+
+mod plots;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: mp2ml-bench [--quick] [--repeats K] [--out FILE.md] [--plots DIR] \
+                     [--models-dir DIR] [--model NAME]... [--command TEXT]";
+
+fn main() -> ExitCode {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let mut opts = run::Opts::new(&root);
+    let mut command: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let r: Result<(), String> = match a.as_str() {
+            "--quick" => {
+                opts.quick = true;
+                opts.repeats = opts.repeats.min(2);
+                Ok(())
+            }
+            "--repeats" => val("--repeats").and_then(|v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|&k| k >= 1)
+                    .map(|k| opts.repeats = k)
+                    .ok_or(format!("--repeats {v}: not a positive integer"))
+            }),
+            "--out" => val("--out").map(|v| opts.out = v.into()),
+            "--plots" => val("--plots").map(|v| opts.plots = v.into()),
+            "--models-dir" => val("--models-dir").map(|v| opts.models_dir = v.into()),
+            "--model" => val("--model").map(|v| opts.models.push(v)),
+            "--command" => val("--command").map(|v| command = Some(v)),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => Err(format!("unknown argument `{other}`\n{USAGE}")),
+        };
+        if let Err(e) = r {
+            eprintln!("mp2ml-bench: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    opts.command = command.unwrap_or_else(|| {
+        let mut c = String::from("mp2ml-bench");
+        for a in std::env::args().skip(1) {
+            c.push(' ');
+            c.push_str(&a);
+        }
+        c
+    });
+    match run::run(&opts) {
+        Ok(r) => {
+            eprintln!(
+                "[bench] wrote {} in {:.0} s (load {} → {})",
+                opts.out.display(),
+                r.seconds,
+                r.machine.load_start,
+                r.machine.load_end
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mp2ml-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
