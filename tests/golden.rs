@@ -436,7 +436,11 @@ fn insecure_parameters_are_refused() {
         ..Options::default()
     };
     let o = compile_graph(&g, "c", "c.weights.bin", &opts).expect("256-bit");
-    assert!(o.chosen.n() > compile("cryptonets_relu", &Options::default()).chosen.n());
+    let (n, log_q) = (o.chosen.n(), o.chosen.log_q_bits);
+    // Secure at 256 bits, and minimal: half the ring dimension would not be.
+    assert!(mp2ml_compiler::params::max_log_q(n, Security::Bits256).is_some_and(|m| log_q <= m));
+    assert!(mp2ml_compiler::params::max_log_q(n / 2, Security::Bits256).is_none_or(|m| log_q > m));
+    assert!(n >= compile("cryptonets_relu", &Options::default()).chosen.n());
 }
 
 #[test]

@@ -26,6 +26,11 @@ use crate::error::{CompileError, ErrorKind};
 use crate::partition::{CircuitSpec, Lowered, MKind, NoiseCoeffs, OUTPUT_LEVEL};
 pub use security::{max_log_q, Security};
 
+/// Bits of precision of the outputs above the flooding noise: the output scale is
+/// `2^(flood_bits + OUTPUT_PRECISION_BITS)`, so flooding perturbs an output by at most
+/// 2^-OUTPUT_PRECISION_BITS.
+pub const OUTPUT_PRECISION_BITS: u32 = 12;
+
 /// Lower bound on any prime p_ℓ used by the noise model (weights bits ≥ 20).
 pub const MIN_PRIME: f64 = (1u64 << 19) as f64;
 
@@ -212,7 +217,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         // integer arithmetic by the runtime: cap the output scale there, keeping at least 10
         // bits of output precision below it.
         let cap = opts.scale_bits + 126 - (w + opts.sigma + 1).min(126);
-        let out_scale_bits = (flood_bits + opts.scale_bits).min(cap);
+        let out_scale_bits = (flood_bits + OUTPUT_PRECISION_BITS).min(cap);
         if out_scale_bits < flood_bits + 10 {
             return Err(CompileError::new(
                 ErrorKind::Parameters,
