@@ -185,6 +185,24 @@ fn run_group<C: Channel>(
             offline_ands += sc.circuit.stats().and * (s.instances * images) as u64;
         }
     }
+    // Encryptions of zero for every ciphertext this group will send (the NTT work); the data
+    // is added coefficient-wise when it exists.
+    let in_elems: usize = plan.input.shape.iter().product();
+    let zeros = |count: usize, level: usize| -> Result<Vec<SeededCiphertext>> {
+        (0..count)
+            .into_par_iter()
+            .map_init(os_rng, |rng, _| {
+                sk.encrypt_seeded::<i64, _>(&[], level, rng)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
+    };
+    let mut input_pre = zeros(in_elems, plan.input.level)?;
+    let mut step_pre: Vec<Vec<SeededCiphertext>> = plan
+        .mpc_steps
+        .iter()
+        .map(|s| zeros(s.values_out, s.out_level))
+        .collect::<Result<_>>()?;
     meter.finish(
         e.channel(),
         report,
@@ -197,16 +215,16 @@ fn run_group<C: Channel>(
 
     // Input: element i of every image goes into one ciphertext, image j in coefficient j.
     let meter = Meter::start(e.channel());
-    let in_elems: usize = plan.input.shape.iter().product();
-    let cts: Vec<SeededCiphertext> = (0..in_elems)
-        .into_par_iter()
-        .map_init(os_rng, |rng, i| {
+    input_pre
+        .par_iter_mut()
+        .enumerate()
+        .try_for_each(|(i, c)| {
             let m: Vec<i64> = (0..images)
                 .map(|j| (f64::from(data[j * in_elems + i]) * in_scale).round() as i64)
                 .collect();
-            sk.encrypt_seeded(&m, plan.input.level, rng)
-        })
-        .collect::<Result<_, _>>()?;
+            c.add_plain(&m)
+        })?;
+    let cts = input_pre;
     let ch = e.channel_mut();
     ch.set_phase("input");
     for c in &cts {
@@ -246,14 +264,14 @@ fn run_group<C: Channel>(
         let z = decode_outputs(sc, step.instances, images, &out)?;
         let shift = step.out_scale_bits - plan.scale_bits;
         // MPC→HE: encrypt the masked results at the next segment's level.
-        let cts: Vec<SeededCiphertext> = z
-            .par_iter()
-            .map_init(os_rng, |rng, zo| {
+        let mut cts = std::mem::take(&mut step_pre[si]);
+        cts.par_iter_mut()
+            .zip(z.par_iter())
+            .try_for_each(|(c, zo)| {
                 // Exact: the plan check bounds z_bits + shift by 126 bits.
                 let m: Vec<i128> = zo.iter().map(|&v| (v as i128) << shift).collect();
-                sk.encrypt_seeded(&m, step.out_level, rng)
-            })
-            .collect::<Result<_, _>>()?;
+                c.add_plain(&m)
+            })?;
         let ch = e.channel_mut();
         ch.set_phase("mpc2he");
         for c in &cts {

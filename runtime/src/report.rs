@@ -58,9 +58,14 @@ impl SessionReport {
         self.sum(phase, |s| (s.sent + s.received) as f64) as u64
     }
 
-    /// Total AND gates.
+    /// Total AND gates of the circuits run (the `mpc:` steps; an `offline` step reports the
+    /// same gates again, garbled ahead of time).
     pub fn and_gates(&self) -> u64 {
-        self.steps.iter().map(|s| s.and_gates).sum()
+        self.steps
+            .iter()
+            .filter(|s| s.name.starts_with("mpc:"))
+            .map(|s| s.and_gates)
+            .sum()
     }
 }
 

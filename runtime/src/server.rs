@@ -13,10 +13,11 @@ use crate::session::{groups, offline_first, SessionOptions, MAX_IMAGES};
 use crate::shares::{garbler_bits, uniform_bits};
 use crate::wire::{self, Hello, PROTOCOL_VERSION};
 
-/// The server's masks for one MPC step of one group, drawn before the client's input exists.
+/// The server's material for one MPC step of one group, made before the client's input exists.
 struct StepMasks {
-    /// Uniform masks mod q0 added to every coefficient of each input ciphertext (length N).
-    r: Vec<Vec<u64>>,
+    /// For each input ciphertext, a fresh public-key encryption of the uniform mask `r` mod q0
+    /// (every coefficient) at level 0: adding it re-randomizes and masks in one addition.
+    pre: Vec<Ciphertext>,
     /// The server's shares `b̃ = (−r + input_offset) mod q0` for the used coefficients.
     shares: Vec<Vec<u64>>,
     /// Output masks `r'` in `[0, 2^mask_bits)` per output and image.
@@ -25,33 +26,38 @@ struct StepMasks {
 
 fn draw_masks(
     setup: &ServerSetup,
+    pk: &PublicKey,
     step: usize,
     images: usize,
     rng: &mut impl RngCore,
-) -> StepMasks {
+) -> Result<StepMasks> {
     let public = &setup.plan.public;
     let s = &public.mpc_steps[step];
     let sc = &public.circuits[s.circuit];
     let q0 = setup.params.q0();
     let n = setup.params.n();
-    let uniform_q0 = |rng: &mut dyn RngCore| loop {
-        let x = rng.next_u64() >> (64 - sc.share_bits);
-        if x < q0 {
-            break x;
-        }
-    };
-    let r: Vec<Vec<u64>> = (0..s.values_in)
-        .map(|_| (0..n).map(|_| uniform_q0(rng)).collect())
-        .collect();
-    let shares = r
-        .iter()
-        .map(|rk| {
-            rk[..images]
+    let bits = sc.share_bits;
+    let (pre, shares): (Vec<Ciphertext>, Vec<Vec<u64>>) = (0..s.values_in)
+        .into_par_iter()
+        .map_init(os_rng, |rng, _| {
+            // Uniform mod q0 by rejection on `bits` bits (q0 > 2^(bits−1): acceptance > ½).
+            let r: Vec<i64> = (0..n)
+                .map(|_| loop {
+                    let x = rng.next_u64() >> (64 - bits);
+                    if x < q0 {
+                        break x as i64;
+                    }
+                })
+                .collect();
+            let share = r[..images]
                 .iter()
-                .map(|&x| ((q0 - x) % q0 + sc.input_offset) % q0)
-                .collect()
+                .map(|&x| ((q0 - x as u64) % q0 + sc.input_offset) % q0)
+                .collect();
+            Ok((pk.encrypt(&r, 0, rng)?, share))
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     let out = (0..s.values_out)
         .map(|_| {
             (0..images)
@@ -59,7 +65,7 @@ fn draw_masks(
                 .collect()
         })
         .collect();
-    StepMasks { r, shares, out }
+    Ok(StepMasks { pre, shares, out })
 }
 
 /// Runs one client session on `ch` to completion.
@@ -141,8 +147,17 @@ fn run_group<C: Channel>(
     // Offline: masks for every step, and (when the tables fit the budget) all garbling.
     let meter = Meter::start(g.channel());
     let masks: Vec<StepMasks> = (0..public.mpc_steps.len())
-        .map(|s| draw_masks(setup, s, images, &mut rng))
-        .collect();
+        .map(|s| draw_masks(setup, pk, s, images, &mut rng))
+        .collect::<Result<_>>()?;
+    // The output's re-randomization and flooding noise, ahead of time as well.
+    let out_pre: Vec<Ciphertext> = (0..plan.tensors[plan.output_tensor].len())
+        .into_par_iter()
+        .map_init(os_rng, |rng, _| {
+            let mut c = pk.encrypt_zero(public.output.level, rng)?;
+            c.flood(public.output.flood_bits, rng)?;
+            Ok(c)
+        })
+        .collect::<Result<_>>()?;
     let mut handles: Vec<Option<GarblerOffline>> = Vec::new();
     let mut offline_ands = 0;
     if first {
@@ -207,24 +222,23 @@ fn run_group<C: Channel>(
             Segment::Mpc(b) => {
                 let m = &masks[b.step];
                 let handle = handles.get_mut(b.step).and_then(Option::take);
-                run_mpc_step(setup, g, pk, &mut tensors, b, m, handle, images, report)?;
+                run_mpc_step(setup, g, &mut tensors, b, m, handle, images, report)?;
             }
         }
     }
 
-    // Output: re-randomize and flood every output ciphertext, then send.
+    // Output: add the pre-made re-randomization and flooding to every output ciphertext, send.
     let meter = Meter::start(g.channel());
     let out = tensors[plan.output_tensor]
         .as_ref()
         .ok_or_else(|| RuntimeError::Protocol("output tensor was never computed".into()))?;
     let level = public.output.level;
-    let flood = public.output.flood_bits;
     let cts: Vec<Ciphertext> = out
         .par_iter()
-        .map_init(os_rng, |rng, ct| {
+        .zip(out_pre.par_iter())
+        .map(|(ct, pre)| {
             let mut c = ct.mod_drop(level)?;
-            c.rerandomize(pk, rng)?;
-            c.flood(flood, rng)?;
+            c.add_assign(pre)?;
             Ok(c)
         })
         .collect::<Result<_>>()?;
@@ -306,7 +320,6 @@ fn run_he_op(
 fn run_mpc_step<C: Channel>(
     setup: &ServerSetup,
     g: &mut Garbler<C>,
-    pk: &PublicKey,
     tensors: &mut [Option<Vec<Ciphertext>>],
     b: &MpcBinding,
     masks: &StepMasks,
@@ -327,12 +340,10 @@ fn run_mpc_step<C: Channel>(
     let shared: Vec<Ciphertext> = b
         .gather
         .par_iter()
-        .zip(masks.r.par_iter())
-        .map_init(os_rng, |rng, (&e, r)| {
+        .zip(masks.pre.par_iter())
+        .map(|(&e, pre)| {
             let mut c = input[e as usize].mod_drop(0)?;
-            c.rerandomize(pk, rng)?;
-            let r: Vec<i64> = r.iter().map(|&x| x as i64).collect();
-            c.add_plain(&r)?;
+            c.add_assign(pre)?;
             Ok(c)
         })
         .collect::<Result<_>>()?;

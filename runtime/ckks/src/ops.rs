@@ -5,7 +5,7 @@ use std::sync::Arc;
 use rand_core::CryptoRng;
 
 use crate::arith::Modulus;
-use crate::ciphertext::{apply_plain, Ciphertext, IntCoeff};
+use crate::ciphertext::{apply_plain, Ciphertext, IntCoeff, SeededCiphertext};
 use crate::error::{Error, Result};
 use crate::keys::PublicKey;
 use crate::sample::{uniform_mod, uniform_symmetric};
@@ -239,5 +239,22 @@ impl Ciphertext {
             *x = md.add(*x, r);
         }
         Ok(mask)
+    }
+}
+
+impl SeededCiphertext {
+    /// Adds the plaintext `m` (≤ N signed coefficients) to c0. With this, a client can encrypt
+    /// zeros ahead of time (the NTT work) and add its data when it exists (coefficient-wise).
+    pub fn add_plain<C: IntCoeff>(&mut self, m: &[C]) -> Result<()> {
+        let n = self.params.n();
+        if m.len() > n {
+            return Err(Error::LengthMismatch {
+                expected: n,
+                actual: m.len(),
+            });
+        }
+        let mods = &self.params.mods[..=self.level];
+        apply_plain(mods, n, m, &mut self.c0, Modulus::add);
+        Ok(())
     }
 }

@@ -102,6 +102,11 @@ fn encrypt_decrypt_round_trip_every_level_pk_and_seeded() {
             let sct = sk.encrypt_seeded(&m, level, &mut r).expect("enc");
             let dec = sk.decrypt(&sct.expand()).expect("dec");
             assert!(max_err(&dec, &want) <= bound_sk, "sk level {level}");
+            // An encryption of zero made ahead of time, plus the message added later.
+            let mut zero = sk.encrypt_seeded::<i64, _>(&[], level, &mut r).expect("enc");
+            zero.add_plain(&m).expect("add");
+            let dec = sk.decrypt(&zero.expand()).expect("dec");
+            assert!(max_err(&dec, &want) <= bound_sk, "sk+plain level {level}");
             // i128 plaintexts too (above 2^64, still below Q_0/2 = 2^49 only at level ≥ 1).
             if level >= 1 {
                 let big: Vec<i128> = (0..8).map(|i| (1i128 << 70) - i * 12345).collect();
