@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! mp2ml-bench [--quick] [--repeats K] [--out docs/BENCHMARKS.md] [--plots docs/]
-//!             [--models-dir models/] [--model NAME]...
+//!             [--models-dir models/] [--model NAME]... [--tiles 2048,4096]
 //! ```
 //!
 //! Run it through `bash scripts/bench.sh` (release build). Not part of `cargo test`; the smoke
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: mp2ml-bench [--quick] [--repeats K] [--out FILE.md] [--plots DIR] \
-                     [--models-dir DIR] [--model NAME]... [--command TEXT]";
+                     [--models-dir DIR] [--model NAME]... [--tiles B,B,...] [--command TEXT]";
 
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,6 +45,17 @@ fn main() -> ExitCode {
             "--plots" => val("--plots").map(|v| opts.plots = v.into()),
             "--models-dir" => val("--models-dir").map(|v| opts.models_dir = v.into()),
             "--model" => val("--model").map(|v| opts.models.push(v)),
+            "--tiles" => val("--tiles").and_then(|v| {
+                v.split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(|t| {
+                        t.trim()
+                            .parse::<usize>()
+                            .map_err(|e| format!("--tiles {v}: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|t| opts.tiles = t)
+            }),
             "--command" => val("--command").map(|v| command = Some(v)),
             "-h" | "--help" => {
                 println!("{USAGE}");
