@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! mp2ml-bench [--quick] [--repeats K] [--out docs/BENCHMARKS.md] [--plots docs/]
-//!             [--models-dir models/] [--model NAME]... [--tiles 2048,4096]
+//!             [--models-dir models/] [--model NAME]... [--tiles 4096]
 //! ```
 //!
 //! Run it through `bash scripts/bench.sh` (release build). Not part of `cargo test`; the smoke

@@ -62,13 +62,13 @@ impl Opts {
     pub fn new(root: &Path) -> Opts {
         Opts {
             quick: false,
-            repeats: 5,
+            repeats: 3,
             out: root.join("docs/BENCHMARKS.md"),
             plots: root.join("docs"),
             models_dir: root.join("models"),
             work: std::env::temp_dir().join(format!("mp2ml-bench-{}", std::process::id())),
             models: Vec::new(),
-            tiles: vec![2048, 4096],
+            tiles: vec![4096],
             command: "bash scripts/bench.sh".into(),
         }
     }
