@@ -130,7 +130,8 @@ pub fn time_split(path: &Path, models: &[ModelFig]) -> PlotResult {
             }
         }
     }
-    let root = SVGBackend::new(path, (180 + 150 * bars.len() as u32, 520)).into_drawing_area();
+    let root =
+        SVGBackend::new(path, ((180 + 150 * bars.len() as u32).max(720), 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let n = bars.len().max(1) as f64;
     let labels: Vec<String> = bars.iter().map(|(l, _)| l.clone()).collect();

@@ -801,7 +801,7 @@ fn ratio(a: f64, b: f64) -> String {
         return "–".into();
     }
     let r = a / b;
-    if r > 0.0 && r < 0.01 {
+    if r > 0.0 && r < 0.1 {
         return format!("1/{:.0}", 1.0 / r);
     }
     if r >= 100.0 {
@@ -986,7 +986,9 @@ pub fn render(r: &Results, opts: &Opts) -> String {
              (`/proc/self/clear_refs` = 5) before each session: the **sum of both parties** plus \
              the bench's own data (test digits, plan, weights); per-party figures need the \
              two-process mode (`mp2ml-run --role server|client`), not measured here. Bytes are \
-             both directions, counted by the client (10^6 bytes per MB).\n"
+             both directions, counted by the client (10^6 bytes per MB). The reset sets the peak \
+             to the current RSS, which includes heap the allocator kept from earlier sessions, so \
+             a small batch measured after a large one can show a higher peak.\n"
         );
     }
 
