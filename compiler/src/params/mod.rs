@@ -133,17 +133,45 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
         })
         .fold(1.0f64, f64::max);
     let cap_bits = (61.0 - max_w.log2().ceil()).min(60.0);
+    // Candidates: every output level, with primes below 2^32 (the CKKS kernel's fast 32-bit
+    // path) or up to the i64 cap. The smallest N wins, then the fast path, then the smallest Q.
+    let mut best: Option<(Chosen, usize)> = None;
     let mut last = None;
     for out_level in OUTPUT_LEVEL..OUTPUT_LEVEL + 6 {
         crate::partition::assign_levels(low, out_level);
-        match choose_at(low, opts, cap_bits) {
-            Ok(c) => return Ok(c),
-            Err(e) if e.message.contains("needs a") => last = Some(e),
-            Err(e) => return Err(e),
+        for cap in [FAST_PRIME_BITS.min(cap_bits), cap_bits] {
+            match choose_at(low, opts, cap) {
+                Ok(c) => {
+                    let key = |c: &Chosen| {
+                        (
+                            c.log_n,
+                            !c.moduli.iter().all(|&p| p < 1 << 32),
+                            c.log_q_bits,
+                        )
+                    };
+                    if best.as_ref().is_none_or(|(b, _)| key(&c) < key(b)) {
+                        best = Some((c, out_level));
+                    }
+                }
+                Err(e) if e.message.contains("needs a") => last = Some(e),
+                Err(e) => return Err(e),
+            }
         }
     }
-    Err(last.unwrap_or_else(|| CompileError::new(ErrorKind::Parameters, "no parameters found")))
+    match best {
+        Some((c, out_level)) => {
+            crate::partition::assign_levels(low, out_level);
+            Ok(c)
+        }
+        None => {
+            Err(last
+                .unwrap_or_else(|| CompileError::new(ErrorKind::Parameters, "no parameters found")))
+        }
+    }
 }
+
+/// Primes below 2^32 take the CKKS kernel's vectorized 32-bit path (`runtime/ckks/src/linear.rs`).
+const FAST_PRIME_BITS: f64 = 31.99;
 
 /// [`choose`] with the levels already assigned and primes capped at `cap_bits`.
 fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen, CompileError> {
@@ -248,6 +276,14 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             log2: (8.0 * (scale_of(out) * out.bound + 2f64.powi(flood_bits as i32))).log2(),
             why: "output with noise flooding".into(),
         });
+        // Levels whose prime a Linear rescales by need `weight_bits` of precision; the others
+        // only add modulus (e.g. below a raised output level) and may be small.
+        let rescale_levels: Vec<usize> = low
+            .tensors
+            .iter()
+            .filter(|t| matches!(t.kind, MKind::Linear { .. }))
+            .map(|t| t.level + 1)
+            .collect();
         // Primes bottom-up.
         let mut moduli = vec![q0];
         let mut log_q = (q0 as f64).log2();
@@ -257,16 +293,19 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                 .filter(|c| c.level == l)
                 .map(|c| c.log2)
                 .fold(0.0f64, f64::max);
-            let want = (need - log_q).max(f64::from(opts.weight_bits - 1));
+            let min_bits = if rescale_levels.contains(&l) {
+                f64::from(opts.weight_bits - 1)
+            } else {
+                f64::from(log_n + 2)
+            };
+            let want = (need - log_q).max(min_bits);
             if want > cap_bits {
                 return Err(CompileError::new(
                     ErrorKind::Parameters,
                     format!("level {l} needs a {want:.1}-bit prime (more than {cap_bits} bits)"),
                 ));
             }
-            let lower = (2f64.powf(want).ceil() as u64)
-                .max((1u64 << (opts.weight_bits - 1)) + 1)
-                .max(q0 + 1);
+            let lower = 2f64.powf(want).ceil() as u64;
             let p = primes::ntt_prime_at_least(lower, two_n, &moduli).ok_or_else(|| {
                 CompileError::new(
                     ErrorKind::Parameters,
@@ -275,13 +314,6 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             })?;
             log_q += (p as f64).log2();
             moduli.push(p);
-        }
-        // q0 must stay the smallest modulus.
-        if moduli.iter().skip(1).any(|&p| p < q0) {
-            return Err(CompileError::new(
-                ErrorKind::Parameters,
-                "internal: a prime p_ℓ came out below q0",
-            ));
         }
         let log_q_bits: u32 = moduli.iter().map(|&p| bits(p)).sum();
         let needed = (10..=15u32)
