@@ -1,0 +1,113 @@
+//! Every bundled model end to end: compiled by `mp2mlc`'s driver, run by the two parties over
+//! loopback TCP, and checked against the plan's own fixed-point simulation (same integer weights
+//! and circuits, no CKKS noise) and against the f32 reference executor.
+
+use std::path::{Path, PathBuf};
+
+use mp2ml_compiler::driver::{compile_graph, Options};
+use mp2ml_compiler::onnx::{import_file, ImportOptions};
+use mp2ml_compiler::plan_writer::write_all;
+use mp2ml_compiler::simulate::simulate;
+use mp2ml_ir::reference::run;
+use mp2ml_ir::tensor::Tensor;
+use mp2ml_ir::weights::WeightsFile;
+use mp2ml_runtime::client::Batch;
+use mp2ml_runtime::local::run_local;
+use mp2ml_runtime::plan::load_server;
+use mp2ml_runtime::session::SessionOptions;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
+}
+
+/// Runs `name` on the first `count` test digits; returns (max |secure − simulated|, agreement).
+fn check(name: &str, count: usize) {
+    let graph = import_file(
+        &root().join(format!("models/{name}.onnx")),
+        &ImportOptions::default(),
+    )
+    .unwrap_or_else(|d| panic!("{name}: {}", d.render()));
+    let out = compile_graph(
+        &graph.graph,
+        name,
+        &format!("{name}.weights.bin"),
+        &Options::default(),
+    )
+    .unwrap_or_else(|e| panic!("compile {name}: {e}"));
+    let dir = std::env::temp_dir().join(format!("mp2ml-e2e-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let plan_path = dir.join(format!("{name}.ron"));
+    write_all(&out.compiled, &plan_path).expect("write plan");
+    let setup = load_server(&plan_path, 128).expect("runtime loads the compiled plan");
+
+    let bytes = std::fs::read(root().join("models/mnist_test_x.npy")).expect("test digits");
+    let all = mp2ml_compiler::npy::read_f32(&bytes).expect("npy");
+    let per: usize = all.shape.iter().skip(1).product();
+    let data = all.data[..count * per].to_vec();
+    let batch = Batch {
+        images: count,
+        data: data.clone(),
+    };
+    let (secure, crep, _srep) =
+        run_local(&setup, &batch, &SessionOptions::default()).expect("two-party run");
+
+    let wf = WeightsFile::from_bytes(out.compiled.weights.clone()).expect("weights");
+    let outs = secure.logits.len() / count;
+    let (mut worst, mut worst_ref) = (0.0f64, 0.0f64);
+    for j in 0..count {
+        let img = &data[j * per..(j + 1) * per];
+        let sim = simulate(&out.compiled.server, &wf, img).expect("simulate");
+        let reference = run(
+            &graph.graph,
+            &[Tensor::new(vec![1, 1, 28, 28], img.to_vec()).expect("image")],
+        )
+        .expect("reference");
+        let got = &secure.logits[j * outs..(j + 1) * outs];
+        for ((g, s), r) in got.iter().zip(&sim).zip(&reference[0].data) {
+            worst = worst.max((f64::from(*g) - s).abs());
+            worst_ref = worst_ref.max((g - r).abs() as f64);
+        }
+        assert_eq!(
+            argmax(got),
+            argmax(&reference[0].data),
+            "{name} image {j}: secure top-1 differs from the f32 reference"
+        );
+    }
+    eprintln!(
+        "{name}: {count} images, max |secure − simulated| = {worst:.2e}, max |secure − f32| = {worst_ref:.2e}, {:.1} MB, {} AND gates",
+        crep.bytes(None) as f64 / 1e6,
+        crep.and_gates()
+    );
+    // Noise budget: the re-randomization noise of every HE→MPC conversion (≲ 2^13 at
+    // Δ = 2^20, i.e. ≲ 1e-2 per activation in the worst case, ~1e-3 typically) carried through
+    // the following layers, plus flooding 2^-12 at the output.
+    assert!(
+        worst < 0.1,
+        "{name}: secure outputs deviate from the plan's simulation by {worst}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn tiny_two_party_matches_simulation() {
+    check("tiny", 32);
+}
+
+#[test]
+fn cryptonets_relu_two_party_matches_simulation() {
+    check("cryptonets_relu", 16);
+}
+
+#[test]
+fn maxpool_cnn_two_party_matches_simulation() {
+    check("maxpool_cnn", 4);
+}
+
+#[test]
+fn residual_two_party_matches_simulation() {
+    check("residual", 4);
+}
