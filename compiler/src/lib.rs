@@ -2,13 +2,13 @@
 
 pub mod circuits;
 pub mod diagnostic;
-pub mod onnx;
+pub mod driver;
 pub mod error;
+pub mod npy;
+pub mod onnx;
 pub mod params;
 pub mod partition;
 pub mod passes;
-pub mod driver;
-pub mod npy;
 pub mod plan_writer;
-pub mod simulate;
 pub mod report;
+pub mod simulate;

@@ -50,7 +50,9 @@ impl Builder {
     /// `bits` evaluator input wires starting at evaluator bit `offset`.
     pub fn evaluator_word(&self, offset: u32, bits: u32) -> Word {
         debug_assert!(offset + bits <= self.evaluator_inputs);
-        (offset..offset + bits).map(|i| Bit::Wire(self.garbler_inputs + i)).collect()
+        (offset..offset + bits)
+            .map(|i| Bit::Wire(self.garbler_inputs + i))
+            .collect()
     }
 
     fn push(&mut self, g: Gate) -> Bit {
@@ -215,7 +217,11 @@ impl Builder {
             let mut shifted: Word = vec![Bit::Const(false); shift as usize];
             shifted.extend_from_slice(a);
             shifted.truncate(bits as usize);
-            acc = if first { pad(&shifted, bits) } else { self.add_trunc(&acc, &shifted) };
+            acc = if first {
+                pad(&shifted, bits)
+            } else {
+                self.add_trunc(&acc, &shifted)
+            };
             first = false;
         }
         pad(&acc, bits)
@@ -236,7 +242,11 @@ impl Builder {
                 }
                 row.push(self.and(ai, bj));
             }
-            acc = if first { pad(&row, bits) } else { self.add_trunc(&acc, &row) };
+            acc = if first {
+                pad(&row, bits)
+            } else {
+                self.add_trunc(&acc, &row)
+            };
             first = false;
         }
         pad(&acc, bits)

@@ -110,7 +110,11 @@ fn share_circuit(
 pub fn relu(p: &CircuitParams) -> ShareCircuit {
     let w = p.share_bits();
     let out_bits = w - 1;
-    let lay = Layout { w, mask_bits: out_bits + p.sigma, values_in: 1 };
+    let lay = Layout {
+        w,
+        mask_bits: out_bits + p.sigma,
+        values_in: 1,
+    };
     let mut bld = Builder::new(format!("relu_q{}_s{}", w, p.sigma), lay.garbler_bits(1), w);
     let (a, b, r) = (lay.a(&bld, 0), lay.b(&bld, 0), lay.mask(&bld, 0));
     let v = reconstruct(&mut bld, p, &a, &b);
@@ -141,10 +145,19 @@ fn max2(bld: &mut Builder, x: &[Bit], y: &[Bit]) -> Word {
 /// MaxPool over one plane: `values_in` inputs, one output per window (a list of input
 /// indices; windows may overlap, every input is reconstructed once). With `fuse_relu` the
 /// result is `max(window ∪ {0})`. Output offset `h`, `w` bits.
-pub fn maxpool(p: &CircuitParams, values_in: u32, windows: &[Vec<u32>], fuse_relu: bool) -> ShareCircuit {
+pub fn maxpool(
+    p: &CircuitParams,
+    values_in: u32,
+    windows: &[Vec<u32>],
+    fuse_relu: bool,
+) -> ShareCircuit {
     let w = p.share_bits();
     let values_out = windows.len() as u32;
-    let lay = Layout { w, mask_bits: w + p.sigma, values_in };
+    let lay = Layout {
+        w,
+        mask_bits: w + p.sigma,
+        values_in,
+    };
     let name = format!(
         "maxpool{}_{}in_{}out_q{}_s{}",
         if fuse_relu { "_relu" } else { "" },
@@ -160,7 +173,9 @@ pub fn maxpool(p: &CircuitParams, values_in: u32, windows: &[Vec<u32>], fuse_rel
     for (o, win) in windows.iter().enumerate() {
         let mut acc: Option<Word> = if fuse_relu { Some(h.clone()) } else { None };
         for &i in win {
-            let Some(si) = s.get(i as usize) else { continue };
+            let Some(si) = s.get(i as usize) else {
+                continue;
+            };
             acc = Some(match acc {
                 None => si.clone(),
                 Some(m) => max2(&mut bld, &m, si),
@@ -176,8 +191,16 @@ pub fn maxpool(p: &CircuitParams, values_in: u32, windows: &[Vec<u32>], fuse_rel
 /// Clip of one value to `[lo, hi]` (integers at scale Δ, centered). Output offset `h`.
 pub fn clip(p: &CircuitParams, lo: i64, hi: i64) -> ShareCircuit {
     let w = p.share_bits();
-    let lay = Layout { w, mask_bits: w + p.sigma, values_in: 1 };
-    let mut bld = Builder::new(format!("clip_{lo}_{hi}_q{}_s{}", w, p.sigma), lay.garbler_bits(1), w);
+    let lay = Layout {
+        w,
+        mask_bits: w + p.sigma,
+        values_in: 1,
+    };
+    let mut bld = Builder::new(
+        format!("clip_{lo}_{hi}_q{}_s{}", w, p.sigma),
+        lay.garbler_bits(1),
+        w,
+    );
     let s = reconstruct_all(&mut bld, p, &lay).remove(0);
     let h = p.half() as i128;
     let clamp = |v: i64| (i128::from(v) + h).clamp(0, i128::from(p.q0) - 1) as u128;
@@ -195,7 +218,11 @@ pub fn clip(p: &CircuitParams, lo: i64, hi: i64) -> ShareCircuit {
 /// round(alpha·x)`. Output offset `h`.
 pub fn leaky_relu(p: &CircuitParams, alpha_num: u64, alpha_shift: u32) -> ShareCircuit {
     let w = p.share_bits();
-    let lay = Layout { w, mask_bits: w + p.sigma, values_in: 1 };
+    let lay = Layout {
+        w,
+        mask_bits: w + p.sigma,
+        values_in: 1,
+    };
     let mut bld = Builder::new(
         format!("leaky_relu_{alpha_num}_{alpha_shift}_q{}_s{}", w, p.sigma),
         lay.garbler_bits(1),
@@ -228,7 +255,11 @@ pub fn leaky_relu(p: &CircuitParams, alpha_num: u64, alpha_shift: u32) -> ShareC
 pub fn square(p: &CircuitParams, frac_bits: u32) -> ShareCircuit {
     let w = p.share_bits();
     let out_bits = w - 1;
-    let lay = Layout { w, mask_bits: out_bits + p.sigma, values_in: 1 };
+    let lay = Layout {
+        w,
+        mask_bits: out_bits + p.sigma,
+        values_in: 1,
+    };
     let mut bld = Builder::new(
         format!("square_f{frac_bits}_q{}_s{}", w, p.sigma),
         lay.garbler_bits(1),
@@ -250,7 +281,10 @@ pub fn square(p: &CircuitParams, frac_bits: u32) -> ShareCircuit {
     } else {
         sq
     };
-    let y = pad(&rounded[(frac_bits as usize).min(rounded.len())..], out_bits);
+    let y = pad(
+        &rounded[(frac_bits as usize).min(rounded.len())..],
+        out_bits,
+    );
     let r = lay.mask(&bld, 0);
     let z = add_mask(&mut bld, &y, &r);
     share_circuit(bld, p, vec![z], 1, out_bits, p.half(), 0)

@@ -44,7 +44,9 @@ fn run(sc: &ShareCircuit, insts: &[Instance], rng: &mut StdRng) -> Vec<Vec<i128>
         for (k, inst) in chunk.iter().enumerate() {
             let ys = (0..sc.values_out as usize)
                 .map(|o| {
-                    let z: u128 = (0..zb).fold(0, |acc, bit| acc | (u128::from((out[o * zb + bit] >> k) & 1) << bit));
+                    let z: u128 = (0..zb).fold(0, |acc, bit| {
+                        acc | (u128::from((out[o * zb + bit] >> k) & 1) << bit)
+                    });
                     z as i128 - inst.masks[o] as i128 - i128::from(sc.output_offset)
                 })
                 .collect();
@@ -65,7 +67,10 @@ fn small() -> CircuitParams {
 }
 
 fn full() -> CircuitParams {
-    CircuitParams { q0: 2_147_483_647, sigma: 40 }
+    CircuitParams {
+        q0: 2_147_483_647,
+        sigma: 40,
+    }
 }
 
 /// All centered values, each with several random share splits.
@@ -74,12 +79,21 @@ fn exhaustive(sc: &ShareCircuit, f: impl Fn(i64) -> i64, rng: &mut StdRng) {
     let mut insts = Vec::new();
     for x in -h..=h {
         for _ in 0..40 {
-            insts.push(Instance { xs: vec![x], masks: masks(rng, sc) });
+            insts.push(Instance {
+                xs: vec![x],
+                masks: masks(rng, sc),
+            });
         }
     }
     let got = run(sc, &insts, rng);
     for (inst, y) in insts.iter().zip(got) {
-        assert_eq!(y[0], i128::from(f(inst.xs[0])), "{} at x = {}", sc.circuit.name, inst.xs[0]);
+        assert_eq!(
+            y[0],
+            i128::from(f(inst.xs[0])),
+            "{} at x = {}",
+            sc.circuit.name,
+            inst.xs[0]
+        );
     }
 }
 
@@ -93,12 +107,21 @@ fn random_full(sc: &ShareCircuit, bound: i64, f: impl Fn(i64) -> i64, rng: &mut 
                 3 => -1,
                 _ => rng.random_range(-bound..=bound),
             };
-            Instance { xs: vec![x], masks: masks(rng, sc) }
+            Instance {
+                xs: vec![x],
+                masks: masks(rng, sc),
+            }
         })
         .collect();
     let got = run(sc, &insts, rng);
     for (inst, y) in insts.iter().zip(got) {
-        assert_eq!(y[0], i128::from(f(inst.xs[0])), "{} at x = {}", sc.circuit.name, inst.xs[0]);
+        assert_eq!(
+            y[0],
+            i128::from(f(inst.xs[0])),
+            "{} at x = {}",
+            sc.circuit.name,
+            inst.xs[0]
+        );
     }
 }
 
@@ -117,8 +140,16 @@ fn relu_and_count_within_bound() {
         let sc = relu(&p);
         let s = sc.circuit.stats();
         let w = u64::from(p.share_bits());
-        println!("relu w={w} sigma={sigma}: {} AND, depth {}", s.and, s.and_depth);
-        assert!(s.and <= 6 * w + u64::from(sigma), "relu uses {} AND > 6w+σ = {}", s.and, 6 * w + u64::from(sigma));
+        println!(
+            "relu w={w} sigma={sigma}: {} AND, depth {}",
+            s.and, s.and_depth
+        );
+        assert!(
+            s.and <= 6 * w + u64::from(sigma),
+            "relu uses {} AND > 6w+σ = {}",
+            s.and,
+            6 * w + u64::from(sigma)
+        );
     }
 }
 
@@ -129,7 +160,12 @@ fn clip_exhaustive_small_and_random_full() {
     exhaustive(&clip(&small(), 0, 30), |x| x.clamp(0, 30), &mut rng);
     let p = full();
     let (lo, hi) = (0, 6 << 16);
-    random_full(&clip(&p, lo, hi), (p.q0 / 2) as i64, |x| x.clamp(lo, hi), &mut rng);
+    random_full(
+        &clip(&p, lo, hi),
+        (p.q0 / 2) as i64,
+        |x| x.clamp(lo, hi),
+        &mut rng,
+    );
 }
 
 fn leaky(x: i64, num: u64, shift: u32) -> i64 {
@@ -146,7 +182,12 @@ fn leaky_relu_exhaustive_small_and_random_full() {
     let mut rng = StdRng::seed_from_u64(3);
     exhaustive(&leaky_relu(&small(), 26, 8), |x| leaky(x, 26, 8), &mut rng);
     let p = full();
-    random_full(&leaky_relu(&p, 655, 16), (p.q0 / 2) as i64, |x| leaky(x, 655, 16), &mut rng);
+    random_full(
+        &leaky_relu(&p, 655, 16),
+        (p.q0 / 2) as i64,
+        |x| leaky(x, 655, 16),
+        &mut rng,
+    );
 }
 
 #[test]
@@ -155,10 +196,20 @@ fn square_exhaustive_small_and_random_full() {
     let sq = |f: u32| move |x: i64| (x * x + ((1i64 << f) >> 1)) >> f;
     // q0 = 97: outputs must fit w − 1 = 6 bits, so |x| ≤ 15 with f = 2.
     let sc = square(&small(), 2);
-    let insts: Vec<Instance> =
-        (-15..=15).flat_map(|x| (0..40).map(move |_| x)).map(|x| Instance { xs: vec![x], masks: vec![0] }).collect();
-    let insts: Vec<Instance> =
-        insts.into_iter().map(|i| Instance { masks: masks(&mut rng, &sc), ..i }).collect();
+    let insts: Vec<Instance> = (-15..=15)
+        .flat_map(|x| (0..40).map(move |_| x))
+        .map(|x| Instance {
+            xs: vec![x],
+            masks: vec![0],
+        })
+        .collect();
+    let insts: Vec<Instance> = insts
+        .into_iter()
+        .map(|i| Instance {
+            masks: masks(&mut rng, &sc),
+            ..i
+        })
+        .collect();
     for (inst, y) in insts.iter().zip(run(&sc, &insts, &mut rng)) {
         assert_eq!(y[0], i128::from(sq(2)(inst.xs[0])), "x = {}", inst.xs[0]);
     }
@@ -172,13 +223,25 @@ fn windows(n: u32, k: u32, s: u32) -> Vec<Vec<u32>> {
     let mut v = Vec::new();
     for oy in 0..out {
         for ox in 0..out {
-            v.push((0..k).flat_map(|dy| (0..k).map(move |dx| (oy * s + dy) * n + ox * s + dx)).collect());
+            v.push(
+                (0..k)
+                    .flat_map(|dy| (0..k).map(move |dx| (oy * s + dy) * n + ox * s + dx))
+                    .collect(),
+            );
         }
     }
     v
 }
 
-fn check_maxpool(p: &CircuitParams, n: u32, k: u32, s: u32, relu: bool, count: usize, rng: &mut StdRng) {
+fn check_maxpool(
+    p: &CircuitParams,
+    n: u32,
+    k: u32,
+    s: u32,
+    relu: bool,
+    count: usize,
+    rng: &mut StdRng,
+) {
     let wins = windows(n, k, s);
     let sc = maxpool(p, n * n, &wins, relu);
     let h = (p.q0 / 2) as i64;
@@ -211,7 +274,13 @@ fn maxpool_small_and_full() {
 #[test]
 fn every_circuit_validates_and_has_consistent_layout() {
     let p = full();
-    for sc in [relu(&p), clip(&p, -3, 3), leaky_relu(&p, 1, 1), square(&p, 8), maxpool(&p, 4, &windows(2, 2, 1), true)] {
+    for sc in [
+        relu(&p),
+        clip(&p, -3, 3),
+        leaky_relu(&p, 1, 1),
+        square(&p, 8),
+        maxpool(&p, 4, &windows(2, 2, 1), true),
+    ] {
         sc.check_layout().expect("layout");
         let text = sc.circuit.to_bristol_fashion();
         assert!(text.lines().count() > 3);
