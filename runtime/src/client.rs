@@ -248,13 +248,16 @@ fn run_group<C: Channel>(
         // HE→MPC: decrypt the masked ciphertexts into this party's shares.
         let ch = e.channel_mut();
         ch.set_phase("he2mpc");
-        let mut shares = Vec::with_capacity(step.values_in);
-        for _ in 0..step.values_in {
-            let ct = wire::recv_ct(ch, params, 0)?;
-            let mut a = sk.decrypt_mod_q0(&ct)?;
-            a.truncate(images);
-            shares.push(a);
-        }
+        let cts = wire::recv_cts(ch, params, 0, step.values_in)?;
+        let shares: Vec<Vec<u64>> = cts
+            .par_iter()
+            .map(|ct| {
+                let mut a = sk.decrypt_mod_q0(ct)?;
+                a.truncate(images);
+                Ok(a)
+            })
+            .collect::<Result<_>>()?;
+        drop(cts);
         let bits = evaluator_bits(sc, step.instances, images, &shares);
         let n = step.instances * images;
         let out = match handles.get_mut(si).and_then(Option::take) {
@@ -296,10 +299,7 @@ fn run_group<C: Channel>(
     let out_elems: usize = plan.output.shape.iter().product();
     let ch = e.channel_mut();
     ch.set_phase("output");
-    let mut cts = Vec::with_capacity(out_elems);
-    for _ in 0..out_elems {
-        cts.push(wire::recv_ct(ch, params, plan.output.level)?);
-    }
+    let cts = wire::recv_cts(ch, params, plan.output.level, out_elems)?;
     let dec: Vec<Vec<i128>> = cts
         .par_iter()
         .map(|c| sk.decrypt(c))

@@ -183,11 +183,12 @@ fn run_group<C: Channel>(
     ch.set_phase("input");
     let mut tensors: Vec<Option<Vec<Ciphertext>>> = vec![None; plan.tensors.len()];
     let input_len = plan.tensors[0].len();
-    let mut input = Vec::with_capacity(input_len);
-    for _ in 0..input_len {
-        input.push(wire::recv_seeded(ch, params, public.input.level)?);
-    }
-    tensors[0] = Some(input);
+    tensors[0] = Some(wire::recv_seeded_many(
+        ch,
+        params,
+        public.input.level,
+        input_len,
+    )?);
     meter.finish(
         g.channel(),
         report,
@@ -368,17 +369,17 @@ fn run_mpc_step<C: Channel>(
     // MPC→HE: the client's encryptions of z = y + offset + r'; remove offset and mask.
     let ch = g.channel_mut();
     ch.set_phase("mpc2he");
-    let mut outs = Vec::with_capacity(step.values_out);
     let shift = step.out_scale_bits - public.scale_bits;
-    for o in 0..step.values_out {
-        let mut c = wire::recv_seeded(ch, params, step.out_level)?;
-        let sub: Vec<i128> = masks.out[o]
-            .iter()
-            .map(|&r| ((r + u128::from(sc.output_offset)) as i128) << shift)
-            .collect();
-        c.sub_plain(&sub)?;
-        outs.push(c);
-    }
+    let mut outs = wire::recv_seeded_many(ch, params, step.out_level, step.values_out)?;
+    outs.par_iter_mut()
+        .zip(masks.out.par_iter())
+        .try_for_each(|(c, mask)| {
+            let sub: Vec<i128> = mask
+                .iter()
+                .map(|&r| ((r + u128::from(sc.output_offset)) as i128) << shift)
+                .collect();
+            c.sub_plain(&sub)
+        })?;
     tensors[b.output] = Some(outs);
     let ands = sc.circuit.stats().and * n as u64;
     let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;

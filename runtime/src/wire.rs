@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use mp2ml_ckks::{Ciphertext, Params, PublicKey, SeededCiphertext};
 use mp2ml_mpc::Channel;
+use rayon::prelude::*;
 
 use crate::error::{Result, RuntimeError};
 
@@ -117,6 +118,57 @@ pub fn recv_seeded(
         )));
     }
     Ok(ct.expand())
+}
+
+/// Receives `count` ciphertexts at an expected level: the frames first, then decoding in
+/// parallel.
+pub fn recv_cts(
+    ch: &mut impl Channel,
+    params: &Arc<Params>,
+    level: usize,
+    count: usize,
+) -> Result<Vec<Ciphertext>> {
+    let frames = (0..count)
+        .map(|_| ch.recv_frame())
+        .collect::<Result<Vec<_>, _>>()?;
+    frames
+        .par_iter()
+        .map(|f| {
+            let ct = Ciphertext::from_bytes(params, f)?;
+            if ct.level() != level {
+                return Err(RuntimeError::Protocol(format!(
+                    "expected a ciphertext at level {level}, got level {}",
+                    ct.level()
+                )));
+            }
+            Ok(ct)
+        })
+        .collect()
+}
+
+/// Receives `count` seeded ciphertexts at an expected level and expands them (in parallel).
+pub fn recv_seeded_many(
+    ch: &mut impl Channel,
+    params: &Arc<Params>,
+    level: usize,
+    count: usize,
+) -> Result<Vec<Ciphertext>> {
+    let frames = (0..count)
+        .map(|_| ch.recv_frame())
+        .collect::<Result<Vec<_>, _>>()?;
+    frames
+        .par_iter()
+        .map(|f| {
+            let ct = SeededCiphertext::from_bytes(params, f)?;
+            if ct.level() != level {
+                return Err(RuntimeError::Protocol(format!(
+                    "expected a ciphertext at level {level}, got level {}",
+                    ct.level()
+                )));
+            }
+            Ok(ct.expand())
+        })
+        .collect()
 }
 
 /// Sends the client's public key.
