@@ -41,7 +41,7 @@ struct Cli {
     #[arg(long)]
     emit_circuits: Option<PathBuf>,
     /// Declared input range LO:HI.
-    #[arg(long, default_value = "0:1")]
+    #[arg(long, default_value = "0:1", allow_hyphen_values = true)]
     input_range: String,
     /// Calibration images (float32 .npy, [B, C, H, W]) instead of interval analysis.
     #[arg(long)]

@@ -65,6 +65,18 @@ pub enum ValidationError {
         /// Its name.
         name: String,
     },
+    /// A tensor has more elements than the compiler handles.
+    #[error(
+        "tensor `{name}` with shape {shape:?} is too large (more than {max} elements per image)"
+    )]
+    TooLarge {
+        /// Tensor name.
+        name: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The limit.
+        max: usize,
+    },
     /// A constant's data length does not match its shape.
     #[error("constant `{name}` has {len} elements but shape {shape:?}")]
     ConstantSize {
@@ -103,6 +115,11 @@ impl ValidationError {
     }
 }
 
+/// Largest tensor (elements, batch of one) a graph may hold: far above any model that runs
+/// under encryption (one ciphertext per element), and small enough that no pass can be made to
+/// allocate without bound.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 24;
+
 /// Validates `graph`; on success returns a topological order and later passes may index tensors
 /// and nodes without checks.
 pub fn validate(graph: &Graph) -> Result<GraphInfo, ValidationError> {
@@ -131,6 +148,14 @@ pub fn validate(graph: &Graph) -> Result<GraphInfo, ValidationError> {
         });
     }
     for info in graph.tensors() {
+        let elements = info.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if elements.is_none_or(|e| e > MAX_TENSOR_ELEMENTS) {
+            return Err(ValidationError::TooLarge {
+                name: info.name.clone(),
+                shape: info.shape.clone(),
+                max: MAX_TENSOR_ELEMENTS,
+            });
+        }
         if let Some(v) = &info.value {
             if v.shape != info.shape || numel(&v.shape) != v.data.len() {
                 return Err(ValidationError::ConstantSize {

@@ -173,13 +173,15 @@ fn cmd_server(a: &PartyArgs) -> Result<()> {
         match serve(&setup, ch, &opts) {
             Ok(rep) => {
                 eprintln!(
-                    "mp2ml-run: session {}: {} images in {:.3} s",
+                    "mp2ml-run: session {}: {} images in {:.3} s, peak memory {:.0} MB",
                     served + 1,
                     rep.images,
-                    t.elapsed().as_secs_f64()
+                    t.elapsed().as_secs_f64(),
+                    peak_rss().unwrap_or(0) as f64 / 1e6
                 );
                 if a.common.json {
-                    println!("{}", serde_json::to_string(&rep).unwrap_or_default());
+                    let v = serde_json::json!({ "server": rep, "peak_rss_bytes": peak_rss() });
+                    println!("{}", serde_json::to_string(&v).unwrap_or_default());
                 }
             }
             Err(e) => {
@@ -250,6 +252,14 @@ fn cmd_local(a: &LocalArgs) -> Result<()> {
     )
 }
 
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
@@ -295,6 +305,7 @@ fn finish(
             "bytes_per_image": rep.bytes(None) as f64 / images as f64,
             "offline": { "seconds": rep.seconds(Some("offline")), "bytes": rep.bytes(Some("offline")) },
             "online": { "seconds": rep.seconds(Some("online")), "bytes": rep.bytes(Some("online")) },
+            "peak_rss_bytes": peak_rss(),
             "client": rep,
             "server": server,
             "classes": out.classes,
@@ -331,6 +342,14 @@ fn finish(
         rep.and_gates(),
         rep.and_gates() / images.max(1) as u64
     );
+    if let Some(p) = peak_rss() {
+        let who = if server.is_some() {
+            "both parties, one process"
+        } else {
+            "this party"
+        };
+        println!("peak memory: {:.0} MB ({who})", p as f64 / 1e6);
+    }
     println!("steps (client view):");
     for s in &rep.steps {
         println!(

@@ -487,7 +487,13 @@ fn compile_model(onnx: &Path, work: &Path) -> BenchResult<(PathBuf, f64)> {
     let start = Instant::now();
     let imported = import_file(onnx, &ImportOptions::default()).map_err(|d| format!("{d}"))?;
     let weights = format!("{name}.weights.bin");
-    let out = compile_graph(&imported.graph, &name, &weights, &Options::default())
+    // Calibrated on the bundled training digits (not the test digits), as the demo does.
+    let calib = onnx.with_file_name("mnist_calib.npy");
+    let options = Options {
+        calibration: calib.exists().then_some(calib),
+        ..Options::default()
+    };
+    let out = compile_graph(&imported.graph, &name, &weights, &options)
         .map_err(|e| e.render(&onnx.display().to_string(), &imported.listing))?;
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
     let plan = work.join(format!("{name}.ron"));
@@ -878,7 +884,9 @@ pub fn render(r: &Results, opts: &Opts) -> String {
         "**Machine:** {} — {} logical cores. **Load average (1/5/15 min)** at start `{}`, at end `{}` \
          (other engineers' builds share these cores: figures measured under load are pessimistic \
          and noisy). Both parties run in **one process** over loopback TCP (`run_local`), so they \
-         share the cores and every time below includes both parties' computation.\n",
+         share the cores and every time below includes both parties' computation. Plans are \
+         compiled with `--calibration models/mnist_calib.npy` (256 training digits, not test \
+         digits) when that file is present, as the demo does.\n",
         m.cpu, m.cores, m.load_start, m.load_end
     );
     let _ = writeln!(
