@@ -324,7 +324,6 @@ fn run_group<C: Channel>(
 
 /// Applies the plan's post-processing per image.
 pub fn post_process(post: PostProcess, logits: &[f32], elems: usize) -> ClientOutput {
-    let images = logits.len().checked_div(elems).unwrap_or(0);
     let argmax = |row: &[f32]| {
         row.iter()
             .enumerate()
@@ -356,7 +355,6 @@ pub fn post_process(post: PostProcess, logits: &[f32], elems: usize) -> ClientOu
         }
         PostProcess::ArgMax => (classes.iter().map(|&c| c as f32).collect(), 1),
     };
-    let _ = images;
     ClientOutput {
         logits: logits.to_vec(),
         post: post_vals,

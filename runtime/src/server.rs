@@ -203,13 +203,7 @@ fn run_group<C: Channel>(
             Segment::He(he) => {
                 let meter = Meter::start(g.channel());
                 for (oi, op) in he.ops.iter().enumerate() {
-                    run_he_op(
-                        setup,
-                        &mut tensors,
-                        op,
-                        setup.matrices[si][oi].as_ref(),
-                        images,
-                    )?;
+                    run_he_op(&mut tensors, op, setup.matrices[si][oi].as_ref(), images)?;
                 }
                 meter.finish(
                     g.channel(),
@@ -268,7 +262,6 @@ fn take_tensor(tensors: &[Option<Vec<Ciphertext>>], t: usize) -> Result<&Vec<Cip
 }
 
 fn run_he_op(
-    setup: &ServerSetup,
     tensors: &mut [Option<Vec<Ciphertext>>],
     op: &HeOp,
     matrix: Option<&crate::plan::LoadedMatrix>,
@@ -312,7 +305,6 @@ fn run_he_op(
             )
         }
     };
-    let _ = setup;
     tensors[out_ref] = Some(out);
     Ok(())
 }
