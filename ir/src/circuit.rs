@@ -336,7 +336,7 @@ pub struct ShareCircuit {
 impl ShareCircuit {
     /// Bits of each output word `z` (`mask_bits + 1`).
     pub fn z_bits(&self) -> u32 {
-        self.mask_bits + 1
+        self.mask_bits.saturating_add(1)
     }
 
     /// Checks that the circuit's input and output counts match the layout.
@@ -345,7 +345,7 @@ impl ShareCircuit {
         let g = u64::from(self.values_in) * u64::from(self.share_bits)
             + u64::from(self.values_out) * u64::from(self.mask_bits);
         let e = u64::from(self.values_in) * u64::from(self.share_bits);
-        let o = u64::from(self.values_out) * u64::from(self.z_bits());
+        let o = u64::from(self.values_out) * (u64::from(self.mask_bits) + 1);
         let ok = u64::from(self.circuit.garbler_inputs) == g
             && u64::from(self.circuit.evaluator_inputs) == e
             && self.circuit.outputs.len() as u64 == o
@@ -432,6 +432,25 @@ mod tests {
         assert_eq!(lines.next(), Some("9 11"));
         assert_eq!(lines.next(), Some("2 1 1"));
         assert_eq!(lines.next(), Some("1 3"));
+    }
+
+    #[test]
+    fn layout_check_survives_extreme_widths() {
+        // Found by the circuit fuzz loop: `mask_bits = u32::MAX` overflowed `z_bits`.
+        for (share_bits, mask_bits) in [(u32::MAX, u32::MAX), (64, 3), (0, 0), (3, u32::MAX)] {
+            let sc = ShareCircuit {
+                circuit: half_adder(),
+                q0: 7,
+                share_bits,
+                values_in: 1,
+                values_out: 1,
+                input_offset: 0,
+                out_bits: 1,
+                mask_bits,
+                output_offset: 0,
+            };
+            assert!(sc.check_layout().is_err());
+        }
     }
 
     #[test]
