@@ -198,9 +198,13 @@ pub struct HeTensor {
 }
 
 impl HeTensor {
-    /// Number of elements (ciphertexts per group).
+    /// Number of elements (ciphertexts per group); `usize::MAX` if the product overflows (a
+    /// crafted plan), which every size check then refuses.
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// Whether the tensor has no elements.
