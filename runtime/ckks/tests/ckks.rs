@@ -103,7 +103,9 @@ fn encrypt_decrypt_round_trip_every_level_pk_and_seeded() {
             let dec = sk.decrypt(&sct.expand()).expect("dec");
             assert!(max_err(&dec, &want) <= bound_sk, "sk level {level}");
             // An encryption of zero made ahead of time, plus the message added later.
-            let mut zero = sk.encrypt_seeded::<i64, _>(&[], level, &mut r).expect("enc");
+            let mut zero = sk
+                .encrypt_seeded::<i64, _>(&[], level, &mut r)
+                .expect("enc");
             zero.add_plain(&m).expect("add");
             let dec = sk.decrypt(&zero.expand()).expect("dec");
             assert!(max_err(&dec, &want) <= bound_sk, "sk+plain level {level}");
