@@ -84,17 +84,44 @@ pub fn send_ct(ch: &mut impl Channel, ct: &Ciphertext) -> Result<()> {
     Ok(())
 }
 
-/// Receives a ciphertext at an expected level.
-pub fn recv_ct(ch: &mut impl Channel, params: &Arc<Params>, level: usize) -> Result<Ciphertext> {
-    let f = ch.recv_frame()?;
-    let ct = Ciphertext::from_bytes(params, &f)?;
-    if ct.level() != level {
+fn check_level(expected: usize, got: usize) -> Result<()> {
+    if got != expected {
         return Err(RuntimeError::Protocol(format!(
-            "expected a ciphertext at level {level}, got level {}",
-            ct.level()
+            "expected a ciphertext at level {expected}, got level {got}"
         )));
     }
+    Ok(())
+}
+
+/// Decodes a ciphertext frame at an expected level.
+fn decode_ct(params: &Arc<Params>, level: usize, frame: &[u8]) -> Result<Ciphertext> {
+    let ct = Ciphertext::from_bytes(params, frame)?;
+    check_level(level, ct.level())?;
     Ok(ct)
+}
+
+/// Decodes a seeded-ciphertext frame at an expected level and expands it.
+fn decode_seeded(params: &Arc<Params>, level: usize, frame: &[u8]) -> Result<Ciphertext> {
+    let ct = SeededCiphertext::from_bytes(params, frame)?;
+    check_level(level, ct.level())?;
+    Ok(ct.expand())
+}
+
+/// Receives `count` frames, then decodes them in parallel.
+fn recv_decoded(
+    ch: &mut impl Channel,
+    count: usize,
+    decode: impl Fn(&[u8]) -> Result<Ciphertext> + Sync,
+) -> Result<Vec<Ciphertext>> {
+    let frames = (0..count)
+        .map(|_| ch.recv_frame())
+        .collect::<Result<Vec<_>, _>>()?;
+    frames.par_iter().map(|f| decode(f)).collect()
+}
+
+/// Receives a ciphertext at an expected level.
+pub fn recv_ct(ch: &mut impl Channel, params: &Arc<Params>, level: usize) -> Result<Ciphertext> {
+    decode_ct(params, level, &ch.recv_frame()?)
 }
 
 /// Sends a seeded ciphertext (c0 and the seed of c1).
@@ -109,15 +136,7 @@ pub fn recv_seeded(
     params: &Arc<Params>,
     level: usize,
 ) -> Result<Ciphertext> {
-    let f = ch.recv_frame()?;
-    let ct = SeededCiphertext::from_bytes(params, &f)?;
-    if ct.level() != level {
-        return Err(RuntimeError::Protocol(format!(
-            "expected a ciphertext at level {level}, got level {}",
-            ct.level()
-        )));
-    }
-    Ok(ct.expand())
+    decode_seeded(params, level, &ch.recv_frame()?)
 }
 
 /// Receives `count` ciphertexts at an expected level: the frames first, then decoding in
@@ -128,22 +147,7 @@ pub fn recv_cts(
     level: usize,
     count: usize,
 ) -> Result<Vec<Ciphertext>> {
-    let frames = (0..count)
-        .map(|_| ch.recv_frame())
-        .collect::<Result<Vec<_>, _>>()?;
-    frames
-        .par_iter()
-        .map(|f| {
-            let ct = Ciphertext::from_bytes(params, f)?;
-            if ct.level() != level {
-                return Err(RuntimeError::Protocol(format!(
-                    "expected a ciphertext at level {level}, got level {}",
-                    ct.level()
-                )));
-            }
-            Ok(ct)
-        })
-        .collect()
+    recv_decoded(ch, count, |f| decode_ct(params, level, f))
 }
 
 /// Receives `count` seeded ciphertexts at an expected level and expands them (in parallel).
@@ -153,22 +157,7 @@ pub fn recv_seeded_many(
     level: usize,
     count: usize,
 ) -> Result<Vec<Ciphertext>> {
-    let frames = (0..count)
-        .map(|_| ch.recv_frame())
-        .collect::<Result<Vec<_>, _>>()?;
-    frames
-        .par_iter()
-        .map(|f| {
-            let ct = SeededCiphertext::from_bytes(params, f)?;
-            if ct.level() != level {
-                return Err(RuntimeError::Protocol(format!(
-                    "expected a ciphertext at level {level}, got level {}",
-                    ct.level()
-                )));
-            }
-            Ok(ct.expand())
-        })
-        .collect()
+    recv_decoded(ch, count, |f| decode_seeded(params, level, f))
 }
 
 /// Sends the client's public key.
