@@ -14,18 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mp2ml_ckks::ntt_primes;
-use mp2ml_compiler::circuits::{relu, CircuitParams};
-use mp2ml_ir::plan::*;
-use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
 use mp2ml_mpc::{Channel, ChannelStats, MemChannel, MpcError, TcpChannel};
 use mp2ml_runtime::client::{run_client, Batch};
 use mp2ml_runtime::local::{channel_config, client_setup_of};
 use mp2ml_runtime::plan::{load_server, ServerSetup};
 use mp2ml_runtime::server::serve;
 use mp2ml_runtime::session::SessionOptions;
-use rand::{rngs::StdRng, Rng, RngCore, SeedableRng};
-use sha2::{Digest, Sha256};
+use mp2ml_tests::toy;
+use rand::{rngs::StdRng, RngCore, SeedableRng};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Slack on top of the timeout for the peer to notice and return (compute, thread wake-up).
@@ -236,138 +232,9 @@ impl<C: Channel> Channel for Faulty<C> {
 // ---------------------------------------------------------------------------------------------
 // A small hand-built plan (as in protocol_synthetic.rs).
 
-const N: usize = 4096;
-const F: u32 = 20;
-
-fn int_matrix(w: &[Vec<f64>], b: &[f64], p: u64, scale_bits: u32) -> IntMatrix {
-    let mut m = IntMatrix {
-        rows: w.len(),
-        cols: w[0].len(),
-        row_ptr: vec![0],
-        ..Default::default()
-    };
-    for (r, bias) in w.iter().zip(b) {
-        for (c, &x) in r.iter().enumerate() {
-            m.col.push(c as u32);
-            m.val.push((x * p as f64).round() as i64);
-        }
-        m.row_ptr.push(m.col.len() as u64);
-        m.bias
-            .push((bias * 2f64.powi(scale_bits as i32) * p as f64).round() as i128);
-    }
-    m
-}
-
+/// The toy plan of `protocol_synthetic.rs` (weights from seed 11).
 fn write_plan(dir: &Path) -> PathBuf {
-    let mut rng = StdRng::seed_from_u64(11);
-    let mut mat = |r: usize, c: usize| {
-        (0..r)
-            .map(|_| (0..c).map(|_| rng.random_range(-1.0..1.0)).collect())
-            .collect::<Vec<Vec<f64>>>()
-    };
-    let (w1, w2) = (mat(3, 4), mat(2, 3));
-    let q0 = ntt_primes(30, N, 1, &[]).expect("q0")[0];
-    let p1 = ntt_primes(44, N, 1, &[q0]).expect("p1")[0];
-    let p2 = ntt_primes(30, N, 1, &[q0, p1]).expect("p2")[0];
-    let sc = relu(&CircuitParams { q0, sigma: 40 });
-    let mut ww = WeightsWriter::new();
-    let m1 = ww.push(&int_matrix(&w1, &[0.1, -0.2, 0.05], p1, F));
-    let m2 = ww.push(&int_matrix(&w2, &[0.3, -0.1], p2, F + 40));
-    let bytes = ww.into_bytes();
-    std::fs::write(dir.join("toy.weights.bin"), &bytes).expect("write weights");
-    let public = ClientPlan {
-        version: PLAN_VERSION,
-        params: CkksParams {
-            log_n: 12,
-            moduli: vec![q0, p1, p2],
-            security_bits: 128,
-            error_std: 3.2,
-        },
-        scale_bits: F,
-        sigma: 40,
-        batch: 1,
-        input: InputSpec {
-            name: "x".into(),
-            shape: vec![4],
-            level: 1,
-            range: (-1.0, 1.0),
-            scale_bits: F,
-        },
-        mpc_steps: vec![MpcStep {
-            name: "relu".into(),
-            kind: ActivationKind::Relu,
-            circuit: 0,
-            instances: 3,
-            values_in: 3,
-            values_out: 3,
-            out_level: 2,
-            out_scale_bits: F + 40,
-        }],
-        circuits: vec![sc],
-        output: OutputSpec {
-            name: "y".into(),
-            shape: vec![2],
-            level: 1,
-            flood_bits: 52,
-            scale_bits: F + 40,
-            post: PostProcess::None,
-        },
-    };
-    let t = |name: &str, n: usize, level: usize| HeTensor {
-        name: name.into(),
-        shape: vec![n],
-        level,
-    };
-    let plan = ServerPlan {
-        version: PLAN_VERSION,
-        model: "toy".into(),
-        public_hash: public.hash(),
-        public,
-        tensors: vec![t("x", 4, 1), t("h", 3, 0), t("r", 3, 2), t("y", 2, 1)],
-        output_tensor: 3,
-        segments: vec![
-            Segment::He(HeSegment {
-                name: "fc1".into(),
-                ops: vec![HeOp::Linear {
-                    name: "fc1".into(),
-                    inputs: vec![0],
-                    output: 1,
-                    matrix: m1,
-                    level_in: 1,
-                }],
-                macs: 12,
-            }),
-            Segment::Mpc(MpcBinding {
-                step: 0,
-                input: 1,
-                gather: vec![0, 1, 2],
-                output: 2,
-            }),
-            Segment::He(HeSegment {
-                name: "fc2".into(),
-                ops: vec![HeOp::Linear {
-                    name: "fc2".into(),
-                    inputs: vec![2],
-                    output: 3,
-                    matrix: m2,
-                    level_in: 2,
-                }],
-                macs: 6,
-            }),
-        ],
-        weights: WeightsRef {
-            file: "toy.weights.bin".into(),
-            bytes: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
-        },
-    };
-    let path = dir.join("toy.ron");
-    std::fs::write(
-        &path,
-        ron::ser::to_string_pretty(&plan, Default::default()).expect("ron"),
-    )
-    .expect("write plan");
-    path
+    toy::write_plan(dir, &toy::model(&mut StdRng::seed_from_u64(11)))
 }
 
 fn setup() -> &'static ServerSetup {

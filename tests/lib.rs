@@ -1,1 +1,195 @@
 //! Shared helpers for the integration tests in this folder.
+
+/// A hand-built two-party plan, `y = W2 · relu(W1 · x + b1) + b2` on 4 inputs, written without
+/// the compiler (used by the protocol and fault tests).
+pub mod toy {
+    use std::path::Path;
+
+    use mp2ml_ckks::ntt_primes;
+    use mp2ml_compiler::circuits::{relu, CircuitParams};
+    use mp2ml_ir::plan::*;
+    use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
+    use rand::{rngs::StdRng, Rng};
+    use sha2::{Digest, Sha256};
+
+    /// Ring dimension of the toy plan.
+    pub const N: usize = 4096;
+    /// Δ = 2^20, as the compiler picks by default.
+    pub const F: u32 = 20;
+
+    /// The toy model's weights.
+    pub struct Model {
+        /// First layer.
+        pub w1: Vec<Vec<f64>>,
+        /// First bias.
+        pub b1: Vec<f64>,
+        /// Second layer.
+        pub w2: Vec<Vec<f64>>,
+        /// Second bias.
+        pub b2: Vec<f64>,
+    }
+
+    impl Model {
+        /// The model in f64.
+        pub fn eval(&self, x: &[f32]) -> Vec<f64> {
+            let h: Vec<f64> = self
+                .w1
+                .iter()
+                .zip(&self.b1)
+                .map(|(r, b)| {
+                    (r.iter().zip(x).map(|(w, &x)| w * f64::from(x)).sum::<f64>() + b).max(0.0)
+                })
+                .collect();
+            self.w2
+                .iter()
+                .zip(&self.b2)
+                .map(|(r, b)| r.iter().zip(&h).map(|(w, h)| w * h).sum::<f64>() + b)
+                .collect()
+        }
+    }
+
+    /// Integer CSR matrix `round(W·p)` with biases `round(b·2^scale_bits·p)`.
+    pub fn int_matrix(w: &[Vec<f64>], b: &[f64], p: u64, scale_bits: u32) -> IntMatrix {
+        let rows = w.len();
+        let cols = w[0].len();
+        let mut m = IntMatrix {
+            rows,
+            cols,
+            row_ptr: vec![0],
+            ..Default::default()
+        };
+        for (r, bias) in w.iter().zip(b) {
+            for (c, &x) in r.iter().enumerate() {
+                m.col.push(c as u32);
+                m.val.push((x * p as f64).round() as i64);
+            }
+            m.row_ptr.push(m.col.len() as u64);
+            m.bias
+                .push((bias * 2f64.powi(scale_bits as i32) * p as f64).round() as i128);
+        }
+        m
+    }
+
+    /// Writes the plan and weights into `dir`; returns the plan path.
+    pub fn write_plan(dir: &Path, model: &Model) -> std::path::PathBuf {
+        let q0 = ntt_primes(30, N, 1, &[]).expect("q0")[0];
+        let p1 = ntt_primes(44, N, 1, &[q0]).expect("p1")[0];
+        let p2 = ntt_primes(30, N, 1, &[q0, p1]).expect("p2")[0];
+        let sc = relu(&CircuitParams { q0, sigma: 40 });
+        let mut ww = WeightsWriter::new();
+        let m1 = ww.push(&int_matrix(&model.w1, &model.b1, p1, F));
+        let m2 = ww.push(&int_matrix(&model.w2, &model.b2, p2, F + 40));
+        let bytes = ww.into_bytes();
+        std::fs::write(dir.join("toy.weights.bin"), &bytes).expect("write weights");
+        let public = ClientPlan {
+            version: PLAN_VERSION,
+            params: CkksParams {
+                log_n: 12,
+                moduli: vec![q0, p1, p2],
+                security_bits: 128,
+                error_std: 3.2,
+            },
+            scale_bits: F,
+            sigma: 40,
+            batch: 1,
+            input: InputSpec {
+                name: "x".into(),
+                shape: vec![4],
+                level: 1,
+                range: (-1.0, 1.0),
+                scale_bits: F,
+            },
+            mpc_steps: vec![MpcStep {
+                name: "relu".into(),
+                kind: ActivationKind::Relu,
+                circuit: 0,
+                instances: 3,
+                values_in: 3,
+                values_out: 3,
+                out_level: 2,
+                out_scale_bits: F + 40,
+            }],
+            circuits: vec![sc],
+            output: OutputSpec {
+                name: "y".into(),
+                shape: vec![2],
+                level: 1,
+                flood_bits: 52,
+                scale_bits: F + 40,
+                post: PostProcess::None,
+            },
+        };
+        let t = |name: &str, n: usize, level: usize| HeTensor {
+            name: name.into(),
+            shape: vec![n],
+            level,
+        };
+        let plan = ServerPlan {
+            version: PLAN_VERSION,
+            model: "toy".into(),
+            public_hash: public.hash(),
+            public,
+            tensors: vec![t("x", 4, 1), t("h", 3, 0), t("r", 3, 2), t("y", 2, 1)],
+            output_tensor: 3,
+            segments: vec![
+                Segment::He(HeSegment {
+                    name: "fc1".into(),
+                    ops: vec![HeOp::Linear {
+                        name: "fc1".into(),
+                        inputs: vec![0],
+                        output: 1,
+                        matrix: m1,
+                        level_in: 1,
+                    }],
+                    macs: 12,
+                }),
+                Segment::Mpc(MpcBinding {
+                    step: 0,
+                    input: 1,
+                    gather: vec![0, 1, 2],
+                    output: 2,
+                }),
+                Segment::He(HeSegment {
+                    name: "fc2".into(),
+                    ops: vec![HeOp::Linear {
+                        name: "fc2".into(),
+                        inputs: vec![2],
+                        output: 3,
+                        matrix: m2,
+                        level_in: 2,
+                    }],
+                    macs: 6,
+                }),
+            ],
+            weights: WeightsRef {
+                file: "toy.weights.bin".into(),
+                bytes: bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            },
+        };
+        let path = dir.join("toy.ron");
+        std::fs::write(
+            &path,
+            ron::ser::to_string_pretty(&plan, Default::default()).expect("ron"),
+        )
+        .expect("write plan");
+        path
+    }
+
+    /// Random weights in [−1, 1) and the fixed biases.
+    pub fn model(rng: &mut StdRng) -> Model {
+        let mut m = |r: usize, c: usize| {
+            (0..r)
+                .map(|_| (0..c).map(|_| rng.random_range(-1.0..1.0)).collect())
+                .collect::<Vec<Vec<f64>>>()
+        };
+        let w1 = m(3, 4);
+        let w2 = m(2, 3);
+        Model {
+            w1,
+            w2,
+            b1: vec![0.1, -0.2, 0.05],
+            b2: vec![0.3, -0.1],
+        }
+    }
+}
