@@ -310,13 +310,18 @@ impl SecretKey {
         self.check_ct(ct)?;
         let limbs = ct.level + 1;
         let phase = self.phase(ct, limbs);
-        crt_centered(&self.params, &phase, limbs)
+        crt_centered(&self.params, &phase, self.params.n(), limbs)
     }
 }
 
-/// Centered CRT reconstruction of limb-major residues over the first `limbs` primes.
-pub(crate) fn crt_centered(params: &Params, res: &[u64], limbs: usize) -> Result<Vec<i128>> {
-    let n = params.n();
+/// Centered CRT reconstruction of limb-major residues (`n` coefficients per limb) over the
+/// first `limbs` primes.
+pub(crate) fn crt_centered(
+    params: &Params,
+    res: &[u64],
+    n: usize,
+    limbs: usize,
+) -> Result<Vec<i128>> {
     let mods = &params.mods[..limbs];
     let mut digits = vec![0u64; limbs];
     let mut out = Vec::with_capacity(n);

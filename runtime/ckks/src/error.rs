@@ -201,6 +201,14 @@ pub enum DecodeError {
         /// Actual total length.
         actual: usize,
     },
+    /// A polynomial window wider than N or empty.
+    #[error("polynomial window of {width} coefficients (must be 1..={n})")]
+    Width {
+        /// Width found.
+        width: usize,
+        /// Ring dimension.
+        n: usize,
+    },
     /// A residue is not below its prime.
     #[error("residue {index} of limb {limb} is not below its prime")]
     ResidueOutOfRange {

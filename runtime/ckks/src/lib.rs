@@ -30,6 +30,7 @@ mod linear;
 pub mod noise;
 mod ops;
 mod params;
+mod poly;
 mod sample;
 mod serial;
 
@@ -37,8 +38,9 @@ pub use arith::is_prime;
 pub use ciphertext::{Ciphertext, IntCoeff, SeededCiphertext};
 pub use error::{DecodeError, Error, Result};
 pub use keys::{PublicKey, SecretKey};
-pub use linear::{linear, CsrMatrix, RowBias};
+pub use linear::{linear, linear_polys, CsrMatrix, RowBias};
 pub use params::{max_log_q, ntt_primes, Params, SecurityLevel, MAX_MODULI};
+pub use poly::RnsPoly;
 pub use sample::{error_std_dev, os_rng, CBD_ETA};
 
 /// Negacyclic product of two polynomials modulo prime number `limb` of `params` (coefficient

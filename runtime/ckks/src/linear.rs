@@ -12,6 +12,8 @@ use rayon::prelude::*;
 use crate::arith::Modulus;
 use crate::ciphertext::Ciphertext;
 use crate::error::{Error, Result};
+use crate::params::Params;
+use crate::poly::RnsPoly;
 
 /// A sparse integer matrix in compressed-sparse-row form. Row k's non-zeros are
 /// `cols[row_ptr[k]..row_ptr[k+1]]` with weights `weights[..]` (|w| up to ~2^62 allowed; the
@@ -136,17 +138,15 @@ pub struct RowBias<'a> {
     pub coeffs: usize,
 }
 
-/// Coefficients processed per block: 2 × 256 u128 accumulators = 8 KiB, resident in L1.
+/// Coefficients processed per block: 256 u128 accumulators = 4 KiB, resident in L1.
 const BLOCK: usize = 256;
 
-/// y_k = Σ_i w_ki·ct_i (+ bias_k) for every row k of `m`, over `inputs` (all at one level and
-/// parameter set; `inputs.len() == m.n_cols()`). Rows are computed in parallel (rayon).
-/// Noise: |e_k| ≤ Σ_i |w_ki|·|e_i| (exact integer arithmetic; see [`CsrMatrix::max_row_l1`]).
-pub fn linear(
-    inputs: &[&Ciphertext],
+/// Checks that all inputs share parameters and level; returns them.
+fn check_inputs<T>(
+    inputs: &[&T],
     m: &CsrMatrix,
-    bias: Option<RowBias<'_>>,
-) -> Result<Vec<Ciphertext>> {
+    meta: impl Fn(&T) -> (Arc<Params>, usize),
+) -> Result<(Arc<Params>, usize)> {
     let first = inputs.first().ok_or(Error::InvalidMatrix {
         reason: "no input ciphertexts",
     })?;
@@ -156,44 +156,132 @@ pub fn linear(
             actual: inputs.len(),
         });
     }
-    let params = first.params.clone();
-    let level = first.level;
-    for ct in inputs {
-        if !Arc::ptr_eq(&ct.params, &params) && *ct.params != *params {
+    let (params, level) = meta(first);
+    for x in inputs {
+        let (p, l) = meta(x);
+        if !Arc::ptr_eq(&p, &params) && *p != *params {
             return Err(Error::ParamsMismatch);
         }
-        if ct.level != level {
-            return Err(Error::LevelMismatch {
-                a: level,
-                b: ct.level,
-            });
+        if l != level {
+            return Err(Error::LevelMismatch { a: level, b: l });
         }
     }
-    if let Some(b) = &bias {
-        if b.values.len() != m.rows() {
+    Ok((params, level))
+}
+
+fn check_bias(bias: Option<&RowBias<'_>>, rows: usize, width: usize) -> Result<()> {
+    if let Some(b) = bias {
+        if b.values.len() != rows {
             return Err(Error::LengthMismatch {
-                expected: m.rows(),
+                expected: rows,
                 actual: b.values.len(),
             });
         }
-        if b.coeffs > params.n() {
+        if b.coeffs > width {
             return Err(Error::LengthMismatch {
-                expected: params.n(),
+                expected: width,
                 actual: b.coeffs,
             });
         }
     }
+    Ok(())
+}
+
+/// Adds row `k`'s bias to the first `coeffs` coefficients of every limb of `data`.
+fn add_bias(
+    mods: &[Modulus],
+    width: usize,
+    bias: Option<&RowBias<'_>>,
+    k: usize,
+    data: &mut [u64],
+) {
+    let Some(b) = bias else { return };
+    let v = b.values[k];
+    if v == 0 {
+        return;
+    }
+    for (md, limb) in mods.iter().zip(data.chunks_exact_mut(width)) {
+        let r = md.reduce_i128(v);
+        for x in &mut limb[..b.coeffs] {
+            *x = md.add(*x, r);
+        }
+    }
+}
+
+/// y_k = Σ_i w_ki·ct_i (+ bias_k) for every row k of `m`, over `inputs` (all at one level and
+/// parameter set; `inputs.len() == m.n_cols()`). Rows are computed in parallel (rayon).
+/// Noise: |e_k| ≤ Σ_i |w_ki|·|e_i| (exact integer arithmetic; see [`CsrMatrix::max_row_l1`]).
+pub fn linear(
+    inputs: &[&Ciphertext],
+    m: &CsrMatrix,
+    bias: Option<RowBias<'_>>,
+) -> Result<Vec<Ciphertext>> {
+    let (params, level) = check_inputs(inputs, m, |c: &Ciphertext| (c.params.clone(), c.level))?;
     let n = params.n();
+    check_bias(bias.as_ref(), m.rows(), n)?;
     let mods = &params.mods[..=level];
+    let c0s: Vec<&[u64]> = inputs.iter().map(|c| c.c0.as_slice()).collect();
+    let c1s: Vec<&[u64]> = inputs.iter().map(|c| c.c1.as_slice()).collect();
+    let y0 = linear_limbs(&c0s, n, mods, m);
+    let y1 = linear_limbs(&c1s, n, mods, m);
+    Ok(y0
+        .into_iter()
+        .zip(y1)
+        .enumerate()
+        .map(|(k, (mut c0, c1))| {
+            add_bias(mods, n, bias.as_ref(), k, &mut c0);
+            Ciphertext {
+                params: params.clone(),
+                level,
+                c0,
+                c1,
+            }
+        })
+        .collect())
+}
+
+/// [`linear`] on one half of the ciphertexts ([`RnsPoly`], any width): the server runs it on
+/// the c1 halves offline (without bias) and on the c0 windows online (with bias).
+pub fn linear_polys(
+    inputs: &[&RnsPoly],
+    m: &CsrMatrix,
+    bias: Option<RowBias<'_>>,
+) -> Result<Vec<RnsPoly>> {
+    let (params, level) = check_inputs(inputs, m, |p: &RnsPoly| (p.params.clone(), p.level))?;
+    let width = inputs[0].width;
+    if let Some(p) = inputs.iter().find(|p| p.width != width) {
+        return Err(Error::LengthMismatch {
+            expected: width,
+            actual: p.width,
+        });
+    }
+    check_bias(bias.as_ref(), m.rows(), width)?;
+    let mods = &params.mods[..=level];
+    let xs: Vec<&[u64]> = inputs.iter().map(|p| p.data.as_slice()).collect();
+    Ok(linear_limbs(&xs, width, mods, m)
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut data)| {
+            add_bias(mods, width, bias.as_ref(), k, &mut data);
+            RnsPoly {
+                params: params.clone(),
+                level,
+                width,
+                data,
+            }
+        })
+        .collect())
+}
+
+/// The kernel on limb-major residue vectors of `width` coefficients per limb: one output
+/// vector per row of `m`.
+fn linear_limbs(inputs: &[&[u64]], width: usize, mods: &[Modulus], m: &CsrMatrix) -> Vec<Vec<u64>> {
     let row_ids: Vec<usize> = (0..m.rows()).collect();
-    let tiles: Vec<Vec<Ciphertext>> = row_ids
+    let tiles: Vec<Vec<Vec<u64>>> = row_ids
         .par_chunks(ROW_TILE)
         .map(|tile| {
-            let len = (level + 1) * n;
-            let mut outs: Vec<(Vec<u64>, Vec<u64>)> = tile
-                .iter()
-                .map(|_| (vec![0u64; len], vec![0u64; len]))
-                .collect();
+            let len = mods.len() * width;
+            let mut outs: Vec<Vec<u64>> = tile.iter().map(|_| vec![0u64; len]).collect();
             let mut wj: Vec<Vec<u64>> = tile.iter().map(|_| Vec::new()).collect();
             for (j, md) in mods.iter().enumerate() {
                 for (w, &k) in wj.iter_mut().zip(tile) {
@@ -203,100 +291,53 @@ pub fn linear(
                 // Coefficient blocks outermost, rows inside: the tile's rows reuse the same
                 // input blocks while they are in L1/L2.
                 let mut start = 0;
-                while start < n {
-                    let bl = BLOCK.min(n - start);
-                    let at = j * n + start;
+                while start < width {
+                    let bl = BLOCK.min(width - start);
+                    let at = j * width + start;
                     for ((out, w), &k) in outs.iter_mut().zip(&wj).zip(tile) {
-                        mac_block(
-                            md,
-                            inputs,
-                            m.row(k).0,
-                            w,
-                            at,
-                            &mut out.0[at..at + bl],
-                            &mut out.1[at..at + bl],
-                        );
+                        mac_block(md, inputs, m.row(k).0, w, at, &mut out[at..at + bl]);
                     }
                     start += bl;
                 }
             }
-            outs.into_iter()
-                .zip(tile)
-                .map(|((c0, c1), &k)| {
-                    let mut ct = Ciphertext {
-                        params: params.clone(),
-                        level,
-                        c0,
-                        c1,
-                    };
-                    if let Some(b) = &bias {
-                        let v = b.values[k];
-                        if v != 0 {
-                            for (md, limb) in mods.iter().zip(ct.c0.chunks_exact_mut(n)) {
-                                let r = md.reduce_i128(v);
-                                for x in &mut limb[..b.coeffs] {
-                                    *x = md.add(*x, r);
-                                }
-                            }
-                        }
-                    }
-                    ct
-                })
-                .collect()
+            outs
         })
         .collect();
-    Ok(tiles.into_iter().flatten().collect())
+    tiles.into_iter().flatten().collect()
 }
 
 /// Rows per parallel task (they share input blocks in cache).
 const ROW_TILE: usize = 16;
 
-/// One block of one limb of one row: out{0,1}[i] = Σ_t w[t]·inputs[cols[t]].c{0,1}[at + i] mod q.
-fn mac_block(
-    md: &Modulus,
-    inputs: &[&Ciphertext],
-    cols: &[u32],
-    w: &[u64],
-    at: usize,
-    out0: &mut [u64],
-    out1: &mut [u64],
-) {
-    let bl = out0.len();
+/// One block of one limb of one row: out[i] = Σ_t w[t]·inputs[cols[t]][at + i] mod q.
+fn mac_block(md: &Modulus, inputs: &[&[u64]], cols: &[u32], w: &[u64], at: usize, out: &mut [u64]) {
+    let bl = out.len();
     if md.q < 1 << 32 {
-        mac_block_32(md, inputs, cols, w, at, out0, out1);
+        mac_block_32(md, inputs, cols, w, at, out);
         return;
     }
     let q = md.q;
     // Products are < (q−1)², so this many fit in a u128 on top of a reduced value < q.
     let max_terms = ((u128::MAX - u128::from(q)) / (u128::from(q - 1) * u128::from(q - 1)))
         .min(usize::MAX as u128) as usize;
-    let mut acc0 = [0u128; BLOCK];
-    let mut acc1 = [0u128; BLOCK];
-    let (a0, a1) = (&mut acc0[..bl], &mut acc1[..bl]);
+    let mut acc = [0u128; BLOCK];
+    let a = &mut acc[..bl];
     let mut terms = 0usize;
     for (&col, &wt) in cols.iter().zip(w) {
-        let ct = inputs[col as usize];
-        let x0 = &ct.c0[at..at + bl];
-        let x1 = &ct.c1[at..at + bl];
+        let x = &inputs[col as usize][at..at + bl];
         let wt = u128::from(wt);
-        for (a, &x) in a0.iter_mut().zip(x0) {
-            *a += wt * u128::from(x);
-        }
-        for (a, &x) in a1.iter_mut().zip(x1) {
+        for (a, &x) in a.iter_mut().zip(x) {
             *a += wt * u128::from(x);
         }
         terms += 1;
         if terms == max_terms {
-            for a in a0.iter_mut().chain(a1.iter_mut()) {
+            for a in a.iter_mut() {
                 *a = u128::from(md.reduce_u128(*a));
             }
             terms = 0;
         }
     }
-    for (o, &a) in out0.iter_mut().zip(a0.iter()) {
-        *o = md.reduce_u128(a);
-    }
-    for (o, &a) in out1.iter_mut().zip(a1.iter()) {
+    for (o, &a) in out.iter_mut().zip(a.iter()) {
         *o = md.reduce_u128(a);
     }
 }
@@ -306,51 +347,37 @@ fn mac_block(
 /// vectorizes.
 fn mac_block_32(
     md: &Modulus,
-    inputs: &[&Ciphertext],
+    inputs: &[&[u64]],
     cols: &[u32],
     w: &[u64],
     at: usize,
-    out0: &mut [u64],
-    out1: &mut [u64],
+    out: &mut [u64],
 ) {
     const LO: u64 = 0xffff_ffff;
-    let bl = out0.len();
-    let mut lo0 = [0u64; BLOCK];
-    let mut hi0 = [0u64; BLOCK];
-    let mut lo1 = [0u64; BLOCK];
-    let mut hi1 = [0u64; BLOCK];
-    let flush = |lo: &mut [u64], hi: &mut [u64]| {
-        for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
-            *l = md.reduce_u128((u128::from(*h) << 32) + u128::from(*l));
-            *h = 0;
-        }
-    };
+    let bl = out.len();
+    let mut lo = [0u64; BLOCK];
+    let mut hi = [0u64; BLOCK];
+    let (lo, hi) = (&mut lo[..bl], &mut hi[..bl]);
     let mut terms = 0usize;
     for (&col, &wt) in cols.iter().zip(w) {
-        let ct = inputs[col as usize];
+        let src = &inputs[col as usize][at..at + bl];
         let wt = wt & LO;
-        for (src, lo, hi) in [
-            (&ct.c0[at..at + bl], &mut lo0[..bl], &mut hi0[..bl]),
-            (&ct.c1[at..at + bl], &mut lo1[..bl], &mut hi1[..bl]),
-        ] {
-            for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(src) {
-                let p = (x & LO) * wt;
-                *l += p & LO;
-                *h += p >> 32;
-            }
+        for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(src) {
+            let p = (x & LO) * wt;
+            *l += p & LO;
+            *h += p >> 32;
         }
         terms += 1;
         // Each half-accumulator grows by < 2^32 per term (and a flushed value is < q < 2^32).
         if terms == (LO - 1) as usize {
-            flush(&mut lo0[..bl], &mut hi0[..bl]);
-            flush(&mut lo1[..bl], &mut hi1[..bl]);
+            for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
+                *l = md.reduce_u128((u128::from(*h) << 32) + u128::from(*l));
+                *h = 0;
+            }
             terms = 0;
         }
     }
-    for ((o, &l), &h) in out0.iter_mut().zip(&lo0[..bl]).zip(&hi0[..bl]) {
-        *o = md.reduce_u128((u128::from(h) << 32) + u128::from(l));
-    }
-    for ((o, &l), &h) in out1.iter_mut().zip(&lo1[..bl]).zip(&hi1[..bl]) {
+    for ((o, &l), &h) in out.iter_mut().zip(lo.iter()).zip(hi.iter()) {
         *o = md.reduce_u128((u128::from(h) << 32) + u128::from(l));
     }
 }

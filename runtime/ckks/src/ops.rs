@@ -8,6 +8,7 @@ use crate::arith::Modulus;
 use crate::ciphertext::{apply_plain, Ciphertext, IntCoeff, SeededCiphertext};
 use crate::error::{Error, Result};
 use crate::keys::PublicKey;
+use crate::params::Params;
 use crate::sample::{uniform_mod, uniform_symmetric};
 
 impl Ciphertext {
@@ -142,31 +143,8 @@ impl Ciphertext {
         }
         let n = self.params.n();
         let params = self.params.clone();
-        let p = params.mods[l];
-        let h = (p.q - 1) / 2;
-        for c in [&mut self.c0, &mut self.c1] {
-            let (low, last) = c.split_at_mut(l * n);
-            // r = (c_ℓ + h) mod p, in place.
-            for x in last.iter_mut() {
-                *x = p.add(*x, h);
-            }
-            for (j, limb) in low.chunks_exact_mut(n).enumerate() {
-                let md = &params.mods[j];
-                let inv = params.rescale_inv[l][j];
-                let inv_s = md.shoup(inv);
-                let h_j = h % md.q;
-                for (x, &r) in limb.iter_mut().zip(last.iter()) {
-                    let r_j = if r >= md.q {
-                        md.reduce_u128(u128::from(r))
-                    } else {
-                        r
-                    };
-                    let t = md.sub(md.add(*x, h_j), r_j);
-                    *x = md.mul_shoup(t, inv, inv_s);
-                }
-            }
-            c.truncate(l * n);
-        }
+        rescale_limbs(&params, l, n, &mut self.c0);
+        rescale_limbs(&params, l, n, &mut self.c1);
         self.level = l - 1;
         Ok(())
     }
@@ -240,6 +218,36 @@ impl Ciphertext {
         }
         Ok(mask)
     }
+}
+
+/// Rescale of one component given as `l + 1` limbs of `width` coefficients (limb-major): each
+/// coefficient becomes round(c / p_ℓ), computed as (c + h − ((c_ℓ + h) mod p))·p⁻¹ mod q_j with
+/// h = ⌊p/2⌋, and the last limb is dropped. Coefficient-wise, so any prefix of the
+/// coefficients rescales to the same prefix of the result.
+pub(crate) fn rescale_limbs(params: &Params, l: usize, width: usize, c: &mut Vec<u64>) {
+    let p = params.mods[l];
+    let h = (p.q - 1) / 2;
+    let (low, last) = c.split_at_mut(l * width);
+    // r = (c_ℓ + h) mod p, in place.
+    for x in last.iter_mut() {
+        *x = p.add(*x, h);
+    }
+    for (j, limb) in low.chunks_exact_mut(width).enumerate() {
+        let md = &params.mods[j];
+        let inv = params.rescale_inv[l][j];
+        let inv_s = md.shoup(inv);
+        let h_j = h % md.q;
+        for (x, &r) in limb.iter_mut().zip(last.iter()) {
+            let r_j = if r >= md.q {
+                md.reduce_u128(u128::from(r))
+            } else {
+                r
+            };
+            let t = md.sub(md.add(*x, h_j), r_j);
+            *x = md.mul_shoup(t, inv, inv_s);
+        }
+    }
+    c.truncate(l * width);
 }
 
 impl SeededCiphertext {

@@ -1,10 +1,11 @@
 //! Compact binary serialization.
 //!
 //! Layout (little endian): a 16-byte header `"MPCK"`, version (1), kind (1 = ciphertext,
-//! 2 = seeded ciphertext, 3 = public key), log2 N, level, 8-byte parameter fingerprint; then
+//! 2 = seeded ciphertext, 3 = public key, 4 = RNS polynomial window), log2 N, level, 8-byte parameter fingerprint; then
 //! the body. A polynomial at level ℓ is ℓ + 1 limbs, limb j packed LSB-first at the bit length
 //! of q_j and padded to a byte. Ciphertext body: c0, c1. Seeded ciphertext: c0, 32-byte seed.
-//! Public key (level L): b, 32-byte seed. Decoding checks every field and every residue and
+//! Public key (level L): b, 32-byte seed. RNS polynomial: 4-byte width w, then ℓ + 1 limbs of w
+//! coefficients. Decoding checks every field and every residue and
 //! returns an error on any malformed input; it never panics.
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::ciphertext::{Ciphertext, SeededCiphertext};
 use crate::error::{DecodeError, Result};
 use crate::keys::PublicKey;
 use crate::params::Params;
+use crate::poly::RnsPoly;
 
 const MAGIC: &[u8; 4] = b"MPCK";
 const VERSION: u8 = 1;
@@ -20,6 +22,7 @@ const HEADER: usize = 16;
 const KIND_CT: u8 = 1;
 const KIND_SEEDED: u8 = 2;
 const KIND_PK: u8 = 3;
+const KIND_POLY: u8 = 4;
 
 fn bits(q: u64) -> u32 {
     64 - q.leading_zeros()
@@ -27,9 +30,14 @@ fn bits(q: u64) -> u32 {
 
 /// Bytes of one packed polynomial at `level`.
 fn poly_bytes(params: &Params, level: usize) -> usize {
+    window_bytes(params, level, params.n())
+}
+
+/// Bytes of `width` packed coefficients per limb at `level`.
+fn window_bytes(params: &Params, level: usize, width: usize) -> usize {
     params.moduli()[..=level]
         .iter()
-        .map(|&q| (params.n() * bits(q) as usize).div_ceil(8))
+        .map(|&q| (width * bits(q) as usize).div_ceil(8))
         .sum()
 }
 
@@ -43,7 +51,10 @@ fn header(params: &Params, kind: u8, level: usize, out: &mut Vec<u8>) {
 }
 
 fn pack(params: &Params, level: usize, poly: &[u64], out: &mut Vec<u8>) {
-    let n = params.n();
+    pack_window(params, level, params.n(), poly, out);
+}
+
+fn pack_window(params: &Params, level: usize, n: usize, poly: &[u64], out: &mut Vec<u8>) {
     for (&q, limb) in params.moduli()[..=level].iter().zip(poly.chunks_exact(n)) {
         let w = bits(q);
         let mut buf: u128 = 0;
@@ -69,7 +80,16 @@ fn unpack(
     level: usize,
     data: &[u8],
 ) -> std::result::Result<Vec<u64>, DecodeError> {
-    let n = params.n();
+    unpack_window(params, level, params.n(), data)
+}
+
+/// Unpacks `n` coefficients per limb, checking residues.
+fn unpack_window(
+    params: &Params,
+    level: usize,
+    n: usize,
+    data: &[u8],
+) -> std::result::Result<Vec<u64>, DecodeError> {
     let mut out = Vec::with_capacity((level + 1) * n);
     let mut pos = 0usize;
     for (limb, &q) in params.moduli()[..=level].iter().enumerate() {
@@ -253,5 +273,45 @@ impl PublicKey {
         let b = unpack(params, level, &data[HEADER..HEADER + pb])?;
         let seed = seed_at(data)?;
         Ok(PublicKey::from_parts(params.clone(), seed, b))
+    }
+}
+
+impl RnsPoly {
+    /// Serialized size in bytes.
+    pub fn serialized_len(&self) -> usize {
+        HEADER + 4 + window_bytes(&self.params, self.level, self.width)
+    }
+
+    /// Serializes (header, width, limbs bit-packed).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.serialized_len());
+        header(&self.params, KIND_POLY, self.level, &mut out);
+        out.extend_from_slice(&(self.width as u32).to_le_bytes());
+        pack_window(&self.params, self.level, self.width, &self.data, &mut out);
+        out
+    }
+
+    /// Deserializes and validates a polynomial window for `params` (1 ≤ width ≤ N).
+    pub fn from_bytes(params: &Arc<Params>, data: &[u8]) -> Result<RnsPoly> {
+        let width = data
+            .get(HEADER..HEADER + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or(DecodeError::Length {
+                expected: HEADER + 4,
+                actual: data.len(),
+            })? as usize;
+        if width == 0 || width > params.n() {
+            return Err(DecodeError::Width {
+                width,
+                n: params.n(),
+            }
+            .into());
+        }
+        let level = check_header(params, KIND_POLY, data, |l| {
+            4 + window_bytes(params, l, width)
+        })?;
+        let body = unpack_window(params, level, width, &data[HEADER + 4..])?;
+        Ok(RnsPoly::from_raw(params, level, width, body))
     }
 }

@@ -553,3 +553,66 @@ fn security_check_refuses_weak_parameters() {
     let q = ntt_primes(54, 4096, 2, &[]).expect("p");
     assert!(Params::new_secure(4096, &q, SecurityLevel::Bits128).is_ok());
 }
+
+#[test]
+fn polynomial_windows_round_trip_and_reject_bad_buffers() {
+    let params = params3();
+    let (sk, _pk, mut r) = keys(&params, 11);
+    let n = params.n();
+    let m = random_msg(&mut r, n, 30);
+    for level in 0..=params.max_level() {
+        let s = sk.encrypt_seeded(&m, level, &mut r).expect("enc");
+        for width in [1, 7, n] {
+            let w = s.c0_window(width).expect("window");
+            let b = w.to_bytes();
+            assert_eq!(b.len(), w.serialized_len());
+            assert_eq!(RnsPoly::from_bytes(&params, &b).expect("de"), w);
+            // Wrong kind both ways.
+            assert!(Ciphertext::from_bytes(&params, &b).is_err());
+            for cut in (0..b.len()).step_by(13).chain([b.len() - 1]) {
+                assert!(RnsPoly::from_bytes(&params, &b[..cut]).is_err());
+            }
+            let mut big = b.clone();
+            big.push(0);
+            assert!(RnsPoly::from_bytes(&params, &big).is_err());
+        }
+        let c1 = RnsPoly::from_seed(&params, level, s.seed()).expect("c1");
+        assert_eq!(c1.data(), s.expand().c1());
+    }
+    // Width 0 and width > N are refused; so is a window relabelled wider than its body.
+    let w = sk
+        .encrypt_seeded(&m, 0, &mut r)
+        .expect("enc")
+        .c0_window(5)
+        .expect("w");
+    let b = w.to_bytes();
+    for bad_width in [0u32, 6, n as u32 + 1, u32::MAX] {
+        let mut bad = b.clone();
+        bad[16..20].copy_from_slice(&bad_width.to_le_bytes());
+        assert!(RnsPoly::from_bytes(&params, &bad).is_err(), "{bad_width}");
+    }
+    for len in 0..100 {
+        let mut g = vec![0u8; len];
+        r.fill_bytes(&mut g);
+        assert!(RnsPoly::from_bytes(&params, &g).is_err());
+    }
+}
+
+#[test]
+fn split_decryption_equals_whole_decryption() {
+    let params = params3();
+    let (sk, pk, mut r) = keys(&params, 12);
+    let n = params.n();
+    let m = random_msg(&mut r, n, 30);
+    for level in 0..=params.max_level() {
+        let ct = pk.encrypt(&m, level, &mut r).expect("enc");
+        let whole = sk.decrypt(&ct).expect("dec");
+        let q0 = sk.decrypt_mod_q0(&ct).expect("dec");
+        for width in [1, 3, n] {
+            let (c0, c1) = ct.clone().into_halves(width).expect("split");
+            let d = sk.c1_times_s(&c1, width).expect("c1 s");
+            assert_eq!(sk.decrypt_halves(&c0, &d).expect("dec"), whole[..width]);
+            assert_eq!(sk.decrypt_halves_mod_q0(&c0, &d).expect("dec"), q0[..width]);
+        }
+    }
+}
