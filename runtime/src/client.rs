@@ -2,7 +2,7 @@
 //! evaluation, re-encryption of masked outputs, output decryption and post-processing.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mp2ml_ckks::{os_rng, PublicKey, SecretKey, SeededCiphertext};
+use mp2ml_ckks::{os_rng, PublicKey, RnsPoly, SecretKey, SeededCiphertext};
 use mp2ml_ir::plan::PostProcess;
 use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline};
 use rayon::prelude::*;
@@ -176,15 +176,6 @@ fn run_group<C: Channel>(
     let out_scale = f64::from(plan.output.scale_bits).exp2();
 
     let meter = Meter::start(e.channel());
-    let mut handles: Vec<Option<EvaluatorOffline>> = Vec::new();
-    let mut offline_ands = 0;
-    if offline_first(plan, images, opts) {
-        for s in &plan.mpc_steps {
-            let sc = &plan.circuits[s.circuit];
-            handles.push(Some(e.offline(&sc.circuit, s.instances * images)?));
-            offline_ands += sc.circuit.stats().and * (s.instances * images) as u64;
-        }
-    }
     // Encryptions of zero for every ciphertext this group will send (the NTT work); the data
     // is added coefficient-wise when it exists.
     let in_elems: usize = plan.input.shape.iter().product();
@@ -197,12 +188,75 @@ fn run_group<C: Channel>(
             .collect::<Result<_, _>>()
             .map_err(Into::into)
     };
-    let mut input_pre = zeros(in_elems, plan.input.level)?;
-    let mut step_pre: Vec<Vec<SeededCiphertext>> = plan
+    let input_pre = zeros(in_elems, plan.input.level)?;
+    let step_pre: Vec<Vec<SeededCiphertext>> = plan
         .mpc_steps
         .iter()
         .map(|s| zeros(s.values_out, s.out_level))
         .collect::<Result<_>>()?;
+    meter.finish(
+        e.channel(),
+        report,
+        format!("encrypt[{group}]"),
+        "offline",
+        0,
+        0,
+    );
+
+    // Offline: send the seeds (c1 of every encryption this group will send); receive the c1 of
+    // every ciphertext to decrypt, and compute c1·s over the batch's coefficients.
+    let meter = Meter::start(e.channel());
+    let ch = e.channel_mut();
+    ch.set_phase("precompute");
+    wire::send_seeds(ch, input_pre.iter().map(SeededCiphertext::seed))?;
+    for pre in &step_pre {
+        wire::send_seeds(ch, pre.iter().map(SeededCiphertext::seed))?;
+    }
+    ch.flush()?;
+    let times_s = |c1: Vec<RnsPoly>| -> Result<Vec<RnsPoly>> {
+        c1.par_iter()
+            .map(|c| Ok(sk.c1_times_s(c, images)?))
+            .collect()
+    };
+    let n = params.n();
+    let mut step_c1s: Vec<Vec<RnsPoly>> = Vec::with_capacity(plan.mpc_steps.len());
+    for step in &plan.mpc_steps {
+        step_c1s.push(times_s(wire::recv_polys(
+            ch,
+            params,
+            0,
+            n,
+            step.values_in,
+        )?)?);
+    }
+    let out_elems: usize = plan.output.shape.iter().product();
+    let out_c1s = times_s(wire::recv_polys(
+        ch,
+        params,
+        plan.output.level,
+        n,
+        out_elems,
+    )?)?;
+    meter.finish(
+        e.channel(),
+        report,
+        format!("precompute[{group}]"),
+        "offline",
+        0,
+        0,
+    );
+
+    // Offline: garbled tables and random OTs, when the tables fit the budget.
+    let meter = Meter::start(e.channel());
+    let mut handles: Vec<Option<EvaluatorOffline>> = Vec::new();
+    let mut offline_ands = 0;
+    if offline_first(plan, images, opts) {
+        for s in &plan.mpc_steps {
+            let sc = &plan.circuits[s.circuit];
+            handles.push(Some(e.offline(&sc.circuit, s.instances * images)?));
+            offline_ands += sc.circuit.stats().and * (s.instances * images) as u64;
+        }
+    }
     meter.finish(
         e.channel(),
         report,
@@ -213,25 +267,29 @@ fn run_group<C: Channel>(
     );
     tick(format!("group {group}: offline done"));
 
-    // Input: element i of every image goes into one ciphertext, image j in coefficient j.
+    // Input: element i of every image goes into one ciphertext, image j in coefficient j; only
+    // the c0 window over the batch is sent.
     let meter = Meter::start(e.channel());
-    input_pre
-        .par_iter_mut()
+    let windows: Vec<RnsPoly> = input_pre
+        .par_iter()
         .enumerate()
-        .try_for_each(|(i, c)| {
+        .map(|(i, c)| {
             let m: Vec<i64> = (0..images)
                 .map(|j| (f64::from(data[j * in_elems + i]) * in_scale).round() as i64)
                 .collect();
-            c.add_plain(&m)
-        })?;
-    let cts = input_pre;
+            let mut w = c.c0_window(images)?;
+            w.add_plain(&m)?;
+            Ok(w)
+        })
+        .collect::<Result<_>>()?;
+    drop(input_pre);
     let ch = e.channel_mut();
     ch.set_phase("input");
-    for c in &cts {
-        wire::send_seeded(ch, c)?;
+    for c in &windows {
+        wire::send_poly(ch, c)?;
     }
     ch.flush()?;
-    drop(cts);
+    drop(windows);
     meter.finish(
         e.channel(),
         report,
@@ -245,19 +303,16 @@ fn run_group<C: Channel>(
     for (si, step) in plan.mpc_steps.iter().enumerate() {
         let meter = Meter::start(e.channel());
         let sc = &plan.circuits[step.circuit];
-        // HE→MPC: decrypt the masked ciphertexts into this party's shares.
+        // HE→MPC: decrypt the masked c0 windows into this party's shares.
         let ch = e.channel_mut();
         ch.set_phase("he2mpc");
-        let cts = wire::recv_cts(ch, params, 0, step.values_in)?;
-        let shares: Vec<Vec<u64>> = cts
+        let windows = wire::recv_polys(ch, params, 0, images, step.values_in)?;
+        let shares: Vec<Vec<u64>> = windows
             .par_iter()
-            .map(|ct| {
-                let mut a = sk.decrypt_mod_q0(ct)?;
-                a.truncate(images);
-                Ok(a)
-            })
+            .zip(step_c1s[si].par_iter())
+            .map(|(c0, c1s)| Ok(sk.decrypt_halves_mod_q0(c0, c1s)?))
             .collect::<Result<_>>()?;
-        drop(cts);
+        drop(windows);
         let bits = evaluator_bits(sc, step.instances, images, &shares);
         let n = step.instances * images;
         let out = match handles.get_mut(si).and_then(Option::take) {
@@ -267,18 +322,21 @@ fn run_group<C: Channel>(
         let z = decode_outputs(sc, step.instances, images, &out)?;
         let shift = step.out_scale_bits - plan.scale_bits;
         // MPC→HE: encrypt the masked results at the next segment's level.
-        let mut cts = std::mem::take(&mut step_pre[si]);
-        cts.par_iter_mut()
+        let cts: Vec<RnsPoly> = step_pre[si]
+            .par_iter()
             .zip(z.par_iter())
-            .try_for_each(|(c, zo)| {
+            .map(|(c, zo)| {
                 // Exact: the plan check bounds z_bits + shift by 126 bits.
                 let m: Vec<i128> = zo.iter().map(|&v| (v as i128) << shift).collect();
-                c.add_plain(&m)
-            })?;
+                let mut w = c.c0_window(images)?;
+                w.add_plain(&m)?;
+                Ok(w)
+            })
+            .collect::<Result<_>>()?;
         let ch = e.channel_mut();
         ch.set_phase("mpc2he");
         for c in &cts {
-            wire::send_seeded(ch, c)?;
+            wire::send_poly(ch, c)?;
         }
         ch.flush()?;
         let ands = sc.circuit.stats().and * n as u64;
@@ -296,13 +354,13 @@ fn run_group<C: Channel>(
 
     // Output.
     let meter = Meter::start(e.channel());
-    let out_elems: usize = plan.output.shape.iter().product();
     let ch = e.channel_mut();
     ch.set_phase("output");
-    let cts = wire::recv_cts(ch, params, plan.output.level, out_elems)?;
-    let dec: Vec<Vec<i128>> = cts
+    let windows = wire::recv_polys(ch, params, plan.output.level, images, out_elems)?;
+    let dec: Vec<Vec<i128>> = windows
         .par_iter()
-        .map(|c| sk.decrypt(c))
+        .zip(out_c1s.par_iter())
+        .map(|(c0, c1s)| sk.decrypt_halves(c0, c1s))
         .collect::<Result<_, _>>()?;
     let mut logits = vec![0f32; images * out_elems];
     for (i, d) in dec.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! The server's side of a session: handshake, HE segments, HE→MPC, garbling, MPC→HE, output.
 
-use mp2ml_ckks::{linear, os_rng, Ciphertext, PublicKey, RowBias};
+use mp2ml_ckks::{linear_polys, os_rng, PublicKey, RnsPoly, RowBias};
 use mp2ml_ir::plan::{HeOp, MpcBinding, Segment};
 use mp2ml_mpc::{Channel, Garbler, GarblerOffline};
 use rand::RngCore;
@@ -13,12 +13,19 @@ use crate::session::{groups, offline_first, SessionOptions, MAX_IMAGES};
 use crate::shares::{garbler_bits, uniform_bits};
 use crate::wire::{self, Hello, PROTOCOL_VERSION};
 
+/// A public-key encryption made ahead of time, split into its halves: the c1 half is added
+/// offline, the window of c0 over the batch's coefficients online.
+struct PreCt {
+    c0: RnsPoly,
+    c1: RnsPoly,
+}
+
 /// The server's material for one MPC step of one group, made before the client's input exists.
 struct StepMasks {
     /// For each input ciphertext, a fresh public-key encryption of the uniform mask `r` mod q0
-    /// (every coefficient) at level 0: adding it re-randomizes and masks in one addition.
-    pre: Vec<Ciphertext>,
-    /// The server's shares `b̃ = (−r + input_offset) mod q0` for the used coefficients.
+    /// (one value per image) at level 0: adding it re-randomizes and masks in one addition.
+    pre: Vec<PreCt>,
+    /// The server's shares `b̃ = (−r + input_offset) mod q0` per image.
     shares: Vec<Vec<u64>>,
     /// Output masks `r'` in `[0, 2^mask_bits)` per output and image.
     out: Vec<Vec<u128>>,
@@ -35,13 +42,13 @@ fn draw_masks(
     let s = &public.mpc_steps[step];
     let sc = &public.circuits[s.circuit];
     let q0 = setup.params.q0();
-    let n = setup.params.n();
     let bits = sc.share_bits;
-    let (pre, shares): (Vec<Ciphertext>, Vec<Vec<u64>>) = (0..s.values_in)
+    let (pre, shares): (Vec<PreCt>, Vec<Vec<u64>>) = (0..s.values_in)
         .into_par_iter()
         .map_init(os_rng, |rng, _| {
             // Uniform mod q0 by rejection on `bits` bits (q0 > 2^(bits−1): acceptance > ½).
-            let r: Vec<i64> = (0..n)
+            // Only the batch's coefficients of c0 ever leave the server, so only they need one.
+            let r: Vec<i64> = (0..images)
                 .map(|_| loop {
                     let x = rng.next_u64() >> (64 - bits);
                     if x < q0 {
@@ -49,11 +56,12 @@ fn draw_masks(
                     }
                 })
                 .collect();
-            let share = r[..images]
+            let share = r
                 .iter()
                 .map(|&x| ((q0 - x as u64) % q0 + sc.input_offset) % q0)
                 .collect();
-            Ok((pk.encrypt(&r, 0, rng)?, share))
+            let (c0, c1) = pk.encrypt(&r, 0, rng)?.into_halves(images)?;
+            Ok((PreCt { c0, c1 }, share))
         })
         .collect::<Result<Vec<_>>>()?
         .into_iter()
@@ -144,20 +152,43 @@ fn run_group<C: Channel>(
     let mut rng = os_rng();
     let first = offline_first(public, images, opts);
 
-    // Offline: masks for every step, and (when the tables fit the budget) all garbling.
+    // Offline: masks for every step, the output's re-randomization and flooding noise.
     let meter = Meter::start(g.channel());
     let masks: Vec<StepMasks> = (0..public.mpc_steps.len())
         .map(|s| draw_masks(setup, pk, s, images, &mut rng))
         .collect::<Result<_>>()?;
-    // The output's re-randomization and flooding noise, ahead of time as well.
-    let out_pre: Vec<Ciphertext> = (0..plan.tensors[plan.output_tensor].len())
+    let out_pre: Vec<PreCt> = (0..plan.tensors[plan.output_tensor].len())
         .into_par_iter()
         .map_init(os_rng, |rng, _| {
             let mut c = pk.encrypt_zero(public.output.level, rng)?;
             c.flood(public.output.flood_bits, rng)?;
-            Ok(c)
+            let (c0, c1) = c.into_halves(images)?;
+            Ok(PreCt { c0, c1 })
         })
         .collect::<Result<_>>()?;
+    meter.finish(
+        g.channel(),
+        report,
+        format!("masks[{group}]"),
+        "offline",
+        0,
+        0,
+    );
+
+    // Offline: the c1 halves of every ciphertext of the session.
+    let meter = Meter::start(g.channel());
+    precompute_c1(setup, g.channel_mut(), &masks, &out_pre)?;
+    meter.finish(
+        g.channel(),
+        report,
+        format!("precompute[{group}]"),
+        "offline",
+        0,
+        0,
+    );
+
+    // Offline: garbling, when the tables fit the budget.
+    let meter = Meter::start(g.channel());
     let mut handles: Vec<Option<GarblerOffline>> = Vec::new();
     let mut offline_ands = 0;
     if first {
@@ -177,17 +208,17 @@ fn run_group<C: Channel>(
         0,
     );
 
-    // Input.
+    // Input: the c0 windows of the client's encryptions.
     let meter = Meter::start(g.channel());
     let ch = g.channel_mut();
     ch.set_phase("input");
-    let mut tensors: Vec<Option<Vec<Ciphertext>>> = vec![None; plan.tensors.len()];
-    let input_len = plan.tensors[0].len();
-    tensors[0] = Some(wire::recv_seeded_many(
+    let mut tensors: Vec<Option<Vec<RnsPoly>>> = vec![None; plan.tensors.len()];
+    tensors[0] = Some(wire::recv_polys(
         ch,
         params,
         public.input.level,
-        input_len,
+        images,
+        plan.tensors[0].len(),
     )?);
     meter.finish(
         g.channel(),
@@ -203,7 +234,12 @@ fn run_group<C: Channel>(
             Segment::He(he) => {
                 let meter = Meter::start(g.channel());
                 for (oi, op) in he.ops.iter().enumerate() {
-                    run_he_op(&mut tensors, op, setup.matrices[si][oi].as_ref(), images)?;
+                    run_he_op(
+                        &mut tensors,
+                        op,
+                        setup.matrices[si][oi].as_ref(),
+                        Some(images),
+                    )?;
                 }
                 meter.finish(
                     g.channel(),
@@ -222,25 +258,23 @@ fn run_group<C: Channel>(
         }
     }
 
-    // Output: add the pre-made re-randomization and flooding to every output ciphertext, send.
+    // Output: add the pre-made re-randomization and flooding to every output window, send.
     let meter = Meter::start(g.channel());
-    let out = tensors[plan.output_tensor]
-        .as_ref()
-        .ok_or_else(|| RuntimeError::Protocol("output tensor was never computed".into()))?;
+    let out = take_tensor(&tensors, plan.output_tensor)?;
     let level = public.output.level;
-    let cts: Vec<Ciphertext> = out
+    let windows: Vec<RnsPoly> = out
         .par_iter()
         .zip(out_pre.par_iter())
-        .map(|(ct, pre)| {
-            let mut c = ct.mod_drop(level)?;
-            c.add_assign(pre)?;
+        .map(|(c0, pre)| {
+            let mut c = c0.mod_drop(level)?;
+            c.add_assign(&pre.c0)?;
             Ok(c)
         })
         .collect::<Result<_>>()?;
     let ch = g.channel_mut();
     ch.set_phase("output");
-    for c in &cts {
-        wire::send_ct(ch, c)?;
+    for c in &windows {
+        wire::send_poly(ch, c)?;
     }
     ch.flush()?;
     meter.finish(
@@ -254,18 +288,111 @@ fn run_group<C: Channel>(
     Ok(())
 }
 
-fn take_tensor(tensors: &[Option<Vec<Ciphertext>>], t: usize) -> Result<&Vec<Ciphertext>> {
+/// The offline pass over the c1 halves. The client sends the seeds of all its encryptions of
+/// the session (the input's and every MPC→HE step's); c1 of each is a(seed), so the server runs
+/// every HE segment on the c1 halves now, adds the c1 halves of its pre-made masks and
+/// re-randomizations, and sends the client the c1 of every ciphertext the client will decrypt,
+/// so that the client can compute c1·s before its input exists.
+fn precompute_c1(
+    setup: &ServerSetup,
+    ch: &mut impl Channel,
+    masks: &[StepMasks],
+    out_pre: &[PreCt],
+) -> Result<()> {
+    let plan = &setup.plan;
+    let public = &plan.public;
+    let params = &setup.params;
+    ch.set_phase("precompute");
+    let expand = |seeds: Vec<[u8; 32]>, level: usize| -> Result<Vec<RnsPoly>> {
+        seeds
+            .par_iter()
+            .map(|s| Ok(RnsPoly::from_seed(params, level, s)?))
+            .collect()
+    };
+    let mut tensors: Vec<Option<Vec<RnsPoly>>> = vec![None; plan.tensors.len()];
+    tensors[0] = Some(expand(
+        wire::recv_seeds(ch, plan.tensors[0].len())?,
+        public.input.level,
+    )?);
+    let mut step_seeds: Vec<Option<Vec<[u8; 32]>>> = public
+        .mpc_steps
+        .iter()
+        .map(|s| wire::recv_seeds(ch, s.values_out).map(Some))
+        .collect::<Result<_>>()?;
+    for (si, seg) in plan.segments.iter().enumerate() {
+        match seg {
+            Segment::He(he) => {
+                for (oi, op) in he.ops.iter().enumerate() {
+                    run_he_op(&mut tensors, op, setup.matrices[si][oi].as_ref(), None)?;
+                }
+            }
+            Segment::Mpc(b) => {
+                let input = take_tensor(&tensors, b.input)?;
+                let shared = masked_halves(input, &b.gather, &masks[b.step].pre, 0, |p| &p.c1)?;
+                for c in &shared {
+                    wire::send_poly(ch, c)?;
+                }
+                let step = &public.mpc_steps[b.step];
+                let seeds = step_seeds
+                    .get_mut(b.step)
+                    .and_then(Option::take)
+                    .ok_or_else(|| RuntimeError::Protocol("MPC step used twice".into()))?;
+                tensors[b.output] = Some(expand(seeds, step.out_level)?);
+            }
+        }
+    }
+    let out = take_tensor(&tensors, plan.output_tensor)?;
+    let all: Vec<u32> = (0..out.len() as u32).collect();
+    for c in masked_halves(out, &all, out_pre, public.output.level, |p| &p.c1)? {
+        wire::send_poly(ch, &c)?;
+    }
+    ch.flush()?;
+    Ok(())
+}
+
+/// `input[gather[i]]` mod-dropped to `level` plus the chosen half of `pre[i]`, in parallel.
+fn masked_halves(
+    input: &[RnsPoly],
+    gather: &[u32],
+    pre: &[PreCt],
+    level: usize,
+    half: impl Fn(&PreCt) -> &RnsPoly + Sync,
+) -> Result<Vec<RnsPoly>> {
+    if gather.len() != pre.len() {
+        return Err(RuntimeError::Protocol(format!(
+            "{} values gathered for {} masks",
+            gather.len(),
+            pre.len()
+        )));
+    }
+    gather
+        .par_iter()
+        .zip(pre.par_iter())
+        .map(|(&e, p)| {
+            let x = input.get(e as usize).ok_or_else(|| {
+                RuntimeError::Protocol(format!("gather index {e} outside the tensor"))
+            })?;
+            let mut c = x.mod_drop(level)?;
+            c.add_assign(half(p))?;
+            Ok(c)
+        })
+        .collect()
+}
+
+fn take_tensor(tensors: &[Option<Vec<RnsPoly>>], t: usize) -> Result<&Vec<RnsPoly>> {
     tensors
         .get(t)
         .and_then(Option::as_ref)
         .ok_or_else(|| RuntimeError::Protocol(format!("tensor {t} is used before it is computed")))
 }
 
+/// One HE op on one half of the ciphertexts: `bias_coeffs` is `Some(B)` for the c0 windows
+/// (the plaintext bias goes into c0's B batch coefficients) and `None` for the c1 halves.
 fn run_he_op(
-    tensors: &mut [Option<Vec<Ciphertext>>],
+    tensors: &mut [Option<Vec<RnsPoly>>],
     op: &HeOp,
     matrix: Option<&crate::plan::LoadedMatrix>,
-    images: usize,
+    bias_coeffs: Option<usize>,
 ) -> Result<()> {
     let (out_ref, out) = match op {
         HeOp::Linear {
@@ -276,18 +403,15 @@ fn run_he_op(
         } => {
             let m =
                 matrix.ok_or_else(|| RuntimeError::Protocol(format!("no weights for `{name}`")))?;
-            let mut refs: Vec<&Ciphertext> = Vec::new();
+            let mut refs: Vec<&RnsPoly> = Vec::new();
             for &i in inputs {
                 refs.extend(take_tensor(tensors, i)?.iter());
             }
-            let mut y = linear(
-                &refs,
-                &m.matrix,
-                Some(RowBias {
-                    values: &m.bias,
-                    coeffs: images,
-                }),
-            )?;
+            let bias = bias_coeffs.map(|coeffs| RowBias {
+                values: &m.bias,
+                coeffs,
+            });
+            let mut y = linear_polys(&refs, &m.matrix, bias)?;
             y.par_iter_mut().try_for_each(|c| c.rescale_assign())?;
             (*output, y)
         }
@@ -313,7 +437,7 @@ fn run_he_op(
 fn run_mpc_step<C: Channel>(
     setup: &ServerSetup,
     g: &mut Garbler<C>,
-    tensors: &mut [Option<Vec<Ciphertext>>],
+    tensors: &mut [Option<Vec<RnsPoly>>],
     b: &MpcBinding,
     masks: &StepMasks,
     handle: Option<GarblerOffline>,
@@ -327,23 +451,14 @@ fn run_mpc_step<C: Channel>(
     let meter = Meter::start(g.channel());
 
     // HE→MPC: mod-drop to q0, re-randomize (the ciphertext no longer carries the weights'
-    // linear combination of the client's ciphertexts), add the uniform mask to every
-    // coefficient, send.
+    // linear combination of the client's ciphertexts) and add the uniform mask: both with the
+    // pre-made encryption of the mask, whose c1 half went out offline. Send the c0 windows.
     let input = take_tensor(tensors, b.input)?;
-    let shared: Vec<Ciphertext> = b
-        .gather
-        .par_iter()
-        .zip(masks.pre.par_iter())
-        .map(|(&e, pre)| {
-            let mut c = input[e as usize].mod_drop(0)?;
-            c.add_assign(pre)?;
-            Ok(c)
-        })
-        .collect::<Result<_>>()?;
+    let shared = masked_halves(input, &b.gather, &masks.pre, 0, |p| &p.c0)?;
     let ch = g.channel_mut();
     ch.set_phase("he2mpc");
     for c in &shared {
-        wire::send_ct(ch, c)?;
+        wire::send_poly(ch, c)?;
     }
     ch.flush()?;
     drop(shared);
@@ -362,7 +477,7 @@ fn run_mpc_step<C: Channel>(
     let ch = g.channel_mut();
     ch.set_phase("mpc2he");
     let shift = step.out_scale_bits - public.scale_bits;
-    let mut outs = wire::recv_seeded_many(ch, params, step.out_level, step.values_out)?;
+    let mut outs = wire::recv_polys(ch, params, step.out_level, images, step.values_out)?;
     outs.par_iter_mut()
         .zip(masks.out.par_iter())
         .try_for_each(|(c, mask)| {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mp2ml_ckks::{Ciphertext, Params, PublicKey, SeededCiphertext};
+use mp2ml_ckks::{Params, PublicKey, RnsPoly};
 use mp2ml_mpc::Channel;
 use rayon::prelude::*;
 
@@ -78,12 +78,6 @@ pub fn recv_verdict(ch: &mut impl Channel) -> Result<()> {
     }
 }
 
-/// Sends a ciphertext.
-pub fn send_ct(ch: &mut impl Channel, ct: &Ciphertext) -> Result<()> {
-    ch.send_frame(&ct.to_bytes())?;
-    Ok(())
-}
-
 fn check_level(expected: usize, got: usize) -> Result<()> {
     if got != expected {
         return Err(RuntimeError::Protocol(format!(
@@ -93,71 +87,77 @@ fn check_level(expected: usize, got: usize) -> Result<()> {
     Ok(())
 }
 
-/// Decodes a ciphertext frame at an expected level.
-fn decode_ct(params: &Arc<Params>, level: usize, frame: &[u8]) -> Result<Ciphertext> {
-    let ct = Ciphertext::from_bytes(params, frame)?;
-    check_level(level, ct.level())?;
-    Ok(ct)
-}
+/// Seeds per frame in [`send_seeds`] (8 KiB: below the smallest frame limit).
+pub const SEEDS_PER_FRAME: usize = 256;
 
-/// Decodes a seeded-ciphertext frame at an expected level and expands it.
-fn decode_seeded(params: &Arc<Params>, level: usize, frame: &[u8]) -> Result<Ciphertext> {
-    let ct = SeededCiphertext::from_bytes(params, frame)?;
-    check_level(level, ct.level())?;
-    Ok(ct.expand())
-}
-
-/// Receives `count` frames, then decodes them in parallel.
-fn recv_decoded(
+/// Sends the seeds of seeded ciphertexts (c1 = a(seed)), [`SEEDS_PER_FRAME`] per frame.
+pub fn send_seeds<'a>(
     ch: &mut impl Channel,
-    count: usize,
-    decode: impl Fn(&[u8]) -> Result<Ciphertext> + Sync,
-) -> Result<Vec<Ciphertext>> {
-    let frames = (0..count)
-        .map(|_| ch.recv_frame())
-        .collect::<Result<Vec<_>, _>>()?;
-    frames.par_iter().map(|f| decode(f)).collect()
-}
-
-/// Receives a ciphertext at an expected level.
-pub fn recv_ct(ch: &mut impl Channel, params: &Arc<Params>, level: usize) -> Result<Ciphertext> {
-    decode_ct(params, level, &ch.recv_frame()?)
-}
-
-/// Sends a seeded ciphertext (c0 and the seed of c1).
-pub fn send_seeded(ch: &mut impl Channel, ct: &SeededCiphertext) -> Result<()> {
-    ch.send_frame(&ct.to_bytes())?;
+    seeds: impl ExactSizeIterator<Item = &'a [u8; 32]>,
+) -> Result<()> {
+    let seeds: Vec<&[u8; 32]> = seeds.collect();
+    for chunk in seeds.chunks(SEEDS_PER_FRAME) {
+        let frame: Vec<u8> = chunk.iter().flat_map(|s| s.iter().copied()).collect();
+        ch.send_frame(&frame)?;
+    }
     Ok(())
 }
 
-/// Receives a seeded ciphertext at an expected level and expands it.
-pub fn recv_seeded(
-    ch: &mut impl Channel,
-    params: &Arc<Params>,
-    level: usize,
-) -> Result<Ciphertext> {
-    decode_seeded(params, level, &ch.recv_frame()?)
+/// Receives `count` seeds sent by [`send_seeds`].
+pub fn recv_seeds(ch: &mut impl Channel, count: usize) -> Result<Vec<[u8; 32]>> {
+    let mut out = Vec::with_capacity(count.min(1 << 20));
+    while out.len() < count {
+        let want = (count - out.len()).min(SEEDS_PER_FRAME);
+        let f = ch.recv_frame()?;
+        if f.len() != 32 * want {
+            return Err(RuntimeError::Protocol(format!(
+                "malformed seed frame: {} bytes where {} seeds ({} bytes) were expected",
+                f.len(),
+                want,
+                32 * want
+            )));
+        }
+        for c in f.chunks_exact(32) {
+            let mut s = [0u8; 32];
+            s.copy_from_slice(c);
+            out.push(s);
+        }
+    }
+    Ok(out)
 }
 
-/// Receives `count` ciphertexts at an expected level: the frames first, then decoding in
-/// parallel.
-pub fn recv_cts(
-    ch: &mut impl Channel,
-    params: &Arc<Params>,
-    level: usize,
-    count: usize,
-) -> Result<Vec<Ciphertext>> {
-    recv_decoded(ch, count, |f| decode_ct(params, level, f))
+/// Sends one half of a ciphertext (a c1 offline, a c0 window online).
+pub fn send_poly(ch: &mut impl Channel, p: &RnsPoly) -> Result<()> {
+    ch.send_frame(&p.to_bytes())?;
+    Ok(())
 }
 
-/// Receives `count` seeded ciphertexts at an expected level and expands them (in parallel).
-pub fn recv_seeded_many(
+/// Receives `count` ciphertext halves at an expected level and width: the frames first, then
+/// decoding in parallel.
+pub fn recv_polys(
     ch: &mut impl Channel,
     params: &Arc<Params>,
     level: usize,
+    width: usize,
     count: usize,
-) -> Result<Vec<Ciphertext>> {
-    recv_decoded(ch, count, |f| decode_seeded(params, level, f))
+) -> Result<Vec<RnsPoly>> {
+    let frames = (0..count)
+        .map(|_| ch.recv_frame())
+        .collect::<Result<Vec<_>, _>>()?;
+    frames
+        .par_iter()
+        .map(|f| {
+            let p = RnsPoly::from_bytes(params, f)?;
+            check_level(level, p.level())?;
+            if p.width() != width {
+                return Err(RuntimeError::Protocol(format!(
+                    "expected a polynomial of {width} coefficients, got {}",
+                    p.width()
+                )));
+            }
+            Ok(p)
+        })
+        .collect()
 }
 
 /// Sends the client's public key.
@@ -173,8 +173,8 @@ pub fn recv_pk(ch: &mut impl Channel, params: &Arc<Params>) -> Result<PublicKey>
     Ok(PublicKey::from_bytes(params, &f)?)
 }
 
-/// Largest frame a plan needs: a full ciphertext at the top level plus headers, or the public
-/// key.
+/// Largest frame a plan needs: a full ciphertext at the top level plus headers (more than a
+/// public key or a polynomial half).
 pub fn max_frame(params: &Params) -> usize {
     2 * params.n() * (params.max_level() + 1) * 8 + 4096
 }
