@@ -2,7 +2,7 @@
 //! evaluation, re-encryption of masked outputs, output decryption and post-processing.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mp2ml_ckks::{os_rng, PublicKey, RnsPoly, SecretKey, SeededCiphertext};
+use mp2ml_ckks::{os_rng, PublicKey, RnsPoly, SecretKey};
 use mp2ml_ir::plan::PostProcess;
 use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline};
 use rayon::prelude::*;
@@ -179,17 +179,18 @@ fn run_group<C: Channel>(
     // Encryptions of zero for every ciphertext this group will send (the NTT work); the data
     // is added coefficient-wise when it exists.
     let in_elems: usize = plan.input.shape.iter().product();
-    let zeros = |count: usize, level: usize| -> Result<Vec<SeededCiphertext>> {
+    // Each is (seed, c0 window over the batch's coefficients).
+    let zeros = |count: usize, level: usize| -> Result<Vec<([u8; 32], RnsPoly)>> {
         (0..count)
             .into_par_iter()
             .map_init(os_rng, |rng, _| {
-                sk.encrypt_seeded::<i64, _>(&[], level, rng)
+                sk.encrypt_seeded_window::<i64, _>(&[], level, images, rng)
             })
             .collect::<Result<_, _>>()
             .map_err(Into::into)
     };
     let input_pre = zeros(in_elems, plan.input.level)?;
-    let step_pre: Vec<Vec<SeededCiphertext>> = plan
+    let mut step_pre: Vec<Vec<([u8; 32], RnsPoly)>> = plan
         .mpc_steps
         .iter()
         .map(|s| zeros(s.values_out, s.out_level))
@@ -208,9 +209,9 @@ fn run_group<C: Channel>(
     let meter = Meter::start(e.channel());
     let ch = e.channel_mut();
     ch.set_phase("precompute");
-    wire::send_seeds(ch, input_pre.iter().map(SeededCiphertext::seed))?;
+    wire::send_seeds(ch, input_pre.iter().map(|(seed, _)| seed))?;
     for pre in &step_pre {
-        wire::send_seeds(ch, pre.iter().map(SeededCiphertext::seed))?;
+        wire::send_seeds(ch, pre.iter().map(|(seed, _)| seed))?;
     }
     ch.flush()?;
     let times_s = |c1: Vec<RnsPoly>| -> Result<Vec<RnsPoly>> {
@@ -271,18 +272,16 @@ fn run_group<C: Channel>(
     // the c0 window over the batch is sent.
     let meter = Meter::start(e.channel());
     let windows: Vec<RnsPoly> = input_pre
-        .par_iter()
+        .into_par_iter()
         .enumerate()
-        .map(|(i, c)| {
+        .map(|(i, (_, mut w))| {
             let m: Vec<i64> = (0..images)
                 .map(|j| (f64::from(data[j * in_elems + i]) * in_scale).round() as i64)
                 .collect();
-            let mut w = c.c0_window(images)?;
             w.add_plain(&m)?;
             Ok(w)
         })
         .collect::<Result<_>>()?;
-    drop(input_pre);
     let ch = e.channel_mut();
     ch.set_phase("input");
     for c in &windows {
@@ -322,13 +321,12 @@ fn run_group<C: Channel>(
         let z = decode_outputs(sc, step.instances, images, &out)?;
         let shift = step.out_scale_bits - plan.scale_bits;
         // MPC→HE: encrypt the masked results at the next segment's level.
-        let cts: Vec<RnsPoly> = step_pre[si]
-            .par_iter()
+        let cts: Vec<RnsPoly> = std::mem::take(&mut step_pre[si])
+            .into_par_iter()
             .zip(z.par_iter())
-            .map(|(c, zo)| {
+            .map(|((_, mut w), zo)| {
                 // Exact: the plan check bounds z_bits + shift by 126 bits.
                 let m: Vec<i128> = zo.iter().map(|&v| (v as i128) << shift).collect();
-                let mut w = c.c0_window(images)?;
                 w.add_plain(&m)?;
                 Ok(w)
             })

@@ -60,7 +60,7 @@ fn draw_masks(
                 .iter()
                 .map(|&x| ((q0 - x as u64) % q0 + sc.input_offset) % q0)
                 .collect();
-            let (c0, c1) = pk.encrypt(&r, 0, rng)?.into_halves(images)?;
+            let (c0, c1) = pk.encrypt_halves(&r, 0, images, rng)?;
             Ok((PreCt { c0, c1 }, share))
         })
         .collect::<Result<Vec<_>>>()?
@@ -160,9 +160,9 @@ fn run_group<C: Channel>(
     let out_pre: Vec<PreCt> = (0..plan.tensors[plan.output_tensor].len())
         .into_par_iter()
         .map_init(os_rng, |rng, _| {
-            let mut c = pk.encrypt_zero(public.output.level, rng)?;
-            c.flood(public.output.flood_bits, rng)?;
-            let (c0, c1) = c.into_halves(images)?;
+            let (mut c0, c1) =
+                pk.encrypt_halves::<i64, _>(&[], public.output.level, images, rng)?;
+            c0.flood(public.output.flood_bits, rng)?;
             Ok(PreCt { c0, c1 })
         })
         .collect::<Result<_>>()?;

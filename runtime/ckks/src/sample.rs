@@ -33,13 +33,6 @@ pub(crate) fn uniform_mod<R: RngCore + ?Sized>(rng: &mut R, q: u64) -> u64 {
     }
 }
 
-/// Fills `out` with uniform residues mod q.
-pub(crate) fn fill_uniform<R: RngCore + ?Sized>(rng: &mut R, q: u64, out: &mut [u64]) {
-    for x in out.iter_mut() {
-        *x = uniform_mod(rng, q);
-    }
-}
-
 /// N uniform ternary coefficients in {−1, 0, 1}: 2-bit chunks, rejecting the value 3.
 pub(crate) fn ternary<R: CryptoRng + ?Sized>(rng: &mut R, n: usize) -> Vec<i8> {
     let mut out = Vec::with_capacity(n);
@@ -96,14 +89,37 @@ pub(crate) fn small_to_rns(v: &[i8], mods: &[Modulus], out: &mut [u64]) {
 }
 
 /// Expands the uniform polynomial `a` of seeded encryption from a 32-byte seed: limb j comes from
-/// ChaCha20(seed) on stream j by rejection sampling, so a truncated expansion equals the
-/// expansion at a lower level.
+/// ChaCha20(seed) on stream j by rejection sampling on the bit length w of q_j (4-byte draws
+/// when w ≤ 32, 8-byte draws otherwise; NTT primes sit just below 2^w, so almost every draw is
+/// accepted), so a truncated expansion equals the expansion at a lower level.
 pub(crate) fn expand_seed(seed: &[u8; 32], mods: &[Modulus], n: usize) -> Vec<u64> {
     let mut out = vec![0u64; n * mods.len()];
+    let mut buf = [0u8; 4096];
     for (j, (m, limb)) in mods.iter().zip(out.chunks_exact_mut(n)).enumerate() {
         let mut rng = ChaCha20Rng::from_seed(*seed);
         rng.set_stream(j as u64);
-        fill_uniform(&mut rng, m.q, limb);
+        let q = m.q;
+        let w = 64 - (q - 1).leading_zeros();
+        let mask = u64::MAX >> (64 - w);
+        let step = if w <= 32 { 4 } else { 8 };
+        let mut k = 0;
+        while k < n {
+            rng.fill_bytes(&mut buf);
+            for c in buf.chunks_exact(step) {
+                let x = if step == 4 {
+                    u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                } else {
+                    u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+                } & mask;
+                if x < q {
+                    limb[k] = x;
+                    k += 1;
+                    if k == n {
+                        break;
+                    }
+                }
+            }
+        }
     }
     out
 }
