@@ -972,8 +972,19 @@ fn fuzz_message_decoders() {
         let s = sk.encrypt_seeded(&m, level, &mut rng).expect("encrypt");
         seeds.push(s.to_bytes());
         seeds.push(s.expand().to_bytes());
+        for width in [1, 5] {
+            seeds.push(s.c0_window(width).expect("window").to_bytes());
+        }
     }
     fuzz::run("message_decoders", seeds, false, |d| {
+        if let Ok(w) = mp2ml_ckks::RnsPoly::from_bytes(&params, d) {
+            assert_eq!(w.to_bytes(), d, "polynomial re-encodes differently");
+            if let Ok(c1) = mp2ml_ckks::RnsPoly::from_seed(&params, w.level(), &[1; 32]) {
+                let _ = sk
+                    .c1_times_s(&c1, w.width())
+                    .map(|d| sk.decrypt_halves(&w, &d));
+            }
+        }
         if let Ok(ct) = Ciphertext::from_bytes(&params, d) {
             let _ = sk.decrypt(&ct);
             let _ = ct.mod_drop(0);

@@ -320,15 +320,23 @@ fn he2mpc_shares(
     let mut rng = os_rng();
     let q0 = params.q0();
     let mut out = Vec::new();
+    let n = params.n();
     for _ in 0..cts {
-        let ct = sk.encrypt_seeded(m, 2, &mut rng).expect("encrypt").expand();
-        let mut c = ct.mod_drop(0).expect("mod-drop");
-        c.rerandomize(pk, &mut rng).expect("rerandomize");
-        let r: Vec<i64> = (0..params.n())
-            .map(|_| rng.random_range(0..q0) as i64)
-            .collect();
-        c.add_plain(&r).expect("mask");
-        out.extend(sk.decrypt_mod_q0(&c).expect("decrypt"));
+        // As the runtime does it: the client's seeded window encryption, c1 = a(seed) on the
+        // server; mod-drop to q0, add the pre-made Enc_pk(r) half by half; the client decrypts
+        // the c0 window with its precomputed c1·s.
+        let (seed, w) = sk
+            .encrypt_seeded_window(m, 2, n, &mut rng)
+            .expect("encrypt");
+        let c1 = mp2ml_ckks::RnsPoly::from_seed(params, 2, &seed).expect("c1");
+        let r: Vec<i64> = (0..n).map(|_| rng.random_range(0..q0) as i64).collect();
+        let (pre0, pre1) = pk.encrypt_halves(&r, 0, n, &mut rng).expect("mask");
+        let mut c0 = w.mod_drop(0).expect("mod-drop");
+        c0.add_assign(&pre0).expect("add");
+        let mut c1 = c1.mod_drop(0).expect("mod-drop");
+        c1.add_assign(&pre1).expect("add");
+        let d = sk.c1_times_s(&c1, n).expect("c1 s");
+        out.extend(sk.decrypt_halves_mod_q0(&c0, &d).expect("decrypt"));
     }
     out
 }
