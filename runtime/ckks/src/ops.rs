@@ -11,18 +11,25 @@ use crate::keys::PublicKey;
 use crate::params::Params;
 use crate::sample::{uniform_mod, uniform_symmetric};
 
+/// Two operands of a binary operation: same parameters and level.
+pub(crate) fn check_operands(
+    pa: &Arc<Params>,
+    la: usize,
+    pb: &Arc<Params>,
+    lb: usize,
+) -> Result<()> {
+    if !Arc::ptr_eq(pa, pb) && **pa != **pb {
+        return Err(Error::ParamsMismatch);
+    }
+    if la != lb {
+        return Err(Error::LevelMismatch { a: la, b: lb });
+    }
+    Ok(())
+}
+
 impl Ciphertext {
     fn check_compatible(&self, other: &Ciphertext) -> Result<()> {
-        if !Arc::ptr_eq(&self.params, &other.params) && *self.params != *other.params {
-            return Err(Error::ParamsMismatch);
-        }
-        if self.level != other.level {
-            return Err(Error::LevelMismatch {
-                a: self.level,
-                b: other.level,
-            });
-        }
-        Ok(())
+        check_operands(&self.params, self.level, &other.params, other.level)
     }
 
     fn zip_assign(&mut self, other: &Ciphertext, op: impl Fn(&Modulus, u64, u64) -> u64) {

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use rand_core::CryptoRng;
 
 use crate::keys::{PublicKey, SecretKey};
-use crate::ops::rescale_limbs;
+use crate::ops::{check_operands, rescale_limbs};
 use crate::params::Params;
 use crate::sample::{cbd, expand_seed, small_to_rns, ternary, uniform_symmetric};
 
@@ -79,6 +79,18 @@ fn check_width(params: &Params, width: usize) -> Result<()> {
         return Err(Error::LengthMismatch {
             expected: params.n(),
             actual: width,
+        });
+    }
+    Ok(())
+}
+
+/// A window of `width` coefficients for a message of `len` values.
+fn check_window(params: &Params, width: usize, len: usize) -> Result<()> {
+    check_width(params, width)?;
+    if len > width {
+        return Err(Error::LengthMismatch {
+            expected: width,
+            actual: len,
         });
     }
     Ok(())
@@ -161,15 +173,7 @@ impl RnsPoly {
     }
 
     fn check_compatible(&self, other: &RnsPoly) -> Result<()> {
-        if !Arc::ptr_eq(&self.params, &other.params) && *self.params != *other.params {
-            return Err(Error::ParamsMismatch);
-        }
-        if self.level != other.level {
-            return Err(Error::LevelMismatch {
-                a: self.level,
-                b: other.level,
-            });
-        }
+        check_operands(&self.params, self.level, &other.params, other.level)?;
         if self.width != other.width {
             return Err(Error::LengthMismatch {
                 expected: self.width,
@@ -300,13 +304,7 @@ impl PublicKey {
         width: usize,
         rng: &mut R,
     ) -> Result<(RnsPoly, RnsPoly)> {
-        check_width(&self.params, width)?;
-        if m.len() > width {
-            return Err(Error::LengthMismatch {
-                expected: width,
-                actual: m.len(),
-            });
-        }
+        check_window(&self.params, width, m.len())?;
         if width > DIRECT_MAX {
             return self.encrypt(m, level, rng)?.into_halves(width);
         }
@@ -406,13 +404,7 @@ impl SecretKey {
         width: usize,
         rng: &mut R,
     ) -> Result<([u8; 32], RnsPoly)> {
-        check_width(&self.params, width)?;
-        if m.len() > width {
-            return Err(Error::LengthMismatch {
-                expected: width,
-                actual: m.len(),
-            });
-        }
+        check_window(&self.params, width, m.len())?;
         if width > DIRECT_MAX {
             let ct = self.encrypt_seeded(m, level, rng)?;
             return Ok((ct.seed, ct.c0_window(width)?));
