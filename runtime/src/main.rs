@@ -324,8 +324,12 @@ fn finish(
         println!("accuracy:   {:.2}% ({} images)", 100.0 * a, images);
     }
     println!(
-        "latency:    {:.3} s for {} images ({} ciphertext groups)",
-        secs, images, rep.groups
+        "latency:    {:.3} s for {} images ({} ciphertext groups): {:.3} s offline (input-independent), {:.3} s online",
+        secs,
+        images,
+        rep.groups,
+        rep.seconds(Some("offline")),
+        rep.seconds(Some("online"))
     );
     println!("throughput: {:.1} images/s", images as f64 / secs);
     println!(

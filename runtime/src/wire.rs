@@ -182,6 +182,51 @@ pub fn max_frame(params: &Params) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mp2ml_ckks::{ntt_primes, os_rng, SecretKey};
+    use mp2ml_mpc::{ChannelConfig, MemChannel};
+
+    fn pair() -> (MemChannel, MemChannel) {
+        MemChannel::pair(ChannelConfig {
+            read_timeout: std::time::Duration::from_millis(200),
+            ..ChannelConfig::default()
+        })
+    }
+
+    #[test]
+    fn seeds_round_trip_across_frames_and_bad_frames_are_errors() {
+        let seeds: Vec<[u8; 32]> = (0..SEEDS_PER_FRAME * 2 + 7)
+            .map(|i| [(i % 251) as u8; 32])
+            .collect();
+        let (mut a, mut b) = pair();
+        send_seeds(&mut a, seeds.iter()).expect("send");
+        a.flush().expect("flush");
+        assert_eq!(recv_seeds(&mut b, seeds.len()).expect("recv"), seeds);
+        // A frame of the wrong length (here: one seed short) is refused.
+        let (mut a, mut b) = pair();
+        a.send_frame(&[0u8; 32 * 4]).expect("send");
+        a.flush().expect("flush");
+        assert!(recv_seeds(&mut b, 5).is_err());
+        // Zero seeds read nothing.
+        let (_a, mut b) = pair();
+        assert!(recv_seeds(&mut b, 0).expect("recv").is_empty());
+    }
+
+    #[test]
+    fn polys_are_checked_for_level_and_width() {
+        let primes = ntt_primes(30, 1024, 2, &[]).expect("primes");
+        let params = Params::new(1024, &primes).expect("params");
+        let sk = SecretKey::generate(&params, &mut os_rng());
+        let (_, w) = sk
+            .encrypt_seeded_window(&[1i64, 2], 1, 3, &mut os_rng())
+            .expect("encrypt");
+        for (level, width, ok) in [(1, 3, true), (0, 3, false), (1, 4, false)] {
+            let (mut a, mut b) = pair();
+            send_poly(&mut a, &w).expect("send");
+            a.flush().expect("flush");
+            let got = recv_polys(&mut b, &params, level, width, 1);
+            assert_eq!(got.is_ok(), ok, "level {level} width {width}");
+        }
+    }
 
     #[test]
     fn hello_round_trip_and_rejection() {
