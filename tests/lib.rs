@@ -72,6 +72,12 @@ pub mod toy {
 
     /// Writes the plan and weights into `dir`; returns the plan path.
     pub fn write_plan(dir: &Path, model: &Model) -> std::path::PathBuf {
+        write_plan_with(dir, model, false)
+    }
+
+    /// [`write_plan`], optionally with the input encrypted one level higher than the first
+    /// layer needs and an explicit `ModDrop` before it (the path no bundled model takes).
+    pub fn write_plan_with(dir: &Path, model: &Model, mod_drop: bool) -> std::path::PathBuf {
         let q0 = ntt_primes(30, N, 1, &[]).expect("q0")[0];
         let p1 = ntt_primes(44, N, 1, &[q0]).expect("p1")[0];
         let p2 = ntt_primes(30, N, 1, &[q0, p1]).expect("p2")[0];
@@ -95,7 +101,7 @@ pub mod toy {
             input: InputSpec {
                 name: "x".into(),
                 shape: vec![4],
-                level: 1,
+                level: if mod_drop { 2 } else { 1 },
                 range: (-1.0, 1.0),
                 scale_bits: F,
             },
@@ -124,23 +130,43 @@ pub mod toy {
             shape: vec![n],
             level,
         };
+        let mut tensors = vec![
+            t("x", 4, public.input.level),
+            t("h", 3, 0),
+            t("r", 3, 2),
+            t("y", 2, 1),
+        ];
+        let fc1 = |input: usize| HeOp::Linear {
+            name: "fc1".into(),
+            inputs: vec![input],
+            output: 1,
+            matrix: m1,
+            level_in: 1,
+        };
+        let fc1_ops = if mod_drop {
+            tensors.push(t("x_dropped", 4, 1));
+            vec![
+                HeOp::ModDrop {
+                    input: 0,
+                    output: 4,
+                    level: 1,
+                },
+                fc1(4),
+            ]
+        } else {
+            vec![fc1(0)]
+        };
         let plan = ServerPlan {
             version: PLAN_VERSION,
             model: "toy".into(),
             public_hash: public.hash(),
             public,
-            tensors: vec![t("x", 4, 1), t("h", 3, 0), t("r", 3, 2), t("y", 2, 1)],
+            tensors,
             output_tensor: 3,
             segments: vec![
                 Segment::He(HeSegment {
                     name: "fc1".into(),
-                    ops: vec![HeOp::Linear {
-                        name: "fc1".into(),
-                        inputs: vec![0],
-                        output: 1,
-                        matrix: m1,
-                        level_in: 1,
-                    }],
+                    ops: fc1_ops,
                     macs: 12,
                 }),
                 Segment::Mpc(MpcBinding {

@@ -6,7 +6,7 @@ use mp2ml_runtime::client::Batch;
 use mp2ml_runtime::local::run_local;
 use mp2ml_runtime::plan::load_server;
 use mp2ml_runtime::session::SessionOptions;
-use mp2ml_tests::toy::{model, write_plan};
+use mp2ml_tests::toy::{model, write_plan, write_plan_with};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn tmpdir(tag: &str) -> std::path::PathBuf {
@@ -15,14 +15,13 @@ fn tmpdir(tag: &str) -> std::path::PathBuf {
     d
 }
 
-#[test]
-fn two_party_run_matches_plaintext() {
-    let mut rng = StdRng::seed_from_u64(7);
+/// Runs the toy plan on `images` random inputs and checks the outputs against f64.
+fn run_toy(tag: &str, images: usize, mod_drop: bool) {
+    let mut rng = StdRng::seed_from_u64(7 + images as u64);
     let model = model(&mut rng);
-    let dir = tmpdir("ok");
-    let path = write_plan(&dir, &model);
+    let dir = tmpdir(tag);
+    let path = write_plan_with(&dir, &model, mod_drop);
     let setup = load_server(&path, 128).expect("plan loads");
-    let images = 37;
     let data: Vec<f32> = (0..images * 4)
         .map(|_| rng.random_range(-1.0f32..1.0))
         .collect();
@@ -40,16 +39,34 @@ fn two_party_run_matches_plaintext() {
         }
     }
     println!(
-        "max |secure − plaintext| = {max_err:.2e}; client {} bytes, server steps {}",
+        "{tag}: max |secure − plaintext| = {max_err:.2e}; client {} bytes, server steps {}",
         crep.bytes(None),
         srep.steps.len()
     );
     // Error budget: the re-randomization noise of HE→MPC (a public-key encryption of zero,
     // |e·u + e1·s + e0| ≲ 2^12 here) over Δ = 2^20, through |W2| ≤ 3, plus flooding
     // 2^52 over the output scale 2^60: about 1e-2 in the worst case, ~1e-3 typically.
-    assert!(max_err < 1e-2, "secure outputs deviate by {max_err}");
+    assert!(max_err < 1e-2, "{tag}: secure outputs deviate by {max_err}");
     assert!(crep.and_gates() > 0);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn two_party_run_matches_plaintext() {
+    // 37 images: the windows are computed with NTTs.
+    run_toy("ok", 37, false);
+}
+
+#[test]
+fn single_image_uses_direct_windows_and_matches_plaintext() {
+    // One image: window products by direct convolution (width ≤ 8).
+    run_toy("one", 1, false);
+}
+
+#[test]
+fn mod_drop_path_matches_plaintext() {
+    // Input one level above the first layer, an explicit ModDrop on both halves.
+    run_toy("moddrop", 5, true);
 }
 
 #[test]
