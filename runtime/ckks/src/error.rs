@@ -209,6 +209,12 @@ pub enum DecodeError {
         /// Ring dimension.
         n: usize,
     },
+    /// The padding bits at the end of a packed limb are not zero.
+    #[error("non-zero padding bits after limb {limb}")]
+    NonZeroPadding {
+        /// Limb (prime index).
+        limb: usize,
+    },
     /// A residue is not below its prime.
     #[error("residue {index} of limb {limb} is not below its prime")]
     ResidueOutOfRange {

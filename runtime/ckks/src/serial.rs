@@ -121,6 +121,10 @@ fn unpack_window(
             }
             out.push(x);
         }
+        // The padding bits of the limb's last byte must be zero: one encoding per value.
+        if buf != 0 {
+            return Err(DecodeError::NonZeroPadding { limb });
+        }
     }
     Ok(out)
 }

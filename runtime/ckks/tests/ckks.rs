@@ -579,6 +579,20 @@ fn polynomial_windows_round_trip_and_reject_bad_buffers() {
         let c1 = RnsPoly::from_seed(&params, level, s.seed()).expect("c1");
         assert_eq!(c1.data(), s.expand().c1());
     }
+    // A set padding bit (width 1 at 50 + 40 bits leaves padding in each limb's last byte) is
+    // refused: every value has one encoding (found by cargo-fuzz, `ckks_decode`).
+    let w1 = sk
+        .encrypt_seeded(&m, 0, &mut r)
+        .expect("enc")
+        .c0_window(1)
+        .expect("w");
+    let mut bad = w1.to_bytes();
+    let last = bad.len() - 1;
+    bad[last] |= 0x80;
+    assert_eq!(
+        RnsPoly::from_bytes(&params, &bad).unwrap_err(),
+        Error::Decode(DecodeError::NonZeroPadding { limb: 0 })
+    );
     // Width 0 and width > N are refused; so is a window relabelled wider than its body.
     let w = sk
         .encrypt_seeded(&m, 0, &mut r)
