@@ -4,7 +4,14 @@
 //! ```text
 //! mp2ml-bench [--quick] [--repeats K] [--out docs/BENCHMARKS.md] [--plots docs/]
 //!             [--models-dir models/] [--model NAME]... [--tiles 4096]
+//!             [--budget-ands 1e9] [--batch-seconds 60] [--runner PATH/mp2ml-run]
 //! ```
+//!
+//! `--budget-ands`: AND gates per secure session; a model above it uses only the first
+//! ⌊budget / AND per image⌋ test digits, and costly intermediate batches are skipped (the
+//! default keeps the full four-model run near 15 minutes on two cores). `--batch-seconds`: a
+//! batch size stops repeating once its sessions took this long. Per-party peak memory comes
+//! from one session as two `mp2ml-run` processes (next to this binary unless `--runner`).
 //!
 //! Run it through `bash scripts/bench.sh` (release build). Not part of `cargo test`; the smoke
 //! test `tests/bench_smoke.rs` runs `run::run` in quick mode on `tiny`.
@@ -16,7 +23,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: mp2ml-bench [--quick] [--repeats K] [--out FILE.md] [--plots DIR] \
-                     [--models-dir DIR] [--model NAME]... [--tiles B,B,...] [--command TEXT]";
+                     [--models-dir DIR] [--model NAME]... [--tiles B,B,...] [--command TEXT] \
+                     [--budget-ands A] [--batch-seconds S] [--runner FILE]\n\
+  --budget-ands A    AND gates per secure session (default 1e9): a model with more than A/1000 \
+                     AND gates per image uses only the first floor(A / AND per image) test \
+                     digits; batch sizes 16/64/256 run only if a session costs <= A/16\n\
+  --batch-seconds S  stop repeating a batch size once its sessions took S seconds (default 60)\n\
+  --runner FILE      mp2ml-run for the per-party memory sessions (default: next to this binary)";
 
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,6 +70,21 @@ fn main() -> ExitCode {
                     .map(|t| opts.tiles = t)
             }),
             "--command" => val("--command").map(|v| command = Some(v)),
+            "--budget-ands" => val("--budget-ands").and_then(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|&a| a.is_finite() && a >= 1.0)
+                    .map(|a| opts.budget_ands = a)
+                    .ok_or(format!("--budget-ands {v}: not a number >= 1 (e.g. 1.5e9)"))
+            }),
+            "--batch-seconds" => val("--batch-seconds").and_then(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|&a| a.is_finite() && a >= 0.0)
+                    .map(|a| opts.batch_seconds = a)
+                    .ok_or(format!("--batch-seconds {v}: not a number >= 0"))
+            }),
+            "--runner" => val("--runner").map(|v| opts.runner = Some(v.into())),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;

@@ -31,6 +31,10 @@ use crate::plots;
 pub const MARKER: &str =
     "<!-- mp2ml-bench: everything below this line is kept verbatim when the page is regenerated -->";
 
+/// Default AND gates per secure session (`--budget-ands`): about 2 minutes of garbling on two
+/// cores, which keeps the full four-model run near 15 minutes.
+pub const DEFAULT_BUDGET_ANDS: f64 = 1e9;
+
 /// Result type of the bench.
 pub type BenchResult<T> = Result<T, String>;
 
@@ -55,6 +59,14 @@ pub struct Opts {
     pub tiles: Vec<usize>,
     /// The command line, written into the page.
     pub command: String,
+    /// AND gates per secure session: a model uses only the first ⌊budget / AND per image⌋ test
+    /// digits, and batch sizes above the budget are skipped.
+    pub budget_ands: f64,
+    /// A batch size stops repeating once its sessions have taken this many seconds in total.
+    pub batch_seconds: f64,
+    /// The `mp2ml-run` binary for the two-process (per-party memory) sessions; `None` = next
+    /// to the current executable (or its parent folder, for test executables in `deps/`).
+    pub runner: Option<PathBuf>,
 }
 
 impl Opts {
@@ -70,6 +82,9 @@ impl Opts {
             models: Vec::new(),
             tiles: vec![4096],
             command: "bash scripts/bench.sh".into(),
+            budget_ands: DEFAULT_BUDGET_ANDS,
+            batch_seconds: 60.0,
+            runner: None,
         }
     }
 }
@@ -426,6 +441,29 @@ pub struct BatchFig {
     pub groups: usize,
 }
 
+/// Per-party figures of one two-process session (`mp2ml-run --role server` and `--role client`
+/// as two processes over loopback TCP).
+#[derive(Clone, Debug)]
+pub struct PartyMem {
+    /// Server's peak resident memory (VmHWM), bytes.
+    pub server_bytes: Option<u64>,
+    /// Client's peak resident memory (VmHWM), bytes.
+    pub client_bytes: Option<u64>,
+    /// Client's wall seconds of the session (connect to output).
+    pub seconds: f64,
+    /// Client's online seconds (its steps of phase `online`).
+    pub online_s: f64,
+}
+
+/// A two-process session at one batch size, or why it did not run.
+#[derive(Clone, Debug)]
+pub struct PartyMemRun {
+    /// Images asked for.
+    pub batch: usize,
+    /// The figures, or the reason they are missing.
+    pub result: Result<PartyMem, String>,
+}
+
 /// Plaintext (tract) figures.
 #[derive(Clone, Debug, Default)]
 pub struct Plain {
@@ -454,12 +492,18 @@ pub struct ModelFig {
     pub compile_s: f64,
     /// Secure accuracy on the test digits (argmax vs. labels).
     pub accuracy: f64,
-    /// Images the accuracy is over.
+    /// Images the accuracy (and the plaintext baseline) is over: the first `images` test digits.
     pub images: usize,
+    /// Test digits available.
+    pub test_digits: usize,
+    /// Why only the first `images` digits: `AND-gate budget`, `quick mode` (empty: all).
+    pub digits_why: String,
     /// Agreement of secure and plaintext predicted classes.
     pub agreement: f64,
     /// Batch-1 latency (seconds per session).
     pub latency_s: Stat,
+    /// Online part of the batch-1 latency: the client's steps of phase `online`.
+    pub latency_online_s: Stat,
     /// A batch-1 run (for the time split).
     pub b1: RunFig,
     /// A best-batch run (for the time split).
@@ -468,6 +512,8 @@ pub struct ModelFig {
     pub batches: Vec<BatchFig>,
     /// Plaintext baseline.
     pub plain: Plain,
+    /// Per-party peak memory: two-process sessions at batch 1 and at the largest batch.
+    pub party_mem: Vec<PartyMemRun>,
 }
 
 impl ModelFig {
@@ -535,6 +581,242 @@ fn secure_run(setup: &ServerSetup, batch: &Batch) -> BenchResult<(RunFig, Vec<us
         },
         out.classes,
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-party memory: one session as two `mp2ml-run` processes over loopback TCP.
+
+/// The `mp2ml-run` binary: `opts.runner`, else next to the current executable, else in its
+/// parent folder (test executables live in `target/<profile>/deps/`).
+pub fn find_runner(opts: &Opts) -> Result<PathBuf, String> {
+    if let Some(p) = &opts.runner {
+        return if p.is_file() {
+            Ok(p.clone())
+        } else {
+            Err(format!("`{}` does not exist", p.display()))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current executable: {e}"))?;
+    let dir = exe.parent().ok_or("current executable has no folder")?;
+    let name = format!("mp2ml-run{}", std::env::consts::EXE_SUFFIX);
+    let mut tried = vec![dir.join(&name)];
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        if let Some(up) = dir.parent() {
+            tried.push(up.join(&name));
+        }
+    }
+    if let Some(p) = tried.iter().find(|p| p.is_file()) {
+        return Ok(p.clone());
+    }
+    let shown: Vec<String> = tried.iter().map(|p| format!("`{}`", p.display())).collect();
+    Err(format!(
+        "`mp2ml-run` not found ({}); build it with `cargo build --release -p mp2ml-runtime --bin mp2ml-run`",
+        shown.join(", ")
+    ))
+}
+
+/// A child process killed and reaped when dropped (whatever path leaves the caller).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads a pipe to its end in a thread, line by line, forwarding each line.
+fn pump(
+    pipe: impl std::io::Read + Send + 'static,
+    tx: std::sync::mpsc::Sender<String>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The last lines of a process's output, for an error message.
+fn tail(lines: &[String]) -> String {
+    let k = lines.len().saturating_sub(3);
+    if lines.is_empty() {
+        "(no output)".into()
+    } else {
+        lines[k..].join(" / ")
+    }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// A started server: the child, its port, its stdout lines and its stderr lines (both still
+/// arriving).
+type ServerChild = (
+    Reaped,
+    u16,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<String>,
+);
+
+/// Starts `mp2ml-run --role server` for one session and waits until it listens; retries with
+/// another port when the listen fails.
+fn start_server(runner: &Path, plan: &Path) -> Result<ServerChild, String> {
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port()?;
+        let mut child = Command::new(runner)
+            .arg("--role")
+            .arg("server")
+            .arg(plan)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--sessions", "1", "--json", "--timeout", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start `{}`: {e}", runner.display()))?;
+        let (otx, orx) = channel();
+        let (etx, erx) = channel();
+        let out = child.stdout.take();
+        let err = child.stderr.take();
+        let child = Reaped(child);
+        if let (Some(o), Some(e)) = (out, err) {
+            pump(o, otx);
+            pump(e, etx);
+        } else {
+            return Err("server: no pipes".into());
+        }
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut seen = Vec::new();
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match erx.recv_timeout(wait) {
+                Ok(line) if line.contains("serving") => return Ok((child, port, orx, erx)),
+                Ok(line) => seen.push(line),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "server did not listen within 300 s: {}",
+                        tail(&seen)
+                    ))
+                }
+                // The server exited before listening.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        last = tail(&seen);
+        if !last.contains("cannot listen") {
+            return Err(format!("server failed before listening: {last}"));
+        }
+        // Port taken between our probe and the server's bind: another port.
+    }
+    Err(format!("server could not listen (5 ports tried): {last}"))
+}
+
+fn json_u64(v: &serde_json::Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(serde_json::Value::as_u64)
+}
+
+/// One session at `batch` images as two processes: the server and the client `mp2ml-run`, each
+/// reporting its own peak resident memory in its `--json` summary.
+fn two_process(
+    runner: &Path,
+    plan: &Path,
+    x: &[f32],
+    per: usize,
+    shape: &[usize],
+    batch: usize,
+) -> Result<PartyMem, String> {
+    use std::process::{Command, Stdio};
+    let b = tile(x, per, batch);
+    let client_plan = plan.with_extension("client.ron");
+    let input = plan.with_extension(format!("b{batch}.npy"));
+    let mut dims = vec![batch];
+    dims.extend(shape);
+    mp2ml_runtime::npy::write_f32(&input, &dims, &b.data).map_err(|e| e.to_string())?;
+    let (server, port, orx, erx) = start_server(runner, plan)?;
+    let out = Command::new(runner)
+        .arg("--role")
+        .arg("client")
+        .arg(&client_plan)
+        .arg("--connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--input")
+        .arg(&input)
+        .args(["--json", "--timeout", "600"])
+        .stdin(Stdio::null())
+        .output();
+    let _ = std::fs::remove_file(&input);
+    let out = out.map_err(|e| format!("cannot start the client: {e}"))?;
+    if !out.status.success() {
+        drop(server); // kills the server
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<String> = err.lines().map(String::from).collect();
+        let srv: Vec<String> = erx.try_iter().collect();
+        return Err(format!(
+            "client failed ({}): {}; server: {}",
+            out.status,
+            tail(&lines),
+            tail(&srv)
+        ));
+    }
+    let client: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("client's JSON summary: {e}"))?;
+    // The server prints one JSON line per session, then exits (`--sessions 1`).
+    let mut server = server;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        match server.0.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => break None,
+        }
+    };
+    drop(server);
+    let lines: Vec<String> = orx.iter().collect();
+    let srv_json = lines
+        .iter()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    let server_bytes = srv_json
+        .as_ref()
+        .and_then(|v| json_u64(v, "peak_rss_bytes"));
+    if srv_json.is_none() {
+        let err: Vec<String> = erx.try_iter().collect();
+        return Err(format!(
+            "server printed no JSON summary (exit {}): {}",
+            status.map_or("killed after 120 s".into(), |s| s.to_string()),
+            tail(&err)
+        ));
+    }
+    let images = json_u64(&client, "images").unwrap_or(0) as usize;
+    if images != batch {
+        return Err(format!("client processed {images} images, not {batch}"));
+    }
+    Ok(PartyMem {
+        server_bytes,
+        client_bytes: json_u64(&client, "peak_rss_bytes"),
+        seconds: client
+            .get("seconds")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(f64::NAN),
+        online_s: client
+            .pointer("/online/seconds")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(f64::NAN),
+    })
 }
 
 fn tract_plain(
@@ -676,28 +958,26 @@ fn bench_model(opts: &Opts, name: &str, x: &[f32], labels: &[i64]) -> BenchResul
         })
         .sum();
     let total = x.len() / per;
-    let images = if opts.quick { total.min(200) } else { total };
+    let plan_b = plan_batches(opts, name, total, n, ands_per_image);
+    let images = plan_b.images;
     let xs = &x[..images * per];
+    let sizes = plan_b.sizes.clone();
+    eprintln!(
+        "[bench] {name}: {ands_per_image} AND/image; {images} of {total} digits; batches {sizes:?}"
+    );
 
     // Throughput against batch size. Batch 1 is also the latency (a different digit each
-    // repeat); the first session over all test digits gives the accuracy.
-    let mut sizes: Vec<usize> = if opts.quick {
-        vec![1, 16, images]
-    } else {
-        vec![1, 64, 256, images]
-    };
-    if !opts.quick && name == "cryptonets_relu" {
-        // Beyond the test set (digits tiled), up to one full ciphertext group of N images.
-        sizes.extend(opts.tiles.iter().copied().filter(|&t| t <= n));
-    }
-    sizes.sort_unstable();
-    sizes.dedup();
+    // repeat); the first session over all `images` digits gives the accuracy.
     let mut batches = Vec::new();
     let mut best_run: Option<RunFig> = None;
     let mut b1: Option<RunFig> = None;
     let mut lat = Vec::new();
+    let mut lat_online = Vec::new();
     let mut classes: Vec<usize> = Vec::new();
-    secure_run(&setup, &tile(xs, per, 1))?; // warm-up
+    // Warm-up. A slow one (a model with a large fixed cost per session) is also the first
+    // batch-1 run: first-session effects are negligible beside it.
+    let warm = secure_run(&setup, &tile(xs, per, 1))?;
+    let mut warm = (warm.0.seconds > WARM_COUNTS_S).then_some(warm);
     for &b in &sizes {
         let reps = if b > images {
             1
@@ -712,17 +992,17 @@ fn bench_model(opts: &Opts, name: &str, x: &[f32], labels: &[i64]) -> BenchResul
         let mut groups = 0;
         let mut first = None;
         for r in 0..reps {
-            let batch = if b == 1 {
-                tile(&xs[(r % images) * per..], per, 1)
-            } else {
-                tile(xs, per, b)
+            let (f, cls) = match warm.take_if(|_| b == 1) {
+                Some(w) => w,
+                None if b == 1 => secure_run(&setup, &tile(&xs[(r % images) * per..], per, 1))?,
+                None => secure_run(&setup, &tile(xs, per, b))?,
             };
-            let (f, cls) = secure_run(&setup, &batch)?;
             if b == images && classes.is_empty() {
                 classes = cls;
             }
             if b == 1 {
                 lat.push(f.seconds);
+                lat_online.push(f.client.seconds(Some("online")));
                 b1.get_or_insert(f.clone());
             }
             secs.push(f.seconds);
@@ -730,6 +1010,10 @@ fn bench_model(opts: &Opts, name: &str, x: &[f32], labels: &[i64]) -> BenchResul
             peak = peak.max(f.peak_mb);
             groups = f.server.groups;
             first.get_or_insert(f);
+            // Enough of this batch size: at least one run, stop once past the time budget.
+            if secs.iter().sum::<f64>() > opts.batch_seconds {
+                break;
+            }
         }
         let st = Stat::of(&secs);
         let ips = b as f64 / st.med;
@@ -747,7 +1031,11 @@ fn bench_model(opts: &Opts, name: &str, x: &[f32], labels: &[i64]) -> BenchResul
             peak_mb: peak,
             groups,
         });
-        eprintln!("[bench] {name}: batch {b}: {ips:.1} images/s");
+        eprintln!(
+            "[bench] {name}: batch {b}: {ips:.1} images/s ({} runs, {:.1} s)",
+            st.n,
+            secs.iter().sum::<f64>()
+        );
     }
     let best = best_run.ok_or("no batches")?;
     let b1 = b1.ok_or("no batch-1 session")?;
@@ -767,6 +1055,31 @@ fn bench_model(opts: &Opts, name: &str, x: &[f32], labels: &[i64]) -> BenchResul
         100.0 * correct as f64 / images as f64
     );
     let plain = tract_plain(&onnx, xs, per, &shape, labels, opts)?;
+
+    // Per-party peak memory: two processes, at batch 1 and at the largest batch whose session
+    // fits the time limit. The server setup is dropped first (its memory back to the system).
+    drop(setup);
+    let mut party_mem = Vec::new();
+    let big = mem_batch(&batches, plan_b.mem_batch, opts.batch_seconds);
+    let mem_batches: Vec<usize> = [1, big]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for b in mem_batches {
+        let result =
+            find_runner(opts).and_then(|runner| two_process(&runner, &plan, xs, per, &shape, b));
+        match &result {
+            Ok(m) => eprintln!(
+                "[bench] {name}: two processes, batch {b}: server {:.0} MB, client {:.0} MB, {:.2} s",
+                m.server_bytes.map_or(f64::NAN, |v| v as f64 / 1e6),
+                m.client_bytes.map_or(f64::NAN, |v| v as f64 / 1e6),
+                m.seconds
+            ),
+            Err(e) => eprintln!("[bench] {name}: two processes, batch {b}: {e}"),
+        }
+        party_mem.push(PartyMemRun { batch: b, result });
+    }
     Ok(ModelFig {
         name: name.into(),
         params,
@@ -775,13 +1088,116 @@ fn bench_model(opts: &Opts, name: &str, x: &[f32], labels: &[i64]) -> BenchResul
         compile_s,
         accuracy: correct as f64 / images as f64,
         images,
+        test_digits: total,
+        digits_why: plan_b.why.clone(),
         agreement: agree as f64 / images as f64,
         latency_s: Stat::of(&lat),
+        latency_online_s: Stat::of(&lat_online),
         b1,
         best,
         batches,
         plain,
+        party_mem,
     })
+}
+
+/// A warm-up session slower than this counts as the first batch-1 run.
+const WARM_COUNTS_S: f64 = 5.0;
+
+/// The batch of the second two-process session: the largest batch ≤ `cap` whose one-process
+/// session took at most `limit_s` (median), or, when the largest took longer, the largest power
+/// of two whose time, predicted linearly between the batch-1 and the largest session, fits.
+pub fn mem_batch(batches: &[BatchFig], cap: usize, limit_s: f64) -> usize {
+    let within: Vec<&BatchFig> = batches.iter().filter(|b| b.batch <= cap).collect();
+    let Some(largest) = within.iter().max_by_key(|b| b.batch) else {
+        return 1;
+    };
+    if largest.seconds.med <= limit_s {
+        return largest.batch;
+    }
+    let measured = within
+        .iter()
+        .filter(|b| b.seconds.med <= limit_s)
+        .map(|b| b.batch)
+        .max()
+        .unwrap_or(1);
+    let t1 = within
+        .iter()
+        .find(|b| b.batch == 1)
+        .map_or(0.0, |b| b.seconds.med);
+    let slope = (largest.seconds.med - t1) / (largest.batch.max(2) - 1) as f64;
+    let mut p = 1usize;
+    while p * 2 < largest.batch && t1 + slope * (p * 2 - 1) as f64 <= limit_s {
+        p *= 2;
+    }
+    measured.max(p)
+}
+
+/// What a model runs under the AND-gate budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// Test digits used (accuracy, throughput, plaintext baseline): the first `images`.
+    pub images: usize,
+    /// Batch sizes of the throughput sessions, ascending; 1 and `images` always.
+    pub sizes: Vec<usize>,
+    /// The largest batch of the two-process (per-party memory) session.
+    pub mem_batch: usize,
+    /// Why `images` is below the test set: `AND-gate budget`, `quick mode`, or empty.
+    pub why: String,
+}
+
+/// Digits, batch sizes and the two-process batch of a model with `ands` AND gates per image,
+/// `total` test digits and ring dimension `n`, under `opts.budget_ands` AND gates per session:
+/// the first ⌊budget / ands⌋ digits (all if they fit); intermediate batches 16, 64, 256 only
+/// when one session costs at most a sixteenth of the budget; CryptoNets' tiled batches (beyond the
+/// test set, up to N) when within the budget.
+pub fn plan_batches(opts: &Opts, name: &str, total: usize, n: usize, ands: u64) -> BatchPlan {
+    let budget = opts.budget_ands.max(1.0);
+    let cost = |b: usize| b as f64 * ands as f64;
+    let fit = if ands == 0 {
+        total
+    } else {
+        ((budget / ands as f64).floor() as usize).max(1)
+    };
+    let cap = if opts.quick { 200 } else { total };
+    let images = total.min(fit).min(cap).max(1);
+    let mids: &[usize] = if opts.quick { &[16] } else { &[16, 64, 256] };
+    let mut sizes = vec![1, images];
+    sizes.extend(
+        mids.iter()
+            .copied()
+            .filter(|&b| b < images && cost(b) <= budget / 16.0),
+    );
+    if !opts.quick && name == "cryptonets_relu" {
+        // Beyond the test set (digits tiled), up to one full ciphertext group of N images.
+        sizes.extend(
+            opts.tiles
+                .iter()
+                .copied()
+                .filter(|&t| t > images && t <= n && cost(t) <= budget),
+        );
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mem_batch = sizes
+        .iter()
+        .copied()
+        .filter(|&b| cost(b) <= budget)
+        .max()
+        .unwrap_or(1);
+    let why = if images >= total {
+        String::new()
+    } else if fit < total && fit <= cap {
+        "AND-gate budget".into()
+    } else {
+        "quick mode".into()
+    };
+    BatchPlan {
+        images,
+        sizes,
+        mem_batch,
+        why,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -800,6 +1216,8 @@ pub struct Results {
     pub seconds: f64,
     /// Plots written (paths relative to the page's folder).
     pub plots: Vec<String>,
+    /// The `mp2ml-run` binary of the two-process sessions, or why there is none.
+    pub runner: Result<PathBuf, String>,
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -835,6 +1253,84 @@ fn secs(x: f64) -> String {
 
 fn mb(bytes: f64) -> String {
     format!("{:.2} MB", bytes / 1e6)
+}
+
+fn opt_mb(bytes: Option<u64>) -> String {
+    bytes.map_or("?".into(), |b| format!("{:.0}", b as f64 / 1e6))
+}
+
+/// `1.5e9` style, for the budget.
+fn sci(x: f64) -> String {
+    let e = x.abs().log10().floor();
+    if !e.is_finite() || e < 4.0 {
+        return format!("{x:.0}");
+    }
+    let m = x / 10f64.powf(e);
+    let m = format!("{m:.2}");
+    let m = m.trim_end_matches('0').trim_end_matches('.');
+    format!("{m}e{e:.0}")
+}
+
+fn runs(n: usize) -> String {
+    if n == 1 {
+        "1 run".into()
+    } else {
+        format!("{n} runs")
+    }
+}
+
+/// "all 1000 test digits" or "the first 200 of the 1000 test digits".
+fn digits(f: &ModelFig) -> String {
+    if f.images >= f.test_digits {
+        format!("all {} bundled test digits", f.images)
+    } else {
+        format!(
+            "the first {} of the {} bundled test digits ({})",
+            f.images, f.test_digits, f.digits_why
+        )
+    }
+}
+
+/// Batch-1 latency, end to end and its online part: `0.620 s (online 0.015 s), 3 runs
+/// 0.610–0.640 s`.
+fn latency(f: &ModelFig) -> String {
+    let l = &f.latency_s;
+    let mut c = format!(
+        "{:.3} s (online {:.3} s), {}",
+        l.med,
+        f.latency_online_s.med,
+        runs(l.n)
+    );
+    if l.n > 1 {
+        let _ = write!(c, " {:.3}–{:.3} s", l.min, l.max);
+    }
+    c
+}
+
+/// Per-party peak memory of a model at batch 1 and its largest two-process batch.
+fn party_cell(f: &ModelFig, server: bool) -> String {
+    let parts: Vec<String> = f
+        .party_mem
+        .iter()
+        .rev()
+        .map(|p| match &p.result {
+            Ok(m) => format!(
+                "{} MB at batch {}",
+                opt_mb(if server {
+                    m.server_bytes
+                } else {
+                    m.client_bytes
+                }),
+                p.batch
+            ),
+            Err(_) => format!("– at batch {} (see below)", p.batch),
+        })
+        .collect();
+    if f.party_mem.iter().all(|p| p.result.is_err()) {
+        "not measured (see [below](#peak-memory-of-each-party))".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// Time per step category, summed over groups: (category, server s, client s, bytes).
@@ -884,18 +1380,33 @@ pub fn render(r: &Results, opts: &Opts) -> String {
         "**Machine:** {} — {} logical cores. **Load average (1/5/15 min)** at start `{}`, at end `{}` \
          (other engineers' builds share these cores: figures measured under load are pessimistic \
          and noisy). Both parties run in **one process** over loopback TCP (`run_local`), so they \
-         share the cores and every time below includes both parties' computation. Plans are \
-         compiled with `--calibration models/mnist_calib.npy` (256 training digits, not test \
-         digits) when that file is present, as the demo does.\n",
+         share the cores and every time below includes both parties' computation; only the \
+         per-party memory figures come from two processes (`mp2ml-run --role server` and \
+         `--role client`). Plans are compiled with `--calibration models/mnist_calib.npy` (256 \
+         training digits, not test digits) when that file is present, as the demo does.\n",
         m.cpu, m.cores, m.load_start, m.load_end
     );
     let _ = writeln!(
         s,
-        "Figures are the **median (min–max) of {} repeats** unless marked. Anchors are MP2ML \
-         (Boemer et al., ARES 2020) on two 56-core Xeon servers (a LAN between them); ratios \
+        "Figures are the **median (min–max) of up to {} runs**; a batch size stops repeating once \
+         its sessions have taken {:.0} s in total (at least one run), and sessions of 1000 images \
+         or more run at most 3 times, so every timed figure states its number of runs. Anchors are \
+         MP2ML (Boemer et al., ARES 2020) on two 56-core Xeon servers (a LAN between them); ratios \
          are ours relative to the anchor (> 1× for time means we are slower, for throughput that \
          we are faster, as labelled).\n",
-        opts.repeats
+        opts.repeats, opts.batch_seconds
+    );
+    let _ = writeln!(
+        s,
+        "**Time budget:** at most {} AND gates per secure session (`--budget-ands`). A model whose \
+         {} test digits would exceed it uses only the first ⌊budget ÷ AND gates per image⌋ digits \
+         for accuracy, throughput and the plaintext baseline (stated per model below); batch sizes \
+         16, 64 and 256 run only when a session costs at most a sixteenth of the budget. A warm-up \
+         session precedes each model's runs; when it takes more than {:.0} s it counts as the first \
+         batch-1 run.\n",
+        sci(opts.budget_ands),
+        r.models.first().map_or(0, |f| f.test_digits),
+        WARM_COUNTS_S
     );
 
     // Table 3 / CryptoNets-ReLU.
@@ -910,13 +1421,13 @@ pub fn render(r: &Results, opts: &Opts) -> String {
         let _ = writeln!(
             s,
             "Plan: {}, so one ciphertext group packs up to {} images; {} AND gates per image; \
-             imported and compiled in {:.0} ms. Accuracy over the {} bundled test digits; the \
-             secure prediction agrees with the plaintext model on {:.1}% of them.\n",
+             imported and compiled in {:.0} ms. Accuracy over {}; the secure prediction agrees \
+             with the plaintext model on {:.1}% of them.\n",
             c.params,
             c.n,
             c.ands_per_image,
             c.compile_s * 1e3,
-            c.images,
+            digits(c),
             100.0 * c.agreement
         );
         let _ = writeln!(
@@ -927,7 +1438,8 @@ pub fn render(r: &Results, opts: &Opts) -> String {
         let acc = 100.0 * c.accuracy;
         let _ = writeln!(
             s,
-            "| accuracy | MP2ML 98.60% | {acc:.2}% | {:+.2} points | {:.2}% | {:+.2} points |",
+            "| accuracy ({} digits) | MP2ML 98.60% | {acc:.2}% | {:+.2} points | {:.2}% | {:+.2} points |",
+            c.images,
             acc - 98.60,
             100.0 * c.plain.accuracy,
             acc - 100.0 * c.plain.accuracy
@@ -936,30 +1448,31 @@ pub fn render(r: &Results, opts: &Opts) -> String {
         let plat = c.plain.latency_s.med;
         let _ = writeln!(
             s,
-            "| latency, batch 1 | MP2ML 6.79 s | {} s | {} faster | {} | {} slower |",
-            c.latency_s.show(3, 1.0),
+            "| latency, batch 1 (end to end; online part) | MP2ML 6.79 s | {} | {} faster (end to end) | {} | {} slower |",
+            latency(c),
             ratio(6.79, lat),
             secs(plat),
             ratio(lat, plat)
         );
         let _ = writeln!(
             s,
-            "| latency, batch 1 | GAZELLE 0.03 s | {} s | {} slower | | |",
-            c.latency_s.show(3, 1.0),
+            "| latency, batch 1 | GAZELLE 0.03 s | {} | {} slower (end to end) | | |",
+            latency(c),
             ratio(lat, 0.03)
         );
         let _ = writeln!(
             s,
-            "| latency, batch 1 | CrypTFlow 0.03 s | {} s | {} slower | | |",
-            c.latency_s.show(3, 1.0),
+            "| latency, batch 1 | CrypTFlow 0.03 s | {} | {} slower (end to end) | | |",
+            latency(c),
             ratio(lat, 0.03)
         );
         if let Some(b) = best {
             let _ = writeln!(
                 s,
-                "| throughput, best batch ({}) | MP2ML 33.3 images/s | {:.1} images/s | {} higher | {:.0} images/s (batch {}) | {} of plaintext |",
+                "| throughput, best batch ({}) | MP2ML 33.3 images/s | {:.1} images/s ({}) | {} higher | {:.0} images/s (batch {}) | {} of plaintext |",
                 b.batch,
                 b.images_per_s,
+                runs(b.seconds.n),
                 ratio(b.images_per_s, 33.3),
                 c.plain.images_per_s,
                 c.plain.batch,
@@ -988,15 +1501,26 @@ pub fn render(r: &Results, opts: &Opts) -> String {
                 b1.map_or(f64::NAN, |f| f.peak_mb)
             );
         }
+        for (label, server) in [("server", true), ("client", false)] {
+            let _ = writeln!(
+                s,
+                "| peak memory, {label} (own process) | – | {} | | | |",
+                party_cell(c, server)
+            );
+        }
         let _ = writeln!(
             s,
-            "\nPeak memory is the process's VmHWM (`/proc/self/status`) after resetting it \
-             (`/proc/self/clear_refs` = 5) before each session: the **sum of both parties** plus \
-             the bench's own data (test digits, plan, weights); per-party figures need the \
-             two-process mode (`mp2ml-run --role server|client`), not measured here. Bytes are \
-             both directions, counted by the client (10^6 bytes per MB). The reset sets the peak \
-             to the current RSS, which includes heap the allocator kept from earlier sessions, so \
-             a small batch measured after a large one can show a higher peak.\n"
+            "\nLatency is the wall time of a batch-1 session; its online part is the client's \
+             steps of phase `online` (`SessionReport::seconds(Some(\"online\"))`, as `mp2ml-run` \
+             reports it): everything after the input is known, whereas garbling, OT and the c1 \
+             halves of the ciphertexts run offline. One-process peak memory is the process's VmHWM \
+             (`/proc/self/status`) after resetting it (`/proc/self/clear_refs` = 5) before each \
+             session: the **sum of both parties** plus the bench's own data (test digits, plan, \
+             weights); the reset sets the peak to the current RSS, which includes heap the \
+             allocator kept from earlier sessions, so a small batch measured after a large one can \
+             show a higher peak. Per-party peak memory: see [Peak memory of each party]\
+             (#peak-memory-of-each-party). Bytes are both directions, counted by the client (10^6 \
+             bytes per MB).\n"
         );
     }
 
@@ -1004,51 +1528,153 @@ pub fn render(r: &Results, opts: &Opts) -> String {
     let _ = writeln!(s, "## Every bundled model: secure vs. plaintext\n");
     let _ = writeln!(
         s,
-        "| model | params | AND/image | accuracy secure | accuracy plaintext | latency b=1 secure (s) | latency b=1 plaintext | latency ratio | best throughput secure | throughput plaintext | throughput ratio | bytes/image (best batch) | peak MB (best batch) |"
+        "| model | params | AND/image | digits | accuracy secure | accuracy plaintext | latency b=1 secure (online) | latency b=1 plaintext | latency ratio | best throughput secure | throughput plaintext | throughput ratio | bytes/image (best batch) | peak MB one process (best batch) | peak MB server / client (batch) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for f in &r.models {
         let b = f.best_batch();
+        let big = f
+            .party_mem
+            .iter()
+            .rev()
+            .find(|p| p.result.is_ok())
+            .or(f.party_mem.last());
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2}% | {:.2}% | {} | {} | {} | {} | {:.0}/s (b={}) | {} | {} | {:.0} |",
+            "| {} | {} | {} | {} of {} | {:.2}% | {:.2}% | {} | {} | {} | {} | {:.0}/s (b={}) | {} | {} | {:.0} | {} |",
             f.name,
             f.params,
             f.ands_per_image,
+            f.images,
+            f.test_digits,
             100.0 * f.accuracy,
             100.0 * f.plain.accuracy,
-            f.latency_s.show(3, 1.0),
+            latency(f),
             secs(f.plain.latency_s.med),
             ratio(f.latency_s.med, f.plain.latency_s.med),
-            b.map_or("–".into(), |b| format!("{:.1}/s (b={})", b.images_per_s, b.batch)),
+            b.map_or("–".into(), |b| format!(
+                "{:.1}/s (b={}, {})",
+                b.images_per_s,
+                b.batch,
+                runs(b.seconds.n)
+            )),
             f.plain.images_per_s,
             f.plain.batch,
             b.map_or("–".into(), |b| ratio(b.images_per_s, f.plain.images_per_s)),
             b.map_or("–".into(), |b| mb(b.bytes_per_image)),
             b.map_or(f64::NAN, |b| b.peak_mb),
+            big.map_or("–".into(), |p| match &p.result {
+                Ok(m) => format!(
+                    "{} / {} (b={})",
+                    opt_mb(m.server_bytes),
+                    opt_mb(m.client_bytes),
+                    p.batch
+                ),
+                Err(_) => "– (see below)".into(),
+            }),
         );
     }
     let _ = writeln!(
         s,
-        "\nPlaintext: tract-onnx (optimized model, this machine), latency = median over the test \
-         digits one at a time; throughput = one batch of all test digits (median of ≥ 3).\n"
+        "\n*digits*: accuracy (secure and plaintext), the largest batch and the plaintext \
+         throughput use the first *digits* test digits (the AND-gate budget above). Plaintext: \
+         tract-onnx (optimized model, this machine), latency = median over those digits one at a \
+         time; throughput = one batch of all of them (median of ≥ 3).\n"
     );
+
+    // Per-party memory.
+    let _ = writeln!(s, "## Peak memory of each party\n");
+    match &r.runner {
+        Ok(p) => {
+            let _ = writeln!(
+                s,
+                "One session per row as **two processes** over loopback TCP on this machine: \
+                 `mp2ml-run --role server NAME.ron --listen 127.0.0.1:PORT --sessions 1 --json` \
+                 and `mp2ml-run --role client NAME.client.ron --connect 127.0.0.1:PORT --input \
+                 BATCH.npy --json` (binary `{}`); each party's figure is the `peak_rss_bytes` \
+                 (VmHWM) of its own `--json` summary, so it includes that party's plan, keys and \
+                 (server) weights. Rows at batch 1 and at the model's largest batch, unless its \
+                 one-process session took more than {:.0} s: then at the largest power of two \
+                 predicted to fit (linearly between the batch-1 and the largest session), stated \
+                 in the batch column. Seconds and online seconds are the client's.\n",
+                p.display(),
+                opts.batch_seconds
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                s,
+                "**Not measured: {e}.** (The two-process sessions need the release `mp2ml-run` \
+                 next to `mp2ml-bench`; `bash scripts/bench.sh` builds both.)\n"
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "| model | batch | peak memory, server | peak memory, client | both, one process (same batch) | session s (online s) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for f in &r.models {
+        let largest = f.batches.iter().max_by_key(|b| b.batch);
+        for p in &f.party_mem {
+            let batch = match largest {
+                Some(l) if p.batch > 1 && p.batch < l.batch => format!(
+                    "{} (largest batch {} took {:.0} s)",
+                    p.batch, l.batch, l.seconds.med
+                ),
+                _ => p.batch.to_string(),
+            };
+            let one = f
+                .batches
+                .iter()
+                .find(|b| b.batch == p.batch)
+                .map_or("–".into(), |b| format!("{:.0} MB", b.peak_mb));
+            match &p.result {
+                Ok(m) => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} MB | {} MB | {} | {:.3} ({:.3}) |",
+                        f.name,
+                        batch,
+                        opt_mb(m.server_bytes),
+                        opt_mb(m.client_bytes),
+                        one,
+                        m.seconds,
+                        m.online_s
+                    );
+                }
+                Err(e) => {
+                    let short = if r.runner.is_err() {
+                        "not measured (no `mp2ml-run`)".to_string()
+                    } else {
+                        format!("failed: {}", e.replace('|', "\\|"))
+                    };
+                    let _ = writeln!(s, "| {} | {} | – | – | {} | {short} |", f.name, batch, one);
+                }
+            }
+        }
+    }
+    let _ = writeln!(s);
 
     // Throughput against batch.
     let _ = writeln!(s, "## Throughput against batch size\n");
     let _ = writeln!(
         s,
-        "| model | batch | groups | seconds per session | images/s | bytes/image | peak MB |"
+        "| model | batch | groups | runs | seconds per session | images/s | bytes/image | peak MB |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for f in &r.models {
         for b in &f.batches {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.1} | {} | {:.0} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {} | {:.0} |",
                 f.name,
                 b.batch,
                 b.groups,
+                b.seconds.n,
                 b.seconds.show(3, 1.0),
                 b.images_per_s,
                 mb(b.bytes_per_image),
@@ -1058,9 +1684,8 @@ pub fn render(r: &Results, opts: &Opts) -> String {
     }
     let _ = writeln!(
         s,
-        "\nBatch 1 is also the latency figure (a different digit each repeat). A batch above the \
-         number of test digits repeats them (digits tiled) and runs one session; sessions at \
-         batch 1000 are repeated min(repeats, 3) times.\n"
+        "\nBatch 1 is also the latency figure (a different digit each run). A batch above the \
+         number of digits used repeats them (digits tiled) and runs one session.\n"
     );
     for p in &r.plots {
         let _ = writeln!(s, "![{p}]({p})\n");
@@ -1189,8 +1814,11 @@ pub fn run(opts: &Opts) -> BenchResult<Results> {
     let start = Instant::now();
     let mut machine = machine();
     eprintln!(
-        "[bench] {} cores, load {}",
-        machine.cores, machine.load_start
+        "[bench] {} cores, load {}; budget {} AND gates per session; mp2ml-run: {}",
+        machine.cores,
+        machine.load_start,
+        sci(opts.budget_ands),
+        find_runner(opts).map_or_else(|e| e, |p| p.display().to_string())
     );
     let (shape, x) = mp2ml_runtime::npy::read_f32(&opts.models_dir.join("mnist_test_x.npy"))
         .map_err(|e| e.to_string())?;
@@ -1244,6 +1872,7 @@ pub fn run(opts: &Opts) -> BenchResult<Results> {
         models,
         seconds: start.elapsed().as_secs_f64(),
         plots: plot_files,
+        runner: find_runner(opts),
     };
     write_page(&opts.out, &render(&results, opts))?;
     let _ = std::fs::remove_dir_all(&opts.work);
