@@ -13,18 +13,14 @@ use crate::session::{groups, offline_first, SessionOptions, MAX_IMAGES};
 use crate::shares::{garbler_bits, uniform_bits};
 use crate::wire::{self, Hello, PROTOCOL_VERSION};
 
-/// A public-key encryption made ahead of time, split into its halves: the c1 half is added
-/// offline, the window of c0 over the batch's coefficients online.
-struct PreCt {
-    c0: RnsPoly,
-    c1: RnsPoly,
-}
-
 /// The server's material for one MPC step of one group, made before the client's input exists.
 struct StepMasks {
-    /// For each input ciphertext, a fresh public-key encryption of the uniform mask `r` mod q0
-    /// (one value per image) at level 0: adding it re-randomizes and masks in one addition.
-    pre: Vec<PreCt>,
+    /// For each input value, the uniform mask `r` mod q0 per image.
+    r: Vec<Vec<i64>>,
+    /// For each input value, the c0 window of a fresh public-key encryption of `r` at level 0
+    /// (adding it re-randomizes and masks in one addition); made in [`precompute_c1`], whose
+    /// c1 half went to the client there.
+    pre0: Vec<RnsPoly>,
     /// The server's shares `b̃ = (−r + input_offset) mod q0` per image.
     shares: Vec<Vec<u64>>,
     /// Output masks `r'` in `[0, 2^mask_bits)` per output and image.
@@ -33,39 +29,37 @@ struct StepMasks {
 
 fn draw_masks(
     setup: &ServerSetup,
-    pk: &PublicKey,
     step: usize,
     images: usize,
     rng: &mut impl RngCore,
-) -> Result<StepMasks> {
+) -> StepMasks {
     let public = &setup.plan.public;
     let s = &public.mpc_steps[step];
     let sc = &public.circuits[s.circuit];
     let q0 = setup.params.q0();
     let bits = sc.share_bits;
-    let (pre, shares): (Vec<PreCt>, Vec<Vec<u64>>) = (0..s.values_in)
-        .into_par_iter()
-        .map_init(os_rng, |rng, _| {
-            // Uniform mod q0 by rejection on `bits` bits (q0 > 2^(bits−1): acceptance > ½).
-            // Only the batch's coefficients of c0 ever leave the server, so only they need one.
-            let r: Vec<i64> = (0..images)
+    // Uniform mod q0 by rejection on `bits` bits (q0 > 2^(bits−1): acceptance > ½). Only the
+    // batch's coefficients of c0 ever leave the server, so only they need one.
+    let r: Vec<Vec<i64>> = (0..s.values_in)
+        .map(|_| {
+            (0..images)
                 .map(|_| loop {
                     let x = rng.next_u64() >> (64 - bits);
                     if x < q0 {
                         break x as i64;
                     }
                 })
-                .collect();
-            let share = r
-                .iter()
-                .map(|&x| ((q0 - x as u64) % q0 + sc.input_offset) % q0)
-                .collect();
-            let (c0, c1) = pk.encrypt_halves(&r, 0, images, rng)?;
-            Ok((PreCt { c0, c1 }, share))
+                .collect()
         })
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .unzip();
+        .collect();
+    let shares = r
+        .iter()
+        .map(|v| {
+            v.iter()
+                .map(|&x| ((q0 - x as u64) % q0 + sc.input_offset) % q0)
+                .collect()
+        })
+        .collect();
     let out = (0..s.values_out)
         .map(|_| {
             (0..images)
@@ -73,7 +67,54 @@ fn draw_masks(
                 .collect()
         })
         .collect();
-    Ok(StepMasks { pre, shares, out })
+    StepMasks {
+        r,
+        pre0: Vec::new(),
+        shares,
+        out,
+    }
+}
+
+/// For each segment, the tensors to drop after it: those no later segment reads (the output
+/// tensor is kept).
+fn drops_after(plan: &mp2ml_ir::plan::ServerPlan) -> Vec<Vec<usize>> {
+    let mut last = vec![0usize; plan.tensors.len()];
+    for (si, seg) in plan.segments.iter().enumerate() {
+        let reads: Vec<usize> = match seg {
+            Segment::He(he) => he
+                .ops
+                .iter()
+                .flat_map(|op| match op {
+                    HeOp::Linear { inputs, .. } => inputs.clone(),
+                    HeOp::ModDrop { input, .. } => vec![*input],
+                })
+                .collect(),
+            Segment::Mpc(b) => vec![b.input],
+        };
+        for t in reads {
+            if let Some(l) = last.get_mut(t) {
+                *l = si;
+            }
+        }
+    }
+    let mut drops = vec![Vec::new(); plan.segments.len()];
+    for (t, &l) in last.iter().enumerate() {
+        if t != plan.output_tensor {
+            if let Some(d) = drops.get_mut(l) {
+                d.push(t);
+            }
+        }
+    }
+    drops
+}
+
+/// Frees the tensors listed in `drops` (after the segment they were last read in).
+fn free(tensors: &mut [Option<Vec<RnsPoly>>], drops: &[usize]) {
+    for &t in drops {
+        if let Some(x) = tensors.get_mut(t) {
+            *x = None;
+        }
+    }
 }
 
 /// Runs one client session on `ch` to completion.
@@ -152,32 +193,14 @@ fn run_group<C: Channel>(
     let mut rng = os_rng();
     let first = offline_first(public, images, opts);
 
-    // Offline: masks for every step, the output's re-randomization and flooding noise.
+    // Offline: the masks of every step; then the c1 halves of every ciphertext of the group,
+    // with the encryptions of the masks and of the output's re-randomization and flooding.
     let meter = Meter::start(g.channel());
-    let masks: Vec<StepMasks> = (0..public.mpc_steps.len())
-        .map(|s| draw_masks(setup, pk, s, images, &mut rng))
-        .collect::<Result<_>>()?;
-    let out_pre: Vec<PreCt> = (0..plan.tensors[plan.output_tensor].len())
-        .into_par_iter()
-        .map_init(os_rng, |rng, _| {
-            let (mut c0, c1) =
-                pk.encrypt_halves::<i64, _>(&[], public.output.level, images, rng)?;
-            c0.flood(public.output.flood_bits, rng)?;
-            Ok(PreCt { c0, c1 })
-        })
-        .collect::<Result<_>>()?;
-    meter.finish(
-        g.channel(),
-        report,
-        format!("masks[{group}]"),
-        "offline",
-        0,
-        0,
-    );
-
-    // Offline: the c1 halves of every ciphertext of the session.
-    let meter = Meter::start(g.channel());
-    precompute_c1(setup, g.channel_mut(), &masks, &out_pre)?;
+    let mut masks: Vec<StepMasks> = (0..public.mpc_steps.len())
+        .map(|s| draw_masks(setup, s, images, &mut rng))
+        .collect();
+    let drops = drops_after(plan);
+    let out_pre0 = precompute_c1(setup, g.channel_mut(), pk, images, &mut masks, &drops)?;
     meter.finish(
         g.channel(),
         report,
@@ -256,21 +279,15 @@ fn run_group<C: Channel>(
                 run_mpc_step(setup, g, &mut tensors, b, m, handle, images, report)?;
             }
         }
+        free(&mut tensors, &drops[si]);
     }
 
     // Output: add the pre-made re-randomization and flooding to every output window, send.
     let meter = Meter::start(g.channel());
     let out = take_tensor(&tensors, plan.output_tensor)?;
     let level = public.output.level;
-    let windows: Vec<RnsPoly> = out
-        .par_iter()
-        .zip(out_pre.par_iter())
-        .map(|(c0, pre)| {
-            let mut c = c0.mod_drop(level)?;
-            c.add_assign(&pre.c0)?;
-            Ok(c)
-        })
-        .collect::<Result<_>>()?;
+    let all: Vec<u32> = (0..out.len() as u32).collect();
+    let windows = masked_halves(out, &all, &out_pre0, level)?;
     let ch = g.channel_mut();
     ch.set_phase("output");
     for c in &windows {
@@ -290,15 +307,19 @@ fn run_group<C: Channel>(
 
 /// The offline pass over the c1 halves. The client sends the seeds of all its encryptions of
 /// the session (the input's and every MPC→HE step's); c1 of each is a(seed), so the server runs
-/// every HE segment on the c1 halves now, adds the c1 halves of its pre-made masks and
-/// re-randomizations, and sends the client the c1 of every ciphertext the client will decrypt,
-/// so that the client can compute c1·s before its input exists.
+/// every HE segment on the c1 halves now, encrypts its masks (and the output's
+/// re-randomization and flooding) with the client's public key, adds their c1 halves, and
+/// sends the client the c1 of every ciphertext the client will decrypt, so that the client can
+/// compute c1·s before its input exists. The c0 windows of the mask encryptions are kept in
+/// `masks`; those of the output's are returned. Tensors are freed after their last use.
 fn precompute_c1(
     setup: &ServerSetup,
     ch: &mut impl Channel,
-    masks: &[StepMasks],
-    out_pre: &[PreCt],
-) -> Result<()> {
+    pk: &PublicKey,
+    images: usize,
+    masks: &mut [StepMasks],
+    drops: &[Vec<usize>],
+) -> Result<Vec<RnsPoly>> {
     let plan = &setup.plan;
     let public = &plan.public;
     let params = &setup.params;
@@ -308,6 +329,21 @@ fn precompute_c1(
             .par_iter()
             .map(|s| Ok(RnsPoly::from_seed(params, level, s)?))
             .collect()
+    };
+    // Encryptions of `r[i]` (or of zero, flooded) at `level`, split into halves.
+    let encrypt = |r: &[Vec<i64>], count: usize, level: usize, flood: Option<u32>| {
+        (0..count)
+            .into_par_iter()
+            .map_init(os_rng, |rng, i| {
+                let m = r.get(i).map_or(&[][..], Vec::as_slice);
+                let (mut c0, c1) = pk.encrypt_halves(m, level, images, rng)?;
+                if let Some(bits) = flood {
+                    c0.flood(bits, rng)?;
+                }
+                Ok((c0, c1))
+            })
+            .collect::<Result<Vec<(RnsPoly, RnsPoly)>>>()
+            .map(|v| v.into_iter().unzip::<_, _, Vec<_>, Vec<_>>())
     };
     let mut tensors: Vec<Option<Vec<RnsPoly>>> = vec![None; plan.tensors.len()];
     tensors[0] = Some(expand(
@@ -327,11 +363,16 @@ fn precompute_c1(
                 }
             }
             Segment::Mpc(b) => {
+                let m = masks
+                    .get_mut(b.step)
+                    .ok_or_else(|| RuntimeError::Protocol("MPC step out of range".into()))?;
+                let (pre0, pre1) = encrypt(&m.r, m.r.len(), 0, None)?;
+                m.pre0 = pre0;
                 let input = take_tensor(&tensors, b.input)?;
-                let shared = masked_halves(input, &b.gather, &masks[b.step].pre, 0, |p| &p.c1)?;
-                for c in &shared {
-                    wire::send_poly(ch, c)?;
+                for c in masked_halves(input, &b.gather, &pre1, 0)? {
+                    wire::send_poly(ch, &c)?;
                 }
+                drop(pre1);
                 let step = &public.mpc_steps[b.step];
                 let seeds = step_seeds
                     .get_mut(b.step)
@@ -340,23 +381,30 @@ fn precompute_c1(
                 tensors[b.output] = Some(expand(seeds, step.out_level)?);
             }
         }
+        free(&mut tensors, &drops[si]);
     }
     let out = take_tensor(&tensors, plan.output_tensor)?;
+    let (out0, out1) = encrypt(
+        &[],
+        out.len(),
+        public.output.level,
+        Some(public.output.flood_bits),
+    )?;
     let all: Vec<u32> = (0..out.len() as u32).collect();
-    for c in masked_halves(out, &all, out_pre, public.output.level, |p| &p.c1)? {
+    for c in masked_halves(out, &all, &out1, public.output.level)? {
         wire::send_poly(ch, &c)?;
     }
     ch.flush()?;
-    Ok(())
+    Ok(out0)
 }
 
-/// `input[gather[i]]` mod-dropped to `level` plus the chosen half of `pre[i]`, in parallel.
+/// `input[gather[i]]` mod-dropped to `level` plus `pre[i]` (a half of a pre-made encryption),
+/// in parallel.
 fn masked_halves(
     input: &[RnsPoly],
     gather: &[u32],
-    pre: &[PreCt],
+    pre: &[RnsPoly],
     level: usize,
-    half: impl Fn(&PreCt) -> &RnsPoly + Sync,
 ) -> Result<Vec<RnsPoly>> {
     if gather.len() != pre.len() {
         return Err(RuntimeError::Protocol(format!(
@@ -373,7 +421,7 @@ fn masked_halves(
                 RuntimeError::Protocol(format!("gather index {e} outside the tensor"))
             })?;
             let mut c = x.mod_drop(level)?;
-            c.add_assign(half(p))?;
+            c.add_assign(p)?;
             Ok(c)
         })
         .collect()
@@ -454,7 +502,7 @@ fn run_mpc_step<C: Channel>(
     // linear combination of the client's ciphertexts) and add the uniform mask: both with the
     // pre-made encryption of the mask, whose c1 half went out offline. Send the c0 windows.
     let input = take_tensor(tensors, b.input)?;
-    let shared = masked_halves(input, &b.gather, &masks.pre, 0, |p| &p.c0)?;
+    let shared = masked_halves(input, &b.gather, &masks.pre0, 0)?;
     let ch = g.channel_mut();
     ch.set_phase("he2mpc");
     for c in &shared {
