@@ -135,19 +135,27 @@ impl Ciphertext {
     }
 }
 
-/// Writes `m` (length ≤ N, zero-extended) modulo every prime of `mods` into `out` with `op`.
+/// Combines `m` (at most `n` values, zero-extended) modulo every prime of `mods` into the
+/// limb-major `out` (`n` coefficients per limb) with `op`; a longer `m` is an error.
 pub(crate) fn apply_plain<C: IntCoeff>(
     mods: &[Modulus],
     n: usize,
     m: &[C],
     out: &mut [u64],
     op: impl Fn(&Modulus, u64, u64) -> u64,
-) {
+) -> Result<()> {
+    if m.len() > n {
+        return Err(Error::LengthMismatch {
+            expected: n,
+            actual: m.len(),
+        });
+    }
     for (md, limb) in mods.iter().zip(out.chunks_exact_mut(n)) {
         for (o, &x) in limb.iter_mut().zip(m) {
             *o = op(md, *o, x.residue(md.q));
         }
     }
+    Ok(())
 }
 
 fn check_plain_len(params: &Params, len: usize) -> Result<()> {
@@ -203,7 +211,7 @@ impl PublicKey {
                 *c = md.add(*c, x);
             }
         }
-        apply_plain(mods, n, m, &mut c0, Modulus::add);
+        apply_plain(mods, n, m, &mut c0, Modulus::add)?;
         Ok(Ciphertext {
             params: params.clone(),
             level,
@@ -250,7 +258,7 @@ impl SecretKey {
                 *c = md.sub(*c, x);
             }
         }
-        apply_plain(mods, n, m, &mut c0, Modulus::add);
+        apply_plain(mods, n, m, &mut c0, Modulus::add)?;
         Ok(SeededCiphertext {
             params: params.clone(),
             level,

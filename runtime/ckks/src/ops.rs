@@ -104,16 +104,8 @@ impl Ciphertext {
         m: &[C],
         op: impl Fn(&Modulus, u64, u64) -> u64,
     ) -> Result<()> {
-        let n = self.params.n();
-        if m.len() > n {
-            return Err(Error::LengthMismatch {
-                expected: n,
-                actual: m.len(),
-            });
-        }
         let mods = &self.params.mods[..=self.level];
-        apply_plain(mods, n, m, &mut self.c0, op);
-        Ok(())
+        apply_plain(mods, self.params.n(), m, &mut self.c0, op)
     }
 
     /// self ·= w for a signed integer scalar (Shoup multiplication per limb).
@@ -261,15 +253,7 @@ impl SeededCiphertext {
     /// Adds the plaintext `m` (≤ N signed coefficients) to c0. With this, a client can encrypt
     /// zeros ahead of time (the NTT work) and add its data when it exists (coefficient-wise).
     pub fn add_plain<C: IntCoeff>(&mut self, m: &[C]) -> Result<()> {
-        let n = self.params.n();
-        if m.len() > n {
-            return Err(Error::LengthMismatch {
-                expected: n,
-                actual: m.len(),
-            });
-        }
         let mods = &self.params.mods[..=self.level];
-        apply_plain(mods, n, m, &mut self.c0, Modulus::add);
-        Ok(())
+        apply_plain(mods, self.params.n(), m, &mut self.c0, Modulus::add)
     }
 }

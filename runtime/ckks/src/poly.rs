@@ -217,15 +217,8 @@ impl RnsPoly {
         m: &[C],
         op: impl Fn(&Modulus, u64, u64) -> u64,
     ) -> Result<()> {
-        if m.len() > self.width {
-            return Err(Error::LengthMismatch {
-                expected: self.width,
-                actual: m.len(),
-            });
-        }
         let mods = &self.params.mods[..=self.level];
-        apply_plain(mods, self.width, m, &mut self.data, op);
-        Ok(())
+        apply_plain(mods, self.width, m, &mut self.data, op)
     }
 
     /// Adds the signed integers `m` (≤ width of them) to the first coefficients, modulo every
