@@ -220,9 +220,9 @@ fn run_group<C: Channel>(
             .collect()
     };
     let n = params.n();
-    let mut step_c1s: Vec<Vec<RnsPoly>> = Vec::with_capacity(plan.mpc_steps.len());
+    let mut step_c1_times_s: Vec<Vec<RnsPoly>> = Vec::with_capacity(plan.mpc_steps.len());
     for step in &plan.mpc_steps {
-        step_c1s.push(times_s(wire::recv_polys(
+        step_c1_times_s.push(times_s(wire::recv_polys(
             ch,
             params,
             0,
@@ -231,7 +231,7 @@ fn run_group<C: Channel>(
         )?)?);
     }
     let out_elems: usize = plan.output.shape.iter().product();
-    let out_c1s = times_s(wire::recv_polys(
+    let out_c1_times_s = times_s(wire::recv_polys(
         ch,
         params,
         plan.output.level,
@@ -308,7 +308,7 @@ fn run_group<C: Channel>(
         let windows = wire::recv_polys(ch, params, 0, images, step.values_in)?;
         let shares: Vec<Vec<u64>> = windows
             .par_iter()
-            .zip(step_c1s[si].par_iter())
+            .zip(step_c1_times_s[si].par_iter())
             .map(|(c0, c1s)| Ok(sk.decrypt_halves_mod_q0(c0, c1s)?))
             .collect::<Result<_>>()?;
         drop(windows);
@@ -357,7 +357,7 @@ fn run_group<C: Channel>(
     let windows = wire::recv_polys(ch, params, plan.output.level, images, out_elems)?;
     let dec: Vec<Vec<i128>> = windows
         .par_iter()
-        .zip(out_c1s.par_iter())
+        .zip(out_c1_times_s.par_iter())
         .map(|(c0, c1s)| sk.decrypt_halves(c0, c1s))
         .collect::<Result<_, _>>()?;
     let mut logits = vec![0f32; images * out_elems];
