@@ -345,7 +345,7 @@ fn rewrite_server(dir: &Path, f: impl FnOnce(&mut ServerPlan)) {
     let mut plan: ServerPlan =
         ron::from_str(&std::fs::read_to_string(&p).expect("read")).expect("parse");
     f(&mut plan);
-    plan.public_hash = plan.public.hash();
+    plan.public_hash = plan.public.hash().expect("hash");
     std::fs::write(&p, ron::ser::to_string(&plan).expect("ron")).expect("write");
 }
 
@@ -550,7 +550,7 @@ fn bad_client_plans_and_inputs_are_refused() {
             "client plan insecure",
             {
                 file.plan.params.log_n = 11;
-                file.public_hash = file.plan.hash();
+                file.public_hash = file.plan.hash().expect("hash");
                 ron::ser::to_string(&file).expect("ron")
             },
             "refusing insecure parameters",
@@ -935,7 +935,7 @@ fn fuzz_load_server() {
         let Ok(mut plan) = ron::from_str::<ServerPlan>(text) else {
             return;
         };
-        plan.public_hash = plan.public.hash();
+        plan.public_hash = plan.public.hash().expect("hash");
         let Ok(t) = ron::ser::to_string(&plan) else {
             return;
         };

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use mp2ml_compiler::driver::{compile_graph, Options, Output};
+use mp2ml_compiler::error::Error;
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
 use mp2ml_compiler::params::{ParamOptions, Security};
 use mp2ml_compiler::plan_writer::{load_checked, to_ron, write_all};
@@ -401,7 +402,10 @@ fn tampered_weights_are_detected() {
     bytes[last] ^= 1;
     std::fs::write(&wpath, &bytes).expect("write");
     let err = load_checked(&plan).expect_err("tampering must be detected");
-    assert!(err.message.contains("SHA-256"), "{err}");
+    assert!(
+        matches!(&err.error, Error::Plan(m) if m.contains("SHA-256")),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -417,7 +421,18 @@ fn insecure_parameters_are_refused() {
         ..Options::default()
     };
     let e = compile_graph(&g, "c", "c.weights.bin", &opts).expect_err("refused");
-    assert!(e.message.contains("security"), "{e}");
+    assert!(
+        matches!(
+            e.error,
+            Error::Insecure {
+                n: 1024,
+                security: 128,
+                max_log_q: Some(27),
+                ..
+            }
+        ),
+        "{e}"
+    );
     // σ below 40 is refused.
     let opts = Options {
         params: ParamOptions {
@@ -426,7 +441,18 @@ fn insecure_parameters_are_refused() {
         },
         ..Options::default()
     };
-    assert!(compile_graph(&g, "c", "c.weights.bin", &opts).is_err());
+    let e = compile_graph(&g, "c", "c.weights.bin", &opts).expect_err("σ = 30");
+    assert!(
+        matches!(
+            e.error,
+            Error::OptionRange {
+                name: "σ",
+                value: 30,
+                ..
+            }
+        ),
+        "{e}"
+    );
     // 256-bit security needs a larger N than 128-bit.
     let opts = Options {
         params: ParamOptions {

@@ -479,11 +479,11 @@ fn insecure_parameters_are_refused_by_both_parties() {
     for (case, edit) in edits {
         let mut s = server.clone();
         edit(&mut s.public);
-        s.public_hash = s.public.hash();
+        s.public_hash = s.public.hash().expect("hash");
         std::fs::write(&sp, ron::ser::to_string(&s).expect("ron")).expect("write");
         let mut c = client.clone();
         edit(&mut c.plan);
-        c.public_hash = c.plan.hash();
+        c.public_hash = c.plan.hash().expect("hash");
         std::fs::write(&cp, ron::ser::to_string(&c).expect("ron")).expect("write");
         let se = load_server(&sp, 128)
             .err()

@@ -159,7 +159,7 @@ pub mod toy {
         let plan = ServerPlan {
             version: PLAN_VERSION,
             model: "toy".into(),
-            public_hash: public.hash(),
+            public_hash: public.hash().expect("hash"),
             public,
             tensors,
             output_tensor: 3,

@@ -188,7 +188,9 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
     let server = ServerPlan {
         version: PLAN_VERSION,
         model: s.model.clone(),
-        public_hash: public.hash(),
+        public_hash: public
+            .hash()
+            .map_err(|e| CompileError::internal(format!("cannot hash the plan: {e}")))?,
         public,
         tensors,
         output_tensor,
@@ -420,7 +422,11 @@ pub fn load_checked(plan_path: &Path) -> Result<(ServerPlan, Vec<u8>), CompileEr
             format!("plan version {} is not {PLAN_VERSION}", plan.version),
         ));
     }
-    if plan.public.hash() != plan.public_hash {
+    let hash = plan
+        .public
+        .hash()
+        .map_err(|e| CompileError::new(ErrorKind::Plan, format!("cannot hash the plan: {e}")))?;
+    if hash != plan.public_hash {
         return Err(CompileError::new(
             ErrorKind::Plan,
             "the plan's public hash does not match its public part",

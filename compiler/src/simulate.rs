@@ -107,9 +107,13 @@ pub fn simulate(
                             );
                             let mut y = Vec::with_capacity(m.rows);
                             for r in 0..m.rows {
-                                let mut acc = m.bias.get(r).copied().unwrap_or(0);
+                                let mut acc =
+                                    *m.bias.get(r).ok_or_else(|| bad("bias too short"))?;
                                 for (c, w) in m.row(r) {
-                                    acc += i128::from(w) * x.get(c as usize).copied().unwrap_or(0);
+                                    let xc = x
+                                        .get(c as usize)
+                                        .ok_or_else(|| bad("matrix column out of range"))?;
+                                    acc += i128::from(w) * xc;
                                 }
                                 y.push(div_round(acc, p));
                             }
@@ -128,8 +132,12 @@ pub fn simulate(
                 let gathered: Vec<i128> = b
                     .gather
                     .iter()
-                    .map(|&g| x.get(g as usize).copied().unwrap_or(0))
-                    .collect();
+                    .map(|&g| {
+                        x.get(g as usize)
+                            .copied()
+                            .ok_or_else(|| bad("gather index out of range"))
+                    })
+                    .collect::<Result<_, _>>()?;
                 let q0 = i128::from(circ.q0);
                 if let Some(&v) = gathered.iter().find(|&&v| 2 * v.abs() >= q0) {
                     return Err(SimError::Overflow {

@@ -176,10 +176,11 @@ pub struct ClientPlan {
 }
 
 impl ClientPlan {
-    /// SHA-256 (hex) of the canonical RON text of the public part.
-    pub fn hash(&self) -> String {
-        let text = ron::ser::to_string(self).unwrap_or_default();
-        hex::encode(Sha256::digest(text.as_bytes()))
+    /// SHA-256 (hex) of the canonical RON text of the public part; fails if the plan cannot be
+    /// serialized (never the hash of an empty text).
+    pub fn hash(&self) -> Result<String, ron::Error> {
+        let text = ron::ser::to_string(self)?;
+        Ok(hex::encode(Sha256::digest(text.as_bytes())))
     }
 }
 

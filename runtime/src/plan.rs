@@ -244,7 +244,12 @@ pub fn load_client(path: &Path, min_security: u32) -> Result<ClientSetup> {
             ),
         ));
     }
-    let hash = file.plan.hash();
+    let hash = file.plan.hash().map_err(|e| {
+        plan_err(
+            path,
+            format!("the plan cannot be serialized for hashing: {e}"),
+        )
+    })?;
     if hash != file.public_hash {
         return Err(plan_err(
             path,
@@ -273,7 +278,13 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
             ),
         ));
     }
-    if plan.public.hash() != plan.public_hash {
+    let hash = plan.public.hash().map_err(|e| {
+        plan_err(
+            path,
+            format!("the plan cannot be serialized for hashing: {e}"),
+        )
+    })?;
+    if hash != plan.public_hash {
         return Err(plan_err(
             path,
             "the recorded hash does not match the plan's public part (edited plan?)",

@@ -37,19 +37,6 @@ impl Diagnostics {
         }
     }
 
-    /// Byte range of 1-based `line` in the listing (without its newline).
-    fn line_range(&self, line: usize) -> Option<Range<usize>> {
-        let mut start = 0;
-        for (i, l) in self.listing.split_inclusive('\n').enumerate() {
-            if i + 1 == line {
-                let body = l.trim_end_matches('\n');
-                return Some(start..start + body.len());
-            }
-            start += l.len();
-        }
-        None
-    }
-
     /// The codespan diagnostics, one per error.
     pub fn to_codespan(&self) -> Vec<Diagnostic<()>> {
         self.errors
@@ -58,7 +45,7 @@ impl Diagnostics {
                 let mut d = Diagnostic::error()
                     .with_code(e.code())
                     .with_message(e.to_string());
-                if let Some(r) = e.line().and_then(|l| self.line_range(l)) {
+                if let Some(r) = e.line().and_then(|l| line_range(&self.listing, l)) {
                     d = d.with_labels(vec![Label::primary((), r).with_message(e.label())]);
                 }
                 d.with_notes(e.notes())
@@ -85,6 +72,20 @@ impl Diagnostics {
         }
         out
     }
+}
+
+/// Byte range of 1-based `line` in `listing` (without its newline); `None` for line 0 or past
+/// the end.
+pub fn line_range(listing: &str, line: usize) -> Option<Range<usize>> {
+    let mut start = 0;
+    for (i, l) in listing.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let body = l.trim_end_matches('\n');
+            return Some(start..start + body.len());
+        }
+        start += l.len();
+    }
+    None
 }
 
 impl fmt::Display for Diagnostics {

@@ -22,7 +22,7 @@ pub mod noise;
 pub mod primes;
 pub mod security;
 
-use crate::error::{CompileError, ErrorKind};
+use crate::error::{CompileError, Error};
 use crate::partition::{
     assign_levels, CircuitSpec, Lowered, MKind, MTensor, NoiseCoeffs, OUTPUT_LEVEL,
 };
@@ -152,7 +152,12 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
                         best = Some((c, out_level));
                     }
                 }
-                Err(e) if e.message.contains("needs a") => last = Some(e),
+                Err(
+                    e @ CompileError {
+                        error: Error::PrimeTooLarge { .. },
+                        ..
+                    },
+                ) => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -162,10 +167,8 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
             assign_levels(low, out_level);
             Ok(c)
         }
-        None => {
-            Err(last
-                .unwrap_or_else(|| CompileError::new(ErrorKind::Parameters, "no parameters found")))
-        }
+        // Every candidate failed with `PrimeTooLarge` (any other error returned above).
+        None => Err(last.unwrap_or_else(|| Error::NoConvergence.into())),
     }
 }
 
@@ -175,35 +178,37 @@ const FAST_PRIME_BITS: f64 = 31.99;
 /// [`choose`] with the levels already assigned and primes capped at `cap_bits`.
 fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen, CompileError> {
     if opts.sigma < 40 {
-        return Err(CompileError::new(
-            ErrorKind::Parameters,
-            format!(
-                "σ = {} is below the minimum of 40 statistical bits",
-                opts.sigma
-            ),
-        ));
+        return Err(Error::OptionRange {
+            name: "σ",
+            value: opts.sigma,
+            range: "40.. statistical bits",
+        }
+        .into());
     }
     if !(20..=60).contains(&opts.weight_bits) {
-        return Err(CompileError::new(
-            ErrorKind::Parameters,
-            "--weight-bits must be within 20..=60",
-        ));
+        return Err(Error::OptionRange {
+            name: "--weight-bits",
+            value: opts.weight_bits,
+            range: "20..=60",
+        }
+        .into());
     }
     if !(1..=40).contains(&opts.scale_bits) {
-        return Err(CompileError::new(
-            ErrorKind::Parameters,
-            "--scale-bits must be within 1..=40",
-        ));
+        return Err(Error::OptionRange {
+            name: "--scale-bits",
+            value: opts.scale_bits,
+            range: "1..=40",
+        }
+        .into());
     }
     let delta = 2f64.powi(opts.scale_bits as i32);
     let max_level = low
         .tensors
         .iter()
         .map(|t| t.level)
-        .max()
-        .unwrap_or(0)
-        .max(OUTPUT_LEVEL);
-    let mut log_n = opts.log_n.unwrap_or(10).max(10);
+        .fold(OUTPUT_LEVEL, usize::max);
+    // The search starts at the smallest table entry (N = 1024) or the forced N.
+    let mut log_n = opts.log_n.map_or(10, |l| l.max(10));
     for _round in 0..8 {
         let n = 1usize << log_n;
         let two_n = 2 * n as u64;
@@ -222,15 +227,13 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         }
         let w = ((need_w.ceil() as u32) + 2).max(log_n + 3);
         if w > 62 {
-            return Err(CompileError::new(ErrorKind::Parameters, format!("values need a {w}-bit share modulus (more than 62 bits); lower --scale-bits or the input range")));
+            return Err(Error::ShareModulusTooWide { bits: w }.into());
         }
         let q0 = primes::ntt_prime_at_least(1u64 << (w - 1), two_n, &[])
             .filter(|&p| bits(p) == w)
-            .ok_or_else(|| {
-                CompileError::new(
-                    ErrorKind::Parameters,
-                    format!("no {w}-bit NTT-friendly prime for N = {n}"),
-                )
+            .ok_or(Error::NoPrime {
+                bits: f64::from(w - 1),
+                n,
             })?;
         // Output scale: the flooding noise 2^flood_bits must sit `scale_bits` below it.
         let out = &low.tensors[low.output];
@@ -246,10 +249,11 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         let cap = opts.scale_bits + 126 - (w + opts.sigma + 1).min(126);
         let out_scale_bits = (flood_bits + OUTPUT_PRECISION_BITS).min(cap);
         if out_scale_bits < flood_bits + 10 {
-            return Err(CompileError::new(
-                ErrorKind::Parameters,
-                format!("the output scale 2^{out_scale_bits} leaves less than 10 bits of precision above the flooding noise 2^{flood_bits}"),
-            ));
+            return Err(Error::OutputPrecision {
+                out_scale_bits,
+                flood_bits,
+            }
+            .into());
         }
         let scale_of = |t: &MTensor| {
             if t.output_scale {
@@ -299,18 +303,16 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             };
             let want = (need - log_q).max(min_bits);
             if want > cap_bits {
-                return Err(CompileError::new(
-                    ErrorKind::Parameters,
-                    format!("level {l} needs a {want:.1}-bit prime (more than {cap_bits} bits)"),
-                ));
+                return Err(Error::PrimeTooLarge {
+                    level: l,
+                    want_bits: want,
+                    cap_bits,
+                }
+                .into());
             }
             let lower = 2f64.powf(want).ceil() as u64;
-            let p = primes::ntt_prime_at_least(lower, two_n, &moduli).ok_or_else(|| {
-                CompileError::new(
-                    ErrorKind::Parameters,
-                    format!("no NTT-friendly prime ≥ 2^{want:.1} for N = {n}"),
-                )
-            })?;
+            let p = primes::ntt_prime_at_least(lower, two_n, &moduli)
+                .ok_or(Error::NoPrime { bits: want, n })?;
             log_q += (p as f64).log2();
             moduli.push(p);
         }
@@ -321,32 +323,50 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             (_, Some(forced)) => {
                 let ok = max_log_q(1 << forced, opts.security).is_some_and(|m| log_q_bits <= m);
                 if !ok {
-                    return Err(CompileError::new(
-                        ErrorKind::Parameters,
-                        format!(
-                            "N = {} with log2 Q = {log_q_bits} bits does not meet {}-bit security (the HomomorphicEncryption.org bound is {} bits)",
-                            1u64 << forced,
-                            opts.security.bits(),
-                            max_log_q(1 << forced, opts.security).map_or("undefined".into(), |m| m.to_string())
-                        ),
-                    ));
+                    return Err(Error::Insecure {
+                        n: 1 << forced,
+                        log_q: log_q_bits,
+                        security: opts.security.bits(),
+                        max_log_q: max_log_q(1 << forced, opts.security),
+                    }
+                    .into());
                 }
-                return Ok(Chosen { log_n: forced, moduli, share_bits: w, mpc_noise, mpc_max_scaled: max_scaled, output_noise: out_noise, flood_bits, out_scale_bits, log_q_bits, constraints: cons });
+                return Ok(Chosen {
+                    log_n: forced,
+                    moduli,
+                    share_bits: w,
+                    mpc_noise,
+                    mpc_max_scaled: max_scaled,
+                    output_noise: out_noise,
+                    flood_bits,
+                    out_scale_bits,
+                    log_q_bits,
+                    constraints: cons,
+                });
             }
             (None, None) => {
-                return Err(CompileError::new(
-                    ErrorKind::Parameters,
-                    format!("log2 Q = {log_q_bits} bits exceeds the {}-bit security bound for every N up to 32768", opts.security.bits()),
-                ))
+                return Err(Error::ModulusTooLarge {
+                    log_q: log_q_bits,
+                    security: opts.security.bits(),
+                }
+                .into())
             }
             (Some(ln), None) if ln <= log_n => {
-                return Ok(Chosen { log_n, moduli, share_bits: w, mpc_noise, mpc_max_scaled: max_scaled, output_noise: out_noise, flood_bits, out_scale_bits, log_q_bits, constraints: cons });
+                return Ok(Chosen {
+                    log_n,
+                    moduli,
+                    share_bits: w,
+                    mpc_noise,
+                    mpc_max_scaled: max_scaled,
+                    output_noise: out_noise,
+                    flood_bits,
+                    out_scale_bits,
+                    log_q_bits,
+                    constraints: cons,
+                });
             }
             (Some(ln), None) => log_n = ln,
         }
     }
-    Err(CompileError::new(
-        ErrorKind::Parameters,
-        "parameter search did not converge",
-    ))
+    Err(Error::NoConvergence.into())
 }

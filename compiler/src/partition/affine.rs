@@ -106,17 +106,15 @@ pub fn compose(local: &LocalMap, args: &[&Affine], ncols: usize) -> Affine {
     Affine { rows }
 }
 
-/// Interval of every row given per-column intervals (exact for independent inputs).
-pub fn intervals(map: &Affine, lo: &[f64], hi: &[f64]) -> (Vec<f64>, Vec<f64>) {
+/// Interval of every row given per-column intervals (exact for independent inputs); `None`
+/// if a row reads a column without an interval.
+pub fn intervals(map: &Affine, lo: &[f64], hi: &[f64]) -> Option<(Vec<f64>, Vec<f64>)> {
     let mut out_lo = Vec::with_capacity(map.rows.len());
     let mut out_hi = Vec::with_capacity(map.rows.len());
     for r in &map.rows {
         let (mut l, mut h) = (r.bias, r.bias);
         for (&c, &v) in r.cols.iter().zip(&r.vals) {
-            let (a, b) = (
-                lo.get(c as usize).copied().unwrap_or(0.0),
-                hi.get(c as usize).copied().unwrap_or(0.0),
-            );
+            let (&a, &b) = (lo.get(c as usize)?, hi.get(c as usize)?);
             if v >= 0.0 {
                 l += v * a;
                 h += v * b;
@@ -128,7 +126,7 @@ pub fn intervals(map: &Affine, lo: &[f64], hi: &[f64]) -> (Vec<f64>, Vec<f64>) {
         out_lo.push(l);
         out_hi.push(h);
     }
-    (out_lo, out_hi)
+    Some((out_lo, out_hi))
 }
 
 #[cfg(test)]
@@ -156,7 +154,7 @@ mod tests {
             }
         );
         assert!(y.rows[1].cols.is_empty());
-        let (l, h) = intervals(&y, &[0.0, 0.0, -1.0], &[1.0, 1.0, 1.0]);
+        let (l, h) = intervals(&y, &[0.0, 0.0, -1.0], &[1.0, 1.0, 1.0]).expect("columns");
         assert_eq!((l[0], h[0]), (-1.0, 4.0));
     }
 }

@@ -99,11 +99,9 @@ impl Ctx<'_> {
         self.consts.get(t.index()).is_some_and(Option::is_some)
     }
 
+    /// Shape of graph tensor `t` (ids come from the graph itself, so the lookup cannot miss).
     pub(super) fn shape(&self, t: TensorId) -> Vec<usize> {
-        self.graph
-            .get_tensor(t)
-            .map(|i| i.shape.clone())
-            .unwrap_or_default()
+        self.graph.tensor(t).shape.clone()
     }
 
     fn is_mpc(&self, n: NodeId) -> bool {
@@ -338,7 +336,7 @@ impl Ctx<'_> {
     }
 
     /// Local MAC count of every linear node (pass independent).
-    fn local_nnz(&self) -> BTreeMap<NodeId, u64> {
+    fn local_nnz(&self) -> Result<BTreeMap<NodeId, u64>, CompileError> {
         let mut out = BTreeMap::new();
         for &n in &self.order {
             let node = self.graph.node(n);
@@ -362,12 +360,12 @@ impl Ctx<'_> {
                 )
                 .collect();
             if let Some(&o) = node.outputs.first() {
-                if let Ok(l) = local_map(&node.op, &operands, &self.shape(o)) {
-                    out.insert(n, l.nnz());
-                }
+                let l = local_map(&node.op, &operands, &self.shape(o))
+                    .map_err(|e| CompileError::node(self.graph, n, e))?;
+                out.insert(n, l.nnz());
             }
         }
-        out
+        Ok(out)
     }
 
     /// Linear nodes in the cone of `t` (back to frontier tensors), topological order, and for
@@ -458,9 +456,12 @@ pub(super) fn frontier_of(p: &Pass, col: u32) -> Option<usize> {
 /// Decides, for every MPC input and the output of the all-fused pass `p1`, whether to
 /// materialize it as one fused Linear or as a chain through cut tensors; returns the cut
 /// tensors and the decisions.
-pub(super) fn decide(ctx: &Ctx, p1: &Pass) -> (BTreeSet<TensorId>, Vec<Decision>) {
+pub(super) fn decide(
+    ctx: &Ctx,
+    p1: &Pass,
+) -> Result<(BTreeSet<TensorId>, Vec<Decision>), CompileError> {
     let graph = ctx.graph;
-    let nnz = ctx.local_nnz();
+    let nnz = ctx.local_nnz()?;
     let sources: BTreeSet<TensorId> = p1.frontier.iter().map(|f| f.tensor).collect();
     let mut targets: Vec<(TensorId, usize)> = p1.steps.iter().map(|s| (s.input, 0)).collect();
     targets.push((ctx.output, OUTPUT_LEVEL));
@@ -487,8 +488,15 @@ pub(super) fn decide(ctx: &Ctx, p1: &Pass) -> (BTreeSet<TensorId>, Vec<Decision>
             let Some(&o) = node.outputs.first() else {
                 continue;
             };
-            let ho = h.get(&o).copied().unwrap_or(0);
-            let m = nnz.get(&n).copied().unwrap_or(0);
+            // The cone's heights cover every tensor on a path to `t`, and `local_nnz` every
+            // linear node.
+            let (Some(&ho), Some(&m)) = (h.get(&o), nnz.get(&n)) else {
+                return Err(CompileError::node(
+                    graph,
+                    n,
+                    "internal error: no height or MAC count in the fusion cone".into(),
+                ));
+            };
             chain_macs += m;
             chain_cost += m * (base + ho + 2) as u64;
             depth = depth.max(ho + 1);
@@ -502,10 +510,7 @@ pub(super) fn decide(ctx: &Ctx, p1: &Pass) -> (BTreeSet<TensorId>, Vec<Decision>
             cuts.extend(my_cuts);
         }
         decisions.push(Decision {
-            target: graph
-                .get_tensor(t)
-                .map(|i| i.name.clone())
-                .unwrap_or_default(),
+            target: graph.tensor(t).name.clone(),
             nodes: nodes.iter().map(|&n| graph.node(n).name.clone()).collect(),
             fused_macs,
             chain_macs,
@@ -515,5 +520,5 @@ pub(super) fn decide(ctx: &Ctx, p1: &Pass) -> (BTreeSet<TensorId>, Vec<Decision>
             chain,
         });
     }
-    (cuts, decisions)
+    Ok((cuts, decisions))
 }

@@ -91,8 +91,15 @@ fn broadcast_index(out: &[usize], inp: &[usize]) -> Vec<u32> {
         .collect()
 }
 
-fn cval(t: &Tensor, i: usize) -> f64 {
-    f64::from(t.data.get(i).copied().unwrap_or(0.0))
+/// Element `i` of a constant operand; a constant with too few elements for the op is an error
+/// (never a silent zero weight).
+fn cval(t: &Tensor, i: usize) -> Result<f64, String> {
+    t.data.get(i).map(|&v| f64::from(v)).ok_or_else(|| {
+        format!(
+            "constant of shape {:?} has no element {i} (too few weights for the op)",
+            t.shape
+        )
+    })
 }
 
 /// Derives the local map of a linear op. `out_shape` is the op's output shape.
@@ -152,7 +159,7 @@ pub fn local_map(op: &Op, args: &[Operand], out_shape: &[usize]) -> Result<Local
                                     if ix < 0 || ix >= w {
                                         continue;
                                     }
-                                    let wv = cval(wt, ((mi * cg + ci) * kh + ky) * kw + kx);
+                                    let wv = cval(wt, ((mi * cg + ci) * kh + ky) * kw + kx)?;
                                     if wv != 0.0 {
                                         let e = ((gi * cg + ci) as isize * h + iy) * w + ix;
                                         terms.push((x, e as u32, wv));
@@ -161,7 +168,7 @@ pub fn local_map(op: &Op, args: &[Operand], out_shape: &[usize]) -> Result<Local
                             }
                         }
                         m.rows[o] = terms;
-                        m.bias[o] = bias.map_or(0.0, |b| cval(b, mi));
+                        m.bias[o] = bias.map_or(Ok(0.0), |b| cval(b, mi))?;
                     }
                 }
             }
@@ -206,13 +213,13 @@ pub fn local_map(op: &Op, args: &[Operand], out_shape: &[usize]) -> Result<Local
                 for j in 0..nn {
                     let o = i * nn + j;
                     for kk in 0..k {
-                        let v = f64::from(*alpha) * b_val(kk, j);
+                        let v = f64::from(*alpha) * b_val(kk, j)?;
                         if v != 0.0 {
                             m.rows[o].push((x, a_idx(i, kk) as u32, v));
                         }
                     }
                     if let Some((ct, idx)) = &cidx {
-                        m.bias[o] = f64::from(*beta) * cval(ct, idx[o] as usize);
+                        m.bias[o] = f64::from(*beta) * cval(ct, idx[o] as usize)?;
                     }
                 }
             }
@@ -228,7 +235,7 @@ pub fn local_map(op: &Op, args: &[Operand], out_shape: &[usize]) -> Result<Local
             for i in 0..rows_a {
                 for j in 0..nn {
                     for kk in 0..k {
-                        let v = cval(b, kk * nn + j);
+                        let v = cval(b, kk * nn + j)?;
                         if v != 0.0 {
                             m.rows[i * nn + j].push((x, (i * k + kk) as u32, v));
                         }
@@ -247,7 +254,7 @@ pub fn local_map(op: &Op, args: &[Operand], out_shape: &[usize]) -> Result<Local
                 match a {
                     Operand::Const(t) => {
                         for (o, &i) in idx.iter().enumerate() {
-                            m.bias[o] += sign * cval(t, i as usize);
+                            m.bias[o] += sign * cval(t, i as usize)?;
                         }
                     }
                     Operand::Var(k, _) => {
@@ -273,7 +280,7 @@ pub fn local_map(op: &Op, args: &[Operand], out_shape: &[usize]) -> Result<Local
             let xi = broadcast_index(out_shape, xs);
             let cidx = broadcast_index(out_shape, &c.shape);
             for o in 0..n_out {
-                let cv = cval(c, cidx[o] as usize);
+                let cv = cval(c, cidx[o] as usize)?;
                 let v = if matches!(op, Op::Div) {
                     if cv == 0.0 {
                         return Err("division by zero".into());
@@ -290,13 +297,15 @@ pub fn local_map(op: &Op, args: &[Operand], out_shape: &[usize]) -> Result<Local
         Op::BatchNorm { epsilon } => {
             let (x, xs) = var(0)?;
             let (sc, bi, mean, var_) = (cst(1)?, cst(2)?, cst(3)?, cst(4)?);
-            let ch = xs.get(1).copied().unwrap_or(1);
+            let &ch = xs
+                .get(1)
+                .ok_or("BatchNorm needs an input of rank ≥ 2 (channels on axis 1)")?;
             let inner: usize = xs.iter().skip(2).product();
             for o in 0..n_out {
                 let c = (o / inner.max(1)) % ch.max(1);
-                let s = cval(sc, c) / (cval(var_, c) + f64::from(*epsilon)).sqrt();
+                let s = cval(sc, c)? / (cval(var_, c)? + f64::from(*epsilon)).sqrt();
                 m.rows[o].push((x, o as u32, s));
-                m.bias[o] = cval(bi, c) - cval(mean, c) * s;
+                m.bias[o] = cval(bi, c)? - cval(mean, c)? * s;
             }
         }
         Op::AvgPool {
@@ -412,12 +421,17 @@ fn movement(op: &Op, args: &[Operand], out_shape: &[usize]) -> Result<LocalMap, 
         if code == 0 {
             m.bias[o] = pad_value;
         } else if code < 0 {
-            m.bias[o] = f64::from(const_vals.get((-code - 1) as usize).copied().unwrap_or(0.0));
+            let v = const_vals
+                .get((-code - 1) as usize)
+                .ok_or("data movement produced an unknown constant element")?;
+            m.bias[o] = f64::from(*v);
         } else {
             let c = code as usize;
-            if let Some(&(k, first, _)) = var_off.iter().find(|&&(_, f, n)| c >= f && c < f + n) {
-                m.rows[o].push((k, (c - first) as u32, 1.0));
-            }
+            let &(k, first, _) = var_off
+                .iter()
+                .find(|&&(_, f, n)| c >= f && c < f + n)
+                .ok_or("data movement produced an unknown operand element")?;
+            m.rows[o].push((k, (c - first) as u32, 1.0));
         }
     }
     Ok(m)

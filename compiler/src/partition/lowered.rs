@@ -149,6 +149,7 @@ pub struct Lowered {
 pub enum Ranges {
     /// Interval analysis from an input interval.
     Interval(f64, f64),
-    /// Observed max |value| per graph tensor (already times the margin).
-    Observed(Vec<f64>),
+    /// Observed max |value| per graph tensor (already times the margin); `None` for a tensor
+    /// the calibration run did not compute.
+    Observed(Vec<Option<f64>>),
 }

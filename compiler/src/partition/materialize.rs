@@ -27,7 +27,12 @@ pub(super) fn build(
     let mut f_mt: Vec<usize> = Vec::with_capacity(p.frontier.len());
     let mut target_mt: BTreeMap<TensorId, usize> = BTreeMap::new();
     let mut steps: Vec<Step> = Vec::new();
-    let name_of = |t: TensorId| g.get_tensor(t).map(|i| i.name.clone()).unwrap_or_default();
+    let name_of = |t: TensorId| g.tensor(t).name.clone();
+    // Every column of a pass's maps lies in a frontier entry (the first one starts at 0).
+    let entry_of = |c: u32| {
+        frontier_of(&p, c)
+            .ok_or_else(|| CompileError::internal(format!("column {c} lies in no frontier tensor")))
+    };
 
     // Materializes `map` (over the frontier) as a Linear, or returns the frontier entry it
     // copies exactly.
@@ -36,25 +41,22 @@ pub(super) fn build(
                        t: TensorId,
                        map: &Affine,
                        nodes: Vec<String>|
-     -> usize {
+     -> Result<usize, CompileError> {
         // Referenced frontier entries.
         let mut used: BTreeSet<usize> = BTreeSet::new();
         for r in &map.rows {
             for &c in &r.cols {
-                if let Some(i) = frontier_of(&p, c) {
-                    used.insert(i);
-                }
+                used.insert(entry_of(c)?);
             }
         }
-        if used.len() == 1 {
-            let fi = used.iter().next().copied().unwrap_or(0);
+        if let (1, Some(&fi)) = (used.len(), used.first()) {
             let f = &p.frontier[fi];
             let ident = map.rows.len() == f.len
                 && map.rows.iter().enumerate().all(|(i, r)| {
                     r.bias == 0.0 && r.cols == [f.offset + i as u32] && r.vals == [1.0]
                 });
             if ident {
-                return f_mt[fi];
+                return Ok(f_mt[fi]);
             }
         }
         let mut local_off = BTreeMap::new();
@@ -65,22 +67,26 @@ pub(super) fn build(
             acc += p.frontier[fi].len as u32;
             inputs.push(f_mt[fi]);
         }
-        let rows = map
-            .rows
-            .iter()
-            .map(|r| affine::Row {
-                cols: r
-                    .cols
-                    .iter()
-                    .map(|&c| {
-                        let fi = frontier_of(&p, c).unwrap_or(0);
-                        local_off.get(&fi).copied().unwrap_or(0) + (c - p.frontier[fi].offset)
-                    })
-                    .collect(),
+        let mut rows = Vec::with_capacity(map.rows.len());
+        for r in &map.rows {
+            let cols = r
+                .cols
+                .iter()
+                .map(|&c| {
+                    let fi = entry_of(c)?;
+                    // `used` holds every entry a column lies in, so `local_off` has `fi`.
+                    let off = local_off.get(&fi).copied().ok_or_else(|| {
+                        CompileError::internal(format!("frontier entry {fi} has no offset"))
+                    })?;
+                    Ok(off + (c - p.frontier[fi].offset))
+                })
+                .collect::<Result<_, CompileError>>()?;
+            rows.push(affine::Row {
+                cols,
                 vals: r.vals.clone(),
                 bias: r.bias,
-            })
-            .collect();
+            });
+        }
         mt.push(MTensor {
             name: name_of(t),
             shape: per_image(&ctx.shape(t)),
@@ -94,7 +100,7 @@ pub(super) fn build(
             noise: NoiseCoeffs::default(),
             output_scale: false,
         });
-        mt.len() - 1
+        Ok(mt.len() - 1)
     };
     let cone_names = |t: TensorId| -> Vec<String> {
         ctx.cone(t, &frontier_set)
@@ -104,7 +110,6 @@ pub(super) fn build(
             .collect()
     };
 
-    let mut steps_iter = p.steps.iter();
     for f in &p.frontier {
         match f.kind {
             Frontier::Input => {
@@ -120,21 +125,26 @@ pub(super) fn build(
                 f_mt.push(mt.len() - 1);
             }
             Frontier::Cut => {
-                let map = p.def_map.get(&f.tensor).cloned().unwrap_or_default();
+                // A pass defines every cut tensor it adds to the frontier.
+                let map = p.def_map.get(&f.tensor).ok_or_else(|| {
+                    CompileError::internal(format!("cut `{}` has no map", name_of(f.tensor)))
+                })?;
                 let names = cone_names(f.tensor);
-                let i = materialize(&mut mt, &f_mt, f.tensor, &map, names);
+                let i = materialize(&mut mt, &f_mt, f.tensor, map, names)?;
                 f_mt.push(i);
             }
             Frontier::Step(k) => {
-                let Some(st) = steps_iter.next() else {
-                    continue;
-                };
+                let st = p.steps.get(k).ok_or_else(|| {
+                    CompileError::internal(format!("frontier names missing step {k}"))
+                })?;
+                // `Ctx::pass` refuses a step whose input has no map.
                 let map = p
                     .use_map
                     .get(st.input.index())
                     .and_then(Option::as_ref)
-                    .cloned()
-                    .unwrap_or_default();
+                    .ok_or_else(|| {
+                        CompileError::internal(format!("step `{}` input has no map", st.name))
+                    })?;
                 // A pure gather from one frontier tensor needs no Linear.
                 let gather_src = {
                     let mut src = None;
@@ -146,13 +156,13 @@ pub(super) fn build(
                             break;
                         }
                         let c = r.cols[0];
-                        let fi = frontier_of(&p, c);
-                        if src.is_some() && src != fi {
+                        let fi = entry_of(c)?;
+                        if src.is_some_and(|s| s != fi) {
                             ok = false;
                             break;
                         }
-                        src = fi;
-                        idx.push(c - fi.map_or(0, |i| p.frontier[i].offset));
+                        src = Some(fi);
+                        idx.push(c - p.frontier[fi].offset);
                     }
                     if ok {
                         src.map(|s| (s, idx))
@@ -166,16 +176,25 @@ pub(super) fn build(
                         (None, Some((fi, idx))) => (f_mt[fi], idx),
                         (None, None) => {
                             let names = cone_names(st.input);
-                            let i = materialize(&mut mt, &f_mt, st.input, &map, names);
+                            let i = materialize(&mut mt, &f_mt, st.input, map, names)?;
                             target_mt.insert(st.input, i);
                             (i, (0..map.rows.len() as u32).collect())
                         }
                     };
+                // The step's gather plane indexes its input tensor, which `elem_map` covers.
                 let gather = st
                     .gather_plane
                     .iter()
-                    .map(|&e| elem_map.get(e as usize).copied().unwrap_or(0))
-                    .collect();
+                    .map(|&e| {
+                        elem_map.get(e as usize).copied().ok_or_else(|| {
+                            CompileError::internal(format!(
+                                "step `{}` gathers element {e} of {}",
+                                st.name,
+                                elem_map.len()
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
                 mt.push(MTensor {
                     name: name_of(st.output),
                     shape: per_image(&ctx.shape(st.output)),
@@ -205,7 +224,6 @@ pub(super) fn build(
         .use_map
         .get(ctx.output.index())
         .and_then(Option::as_ref)
-        .cloned()
         .ok_or_else(|| {
             CompileError::new(
                 ErrorKind::Unsupported,
@@ -216,7 +234,7 @@ pub(super) fn build(
         Some(&i) => i,
         None => {
             let names = cone_names(ctx.output);
-            materialize(&mut mt, &f_mt, ctx.output, &out_map, names)
+            materialize(&mut mt, &f_mt, ctx.output, out_map, names)?
         }
     };
     Ok(Lowered {

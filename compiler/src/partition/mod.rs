@@ -89,7 +89,7 @@ pub fn lower(graph: &Graph, ranges: &Ranges, scale_bits: u32) -> Result<Lowered,
 
     // Pass 1: everything fused; decide per target.
     let p1 = ctx.pass(&BTreeSet::new())?;
-    let (cuts, decisions) = fusion::decide(&ctx, &p1);
+    let (cuts, decisions) = fusion::decide(&ctx, &p1)?;
     let p = if cuts.is_empty() {
         p1
     } else {
@@ -98,6 +98,6 @@ pub fn lower(graph: &Graph, ranges: &Ranges, scale_bits: u32) -> Result<Lowered,
     let mut low = materialize::build(&ctx, p, decisions, tail.post)?;
     assign_levels(&mut low, OUTPUT_LEVEL);
     levels::assign_scales(&mut low)?;
-    ranges::analyze_ranges(&ctx, &mut low, ranges);
+    ranges::analyze_ranges(&ctx, &mut low, ranges)?;
     Ok(low)
 }

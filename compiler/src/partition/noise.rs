@@ -28,13 +28,13 @@ impl NoiseCoeffs {
 
 /// Noise of `rescale(W · x + b)` for the Linear `map` over columns with noise `col_noise` and
 /// value bound `col_bound`: per row, Σ|w|·noise of its column, plus one rescale rounding and the
-/// weight rounding; the maximum over rows.
+/// weight rounding; the maximum over rows. `None` if a row reads a column without noise or bound.
 pub(super) fn linear(
     map: &Affine,
     col_noise: &[NoiseCoeffs],
     col_bound: &[f64],
     scale_bits: u32,
-) -> NoiseCoeffs {
+) -> Option<NoiseCoeffs> {
     let mut nz = NoiseCoeffs::default();
     for r in &map.rows {
         let mut acc = NoiseCoeffs {
@@ -44,20 +44,16 @@ pub(super) fn linear(
         };
         for (&c, &v) in r.cols.iter().zip(&r.vals) {
             let a = v.abs();
-            if let Some(cn) = col_noise.get(c as usize) {
-                acc.fresh += a * cn.fresh;
-                acc.rescale += a * cn.rescale;
-                acc.constant += a * cn.constant;
-            }
+            let (cn, &cb) = (col_noise.get(c as usize)?, col_bound.get(c as usize)?);
+            acc.fresh += a * cn.fresh;
+            acc.rescale += a * cn.rescale;
+            acc.constant += a * cn.constant;
             // Weight rounding: |round(W p) − W p| ≤ ½ times |x|·Δ, divided by p.
-            acc.constant += col_bound.get(c as usize).copied().unwrap_or(0.0)
-                * f64::from(1u32 << scale_bits.min(31))
-                * 0.5
-                / MIN_PRIME;
+            acc.constant += cb * f64::from(1u32 << scale_bits.min(31)) * 0.5 / MIN_PRIME;
         }
         nz.fresh = nz.fresh.max(acc.fresh);
         nz.rescale = nz.rescale.max(acc.rescale);
         nz.constant = nz.constant.max(acc.constant);
     }
-    nz
+    Some(nz)
 }

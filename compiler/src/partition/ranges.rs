@@ -1,13 +1,12 @@
 //! Value ranges of the materialized tensors: interval analysis from the input interval, or
 //! observed (calibrated) bounds.
 
-use std::collections::BTreeMap;
-
 use super::affine::intervals;
 use super::fusion::Ctx;
 use super::lowered::{CircuitSpec, Lowered, MKind, Ranges, LEAKY_SHIFT};
 use super::noise::{self, NoiseCoeffs};
 use super::numel;
+use crate::error::CompileError;
 
 /// Bounds of an elementwise activation's outputs from the bounds of its inputs.
 fn activation_interval(spec: &CircuitSpec, lo: &[f64], hi: &[f64]) -> (Vec<f64>, Vec<f64>) {
@@ -48,56 +47,67 @@ fn activation_interval(spec: &CircuitSpec, lo: &[f64], hi: &[f64]) -> (Vec<f64>,
 }
 
 /// Interval (or observed) bounds and noise coefficients of every materialized tensor.
-pub(super) fn analyze_ranges(ctx: &Ctx, low: &mut Lowered, ranges: &Ranges) {
+///
+/// Every lookup below is by construction in range (gathers index their input tensor, Linears
+/// read their concatenated inputs, materialized tensors carry graph tensor names); a miss is
+/// reported as an internal error rather than bounded by a default, because an under-estimated
+/// bound means too small a q0 and silently wrong results.
+pub(super) fn analyze_ranges(
+    ctx: &Ctx,
+    low: &mut Lowered,
+    ranges: &Ranges,
+) -> Result<(), CompileError> {
     let n = low.tensors.len();
     let mut lo: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut hi: Vec<Vec<f64>> = vec![Vec::new(); n];
-    let step_of_out: BTreeMap<usize, usize> = low
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(k, s)| (s.output, k))
-        .collect();
-    // Graph tensor of each materialized tensor, for observed ranges.
-    let observed = |name: &str| -> Option<f64> {
-        match ranges {
-            Ranges::Observed(v) => ctx
-                .graph
-                .tensors()
-                .iter()
-                .position(|t| t.name == name)
-                .and_then(|i| v.get(i).copied()),
-            Ranges::Interval(..) => None,
-        }
+    // Observed bound of the graph tensor behind a materialized tensor.
+    let observed = |name: &str| -> Result<f64, CompileError> {
+        let Ranges::Observed(v) = ranges else {
+            return Err(CompileError::internal("observed bound without calibration"));
+        };
+        ctx.graph
+            .tensors()
+            .iter()
+            .position(|t| t.name == name)
+            .and_then(|i| v.get(i).copied().flatten())
+            .ok_or_else(|| {
+                CompileError::internal(format!(
+                    "the calibration run computed no value for `{name}`"
+                ))
+            })
+    };
+    let at = |v: &[f64], e: usize, what: &str| -> Result<f64, CompileError> {
+        v.get(e).copied().ok_or_else(|| {
+            CompileError::internal(format!("{what}: element {e} of {} has no bound", v.len()))
+        })
     };
     for i in 0..n {
+        let name = low.tensors[i].name.clone();
         let len = numel(&low.tensors[i].shape);
         let (l, h, noise) = match &low.tensors[i].kind {
             MKind::Input => {
                 let (a, b) = match ranges {
                     Ranges::Interval(a, b) => (*a, *b),
                     Ranges::Observed(_) => {
-                        let m = observed(&low.tensors[i].name).unwrap_or(1.0);
+                        let m = observed(&name)?;
                         (-m, m)
                     }
                 };
                 (vec![a; len], vec![b; len], NoiseCoeffs::FRESH)
             }
-            MKind::MpcOut { .. } => {
-                let k = step_of_out.get(&i).copied().unwrap_or(0);
-                let st = &low.steps[k];
+            MKind::MpcOut { step } => {
+                let st = low.steps.get(*step).ok_or_else(|| {
+                    CompileError::internal(format!("`{name}` is the output of missing step {step}"))
+                })?;
                 let (il, ih) = (&lo[st.input], &hi[st.input]);
-                let gl: Vec<f64> = st
-                    .gather
-                    .iter()
-                    .map(|&e| il.get(e as usize).copied().unwrap_or(0.0))
-                    .collect();
-                let gh: Vec<f64> = st
-                    .gather
-                    .iter()
-                    .map(|&e| ih.get(e as usize).copied().unwrap_or(0.0))
-                    .collect();
-                let (mut l, mut h) = match &st.spec {
+                let gather = |v: &[f64]| -> Result<Vec<f64>, CompileError> {
+                    st.gather
+                        .iter()
+                        .map(|&e| at(v, e as usize, &st.name))
+                        .collect()
+                };
+                let (gl, gh) = (gather(il)?, gather(ih)?);
+                let (l, h) = match &st.spec {
                     CircuitSpec::MaxPool {
                         values_in,
                         windows,
@@ -111,9 +121,10 @@ pub(super) fn analyze_ranges(ctx: &Ctx, low: &mut Lowered, ranges: &Ranges) {
                                 let mut a = if *relu { 0.0 } else { f64::NEG_INFINITY };
                                 let mut b = a;
                                 for &c in w {
-                                    a = a.max(gl.get(base + c as usize).copied().unwrap_or(0.0));
-                                    b = b.max(gh.get(base + c as usize).copied().unwrap_or(0.0));
+                                    a = a.max(at(&gl, base + c as usize, &st.name)?);
+                                    b = b.max(at(&gh, base + c as usize, &st.name)?);
                                 }
+                                // An empty window: the circuit outputs 0 (its offset h).
                                 l.push(if a.is_finite() { a } else { 0.0 });
                                 h.push(if b.is_finite() { b } else { 0.0 });
                             }
@@ -122,8 +133,13 @@ pub(super) fn analyze_ranges(ctx: &Ctx, low: &mut Lowered, ranges: &Ranges) {
                     }
                     spec => activation_interval(spec, &gl, &gh),
                 };
-                l.resize(len, 0.0);
-                h.resize(len, 0.0);
+                if l.len() != len || h.len() != len {
+                    return Err(CompileError::internal(format!(
+                        "step `{}` yields {} bounds for the {len} elements of `{name}`",
+                        st.name,
+                        l.len()
+                    )));
+                }
                 (l, h, NoiseCoeffs::FRESH)
             }
             MKind::Linear { inputs, map, .. } => {
@@ -139,15 +155,20 @@ pub(super) fn analyze_ranges(ctx: &Ctx, low: &mut Lowered, ranges: &Ranges) {
                     col_noise.extend(std::iter::repeat_n(nf, lo[f].len()));
                     col_bound.extend(std::iter::repeat_n(bf, lo[f].len()));
                 }
-                let (l, h) = intervals(map, &cl, &ch);
-                let nz = noise::linear(map, &col_noise, &col_bound, ctx.scale_bits);
+                let missing = || {
+                    CompileError::internal(format!(
+                        "the Linear of `{name}` reads a column beyond its inputs"
+                    ))
+                };
+                let (l, h) = intervals(map, &cl, &ch).ok_or_else(missing)?;
+                let nz = noise::linear(map, &col_noise, &col_bound, ctx.scale_bits)
+                    .ok_or_else(missing)?;
                 (l, h, nz)
             }
         };
-        let interval_bound = l.iter().chain(h.iter()).fold(0.0f64, |m, x| m.max(x.abs()));
         let bound = match ranges {
-            Ranges::Interval(..) => interval_bound,
-            Ranges::Observed(_) => observed(&low.tensors[i].name).unwrap_or(interval_bound),
+            Ranges::Interval(..) => l.iter().chain(h.iter()).fold(0.0f64, |m, x| m.max(x.abs())),
+            Ranges::Observed(_) => observed(&name)?,
         };
         // With observed ranges, later intervals start from the observed bounds.
         let (l, h) = match ranges {
@@ -159,4 +180,5 @@ pub(super) fn analyze_ranges(ctx: &Ctx, low: &mut Lowered, ranges: &Ranges) {
         low.tensors[i].bound = bound;
         low.tensors[i].noise = noise;
     }
+    Ok(())
 }
