@@ -6,6 +6,7 @@ pub mod driver;
 pub mod error;
 pub mod npy;
 pub mod onnx;
+pub mod packing;
 pub mod params;
 pub mod partition;
 pub mod passes;
