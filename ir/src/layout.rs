@@ -94,7 +94,8 @@ impl ConvGeom {
         if len(&self.input) > 1 << 24 || len(&self.output) > 1 << 24 {
             return Err("convolution tensors too large".into());
         }
-        if self.input[0] % self.groups != 0 || self.output[0] % self.groups != 0 {
+        if !self.input[0].is_multiple_of(self.groups) || !self.output[0].is_multiple_of(self.groups)
+        {
             return Err(format!(
                 "groups {} do not divide {} input and {} output channels",
                 self.groups, self.input[0], self.output[0]
@@ -215,7 +216,7 @@ impl StructuredMatrix {
         }
         match &self.bias {
             Bias::PerRow(b) if b.len() != self.rows => bad("bias count".into()),
-            Bias::PerChannel(b) if b.is_empty() || self.rows % b.len() != 0 => {
+            Bias::PerChannel(b) if b.is_empty() || !self.rows.is_multiple_of(b.len()) => {
                 bad("per-channel bias count".into())
             }
             _ => Ok(()),

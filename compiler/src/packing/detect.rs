@@ -256,7 +256,7 @@ mod tests {
             row_ptr: vec![0],
             ..Default::default()
         };
-        for oc in 0..o {
+        for (oc, &b) in bias.iter().enumerate().take(o) {
             for i in 0..oh {
                 for j in 0..ow {
                     let mut row = BTreeMap::new();
@@ -284,7 +284,7 @@ mod tests {
                         }
                     }
                     m.row_ptr.push(m.col.len() as u64);
-                    m.bias.push(bias[oc]);
+                    m.bias.push(b);
                 }
             }
         }

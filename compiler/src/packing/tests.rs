@@ -18,10 +18,10 @@ fn conv_ref(g: &ConvGeom, kernel: &[i64], bias: &[i128], x: &[i64]) -> Vec<i64> 
     let [o, oh, ow] = g.output;
     let (ci, oi) = (c / g.groups, o / g.groups);
     let mut y = Vec::with_capacity(o * oh * ow);
-    for oc in 0..o {
+    for (oc, &b) in bias.iter().enumerate().take(o) {
         for i in 0..oh {
             for j in 0..ow {
-                let mut acc = bias[oc];
+                let mut acc = b;
                 for cl in 0..ci {
                     let ch = (oc / oi) * ci + cl;
                     for l in 0..g.kernel[0] {
@@ -125,7 +125,7 @@ fn homconv_matches_plain_convolution() {
             }
             map.output.check(n).expect("output layout fits N");
             assert_eq!(
-                map.eval_mod(&[x.clone()], Q),
+                map.eval_mod(std::slice::from_ref(&x), Q),
                 conv_ref(&g, &kernel, &bias, &x),
                 "{g:?} at N = {n}"
             );
@@ -171,7 +171,7 @@ fn largest_blocks_do_not_wrap_and_one_more_channel_would() {
             output: p.output_layout(),
             bias: vec![0; g.out_len()],
         }
-        .eval_mod(&[x.clone()], Q)
+        .eval_mod(std::slice::from_ref(&x), Q)
     };
     assert_eq!(run(&p), expect);
     // Positive control: terms did go past X^N and wrapped (with a sign flip) below the first
