@@ -182,7 +182,7 @@ fn prg_words(prg: &Prg, wire: usize, words: usize, first: usize, out: &mut [u64]
     for (k, o) in out.iter_mut().enumerate() {
         let w = first + k;
         let blk = blocks[w / 2 - b0];
-        *o = if w % 2 == 0 {
+        *o = if w & 1 == 0 {
             blk as u64
         } else {
             (blk >> 64) as u64
