@@ -12,11 +12,11 @@ use mp2ml_ir::plan::{
 use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
 use sha2::{Digest, Sha256};
 
-use crate::circuits::{self, CircuitParams};
 use crate::error::{CompileError, ErrorKind};
 use crate::packing::detect::{csr_bytes, detect, structured_bytes};
 use crate::params::{noise, Chosen};
 use crate::partition::{CircuitSpec, Lowered, MKind, LEAKY_SHIFT};
+use mp2ml_ir::circuit::activations::{self as circuits, CircuitParams};
 
 /// Everything the compiler produces for one model.
 #[derive(Clone, Debug)]
