@@ -123,13 +123,28 @@ pub fn serve<C: Channel>(
     ch: C,
     opts: &SessionOptions,
 ) -> Result<SessionReport> {
+    serve_with(setup, ch, opts, &mut |_| Ok(()))
+}
+
+/// The server's admission decision on a client's hello once the plan checks passed:
+/// `Err(reason)` refuses the session with that reason, which the client prints.
+pub type Admit<'a> = dyn FnMut(&Hello) -> std::result::Result<(), String> + 'a;
+
+/// [`serve`], with `admit` deciding (after the version, plan and size checks) whether the
+/// session may start: the service's limits (running sessions, memory, batch size).
+pub fn serve_with<C: Channel>(
+    setup: &ServerSetup,
+    ch: C,
+    opts: &SessionOptions,
+    admit: &mut Admit<'_>,
+) -> Result<SessionReport> {
     let mut g = Garbler::new(ch, os_rng());
     let mut report = SessionReport {
         role: "server".into(),
         ..Default::default()
     };
     let meter = Meter::start(g.channel());
-    let (images, pk) = handshake(setup, g.channel_mut())?;
+    let (images, pk) = handshake(setup, g.channel_mut(), admit)?;
     meter.finish(
         g.channel(),
         &mut report,
@@ -148,7 +163,11 @@ pub fn serve<C: Channel>(
     Ok(report)
 }
 
-fn handshake(setup: &ServerSetup, ch: &mut impl Channel) -> Result<(usize, PublicKey)> {
+fn handshake(
+    setup: &ServerSetup,
+    ch: &mut impl Channel,
+    admit: &mut Admit<'_>,
+) -> Result<(usize, PublicKey)> {
     ch.set_phase("handshake");
     let hello = Hello::from_bytes(&ch.recv_frame()?)?;
     let refusal = if hello.version != PROTOCOL_VERSION {
@@ -167,7 +186,7 @@ fn handshake(setup: &ServerSetup, ch: &mut impl Channel) -> Result<(usize, Publi
             hello.images
         ))
     } else {
-        None
+        admit(&hello).err()
     };
     wire::send_verdict(ch, refusal.as_deref())?;
     if let Some(r) = refusal {
