@@ -13,56 +13,10 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mp2ml_ir::plan::{ClientPlanFile, ServerPlan};
-
-fn target_dir() -> PathBuf {
-    // target/<profile>/deps/bad_input-<hash>
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
-
-/// Builds (if needed) and returns the path of binary `name`.
-fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let dir = target_dir();
-    let built = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-q",
-            "--bins",
-            "-p",
-            "mp2ml-compiler",
-            "-p",
-            "mp2ml-runtime",
-        ]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        if let Some(t) = dir.parent() {
-            cmd.env("CARGO_TARGET_DIR", t);
-        }
-        cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-        match cmd.status() {
-            Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(format!("cargo build of the binaries failed: {s}")),
-            Err(e) => Err(format!("cannot run cargo: {e}")),
-        }
-    });
-    if let Err(e) = built {
-        panic!("{e}");
-    }
-    let p = dir.join(name);
-    assert!(p.exists(), "{} was not built", p.display());
-    p
-}
+use mp2ml_tests::bins::{bin, target_dir};
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("mp2ml-bad-{tag}-{}", std::process::id()));

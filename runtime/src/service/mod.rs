@@ -95,6 +95,8 @@ struct Counts {
 #[derive(Debug, serde::Serialize)]
 struct Record<'a> {
     session: u64,
+    /// Unix time of the accept, seconds.
+    start: f64,
     peer: String,
     outcome: &'a str,
     images: usize,
@@ -190,14 +192,15 @@ impl Service {
         let stopped = inner.stop.requested();
         let deadline = Instant::now() + inner.cfg.grace;
         let mut counts = inner.lock();
-        if stopped && (counts.running + counts.pending) > 0 {
+        // Pending handshakes are not waited for: they will be refused as busy.
+        if stopped && counts.running > 0 {
             eprintln!(
                 "mp2ml-run: stopping: no new sessions; waiting up to {:.0} s for {} running session(s) (a second signal exits at once)",
                 inner.cfg.grace.as_secs_f64(),
                 counts.running
             );
         }
-        while counts.running + counts.pending > 0 {
+        while counts.running > 0 {
             let now = Instant::now();
             if stopped && now >= deadline {
                 break;
@@ -232,6 +235,7 @@ impl Service {
             inner.metrics.refuse("overload");
             inner.record(&Record {
                 session: id,
+                start: unix_now(),
                 peer: peer.to_string(),
                 outcome: "dropped",
                 images: 0,
@@ -392,8 +396,10 @@ impl Inner {
         eprintln!("{line}");
         if let Some(log) = &self.json_log {
             let mut w = log.lock().unwrap_or_else(|e| e.into_inner());
-            let text = serde_json::to_string(r).unwrap_or_default();
-            if writeln!(w, "{text}").and_then(|()| w.flush()).is_err() {
+            // One write per line, so that a reader never sees half a record.
+            let mut text = serde_json::to_string(r).unwrap_or_default();
+            text.push('\n');
+            if w.write_all(text.as_bytes()).and_then(|()| w.flush()).is_err() {
                 eprintln!("mp2ml-run: cannot write the JSON log");
             }
         }
@@ -402,6 +408,7 @@ impl Inner {
     /// One connection, from the accept to the log line.
     fn connection(self: Arc<Self>, id: u64, stream: TcpStream, peer: SocketAddr, ticket: Ticket) {
         let start = Instant::now();
+        let started_at = unix_now();
         let mut ticket = ticket;
         let bytes = Arc::new(AtomicU64::new(0));
         let step_ms = Arc::new(AtomicU64::new(0));
@@ -475,6 +482,7 @@ impl Inner {
         }
         self.record(&Record {
             session: id,
+            start: started_at,
             peer: peer.to_string(),
             outcome,
             images,
@@ -484,6 +492,12 @@ impl Inner {
         });
         drop(ticket);
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// A channel whose every phase has a deadline: the handshake's (from the accept), then, once
