@@ -386,6 +386,53 @@ impl Deadline {
     }
 }
 
+/// Fills `buf` from `reader` under `deadline`: reads through the buffer, each wait capped by the
+/// time left, so that a peer trickling bytes cannot stretch the read past the deadline.
+fn read_by_deadline(
+    reader: &mut BufReader<TcpStream>,
+    buf: &mut [u8],
+    deadline: Option<Deadline>,
+    read_timeout: Duration,
+    counter: &Counter,
+) -> Result<()> {
+    let sock = |e| MpcError::Io {
+        phase: counter.name(),
+        source: e,
+    };
+    let mut filled = 0;
+    while filled < buf.len() {
+        if reader.buffer().is_empty() {
+            let wait =
+                Deadline::wait(deadline, read_timeout, counter)?.max(Duration::from_millis(1));
+            reader
+                .get_ref()
+                .set_read_timeout(Some(wait))
+                .map_err(sock)?;
+        }
+        let avail = match reader.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let err = map_io(e, counter, read_timeout);
+                return Err(Deadline::refine(deadline, err, counter));
+            }
+        };
+        if avail.is_empty() {
+            return Err(MpcError::Closed {
+                phase: counter.name(),
+            });
+        }
+        let dst = buf.get_mut(filled..).unwrap_or_default();
+        let n = avail.len().min(dst.len());
+        if let (Some(d), Some(s)) = (dst.get_mut(..n), avail.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        reader.consume(n);
+        filled += n;
+    }
+    Ok(())
+}
+
 /// A channel over a TCP connection (`TCP_NODELAY`, buffered both ways, with timeouts).
 #[derive(Debug)]
 pub struct TcpChannel {
@@ -462,40 +509,15 @@ impl TcpChannel {
         )
     }
 
-    /// `recv` under a deadline: reads through the buffer, each wait capped by the time left.
+    /// `recv` under a deadline.
     fn recv_by_deadline(&mut self, buf: &mut [u8]) -> Result<()> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            if self.reader.buffer().is_empty() {
-                let wait = Deadline::wait(self.deadline, self.config.read_timeout, &self.counter)?
-                    .max(Duration::from_millis(1));
-                self.reader
-                    .get_ref()
-                    .set_read_timeout(Some(wait))
-                    .map_err(|e| self.sock_err(e))?;
-            }
-            let avail = match self.reader.fill_buf() {
-                Ok(a) => a,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let err = map_io(e, &self.counter, self.config.read_timeout);
-                    return Err(Deadline::refine(self.deadline, err, &self.counter));
-                }
-            };
-            if avail.is_empty() {
-                return Err(MpcError::Closed {
-                    phase: self.counter.name(),
-                });
-            }
-            let dst = buf.get_mut(filled..).unwrap_or_default();
-            let n = avail.len().min(dst.len());
-            if let (Some(d), Some(s)) = (dst.get_mut(..n), avail.get(..n)) {
-                d.copy_from_slice(s);
-            }
-            self.reader.consume(n);
-            filled += n;
-        }
-        Ok(())
+        read_by_deadline(
+            &mut self.reader,
+            buf,
+            self.deadline,
+            self.config.read_timeout,
+            &self.counter,
+        )
     }
 
     /// Connects to `addr`.
@@ -590,23 +612,35 @@ impl Channel for TcpChannel {
             self.send(out)?;
             return self.recv(inp);
         }
-        let (writer, reader, counter, config) = (
+        if self.deadline.is_some() {
+            self.arm_write()?;
+        }
+        let (writer, reader, counter, config, deadline) = (
             &mut self.writer,
             &mut self.reader,
             &self.counter,
             &self.config,
+            self.deadline,
         );
         // Full duplex: a scoped thread writes while this one reads, so a round of any size
         // cannot deadlock with both sides blocked in `write`.
         let (wrote, read) = std::thread::scope(|sc| {
             let w = sc.spawn(|| writer.write_all(out).and_then(|()| writer.flush()));
-            let r = reader.read_exact(inp);
+            let r = if deadline.is_some() {
+                read_by_deadline(reader, inp, deadline, config.read_timeout, counter)
+            } else {
+                reader
+                    .read_exact(inp)
+                    .map_err(|e| map_io(e, counter, config.read_timeout))
+            };
             (w.join(), r)
         });
         let wrote =
             wrote.map_err(|_| MpcError::Protocol("channel writer thread panicked".into()))?;
-        read.map_err(|e| map_io(e, counter, config.read_timeout))?;
-        wrote.map_err(|e| map_io(e, counter, config.write_timeout))?;
+        read?;
+        wrote.map_err(|e| {
+            Deadline::refine(deadline, map_io(e, counter, config.write_timeout), counter)
+        })?;
         self.counter.add_sent(out.len());
         self.counter.add_received(inp.len());
         Ok(())

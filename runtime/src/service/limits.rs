@@ -226,12 +226,13 @@ fn group(setup: &ServerSetup, b: usize) -> Estimate {
 /// Parses a byte size: a number with an optional `K`, `M`, `G` or `T` suffix (powers of 1024,
 /// an optional trailing `B` or `iB`).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
+    let upper = s.trim().to_ascii_uppercase();
+    let t = upper.as_str();
     let t = t
-        .strip_suffix("iB")
+        .strip_suffix("IB")
         .or_else(|| t.strip_suffix('B'))
         .unwrap_or(t);
-    let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+    let (num, shift) = match t.chars().last() {
         Some('K') => (&t[..t.len() - 1], 10),
         Some('M') => (&t[..t.len() - 1], 20),
         Some('G') => (&t[..t.len() - 1], 30),

@@ -399,7 +399,10 @@ impl Inner {
             // One write per line, so that a reader never sees half a record.
             let mut text = serde_json::to_string(r).unwrap_or_default();
             text.push('\n');
-            if w.write_all(text.as_bytes()).and_then(|()| w.flush()).is_err() {
+            if w.write_all(text.as_bytes())
+                .and_then(|()| w.flush())
+                .is_err()
+            {
                 eprintln!("mp2ml-run: cannot write the JSON log");
             }
         }
@@ -542,6 +545,13 @@ impl<C: Channel> Channel for Deadlines<C> {
 
     fn flush(&mut self) -> mp2ml_mpc::Result<()> {
         self.inner.flush()
+    }
+
+    fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> mp2ml_mpc::Result<()> {
+        self.inner.exchange(out, inp)?;
+        let n = (out.len() + inp.len()) as u64;
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        Ok(())
     }
 
     fn set_phase(&mut self, phase: &str) {
