@@ -147,8 +147,7 @@ impl<C: Channel> Traffic for Evaluator<C> {
 }
 
 impl SessionReport {
-    /// Runs `work` on `party` as one step and records its time and traffic (also when it
-    /// fails, so that a report of a failed session shows where the time went).
+    /// Runs `work` on `party` as one step and records its time and traffic if it succeeds.
     pub fn metered<P: Traffic, T, E>(
         &mut self,
         party: &mut P,
@@ -157,17 +156,17 @@ impl SessionReport {
     ) -> std::result::Result<T, E> {
         let start = Instant::now();
         let (sent, received) = party.traffic();
-        let out = work(party);
+        let out = work(party)?;
         let (sent_after, received_after) = party.traffic();
         self.steps.push(StepReport {
             name: step.name,
             phase: step.stage.name(),
             seconds: start.elapsed().as_secs_f64(),
-            sent: sent_after - sent,
-            received: received_after - received,
+            sent: sent_after.saturating_sub(sent),
+            received: received_after.saturating_sub(received),
             and_gates: step.and_gates,
             ots: step.ots,
         });
-        out
+        Ok(out)
     }
 }
