@@ -1057,7 +1057,7 @@ fn fuzz_weights_file() {
 #[ignore = "fuzz loop; run on demand with MP2ML_FUZZ_SECS"]
 fn fuzz_circuits() {
     use mp2ml_ir::circuit::{Circuit, Gate, ShareCircuit};
-    let sc = mp2ml_compiler::circuits::relu(&mp2ml_compiler::circuits::CircuitParams {
+    let sc = mp2ml_ir::circuit::activations::relu(&mp2ml_ir::circuit::activations::CircuitParams {
         q0: mp2ml_ckks::ntt_primes(30, 4096, 1, &[]).expect("q0")[0],
         sigma: 40,
     });

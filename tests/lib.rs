@@ -6,7 +6,7 @@ pub mod toy {
     use std::path::Path;
 
     use mp2ml_ckks::ntt_primes;
-    use mp2ml_compiler::circuits::{relu, CircuitParams};
+    use mp2ml_ir::circuit::activations::{relu, CircuitParams};
     use mp2ml_ir::plan::*;
     use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
     use rand::{rngs::StdRng, Rng};

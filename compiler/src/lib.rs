@@ -1,7 +1,5 @@
-//! `mp2ml-compiler`: ONNX import, passes, partition, parameters, circuits, plan writing, report.
+//! `mp2ml-compiler`: ONNX import, passes, partition, parameters, plan writing, report.
 
-pub mod circuits;
-pub mod diagnostic;
 pub mod driver;
 pub mod error;
 pub mod npy;

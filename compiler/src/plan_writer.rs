@@ -12,10 +12,10 @@ use mp2ml_ir::plan::{
 use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
 use sha2::{Digest, Sha256};
 
-use crate::circuits::{self, CircuitParams};
 use crate::error::{CompileError, ErrorKind};
 use crate::params::{noise, Chosen};
 use crate::partition::{CircuitSpec, Lowered, MKind, LEAKY_SHIFT};
+use mp2ml_ir::circuit::activations::{self as circuits, CircuitParams};
 
 /// Everything the compiler produces for one model.
 #[derive(Clone, Debug)]

@@ -116,6 +116,9 @@ impl Counter {
     }
 }
 
+/// Piece size of the default [`Channel::exchange`] (below any socket buffer).
+pub const EXCHANGE_PIECE: usize = 16 << 10;
+
 /// A reliable, ordered byte channel to the other party.
 pub trait Channel {
     /// Queues `bytes` for sending (buffered; see [`Channel::flush`]).
@@ -197,6 +200,28 @@ pub trait Channel {
         Ok(())
     }
 
+    /// One simultaneous round: sends `out` and fills `inp` with the bytes of a peer that calls
+    /// `exchange` at the same time (a GMW layer). The default alternates pieces of
+    /// [`EXCHANGE_PIECE`] bytes, so neither side ever has more than one piece in flight and the
+    /// round cannot deadlock on full buffers; [`TcpChannel`] writes and reads concurrently.
+    fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> Result<()> {
+        let mut outs = out.chunks(EXCHANGE_PIECE);
+        let mut ins = inp.chunks_mut(EXCHANGE_PIECE);
+        loop {
+            let (o, i) = (outs.next(), ins.next());
+            if o.is_none() && i.is_none() {
+                return Ok(());
+            }
+            if let Some(o) = o {
+                self.send(o)?;
+                self.flush()?;
+            }
+            if let Some(i) = i {
+                self.recv(i)?;
+            }
+        }
+    }
+
     /// Sends a `u64`, little-endian.
     fn send_u64(&mut self, v: u64) -> Result<()> {
         self.send(&v.to_le_bytes())
@@ -213,6 +238,9 @@ pub trait Channel {
 impl<C: Channel + ?Sized> Channel for &mut C {
     fn send(&mut self, bytes: &[u8]) -> Result<()> {
         (**self).send(bytes)
+    }
+    fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> Result<()> {
+        (**self).exchange(out, inp)
     }
     fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
         (**self).recv(buf)
@@ -234,6 +262,9 @@ impl<C: Channel + ?Sized> Channel for &mut C {
 impl<C: Channel + ?Sized> Channel for Box<C> {
     fn send(&mut self, bytes: &[u8]) -> Result<()> {
         (**self).send(bytes)
+    }
+    fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> Result<()> {
+        (**self).exchange(out, inp)
     }
     fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
         (**self).recv(buf)
@@ -407,6 +438,35 @@ impl Channel for TcpChannel {
             .map_err(|e| map_io(e, &self.counter, self.config.write_timeout))
     }
 
+    fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> Result<()> {
+        self.flush()?;
+        if out.len() <= EXCHANGE_PIECE {
+            // Fits in any socket buffer: no thread needed.
+            self.send(out)?;
+            return self.recv(inp);
+        }
+        let (writer, reader, counter, config) = (
+            &mut self.writer,
+            &mut self.reader,
+            &self.counter,
+            &self.config,
+        );
+        // Full duplex: a scoped thread writes while this one reads, so a round of any size
+        // cannot deadlock with both sides blocked in `write`.
+        let (wrote, read) = std::thread::scope(|sc| {
+            let w = sc.spawn(|| writer.write_all(out).and_then(|()| writer.flush()));
+            let r = reader.read_exact(inp);
+            (w.join(), r)
+        });
+        let wrote =
+            wrote.map_err(|_| MpcError::Protocol("channel writer thread panicked".into()))?;
+        read.map_err(|e| map_io(e, counter, config.read_timeout))?;
+        wrote.map_err(|e| map_io(e, counter, config.write_timeout))?;
+        self.counter.add_sent(out.len());
+        self.counter.add_received(inp.len());
+        Ok(())
+    }
+
     fn set_phase(&mut self, phase: &str) {
         self.counter.set_phase(phase);
     }
@@ -507,6 +567,13 @@ impl Channel for MemChannel {
         self.tx.send(batch).map_err(|_| MpcError::Closed {
             phase: self.counter.name(),
         })
+    }
+
+    fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> Result<()> {
+        // The queue is unbounded: send everything, then read.
+        self.send(out)?;
+        self.flush()?;
+        self.recv(inp)
     }
 
     fn set_phase(&mut self, phase: &str) {
