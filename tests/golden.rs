@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use mp2ml_compiler::driver::{compile_graph, Options, Output};
 use mp2ml_compiler::error::Error;
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
-use mp2ml_compiler::params::{ParamOptions, Security};
+use mp2ml_compiler::params::{ParamOptions, SecurityLevel};
 use mp2ml_compiler::plan_writer::{load_checked, to_ron, write_all};
 use mp2ml_compiler::simulate::simulate;
 use mp2ml_ir::graph::Graph;
@@ -166,6 +166,29 @@ fn golden_plans() {
     assert!(failures.is_empty(), "golden mismatches (regenerate with MP2ML_BLESS=1 cargo test -p mp2ml-tests --test golden):\n{}", failures.join("\n"));
 }
 
+/// One security table for both sides: every parameter set the compiler chooses for the bundled
+/// models, at the default and the strictest security level, is accepted by the runtime's
+/// `Params::new_secure` (which also checks that the moduli are distinct NTT-friendly primes).
+#[test]
+fn chosen_parameters_are_accepted_by_the_runtime() {
+    for name in MODELS {
+        for security in [SecurityLevel::Bits128, SecurityLevel::Bits256] {
+            let opts = Options {
+                params: ParamOptions {
+                    security,
+                    ..ParamOptions::default()
+                },
+                ..Options::default()
+            };
+            let o = compile(name, &opts);
+            let (n, moduli) = (o.chosen.n(), &o.chosen.moduli);
+            if let Err(e) = mp2ml_ckks::Params::new_secure(n, moduli, security) {
+                panic!("{name} at {security}: N = {n}, moduli {moduli:?} refused: {e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn golden_comparison_detects_changes() {
     let a = "a\nb\nc\nd\n";
@@ -241,7 +264,8 @@ fn cryptonets_structure() {
         .map(|q| 64 - q.leading_zeros())
         .sum();
     let n = s.public.params.n();
-    let max = |n: usize| mp2ml_compiler::params::max_log_q(n, Security::Bits128).expect("table");
+    let max =
+        |n: usize| mp2ml_compiler::params::max_log_q(n, SecurityLevel::Bits128).expect("table");
     assert!(logq <= max(n));
     assert!(
         n == 1024 || logq > max(n / 2),
@@ -456,7 +480,7 @@ fn insecure_parameters_are_refused() {
     // 256-bit security needs a larger N than 128-bit.
     let opts = Options {
         params: ParamOptions {
-            security: Security::Bits256,
+            security: SecurityLevel::Bits256,
             ..ParamOptions::default()
         },
         ..Options::default()
@@ -464,8 +488,12 @@ fn insecure_parameters_are_refused() {
     let o = compile_graph(&g, "c", "c.weights.bin", &opts).expect("256-bit");
     let (n, log_q) = (o.chosen.n(), o.chosen.log_q_bits);
     // Secure at 256 bits, and minimal: half the ring dimension would not be.
-    assert!(mp2ml_compiler::params::max_log_q(n, Security::Bits256).is_some_and(|m| log_q <= m));
-    assert!(mp2ml_compiler::params::max_log_q(n / 2, Security::Bits256).is_none_or(|m| log_q > m));
+    assert!(
+        mp2ml_compiler::params::max_log_q(n, SecurityLevel::Bits256).is_some_and(|m| log_q <= m)
+    );
+    assert!(
+        mp2ml_compiler::params::max_log_q(n / 2, SecurityLevel::Bits256).is_none_or(|m| log_q > m)
+    );
     assert!(n >= compile("cryptonets_relu", &Options::default()).chosen.n());
 }
 

@@ -15,7 +15,7 @@ use clap::Parser;
 use mp2ml_compiler::driver::{compile_graph, Options};
 use mp2ml_compiler::error::{CompileError, ErrorKind};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
-use mp2ml_compiler::params::{ParamOptions, Security};
+use mp2ml_compiler::params::{ParamOptions, SecurityLevel};
 use mp2ml_compiler::plan_writer::{load_checked, output_paths, write_all};
 use mp2ml_compiler::report;
 
@@ -142,7 +142,7 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    let Some(security) = Security::from_bits(cli.security) else {
+    let Some(security) = SecurityLevel::from_bits(cli.security) else {
         return fail(&CompileError::new(
             ErrorKind::Options,
             format!("--security {} is not 128, 192 or 256", cli.security),

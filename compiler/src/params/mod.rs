@@ -19,14 +19,13 @@
 //!    noise grows with N, so the choice iterates until N is stable.
 
 pub mod noise;
-pub mod primes;
-pub mod security;
 
 use crate::error::{CompileError, Error};
 use crate::partition::{
     assign_levels, CircuitSpec, Lowered, MKind, MTensor, NoiseCoeffs, OUTPUT_LEVEL,
 };
-pub use security::{max_log_q, Security};
+use mp2ml_ir::primes;
+pub use mp2ml_ir::security::{max_log_q, SecurityLevel};
 
 /// Bits of precision of the outputs above the flooding noise: the output scale is
 /// `2^(flood_bits + OUTPUT_PRECISION_BITS)`, so flooding perturbs an output by at most
@@ -43,7 +42,7 @@ pub struct ParamOptions {
     /// Statistical security bits (≥ 40).
     pub sigma: u32,
     /// Security level.
-    pub security: Security,
+    pub security: SecurityLevel,
     /// Forced log2 N (checked against the table).
     pub log_n: Option<u32>,
 }
@@ -54,7 +53,7 @@ impl Default for ParamOptions {
             scale_bits: 20,
             weight_bits: 30,
             sigma: 40,
-            security: Security::Bits128,
+            security: SecurityLevel::Bits128,
             log_n: None,
         }
     }

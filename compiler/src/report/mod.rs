@@ -381,7 +381,7 @@ impl Report {
             moduli_bits: p.params.moduli.iter().map(|&q| bits(q)).collect(),
             moduli: p.params.moduli.clone(),
             log_q_bits: p.params.moduli.iter().map(|&q| bits(q)).sum(),
-            max_log_q: crate::params::Security::from_bits(p.params.security_bits)
+            max_log_q: crate::params::SecurityLevel::from_bits(p.params.security_bits)
                 .and_then(|s| crate::params::max_log_q(n, s)),
             security_bits: p.params.security_bits,
             scale_bits: p.scale_bits,

@@ -131,73 +131,11 @@ impl Modulus {
     }
 }
 
-fn mul_mod_u64(a: u64, b: u64, m: u64) -> u64 {
-    ((u128::from(a) * u128::from(b)) % u128::from(m)) as u64
-}
-
-fn pow_mod_u64(mut base: u64, mut exp: u64, m: u64) -> u64 {
-    let mut acc = 1 % m;
-    base %= m;
-    while exp > 0 {
-        if exp & 1 == 1 {
-            acc = mul_mod_u64(acc, base, m);
-        }
-        base = mul_mod_u64(base, base, m);
-        exp >>= 1;
-    }
-    acc
-}
-
-/// Deterministic Miller–Rabin primality test for 64-bit integers.
-///
-/// The first twelve primes as bases are a proven witness set for all n < 3.3·10^24 > 2^64.
-pub fn is_prime(n: u64) -> bool {
-    const BASES: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
-    if n < 2 {
-        return false;
-    }
-    for &p in &BASES {
-        if n.is_multiple_of(p) {
-            return n == p;
-        }
-    }
-    let s = (n - 1).trailing_zeros();
-    let d = (n - 1) >> s;
-    'witness: for &a in &BASES {
-        let mut x = pow_mod_u64(a, d, n);
-        if x == 1 || x == n - 1 {
-            continue;
-        }
-        for _ in 1..s {
-            x = mul_mod_u64(x, x, n);
-            if x == n - 1 {
-                continue 'witness;
-            }
-        }
-        return false;
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mp2ml_ir::primes::mul_mod_u64;
     use rand::{RngCore, SeedableRng};
-
-    #[test]
-    fn primality_small_and_known() {
-        let small: Vec<u64> = (0..100).filter(|&n| is_prime(n)).collect();
-        assert_eq!(
-            small,
-            vec![
-                2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79,
-                83, 89, 97
-            ]
-        );
-        assert!(is_prime((1 << 61) - 1));
-        assert!(!is_prime(3_215_031_751)); // strong pseudoprime to bases 2, 3, 5, 7
-        assert!(!is_prime(((1u64 << 31) - 1) * ((1 << 31) - 1)));
-    }
 
     #[test]
     fn barrett_and_shoup_match_u128_remainder() {

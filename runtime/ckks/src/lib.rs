@@ -35,11 +35,11 @@ mod polymul;
 mod sample;
 mod serial;
 
-pub use arith::is_prime;
 pub use ciphertext::{Ciphertext, IntCoeff, SeededCiphertext};
 pub use error::{DecodeError, Error, Result};
 pub use keys::{PublicKey, SecretKey};
 pub use linear::{linear, linear_polys, CsrMatrix, RowBias};
+pub use mp2ml_ir::primes::is_prime;
 pub use params::{max_log_q, ntt_primes, Params, SecurityLevel, MAX_MODULI};
 pub use poly::RnsPoly;
 pub use polymul::{poly_dot, NttPoly};

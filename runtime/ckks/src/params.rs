@@ -5,53 +5,14 @@ use std::sync::Arc;
 
 use tfhe_ntt::prime64::Plan;
 
-use crate::arith::{is_prime, Modulus};
+use mp2ml_ir::primes::is_prime;
+pub use mp2ml_ir::security::{max_log_q, SecurityLevel};
+
+use crate::arith::Modulus;
 use crate::error::{Error, Result};
 
 /// Highest number of moduli (levels + 1); the serialization header stores the level in a byte.
 pub const MAX_MODULI: usize = 64;
-
-/// Security level of the HomomorphicEncryption.org standard (ternary secrets, classical).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SecurityLevel {
-    /// 128-bit security.
-    Bits128,
-    /// 192-bit security.
-    Bits192,
-    /// 256-bit security.
-    Bits256,
-}
-
-impl fmt::Display for SecurityLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bits = match self {
-            SecurityLevel::Bits128 => 128,
-            SecurityLevel::Bits192 => 192,
-            SecurityLevel::Bits256 => 256,
-        };
-        write!(f, "{bits}-bit")
-    }
-}
-
-/// Maximum log2 Q for ring dimension `n` at `security` with a ternary secret
-/// (HomomorphicEncryption.org security standard, Table 1, as used by SEAL).
-/// `None` when `n` is not in the table (1024..=32768, powers of two).
-pub fn max_log_q(n: usize, security: SecurityLevel) -> Option<u32> {
-    let row: [u32; 3] = match n {
-        1024 => [27, 19, 14],
-        2048 => [54, 37, 29],
-        4096 => [109, 75, 58],
-        8192 => [218, 152, 118],
-        16384 => [438, 305, 237],
-        32768 => [881, 611, 476],
-        _ => return None,
-    };
-    Some(match security {
-        SecurityLevel::Bits128 => row[0],
-        SecurityLevel::Bits192 => row[1],
-        SecurityLevel::Bits256 => row[2],
-    })
-}
 
 /// Generates `count` distinct primes p ≡ 1 (mod 2n) with exactly `bits` bits
 /// (2^(bits−1) < p < 2^bits), searching downwards from 2^bits deterministically and skipping

@@ -1,25 +1,29 @@
-//! NTT-friendly primes: a deterministic Miller–Rabin test for `u64` and a search for the
-//! smallest prime `p ≡ 1 (mod 2N)` above a bound.
+//! Primes: a deterministic Miller–Rabin test for `u64` and a search for the smallest
+//! NTT-friendly prime `p ≡ 1 (mod 2N)` above a bound — arithmetic facts (no cryptography) that the
+//! compiler's parameter choice and the runtime's CKKS parameter checks share.
 
-fn mul_mod(a: u64, b: u64, m: u64) -> u64 {
+/// `a·b mod m` through u128.
+pub fn mul_mod_u64(a: u64, b: u64, m: u64) -> u64 {
     ((u128::from(a) * u128::from(b)) % u128::from(m)) as u64
 }
 
-fn pow_mod(mut b: u64, mut e: u64, m: u64) -> u64 {
-    let mut r = 1 % m;
-    b %= m;
-    while e > 0 {
-        if e & 1 == 1 {
-            r = mul_mod(r, b, m);
+/// `base^exp mod m` by square-and-multiply.
+pub fn pow_mod_u64(mut base: u64, mut exp: u64, m: u64) -> u64 {
+    let mut acc = 1 % m;
+    base %= m;
+    while exp > 0 {
+        if exp & 1 == 1 {
+            acc = mul_mod_u64(acc, base, m);
         }
-        b = mul_mod(b, b, m);
-        e >>= 1;
+        base = mul_mod_u64(base, base, m);
+        exp >>= 1;
     }
-    r
+    acc
 }
 
-/// Deterministic primality for all `u64` (Miller–Rabin with the first twelve prime bases,
-/// which is exact below 3.3·10^24).
+/// Deterministic Miller–Rabin primality test for 64-bit integers.
+///
+/// The first twelve primes as bases are a proven witness set for all n < 3.3·10^24 > 2^64.
 pub fn is_prime(n: u64) -> bool {
     const BASES: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
     if n < 2 {
@@ -30,21 +34,17 @@ pub fn is_prime(n: u64) -> bool {
             return n == p;
         }
     }
-    let mut d = n - 1;
-    let mut s = 0;
-    while d.is_multiple_of(2) {
-        d /= 2;
-        s += 1;
-    }
-    'outer: for &a in &BASES {
-        let mut x = pow_mod(a, d, n);
+    let s = (n - 1).trailing_zeros();
+    let d = (n - 1) >> s;
+    'witness: for &a in &BASES {
+        let mut x = pow_mod_u64(a, d, n);
         if x == 1 || x == n - 1 {
             continue;
         }
         for _ in 1..s {
-            x = mul_mod(x, x, n);
+            x = mul_mod_u64(x, x, n);
             if x == n - 1 {
-                continue 'outer;
+                continue 'witness;
             }
         }
         return false;
@@ -86,6 +86,8 @@ mod tests {
         }
         assert!(is_prime((1 << 61) - 1));
         assert!(!is_prime(3_215_031_751)); // strong pseudoprime to bases 2, 3, 5, 7
+        assert!(!is_prime(((1u64 << 31) - 1) * ((1 << 31) - 1)));
+        assert!(is_prime(u64::MAX - 58)); // the largest 64-bit prime
     }
 
     #[test]
