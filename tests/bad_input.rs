@@ -973,16 +973,16 @@ fn fuzz_message_decoders() {
         seeds.push(s.to_bytes());
         seeds.push(s.expand().to_bytes());
         for width in [1, 5] {
-            seeds.push(s.c0_window(width).expect("window").to_bytes());
+            seeds.push(s.c0_window(width).expect("window").poly().to_bytes());
         }
     }
     fuzz::run("message_decoders", seeds, false, |d| {
         if let Ok(w) = mp2ml_ckks::RnsPoly::from_bytes(&params, d) {
             assert_eq!(w.to_bytes(), d, "polynomial re-encodes differently");
-            if let Ok(c1) = mp2ml_ckks::RnsPoly::from_seed(&params, w.level(), &[1; 32]) {
-                let _ = sk
-                    .c1_times_s(&c1, w.width())
-                    .map(|d| sk.decrypt_halves(&w, &d));
+            if let Ok(c1) = mp2ml_ckks::C1Half::from_seed(&params, w.level(), &[1; 32]) {
+                let width = w.width();
+                let w = mp2ml_ckks::C0Window::new(w);
+                let _ = sk.c1_times_s(&c1, width).map(|d| sk.decrypt_halves(&w, &d));
             }
         }
         if let Ok(ct) = Ciphertext::from_bytes(&params, d) {

@@ -219,6 +219,7 @@ mod tests {
         let (_, w) = sk
             .encrypt_seeded_window(&[1i64, 2], 1, 3, &mut os_rng())
             .expect("encrypt");
+        let w = w.into_poly();
         for (level, width, ok) in [(1, 3, true), (0, 3, false), (1, 4, false)] {
             let (mut a, mut b) = pair();
             send_poly(&mut a, &w).expect("send");

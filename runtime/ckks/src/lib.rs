@@ -40,7 +40,7 @@ pub use error::{DecodeError, Error, Result};
 pub use keys::{PublicKey, SecretKey};
 pub use linear::{linear, linear_polys, CsrMatrix, RowBias};
 pub use params::{max_log_q, ntt_primes, Params, SecurityLevel, MAX_MODULI};
-pub use poly::RnsPoly;
+pub use poly::{C0Window, C1Half, C1TimesS, RnsPoly};
 pub use sample::{error_std_dev, os_rng, CBD_ETA};
 
 /// Negacyclic product of two polynomials modulo prime number `limb` of `params` (coefficient
