@@ -1,7 +1,7 @@
 //! Automatic choice of the CKKS and circuit parameters.
 //!
 //! Given the lowered model (levels, value bounds, noise coefficients) and the options, picks
-//! (see the protocol notes, "Choosing parameters"):
+//! (see `docs/ARCHITECTURE.md`, "Arithmetic"):
 //! 1. q0: the smallest NTT-friendly prime of `w` bits with
 //!    `w ≥ ⌈log2(Δ·B + B_e)⌉ + 2` over every value shared into a circuit (B its bound, B_e its noise
 //!    after re-randomization) and every circuit output;

@@ -1,4 +1,4 @@
-//! RNS-CKKS for mp2ml (see `docs/ARCHITECTURE.md` and the protocol notes).
+//! RNS-CKKS for mp2ml (see `docs/ARCHITECTURE.md`, "Arithmetic").
 //!
 //! The batch is packed along the batch axis in polynomial **coefficients**: ciphertext i holds
 //! tensor element i of up to N images, image j in coefficient j (scaled by Δ). Integer scalar
