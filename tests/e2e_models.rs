@@ -20,6 +20,10 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Largest accepted |secure − simulated| and |secure − f32| per logit: five times the largest
+/// deviation measured on the bundled models.
+const NOISE_TOL: f64 = 2e-2;
+
 fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
@@ -82,12 +86,17 @@ fn check(name: &str, count: usize) {
         crep.bytes(None) as f64 / 1e6,
         crep.and_gates()
     );
-    // Noise budget: the re-randomization noise of every HE→MPC conversion (≲ 2^13 at
-    // Δ = 2^20, i.e. ≲ 1e-2 per activation in the worst case, ~1e-3 typically) carried through
-    // the following layers, plus flooding 2^-12 at the output.
+    // Noise budget: the re-randomization noise of every HE→MPC conversion (tail bound
+    // 9.12·3.24·√(4N/3 + 1) ≈ 2.2e3 at N = 4096, i.e. ≈ 2e-3 at Δ = 2^20) carried through the
+    // following layers, plus flooding 2^-12 at the output. Measured: 1e-3 to 4e-3 against the
+    // simulation; the f32 reference differs from the simulation by another ≤ 2.3e-5 (golden.rs).
     assert!(
-        worst < 0.1,
+        worst < NOISE_TOL,
         "{name}: secure outputs deviate from the plan's simulation by {worst}"
+    );
+    assert!(
+        worst_ref < NOISE_TOL,
+        "{name}: secure outputs deviate from the f32 reference by {worst_ref}"
     );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -20,7 +20,7 @@ use mp2ml_mpc::Channel;
 use rand::RngCore;
 use rayon::prelude::*;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{Inconsistency, Result};
 use crate::shares::uniform_bits;
 use crate::wire;
 
@@ -119,18 +119,19 @@ fn masked_halves(
     level: usize,
 ) -> Result<Vec<RnsPoly>> {
     if gather.len() != pre.len() {
-        return Err(RuntimeError::Protocol(format!(
-            "{} values gathered for {} masks",
-            gather.len(),
-            pre.len()
-        )));
+        return Err(Inconsistency::GatherCount {
+            gathered: gather.len(),
+            masks: pre.len(),
+        }
+        .into());
     }
     gather
         .par_iter()
         .zip(pre.par_iter())
         .map(|(&e, p)| {
-            let x = input.get(e as usize).ok_or_else(|| {
-                RuntimeError::Protocol(format!("gather index {e} outside the tensor"))
+            let x = input.get(e as usize).ok_or(Inconsistency::GatherIndex {
+                index: e,
+                len: input.len(),
             })?;
             let mut c = x.mod_drop(level)?;
             c.add_assign(p)?;

@@ -192,9 +192,7 @@ fn cmd_server(a: &PartyArgs) -> Result<()> {
         served += 1;
     }
     if failed > 0 {
-        return Err(RuntimeError::Protocol(format!(
-            "{failed} of {served} sessions failed"
-        )));
+        return Err(RuntimeError::SessionsFailed { failed, served });
     }
     Ok(())
 }
