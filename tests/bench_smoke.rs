@@ -1,14 +1,8 @@
 //! Smoke test of `mp2ml-bench`: its library entry in quick mode on `tiny` writes the tables and
 //! plots, with per-party peak memory from two `mp2ml-run` processes (the test builds that
-//! binary itself, `support/cli.rs`). The benchmarks themselves are not part of the test suite
+//! binary itself, `mp2ml_tests::bins`). The benchmarks themselves are not part of the test suite
 //! (`bash scripts/bench.sh`).
 
-#[allow(
-    dead_code,
-    reason = "shared with bad_input.rs and fuzz_loops.rs; this test builds the binaries only"
-)]
-#[path = "support/cli.rs"]
-mod cli;
 #[path = "bench/plots.rs"]
 mod plots;
 #[path = "bench/run.rs"]
@@ -31,7 +25,7 @@ fn bench_quick_on_tiny_writes_the_tables() {
     opts.work = dir.join("work");
     opts.models = vec!["tiny".into()];
     opts.command = "mp2ml-bench --quick".into();
-    opts.runner = Some(cli::bin("mp2ml-run"));
+    opts.runner = Some(mp2ml_tests::bins::bin("mp2ml-run"));
     let r = run::run(&opts).unwrap_or_else(|e| panic!("bench failed: {e}"));
     assert_eq!(r.models.len(), 1);
     let page = std::fs::read_to_string(&opts.out).unwrap_or_default();

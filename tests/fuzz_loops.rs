@@ -14,8 +14,9 @@ mod cli;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cli::{inputs_dir, models_dir, small_plan, target_dir, tmpdir};
+use cli::{inputs_dir, models_dir, small_plan, tmpdir};
 use mp2ml_ir::plan::{ClientPlanFile, ServerPlan};
+use mp2ml_tests::bins::target_dir;
 
 mod fuzz {
     use super::*;

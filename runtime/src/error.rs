@@ -114,6 +114,10 @@ pub enum Refusal {
         /// The server's.
         server: String,
     },
+    /// The server's admission policy turned the session away (busy, over budget); the reason
+    /// is the policy's.
+    #[error("{0}")]
+    NotAdmitted(String),
     /// A batch size outside `1..=max`.
     #[error("batch of {images} images is outside 1..={max}")]
     BatchSize {

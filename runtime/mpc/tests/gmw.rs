@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{relu_circuit, relu_inputs, relu_reference};
-use mp2ml_ir::circuit::{from_bits, Circuit, Gate};
+use mp2ml_ir::circuit::activations::{clip, leaky_relu, maxpool, relu, square, CircuitParams};
+use mp2ml_ir::circuit::{from_bits, to_bits, Circuit, Gate, ShareCircuit};
 use mp2ml_mpc::{
     Channel, ChannelConfig, ChannelStats, GmwClient, GmwConfig, GmwServer, MemChannel, MpcError,
     TcpChannel,
@@ -164,7 +165,7 @@ fn relu_batch(r: &mut ChaCha20Rng, n: usize) -> (Vec<bool>, Vec<bool>, Vec<u128>
     for _ in 0..n {
         let a = r.random_range(0..common::Q0);
         let b = r.random_range(0..common::Q0);
-        let m = r.random::<u128>() & ((1u128 << 71) - 1);
+        let m = r.random_range(0..1u128 << common::MASK);
         let (gb, eb) = relu_inputs(a, b, m);
         g.extend(gb);
         e.extend(eb);
@@ -174,7 +175,7 @@ fn relu_batch(r: &mut ChaCha20Rng, n: usize) -> (Vec<bool>, Vec<bool>, Vec<u128>
 }
 
 fn decode_words(out: &[bool]) -> Vec<u128> {
-    out.chunks(common::MASK as usize).map(from_bits).collect()
+    out.chunks(common::Z as usize).map(from_bits).collect()
 }
 
 /// Online bytes one side sends for `n` instances: the batch number, then per AND layer
@@ -421,4 +422,102 @@ fn garbage_from_a_raw_peer_is_an_error() {
         .expect_err("garbage");
     assert!(matches!(err, MpcError::Mismatch(_)), "{err}");
     raw.join().expect("raw peer");
+}
+
+/// Every production activation circuit at parameters `p` (a 2×2 MaxPool window set over 4
+/// inputs, with and without the fused ReLU).
+fn production(p: &CircuitParams, frac: u32) -> Vec<ShareCircuit> {
+    let windows = vec![vec![0, 1, 2, 3], vec![1, 3]];
+    let h = (p.q0 / 4) as i64;
+    vec![
+        relu(p),
+        maxpool(p, 4, &windows, false),
+        maxpool(p, 4, &windows, true),
+        clip(p, -h, h / 2),
+        leaky_relu(p, 13, 7),
+        square(p, frac),
+    ]
+}
+
+/// Server bits (shares then masks) and client bits for instances whose share pairs come from
+/// `pairs` (one `(a, b)` per input value).
+fn share_bits(
+    sc: &ShareCircuit,
+    pairs: &[Vec<(u64, u64)>],
+    r: &mut ChaCha20Rng,
+) -> (Vec<bool>, Vec<bool>) {
+    let (mut g, mut e) = (Vec::new(), Vec::new());
+    for inst in pairs {
+        for &(_, b) in inst {
+            g.extend(to_bits(u128::from(b), sc.share_bits));
+        }
+        for _ in 0..sc.values_out {
+            g.extend(to_bits(
+                r.random_range(0..1u128 << sc.mask_bits),
+                sc.mask_bits,
+            ));
+        }
+        for &(a, _) in inst {
+            e.extend(to_bits(u128::from(a), sc.share_bits));
+        }
+    }
+    (g, e)
+}
+
+#[test]
+fn gmw_equals_plaintext_on_every_production_circuit() {
+    let mut r = rng(21);
+    // q0 = 97: every share pair (a, b) of single-input circuits, random pairs for MaxPool.
+    let small = CircuitParams { q0: 97, sigma: 3 };
+    for sc in production(&small, 2) {
+        sc.check_layout().expect("layout");
+        let q = small.q0;
+        let pairs: Vec<Vec<(u64, u64)>> = if sc.values_in == 1 {
+            (0..q)
+                .flat_map(|a| (0..q).map(move |b| vec![(a, b)]))
+                .collect()
+        } else {
+            (0..3000)
+                .map(|_| {
+                    (0..sc.values_in)
+                        .map(|_| (r.random_range(0..q), r.random_range(0..q)))
+                        .collect()
+                })
+                .collect()
+        };
+        let n = pairs.len();
+        let (g, e) = share_bits(&sc, &pairs, &mut r);
+        let want = plaintext(&sc.circuit, n, &g, &e);
+        let (a, b) = mem();
+        let got = run(a, b, &sc.circuit, n, &g, &e, GmwConfig::default()).0;
+        assert!(
+            got == want,
+            "{}: GMW differs from plaintext",
+            sc.circuit.name
+        );
+    }
+    // A 31-bit q0: random share pairs.
+    let full = CircuitParams {
+        q0: 2_147_483_647,
+        sigma: 40,
+    };
+    for sc in production(&full, 12) {
+        let q = full.q0;
+        let pairs: Vec<Vec<(u64, u64)>> = (0..150)
+            .map(|_| {
+                (0..sc.values_in)
+                    .map(|_| (r.random_range(0..q), r.random_range(0..q)))
+                    .collect()
+            })
+            .collect();
+        let (g, e) = share_bits(&sc, &pairs, &mut r);
+        let want = plaintext(&sc.circuit, pairs.len(), &g, &e);
+        let (a, b) = mem();
+        let got = run(a, b, &sc.circuit, pairs.len(), &g, &e, GmwConfig::default()).0;
+        assert!(
+            got == want,
+            "{}: GMW differs from plaintext",
+            sc.circuit.name
+        );
+    }
 }
