@@ -369,13 +369,7 @@ fn cmd_local(a: &LocalArgs) -> Result<()> {
     )
 }
 
-/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
+use mp2ml_runtime::report::peak_rss;
 
 fn mb(b: u64) -> f64 {
     b as f64 / 1e6

@@ -455,6 +455,7 @@ impl Inner {
                         "session": id,
                         "peer": peer.to_string(),
                         "server": rep,
+                        "peak_rss_bytes": crate::report::peak_rss(),
                     });
                     println!("{}", serde_json::to_string(&v).unwrap_or_default());
                 }
