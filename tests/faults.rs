@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use mp2ml_mpc::{Channel, ChannelStats, MemChannel, MpcError, TcpChannel};
 use mp2ml_runtime::client::{run_client, Batch};
 use mp2ml_runtime::local::{channel_config, client_setup_of};
+use mp2ml_runtime::phase::Phase;
 use mp2ml_runtime::plan::{load_server, ServerSetup};
 use mp2ml_runtime::server::serve;
 use mp2ml_runtime::session::SessionOptions;
@@ -33,8 +34,8 @@ const SLACK: Duration = Duration::from_millis(2500);
 /// When the fault fires.
 #[derive(Clone, Debug)]
 enum Trigger {
-    /// On the first send/recv after `set_phase(name)`.
-    Phase(&'static str),
+    /// On the first send/recv after the channel enters this phase.
+    Phase(Phase),
     /// On the first send/recv once this many bytes (sent + received) went through.
     Bytes(u64),
 }
@@ -105,7 +106,7 @@ impl<C: Channel> Faulty<C> {
     fn due(&self, pending: usize) -> bool {
         self.armed
             && match &self.trigger {
-                Trigger::Phase(p) => self.phase == *p,
+                Trigger::Phase(p) => self.phase == p.name(),
                 Trigger::Bytes(n) => self.bytes + pending as u64 >= *n,
             }
     }
@@ -375,17 +376,9 @@ fn check(case: &str, side: Side, out: &Outcome, allow_ok: bool) {
     );
 }
 
-/// Phases each side enters, in order (the synthetic plan garbles offline first).
-const PHASES: &[&str] = &[
-    "handshake",
-    "precompute",
-    "offline",
-    "input",
-    "he2mpc",
-    "online",
-    "mpc2he",
-    "output",
-];
+/// Phases each side enters, in order (the synthetic plan garbles offline first, so it never
+/// streams).
+const PHASES: [Phase; 8] = Phase::GARBLE_AHEAD;
 
 #[test]
 fn healthy_session_baseline() {
@@ -402,11 +395,11 @@ fn healthy_session_baseline() {
 #[test]
 fn drop_at_every_phase_on_either_side() {
     for side in [Side::Server, Side::Client] {
-        for &p in PHASES {
+        for p in PHASES {
             let case = format!("drop {side:?} at {p}");
             let out = session(side, Trigger::Phase(p), Action::Drop);
             // A client that dies while receiving the output leaves the server done already.
-            let allow_ok = side == Side::Client && p == "output";
+            let allow_ok = side == Side::Client && p == Phase::Output;
             check(&case, side, &out, allow_ok);
         }
     }
@@ -435,7 +428,7 @@ fn drop_after_every_byte_budget() {
                 &format!("drop {side:?} after {n} of {total} bytes"),
                 side,
                 &out,
-                side == Side::Client && out.phase == "output",
+                side == Side::Client && out.phase == Phase::Output.name(),
             );
         }
     }
@@ -448,14 +441,14 @@ fn stall_at_every_phase_on_either_side() {
     std::thread::scope(|s| {
         let mut hs = Vec::new();
         for side in [Side::Server, Side::Client] {
-            for &p in PHASES {
+            for p in PHASES {
                 hs.push(s.spawn(move || {
                     let out = session(side, Trigger::Phase(p), stall);
                     check(
                         &format!("stall {side:?} at {p}"),
                         side,
                         &out,
-                        side == Side::Client && p == "output",
+                        side == Side::Client && p == Phase::Output,
                     );
                     let e = match side {
                         Side::Server => out.client.as_ref().err(),
@@ -483,14 +476,14 @@ fn malformed_oversized_and_out_of_order_frames_are_errors() {
     // Frames each side sends, by phase: the client sends hello + public key (handshake), the
     // seeds of its encryptions (precompute) and c0 windows (input, mpc2he); the server sends
     // c1 halves (precompute) and c0 windows (he2mpc, output).
-    let cases: &[(Side, &str)] = &[
-        (Side::Client, "handshake"),
-        (Side::Client, "precompute"),
-        (Side::Server, "precompute"),
-        (Side::Client, "input"),
-        (Side::Client, "mpc2he"),
-        (Side::Server, "he2mpc"),
-        (Side::Server, "output"),
+    let cases: &[(Side, Phase)] = &[
+        (Side::Client, Phase::Handshake),
+        (Side::Client, Phase::Precompute),
+        (Side::Server, Phase::Precompute),
+        (Side::Client, Phase::Input),
+        (Side::Client, Phase::Mpc2He),
+        (Side::Server, Phase::He2Mpc),
+        (Side::Server, Phase::Output),
     ];
     for &(side, p) in cases {
         for action in [
@@ -501,7 +494,7 @@ fn malformed_oversized_and_out_of_order_frames_are_errors() {
         ] {
             // Seeds are 32 uniform bytes each: random bytes of the right length are valid seeds
             // (the client only spoils its own result), so there is nothing to detect.
-            if side == Side::Client && p == "precompute" && action == Action::Garbage {
+            if side == Side::Client && p == Phase::Precompute && action == Action::Garbage {
                 continue;
             }
             let case = format!("{action:?} from {side:?} at {p}");
@@ -574,7 +567,7 @@ fn server_keeps_serving_after_a_failed_session() {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let ch = Faulty::new(
             TcpChannel::connect(addr, cfg).expect("connect"),
-            Trigger::Phase("online"),
+            Trigger::Phase(Phase::GcOnline),
             Action::Drop,
             shared,
         );
@@ -583,7 +576,7 @@ fn server_keeps_serving_after_a_failed_session() {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let ch = Faulty::new(
             TcpChannel::connect(addr, cfg).expect("connect"),
-            Trigger::Phase("input"),
+            Trigger::Phase(Phase::Input),
             Action::Stall(TIMEOUT + Duration::from_millis(500)),
             shared,
         );

@@ -23,16 +23,15 @@ pub mod primes;
 pub mod security;
 
 use crate::error::{CompileError, ErrorKind};
-use crate::partition::{CircuitSpec, Lowered, MKind, NoiseCoeffs, OUTPUT_LEVEL};
+use crate::partition::{
+    assign_levels, CircuitSpec, Lowered, MKind, MTensor, NoiseCoeffs, OUTPUT_LEVEL,
+};
 pub use security::{max_log_q, Security};
 
 /// Bits of precision of the outputs above the flooding noise: the output scale is
 /// `2^(flood_bits + OUTPUT_PRECISION_BITS)`, so flooding perturbs an output by at most
 /// 2^-OUTPUT_PRECISION_BITS.
 pub const OUTPUT_PRECISION_BITS: u32 = 12;
-
-/// Lower bound on any prime p_ℓ used by the noise model (weights bits ≥ 20).
-pub const MIN_PRIME: f64 = (1u64 << 19) as f64;
 
 /// Options that steer the parameter choice.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,7 +137,7 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
     let mut best: Option<(Chosen, usize)> = None;
     let mut last = None;
     for out_level in OUTPUT_LEVEL..OUTPUT_LEVEL + 6 {
-        crate::partition::assign_levels(low, out_level);
+        assign_levels(low, out_level);
         for cap in [FAST_PRIME_BITS.min(cap_bits), cap_bits] {
             match choose_at(low, opts, cap) {
                 Ok(c) => {
@@ -160,7 +159,7 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
     }
     match best {
         Some((c, out_level)) => {
-            crate::partition::assign_levels(low, out_level);
+            assign_levels(low, out_level);
             Ok(c)
         }
         None => {
@@ -317,7 +316,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                 format!("the output scale 2^{out_scale_bits} leaves less than 10 bits of precision above the flooding noise 2^{flood_bits}"),
             ));
         }
-        let scale_of = |t: &crate::partition::MTensor| {
+        let scale_of = |t: &MTensor| {
             if t.output_scale {
                 2f64.powi(out_scale_bits as i32)
             } else {

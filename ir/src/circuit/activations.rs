@@ -1,4 +1,4 @@
-//! Boolean circuits for the non-linear layers, on additive shares mod q0.
+//! The production circuits of the non-linear layers, on additive shares mod q0.
 //!
 //! Every circuit follows the layout of [`ShareCircuit`]: it reconstructs each input value from
 //! the client's share `a` and the server's share `b̃ = (b + input_offset) mod q0`, applies the
@@ -11,12 +11,8 @@
 //! - the others use `input_offset = h`, so the reconstructed `s = x + h` lies in `[0, q0)` and
 //!   unsigned comparisons of `s` order the signed values; their outputs keep the offset `h`.
 
-mod builder;
-
-pub use builder::{Bit, Builder, Word};
-
-use builder::pad;
-use mp2ml_ir::circuit::ShareCircuit;
+use super::builder::{pad, Bit, Builder, Word};
+use super::ShareCircuit;
 
 /// Parameters shared by all circuits of a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
