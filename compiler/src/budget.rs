@@ -125,7 +125,7 @@ pub fn estimate_lowering(graph: &Graph) -> Result<LoweringEstimate, CompileError
         rows = rows.saturating_add(outs);
         per_node.push((node.name.clone(), node_terms));
     }
-    per_node.sort_by(|a, b| b.1.cmp(&a.1));
+    per_node.sort_by_key(|b| std::cmp::Reverse(b.1));
     per_node.truncate(3);
     Ok(LoweringEstimate {
         terms,
