@@ -111,8 +111,8 @@ fn inspect(args: &[String]) -> ExitCode {
         }
     };
     match load_checked(&cli.plan) {
-        Ok((plan, _)) => {
-            let r = report::Report::from_plan(&plan, None);
+        Ok((plan, weights)) => {
+            let r = report::Report::from_plan(&plan, None).with_weights(&plan, &weights);
             print!(
                 "{}",
                 if cli.report_format == "json" {
