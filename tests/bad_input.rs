@@ -186,6 +186,26 @@ fn huge_declared_shape_is_refused() {
     assert_eq!(files_in(&out_dir), Vec::<String>::new());
 }
 
+/// ResNet-20 under worst-case interval analysis needs wider shares than a plan can hold: the
+/// error names the node where the range first exceeds the widest share and points to
+/// `--calibration`, and nothing is written.
+#[test]
+fn deep_model_without_calibration_names_the_node() {
+    let out_dir = tmpdir("deep");
+    let out = compile(&models_dir().join("resnet20.onnx"), &out_dir);
+    assert_fails("resnet20 without calibration", &out, "--calibration");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("share modulus"), "{err}");
+    // The node is one of the model's (an Add of a residual block, with this model's weights).
+    let node = err
+        .split("the range first exceeds it at node `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap_or_else(|| panic!("no node named: {err}"));
+    assert!(node.starts_with("/blocks/blocks."), "{node}: {err}");
+    assert_eq!(files_in(&out_dir), Vec::<String>::new());
+}
+
 #[test]
 fn compiler_refuses_unwritable_output_without_leftovers() {
     let out_dir = tmpdir("unwritable");

@@ -22,7 +22,9 @@ use mp2ml_runtime::local::{channel_config, load_batch, run_local};
 use mp2ml_runtime::plan::{load_client, load_server};
 use mp2ml_runtime::report::SessionReport;
 use mp2ml_runtime::service::retry::{run_client_retrying, Queue};
-use mp2ml_runtime::service::{limits, metrics, Metrics, Service, ServiceConfig, Shutdown};
+use mp2ml_runtime::service::{
+    limits, metrics, peak_rss, Metrics, Service, ServiceConfig, Shutdown,
+};
 use mp2ml_runtime::session::SessionOptions;
 use mp2ml_runtime::{npy, Result, RuntimeError};
 
@@ -368,8 +370,6 @@ fn cmd_local(a: &LocalArgs) -> Result<()> {
         None,
     )
 }
-
-use mp2ml_runtime::report::peak_rss;
 
 fn mb(b: u64) -> f64 {
     b as f64 / 1e6
