@@ -194,7 +194,7 @@ fn share_too_wide(
     let base = format!(
         "the value bounds need a {w}-bit share modulus, more than the {widest} bits this plan can hold"
     );
-    let mut e = CompileError::new(ErrorKind::Parameters, base.clone());
+    let mut e = CompileError::from(Error::Parameters(base.clone()));
     if let Some(k) = step_bits.iter().position(|&b| b > widest) {
         let st = &low.steps[k];
         let t = &low.tensors[st.input];
@@ -203,7 +203,7 @@ fn share_too_wide(
             _ => None,
         }
         .unwrap_or_else(|| t.name.clone());
-        e = CompileError::new(ErrorKind::Parameters, format!(
+        e = CompileError::from(Error::Parameters(format!(
             "{}: the range first exceeds it at node `{producer}`, whose output `{}` (bounded by ±{:.3e}) feeds step {} `{}` and needs {} bits at Δ = 2^{}",
             base,
             t.name,
@@ -212,7 +212,7 @@ fn share_too_wide(
             st.name,
             step_bits[k],
             opts.scale_bits
-        ));
+        )));
         e.node = Some(producer);
         let shown: Vec<String> = low
             .steps
