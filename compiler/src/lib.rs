@@ -1,11 +1,11 @@
-//! `mp2ml-compiler`: ONNX import, passes, partition, parameters, circuits, plan writing, report.
+//! `mp2ml-compiler`: ONNX import, passes, partition, parameters, plan writing, report.
 
-pub mod circuits;
-pub mod diagnostic;
+pub mod budget;
 pub mod driver;
 pub mod error;
 pub mod npy;
 pub mod onnx;
+pub mod packing;
 pub mod params;
 pub mod partition;
 pub mod passes;

@@ -1,18 +1,22 @@
-//! The client's side of a session: handshake, encrypted input, share decryption, circuit
-//! evaluation, re-encryption of masked outputs, output decryption and post-processing.
+//! The client's side of a session, in protocol order: handshake; per ciphertext group the
+//! offline pass (encryptions of zero, c1·s, garbled tables), then online the input, each MPC
+//! step (HE→MPC share decryption, circuit, MPC→HE re-encryption) and the output; finally
+//! post-processing.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mp2ml_ckks::{os_rng, PublicKey, RnsPoly, SecretKey};
+use mp2ml_ckks::{os_rng, SecretKey};
 use mp2ml_ir::plan::PostProcess;
 use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline};
-use rayon::prelude::*;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{Inconsistency, Result, RuntimeError};
+use crate::handshake;
+use crate::he2mpc;
+use crate::mpc2he::Pending;
+use crate::phase::Phase;
 use crate::plan::ClientSetup;
-use crate::report::{Meter, SessionReport};
-use crate::session::{groups, offline_first, SessionOptions, MAX_IMAGES};
+use crate::report::{SessionReport, Step};
+use crate::session::{and_gates, groups, offline_first, SessionOptions, MAX_IMAGES};
 use crate::shares::{decode_outputs, evaluator_bits};
-use crate::wire::{self, Hello, PROTOCOL_VERSION};
 
 /// A batch of images, image-major: `data[j·elems + i]` is element `i` of image `j`.
 #[derive(Clone, Debug)]
@@ -77,38 +81,16 @@ pub fn run_client<C: Channel>(
     opts: &SessionOptions,
 ) -> Result<(ClientOutput, SessionReport)> {
     check_batch(setup, batch)?;
-    let mut rng = os_rng();
-    let sk = SecretKey::generate(&setup.params, &mut rng);
-    let pk = PublicKey::generate(&sk, &mut rng);
+    let (sk, pk) = handshake::client_keys(setup);
     let mut e = Evaluator::new(ch, os_rng());
     let mut report = SessionReport {
         role: "client".into(),
         images: batch.images,
         ..Default::default()
     };
-
-    let meter = Meter::start(e.channel());
-    {
-        let ch = e.channel_mut();
-        ch.set_phase("handshake");
-        let hello = Hello {
-            version: PROTOCOL_VERSION,
-            plan_hash: setup.hash.clone(),
-            images: batch.images as u64,
-        };
-        ch.send_frame(&hello.to_bytes())?;
-        ch.flush()?;
-        wire::recv_verdict(ch)?;
-        wire::send_pk(ch, &pk)?;
-    }
-    meter.finish(
-        e.channel(),
-        &mut report,
-        "handshake".into(),
-        "offline",
-        0,
-        0,
-    );
+    report.metered(&mut e, Step::offline("handshake"), |e| {
+        handshake::client(setup, e.channel_mut(), batch.images, &pk)
+    })?;
 
     let n = setup.params.n();
     let gs = groups(batch.images, n);
@@ -116,8 +98,6 @@ pub fn run_client<C: Channel>(
     report.offline_first = offline_first(&setup.plan, n.min(batch.images), opts);
     let out_elems: usize = setup.plan.output.shape.iter().product();
     let in_elems: usize = setup.plan.input.shape.iter().product();
-    let mut logits = Vec::with_capacity(batch.images * out_elems);
-    let mut start = 0;
     let steps_per_group = setup.plan.mpc_steps.len() as u64 + 3;
     let pb = opts.progress.then(|| {
         let pb = ProgressBar::new(steps_per_group * gs.len() as u64);
@@ -129,17 +109,22 @@ pub fn run_client<C: Channel>(
         );
         pb
     });
+    let mut session = Session {
+        setup,
+        e,
+        sk,
+        opts,
+        report,
+        pb: pb.as_ref(),
+    };
+    let mut logits = Vec::with_capacity(batch.images * out_elems);
+    let mut start = 0;
     for (gi, &b) in gs.iter().enumerate() {
         let data = &batch.data[start * in_elems..(start + b) * in_elems];
-        let group = GroupCtx {
-            data,
-            images: b,
-            group: gi,
-            pb: pb.as_ref(),
-        };
-        logits.extend(run_group(setup, &mut e, &sk, &group, opts, &mut report)?);
+        logits.extend(session.run_group(data, b, gi)?);
         start += b;
     }
+    let report = session.report;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
@@ -147,235 +132,178 @@ pub fn run_client<C: Channel>(
     Ok((output, report))
 }
 
-/// One ciphertext group's data and where to report progress.
-struct GroupCtx<'a> {
-    data: &'a [f32],
-    images: usize,
-    group: usize,
+/// One session's state on the client.
+struct Session<'a, C: Channel> {
+    setup: &'a ClientSetup,
+    e: Evaluator<C>,
+    sk: SecretKey,
+    opts: &'a SessionOptions,
+    report: SessionReport,
+    /// Where to report progress.
     pb: Option<&'a ProgressBar>,
 }
 
-fn run_group<C: Channel>(
-    setup: &ClientSetup,
-    e: &mut Evaluator<C>,
-    sk: &SecretKey,
-    g: &GroupCtx<'_>,
-    opts: &SessionOptions,
-    report: &mut SessionReport,
-) -> Result<Vec<f32>> {
-    let (data, images, group) = (g.data, g.images, g.group);
-    let tick = |msg: String| {
-        if let Some(pb) = g.pb {
+impl<C: Channel> Session<'_, C> {
+    fn tick(&self, msg: String) {
+        if let Some(pb) = self.pb {
             pb.set_message(msg);
             pb.inc(1);
         }
-    };
-    let plan = &setup.plan;
-    let params = &setup.params;
-    let in_scale = f64::from(plan.input.scale_bits).exp2();
-    let out_scale = f64::from(plan.output.scale_bits).exp2();
-
-    let meter = Meter::start(e.channel());
-    // Encryptions of zero for every ciphertext this group will send (the NTT work); the data
-    // is added coefficient-wise when it exists.
-    let in_elems: usize = plan.input.shape.iter().product();
-    // Each is (seed, c0 window over the batch's coefficients).
-    let zeros = |count: usize, level: usize| -> Result<Vec<([u8; 32], RnsPoly)>> {
-        (0..count)
-            .into_par_iter()
-            .map_init(os_rng, |rng, _| {
-                sk.encrypt_seeded_window::<i64, _>(&[], level, images, rng)
-            })
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
-    };
-    let input_pre = zeros(in_elems, plan.input.level)?;
-    let mut step_pre: Vec<Vec<([u8; 32], RnsPoly)>> = plan
-        .mpc_steps
-        .iter()
-        .map(|s| zeros(s.values_out, s.out_level))
-        .collect::<Result<_>>()?;
-    meter.finish(
-        e.channel(),
-        report,
-        format!("encrypt[{group}]"),
-        "offline",
-        0,
-        0,
-    );
-
-    // Offline: send the seeds (c1 of every encryption this group will send); receive the c1 of
-    // every ciphertext to decrypt, and compute c1·s over the batch's coefficients.
-    let meter = Meter::start(e.channel());
-    let ch = e.channel_mut();
-    ch.set_phase("precompute");
-    wire::send_seeds(ch, input_pre.iter().map(|(seed, _)| seed))?;
-    for pre in &step_pre {
-        wire::send_seeds(ch, pre.iter().map(|(seed, _)| seed))?;
     }
-    ch.flush()?;
-    let times_s = |c1: Vec<RnsPoly>| -> Result<Vec<RnsPoly>> {
-        c1.par_iter()
-            .map(|c| Ok(sk.c1_times_s(c, images)?))
-            .collect()
-    };
-    let n = params.n();
-    let mut step_c1_times_s: Vec<Vec<RnsPoly>> = Vec::with_capacity(plan.mpc_steps.len());
-    for step in &plan.mpc_steps {
-        step_c1_times_s.push(times_s(wire::recv_polys(
-            ch,
-            params,
-            0,
-            n,
-            step.values_in,
-        )?)?);
-    }
-    let out_elems: usize = plan.output.shape.iter().product();
-    let out_c1_times_s = times_s(wire::recv_polys(
-        ch,
-        params,
-        plan.output.level,
-        n,
-        out_elems,
-    )?)?;
-    meter.finish(
-        e.channel(),
-        report,
-        format!("precompute[{group}]"),
-        "offline",
-        0,
-        0,
-    );
 
-    // Offline: garbled tables and random OTs, when the tables fit the budget.
-    let meter = Meter::start(e.channel());
-    let mut handles: Vec<Option<EvaluatorOffline>> = Vec::new();
-    let mut offline_ands = 0;
-    if offline_first(plan, images, opts) {
-        for s in &plan.mpc_steps {
-            let sc = &plan.circuits[s.circuit];
-            handles.push(Some(e.offline(&sc.circuit, s.instances * images)?));
-            offline_ands += sc.circuit.stats().and * (s.instances * images) as u64;
-        }
-    }
-    meter.finish(
-        e.channel(),
-        report,
-        format!("offline[{group}]"),
-        "offline",
-        offline_ands,
-        0,
-    );
-    tick(format!("group {group}: offline done"));
+    /// One ciphertext group: `data` holds its `images` images, image-major.
+    fn run_group(&mut self, data: &[f32], images: usize, group: usize) -> Result<Vec<f32>> {
+        let setup = self.setup;
+        let plan = &setup.plan;
+        let params = &setup.params;
+        let sk = &self.sk;
+        let in_scale = f64::from(plan.input.scale_bits).exp2();
+        let out_scale = f64::from(plan.output.scale_bits).exp2();
+        let in_elems: usize = plan.input.shape.iter().product();
+        let out_elems: usize = plan.output.shape.iter().product();
 
-    // Input: element i of every image goes into one ciphertext, image j in coefficient j; only
-    // the c0 window over the batch is sent.
-    let meter = Meter::start(e.channel());
-    let windows: Vec<RnsPoly> = input_pre
-        .into_par_iter()
-        .enumerate()
-        .map(|(i, (_, mut w))| {
-            let m: Vec<i64> = (0..images)
-                .map(|j| (f64::from(data[j * in_elems + i]) * in_scale).round() as i64)
-                .collect();
-            w.add_plain(&m)?;
-            Ok(w)
-        })
-        .collect::<Result<_>>()?;
-    let ch = e.channel_mut();
-    ch.set_phase("input");
-    for c in &windows {
-        wire::send_poly(ch, c)?;
-    }
-    ch.flush()?;
-    drop(windows);
-    meter.finish(
-        e.channel(),
-        report,
-        format!("input[{group}]"),
-        "online",
-        0,
-        0,
-    );
-    tick(format!("group {group}: input sent"));
+        // Offline: encryptions of zero for every ciphertext this group will send (the NTT
+        // work); the data is added coefficient-wise when it exists.
+        let (input_pre, mut step_pre) = self.report.metered(
+            &mut self.e,
+            Step::offline(format!("encrypt[{group}]")),
+            |_| {
+                let input = Pending::encrypt_zeros(sk, in_elems, plan.input.level, images)?;
+                let steps = plan
+                    .mpc_steps
+                    .iter()
+                    .map(|s| {
+                        Pending::encrypt_zeros(sk, s.values_out, s.out_level, images).map(Some)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok::<_, RuntimeError>((input, steps))
+            },
+        )?;
 
-    for (si, step) in plan.mpc_steps.iter().enumerate() {
-        let meter = Meter::start(e.channel());
-        let sc = &plan.circuits[step.circuit];
-        // HE→MPC: decrypt the masked c0 windows into this party's shares.
-        let ch = e.channel_mut();
-        ch.set_phase("he2mpc");
-        let windows = wire::recv_polys(ch, params, 0, images, step.values_in)?;
-        let shares: Vec<Vec<u64>> = windows
-            .par_iter()
-            .zip(step_c1_times_s[si].par_iter())
-            .map(|(c0, c1s)| Ok(sk.decrypt_halves_mod_q0(c0, c1s)?))
-            .collect::<Result<_>>()?;
-        drop(windows);
-        let bits = evaluator_bits(sc, step.instances, images, &shares);
-        let n = step.instances * images;
-        let out = match handles.get_mut(si).and_then(Option::take) {
-            Some(h) => e.online(h, &bits)?,
-            None => e.run_streaming(&sc.circuit, n, &bits)?,
-        };
-        let z = decode_outputs(sc, step.instances, images, &out)?;
-        let shift = step.out_scale_bits - plan.scale_bits;
-        // MPC→HE: encrypt the masked results at the next segment's level.
-        let cts: Vec<RnsPoly> = std::mem::take(&mut step_pre[si])
-            .into_par_iter()
-            .zip(z.par_iter())
-            .map(|((_, mut w), zo)| {
+        // Offline: send the seeds (c1 of every encryption this group will send); receive the
+        // c1 of every ciphertext to decrypt, and compute c1·s over the batch's coefficients.
+        let (step_c1_times_s, out_c1_times_s) = self.report.metered(
+            &mut self.e,
+            Step::offline(format!("precompute[{group}]")),
+            |e| {
+                let ch = e.channel_mut();
+                Phase::Precompute.enter(ch);
+                input_pre.send_seeds(ch)?;
+                for pre in step_pre.iter().flatten() {
+                    pre.send_seeds(ch)?;
+                }
+                ch.flush()?;
+                let steps = plan
+                    .mpc_steps
+                    .iter()
+                    .map(|s| he2mpc::client_offline(ch, sk, params, 0, s.values_in, images))
+                    .collect::<Result<Vec<_>>>()?;
+                let level = plan.output.level;
+                let out = he2mpc::client_offline(ch, sk, params, level, out_elems, images)?;
+                Ok::<_, RuntimeError>((steps, out))
+            },
+        )?;
+
+        // Offline: garbled tables and random OTs, when the tables fit the budget.
+        let first = offline_first(plan, images, self.opts);
+        let offline_ands = if first { and_gates(plan, images) } else { 0 };
+        let step = Step::offline(format!("offline[{group}]")).gates(offline_ands, 0);
+        let mut handles: Vec<Option<EvaluatorOffline>> =
+            self.report.metered(&mut self.e, step, |e| {
+                let mut handles = Vec::new();
+                if first {
+                    for s in &plan.mpc_steps {
+                        let sc = &plan.circuits[s.circuit];
+                        handles.push(Some(e.offline(&sc.circuit, s.instances * images)?));
+                    }
+                }
+                Ok::<_, RuntimeError>(handles)
+            })?;
+        self.tick(format!("group {group}: offline done"));
+
+        // Input: element i of every image goes into one ciphertext, image j in coefficient j;
+        // only the c0 window over the batch is sent.
+        self.report
+            .metered(&mut self.e, Step::online(format!("input[{group}]")), |e| {
+                let ch = e.channel_mut();
+                Phase::Input.enter(ch);
+                input_pre.send(ch, |i| {
+                    (0..images)
+                        .map(|j| (f64::from(data[j * in_elems + i]) * in_scale).round() as i64)
+                        .collect()
+                })
+            })?;
+        self.tick(format!("group {group}: input sent"));
+
+        // The MPC steps in plan order (the HE segments between them run on the server).
+        for (si, step) in plan.mpc_steps.iter().enumerate() {
+            let sc = &plan.circuits[step.circuit];
+            let n = step.instances * images;
+            let ands = sc.circuit.stats().and * n as u64;
+            let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
+            let handle = handles.get_mut(si).and_then(Option::take);
+            let pre = step_pre
+                .get_mut(si)
+                .and_then(Option::take)
+                .ok_or(Inconsistency::StepUsedTwice { step: si })?;
+            let c1s = &step_c1_times_s[si];
+            let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
+            self.report.metered(&mut self.e, metered, |e| {
+                // HE→MPC: decrypt the masked c0 windows into this party's shares.
+                let ch = e.channel_mut();
+                Phase::He2Mpc.enter(ch);
+                let shares = he2mpc::client_shares(ch, sk, params, images, c1s)?;
+
+                // The circuit.
+                let bits = evaluator_bits(sc, step.instances, images, &shares);
+                let out = match handle {
+                    Some(h) => e.online(h, &bits)?,
+                    None => e.run_streaming(&sc.circuit, n, &bits)?,
+                };
+                let z = decode_outputs(sc, step.instances, images, &out)?;
+                if z.len() != pre.len() {
+                    return Err(Inconsistency::CircuitOutputs {
+                        step: step.name.clone(),
+                        got: z.len(),
+                        expected: pre.len(),
+                    }
+                    .into());
+                }
+
+                // MPC→HE: encrypt the masked results at the next segment's level.
+                let shift = step.out_scale_bits - plan.scale_bits;
+                let ch = e.channel_mut();
+                Phase::Mpc2He.enter(ch);
                 // Exact: the plan check bounds z_bits + shift by 126 bits.
-                let m: Vec<i128> = zo.iter().map(|&v| (v as i128) << shift).collect();
-                w.add_plain(&m)?;
-                Ok(w)
-            })
-            .collect::<Result<_>>()?;
-        let ch = e.channel_mut();
-        ch.set_phase("mpc2he");
-        for c in &cts {
-            wire::send_poly(ch, c)?;
+                pre.send(ch, |o| z[o].iter().map(|&v| (v as i128) << shift).collect())
+            })?;
+            self.tick(format!("group {group}: {} done", step.name));
         }
-        ch.flush()?;
-        let ands = sc.circuit.stats().and * n as u64;
-        let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
-        meter.finish(
-            e.channel(),
-            report,
-            format!("mpc:{}", step.name),
-            "online",
-            ands,
-            ots,
-        );
-        tick(format!("group {group}: {} done", step.name));
-    }
 
-    // Output.
-    let meter = Meter::start(e.channel());
-    let ch = e.channel_mut();
-    ch.set_phase("output");
-    let windows = wire::recv_polys(ch, params, plan.output.level, images, out_elems)?;
-    let dec: Vec<Vec<i128>> = windows
-        .par_iter()
-        .zip(out_c1_times_s.par_iter())
-        .map(|(c0, c1s)| sk.decrypt_halves(c0, c1s))
-        .collect::<Result<_, _>>()?;
-    let mut logits = vec![0f32; images * out_elems];
-    for (i, d) in dec.iter().enumerate() {
-        for j in 0..images {
-            logits[j * out_elems + i] = (d[j] as f64 / out_scale) as f32;
+        // Output.
+        let dec =
+            self.report
+                .metered(&mut self.e, Step::online(format!("output[{group}]")), |e| {
+                    let ch = e.channel_mut();
+                    Phase::Output.enter(ch);
+                    he2mpc::client_output(
+                        ch,
+                        sk,
+                        params,
+                        plan.output.level,
+                        images,
+                        &out_c1_times_s,
+                    )
+                })?;
+        let mut logits = vec![0f32; images * out_elems];
+        for (i, d) in dec.iter().enumerate() {
+            for j in 0..images {
+                logits[j * out_elems + i] = (d[j] as f64 / out_scale) as f32;
+            }
         }
+        self.tick(format!("group {group}: output decrypted"));
+        Ok(logits)
     }
-    meter.finish(
-        e.channel(),
-        report,
-        format!("output[{group}]"),
-        "online",
-        0,
-        0,
-    );
-    tick(format!("group {group}: output decrypted"));
-    Ok(logits)
 }
 
 /// Applies the plan's post-processing per image.

@@ -8,21 +8,32 @@
 //! - [`plan`]: loading and checking plans and weights (untrusted input);
 //! - [`wire`]: the messages and the handshake's hello;
 //! - [`session`]: what both parties agree on without talking (groups, offline-first);
-//! - [`server`] and [`client`]: the two sides of a session;
+//! - [`server`] and [`client`]: the two sides of a session, each its steps in protocol order;
+//! - `handshake`, `he2mpc`, `mpc2he`: both parties' halves of the handshake and of each
+//!   conversion (the input is an MPC→HE conversion without a mask, the output an HE→MPC
+//!   conversion without one);
+//! - [`phase`]: the phases of a session as the channel counts them;
 //! - [`shares`]: bit layouts of shares, masks and circuit outputs;
 //! - [`local`]: both parties in one process over loopback TCP;
 //! - [`npy`]: `.npy` input and output;
-//! - [`report`]: time and bytes per step.
+//! - [`report`]: time and bytes per step;
+//! - [`service`]: the server as a service (concurrent sessions, limits, deadlines, shutdown,
+//!   metrics).
 
 pub mod client;
 pub mod error;
+mod handshake;
+mod he2mpc;
 pub mod local;
+mod mpc2he;
 pub mod npy;
+pub mod phase;
 pub mod plan;
 pub mod report;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod shares;
 pub mod wire;
 
-pub use error::{Result, RuntimeError};
+pub use error::{Inconsistency, ProtocolError, Refusal, Result, RuntimeError};

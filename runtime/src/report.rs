@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use mp2ml_mpc::Channel;
+use mp2ml_mpc::{Channel, Evaluator, Garbler};
 use serde::Serialize;
 
 /// One measured step of a session.
@@ -69,43 +69,104 @@ impl SessionReport {
     }
 }
 
-/// Measures one step: time and the channel's byte counters before and after.
-pub struct Meter {
-    start: Instant,
-    sent: u64,
-    received: u64,
+/// Whether a step runs before the client's input exists or after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Before the input exists (keys, precomputation, garbling ahead).
+    Offline,
+    /// From the input upload to the output.
+    Online,
 }
 
-impl Meter {
-    /// Starts measuring.
-    pub fn start(ch: &impl Channel) -> Meter {
-        let s = ch.stats();
-        Meter {
-            start: Instant::now(),
-            sent: s.sent(),
-            received: s.received(),
+impl Stage {
+    /// The name in [`StepReport::phase`] and the JSON report.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::Offline => "offline",
+            Stage::Online => "online",
+        }
+    }
+}
+
+/// What a step is called and the circuit work it does besides time and bytes.
+#[derive(Clone, Debug)]
+pub struct Step {
+    name: String,
+    stage: Stage,
+    and_gates: u64,
+    ots: u64,
+}
+
+impl Step {
+    /// An offline step called `name`.
+    pub fn offline(name: impl Into<String>) -> Step {
+        Step {
+            name: name.into(),
+            stage: Stage::Offline,
+            and_gates: 0,
+            ots: 0,
         }
     }
 
-    /// Ends the step and records it.
-    pub fn finish(
-        self,
-        ch: &impl Channel,
-        report: &mut SessionReport,
-        name: String,
-        phase: &'static str,
-        and_gates: u64,
-        ots: u64,
-    ) {
-        let s = ch.stats();
-        report.steps.push(StepReport {
-            name,
-            phase,
-            seconds: self.start.elapsed().as_secs_f64(),
-            sent: s.sent() - self.sent,
-            received: s.received() - self.received,
+    /// An online step called `name`.
+    pub fn online(name: impl Into<String>) -> Step {
+        Step {
+            stage: Stage::Online,
+            ..Step::offline(name)
+        }
+    }
+
+    /// The step garbles or evaluates `and_gates` AND gates with `ots` oblivious transfers.
+    pub fn gates(self, and_gates: u64, ots: u64) -> Step {
+        Step {
             and_gates,
             ots,
+            ..self
+        }
+    }
+}
+
+/// A party whose traffic can be metered: bytes sent and received so far on its channel.
+pub trait Traffic {
+    /// (sent, received) bytes so far.
+    fn traffic(&self) -> (u64, u64);
+}
+
+impl<C: Channel> Traffic for Garbler<C> {
+    fn traffic(&self) -> (u64, u64) {
+        let s = self.channel().stats();
+        (s.sent(), s.received())
+    }
+}
+
+impl<C: Channel> Traffic for Evaluator<C> {
+    fn traffic(&self) -> (u64, u64) {
+        let s = self.channel().stats();
+        (s.sent(), s.received())
+    }
+}
+
+impl SessionReport {
+    /// Runs `work` on `party` as one step and records its time and traffic if it succeeds.
+    pub fn metered<P: Traffic, T, E>(
+        &mut self,
+        party: &mut P,
+        step: Step,
+        work: impl FnOnce(&mut P) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let start = Instant::now();
+        let (sent, received) = party.traffic();
+        let out = work(party)?;
+        let (sent_after, received_after) = party.traffic();
+        self.steps.push(StepReport {
+            name: step.name,
+            phase: step.stage.name(),
+            seconds: start.elapsed().as_secs_f64(),
+            sent: sent_after.saturating_sub(sent),
+            received: received_after.saturating_sub(received),
+            and_gates: step.and_gates,
+            ots: step.ots,
         });
+        Ok(out)
     }
 }

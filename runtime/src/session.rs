@@ -45,8 +45,8 @@ pub fn groups(images: usize, n: usize) -> Vec<usize> {
     v
 }
 
-/// Bytes of garbled tables for a group of `images` images: 32 bytes per AND gate.
-pub fn table_bytes(plan: &ClientPlan, images: usize) -> u64 {
+/// AND gates of all circuits of a group of `images` images.
+pub fn and_gates(plan: &ClientPlan, images: usize) -> u64 {
     plan.mpc_steps
         .iter()
         .map(|s| {
@@ -54,9 +54,14 @@ pub fn table_bytes(plan: &ClientPlan, images: usize) -> u64 {
                 .circuits
                 .get(s.circuit)
                 .map_or(0, |c| c.circuit.stats().and);
-            32 * ands * (s.instances * images) as u64
+            ands * (s.instances * images) as u64
         })
         .sum()
+}
+
+/// Bytes of garbled tables for a group of `images` images: 32 bytes per AND gate.
+pub fn table_bytes(plan: &ClientPlan, images: usize) -> u64 {
+    32 * and_gates(plan, images)
 }
 
 /// Whether a group of `images` images garbles all steps before the input is uploaded.

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mp2ml_compiler::circuits::{relu, CircuitParams};
 use mp2ml_compiler::driver::{compile_graph, Options};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
 use mp2ml_compiler::plan_writer::write_all;
+use mp2ml_ir::circuit::activations::{relu, CircuitParams};
 use mp2ml_mpc::{ChannelConfig, Evaluator, Garbler, MpcError, PhaseReport, TcpChannel};
 use mp2ml_runtime::client::Batch;
 use mp2ml_runtime::local::run_local;
@@ -1720,7 +1720,7 @@ pub fn render(r: &Results, opts: &Opts) -> String {
     let _ = writeln!(s, "## MP2ML Table 2: ReLU with Yao, CKKS ADD and MULT\n");
     let _ = writeln!(
         s,
-        "Production ReLU circuit `mp2ml_compiler::circuits::relu(q0 = {}, σ = 40)` (q0 from {}): \
+        "Production ReLU circuit `mp2ml_ir::circuit::activations::relu(q0 = {}, σ = 40)` (q0 from {}): \
          {} AND gates, {} garbler / {} evaluator input bits, {} output bits per ReLU. Garbler and \
          evaluator in two threads over loopback TCP, a fresh session each time (128 base OTs \
          included offline), outputs checked against max(x, 0) + r. Times are the slower party's; \

@@ -1,5 +1,5 @@
 //! Import errors: one thiserror enum with structured fields; rendered by
-//! [`crate::diagnostic::Diagnostics`].
+//! [`crate::onnx::diagnostic::Diagnostics`].
 
 use std::fmt;
 

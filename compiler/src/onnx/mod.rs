@@ -7,6 +7,7 @@
 //! this way). Unsupported input never panics; it yields [`Diagnostics`].
 
 pub mod context;
+pub mod diagnostic;
 pub mod error;
 pub mod listing;
 pub mod ops;
@@ -21,9 +22,9 @@ use mp2ml_ir::validate::validate;
 use prost::Message;
 use tract_onnx::pb::{type_proto, ModelProto, ValueInfoProto};
 
+pub use diagnostic::Diagnostics;
 pub use error::{ImportError, NodeLoc};
 
-use crate::diagnostic::Diagnostics;
 use context::{Ctx, NodeRef};
 use tensor::{decode, dtype_name, is_float};
 
@@ -240,9 +241,18 @@ fn translate(
     }
     let one = |e| vec![e];
     let line_of = |n: &str| listing.value_lines.get(n).copied();
+    let read = g
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter())
+        .chain(g.output.iter().map(|o| &o.name))
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .collect();
     let mut ctx = Ctx {
         graph: Graph::new(g.name.clone()),
         names: HashMap::new(),
+        read,
     };
     for t in &g.initializer {
         let line = line_of(&t.name);

@@ -184,7 +184,7 @@ fn table2_once(n: usize, seed: u64) -> Table2Row {
     let h = ev.offline(&c, n).expect("offline");
     let out = ev.online(h, &e).expect("online");
     let got: Vec<u128> = out
-        .chunks(common::MASK as usize)
+        .chunks(common::Z as usize)
         .map(mp2ml_ir::circuit::from_bits)
         .collect();
     assert_eq!(got, want, "ReLU outputs");
@@ -207,8 +207,10 @@ fn bench_table2(reps: usize) {
         "\n## MP2ML Table 2: ReLU with Yao, loopback TCP, fresh session each (median of {reps})"
     );
     println!(
-        "ReLU circuit: 32-bit shares mod q0 = {}, 72-bit mask, {ands} AND gates per ReLU.",
-        common::Q0
+        "Production ReLU circuit: {}-bit shares mod q0 = {}, {}-bit mask, {ands} AND gates per ReLU.",
+        common::W,
+        common::Q0,
+        common::MASK
     );
     println!("| ReLUs | offline ms | online ms | offline MB | online MB | MP2ML offline ms | MP2ML online ms | MP2ML offline MB | MP2ML online MB |");
     println!("|---|---|---|---|---|---|---|---|---|");

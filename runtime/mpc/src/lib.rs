@@ -3,6 +3,8 @@
 //! * [`channel`]: the [`Channel`] trait, [`TcpChannel`] and [`MemChannel`], with per-phase
 //!   byte counts, bounded frames and timeouts.
 //! * [`ot`]: Chou–Orlandi base OT on ristretto255 and IKNP OT extension.
+//! * [`gmw`]: semi-honest two-party GMW on XOR shares with Beaver triples from IKNP random
+//!   OTs, bit-sliced over the instances, one round per AND layer ([`GmwServer`], [`GmwClient`]).
 //! * [`yao`]: semi-honest half-gates Yao, vectorized over many instances of one circuit, with an
 //!   offline/online split ([`Garbler::offline`], [`Garbler::online`], [`Evaluator::offline`],
 //!   [`Evaluator::online`]) and a streaming variant ([`Garbler::run_streaming`],
@@ -46,9 +48,11 @@ pub mod channel;
 pub mod crypto;
 pub mod error;
 pub mod gc;
+pub mod gmw;
 pub mod ot;
 pub mod yao;
 
 pub use channel::{Channel, ChannelConfig, ChannelStats, MemChannel, PhaseStats, TcpChannel};
 pub use error::{MpcError, Result};
+pub use gmw::{GmwClient, GmwConfig, GmwOffline, GmwServer};
 pub use yao::{Evaluator, EvaluatorOffline, Garbler, GarblerOffline, GcConfig, PhaseReport};

@@ -125,10 +125,16 @@ fn fingerprint(c: &Circuit, s: &Shape, mode: u8) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"mp2ml yao v1");
     h.update([mode]);
+    hash_circuit(&mut h, c, &[s.instances, s.chunk]);
+    h.finalize().into()
+}
+
+/// Feeds the circuit structure (input counts, gates, outputs) and the given sizes to `h`.
+pub(crate) fn hash_circuit(h: &mut Sha256, c: &Circuit, sizes: &[usize]) {
     for v in [c.garbler_inputs, c.evaluator_inputs] {
         h.update(v.to_le_bytes());
     }
-    for v in [s.instances, s.chunk, c.gates.len(), c.outputs.len()] {
+    for &v in sizes.iter().chain(&[c.gates.len(), c.outputs.len()]) {
         h.update((v as u64).to_le_bytes());
     }
     for g in &c.gates {
@@ -144,10 +150,9 @@ fn fingerprint(c: &Circuit, s: &Shape, mode: u8) -> [u8; 32] {
     for o in &c.outputs {
         h.update(o.to_le_bytes());
     }
-    h.finalize().into()
 }
 
-fn check_len(who: &'static str, got: usize, per: usize, instances: usize) -> Result<()> {
+pub(crate) fn check_len(who: &'static str, got: usize, per: usize, instances: usize) -> Result<()> {
     let expected = per * instances;
     if got != expected {
         return Err(MpcError::InputLength {
@@ -176,14 +181,14 @@ fn random_block(rng: &mut ChaCha20Rng) -> u128 {
 }
 
 /// Byte counters at the start of a phase.
-struct Meter {
+pub(crate) struct Meter {
     start: Instant,
     sent: u64,
     received: u64,
 }
 
 impl Meter {
-    fn start(ch: &mut impl Channel, phase: &'static str) -> Meter {
+    pub(crate) fn start(ch: &mut impl Channel, phase: &'static str) -> Meter {
         ch.set_phase(phase);
         let s = ch.stats();
         Meter {
@@ -193,7 +198,7 @@ impl Meter {
         }
     }
 
-    fn finish(self, ch: &impl Channel, phase: &'static str) -> PhaseReport {
+    pub(crate) fn finish(self, ch: &impl Channel, phase: &'static str) -> PhaseReport {
         let s = ch.stats();
         PhaseReport {
             phase,

@@ -6,7 +6,8 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{relu_circuit, relu_inputs, relu_reference, Builder};
+use common::{relu_circuit, relu_inputs, relu_reference};
+use mp2ml_ir::circuit::builder::Builder;
 use mp2ml_ir::circuit::{from_bits, Circuit, Gate};
 use mp2ml_mpc::{
     Channel, ChannelConfig, Evaluator, Garbler, GcConfig, MemChannel, MpcError, TcpChannel,
@@ -177,13 +178,13 @@ fn random_circuits_match_plaintext() {
 #[test]
 fn adder_and_comparator() {
     let w = 16;
-    let mut b = Builder::new(w, w);
+    let mut b = Builder::new("add_lt16", w, w);
     let x = b.garbler_word(0, w);
     let y = b.evaluator_word(0, w);
-    let mut outs = b.add(&x, &y, true);
-    let lt = b.lt(&x, &y);
+    let mut outs = b.add(&x, &y);
+    let lt = b.gt(&y, &x);
     outs.push(lt);
-    let c = b.finish("add_lt16", &outs);
+    let c = b.finish(&outs);
     let mut r = rng(5);
     let n = 500;
     let xs: Vec<u128> = (0..n).map(|_| r.random_range(0..1u128 << w)).collect();
@@ -234,7 +235,7 @@ fn relu_batch(r: &mut ChaCha20Rng, n: usize) -> (Vec<bool>, Vec<bool>, Vec<u128>
 }
 
 fn decode_words(out: &[bool]) -> Vec<u128> {
-    out.chunks(common::MASK as usize).map(from_bits).collect()
+    out.chunks(common::Z as usize).map(from_bits).collect()
 }
 
 #[test]
@@ -247,7 +248,7 @@ fn relu_on_shares_in_memory() {
     assert_eq!(
         decode_words(&plaintext(&c, n, &g, &e)),
         want,
-        "builder circuit vs integer reference"
+        "production circuit vs integer reference"
     );
     let (a, b) = mem();
     assert_eq!(

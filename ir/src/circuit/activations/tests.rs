@@ -2,7 +2,6 @@
 //! inputs at full width.
 
 use super::*;
-use mp2ml_ir::circuit::ShareCircuit;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// One instance: the centered input values and the server's output masks.

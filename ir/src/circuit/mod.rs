@@ -2,13 +2,18 @@
 //!
 //! A [`Circuit`] is plain data: the compiler builds it, the plan stores it, the runtime garbles
 //! and evaluates it, and tests run it in plaintext with [`Circuit::eval`] or, 64 instances at a
-//! time, with [`Circuit::eval_bitsliced`].
+//! time, with [`Circuit::eval_bitsliced`]. [`builder`] constructs circuits with constant folding;
+//! [`activations`] holds the production circuits of the non-linear layers (ReLU, MaxPool, Clip,
+//! LeakyReLU, x·x) that the compiler writes into plans and the runtime tests garble.
 //!
 //! Wire numbering: wires `0 .. garbler_inputs` are the garbler's (server's) inputs, the next
 //! `evaluator_inputs` wires are the evaluator's (client's) inputs, and gate `i` defines wire
 //! `garbler_inputs + evaluator_inputs + i`. A gate may only read wires defined before it, so the
 //! gate list is already in topological order. XOR and INV are free under free-XOR garbling;
 //! only AND gates cost (two ciphertexts each with half-gates).
+
+pub mod activations;
+pub mod builder;
 
 use serde::{Deserialize, Serialize};
 

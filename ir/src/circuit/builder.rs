@@ -6,7 +6,7 @@
 //! (ripple-carry adders with the `c' = c ⊕ ((a ⊕ c) ∧ (b ⊕ c))` carry, as in the half-gates
 //! literature), and XOR/INV are free under free-XOR garbling.
 
-use mp2ml_ir::circuit::{Circuit, Gate, Wire};
+use super::{Circuit, Gate, Wire};
 
 /// A bit during construction: a known constant or a wire of the circuit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

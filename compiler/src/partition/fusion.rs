@@ -1,0 +1,519 @@
+//! Fusion: forward passes that compose every linear tensor as an affine map over the frontier
+//! tensors, the MPC steps found on the way, and the cost decision between one fused Linear and a
+//! chain of Linears through cut tensors.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mp2ml_ir::graph::{Graph, NodeId};
+use mp2ml_ir::op::Op;
+use mp2ml_ir::plan::ActivationKind;
+use mp2ml_ir::tensor::{Tensor, TensorId};
+
+use super::affine::{compose, Affine};
+use super::local::{is_weighted, local_map, pool_windows, Operand};
+use super::lowered::{CircuitSpec, Decision, LEAKY_SHIFT, OUTPUT_LEVEL};
+use super::{numel, per_image};
+use crate::error::CompileError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Frontier {
+    Input,
+    Step(usize),
+    Cut,
+}
+
+/// One frontier tensor of a pass.
+pub(super) struct FEntry {
+    pub(super) tensor: TensorId,
+    pub(super) kind: Frontier,
+    pub(super) offset: u32,
+    pub(super) len: usize,
+}
+
+/// A pending MPC step found in a pass (graph-level).
+pub(super) struct PStep {
+    pub(super) name: String,
+    pub(super) kind: ActivationKind,
+    pub(super) spec: CircuitSpec,
+    pub(super) input: TensorId,
+    pub(super) output: TensorId,
+    pub(super) instances: usize,
+    pub(super) values_in: usize,
+    pub(super) values_out: usize,
+    pub(super) gather_plane: Vec<u32>,
+}
+
+/// The result of one forward pass.
+pub(super) struct Pass {
+    pub(super) frontier: Vec<FEntry>,
+    /// Map used downstream (identity for frontier tensors).
+    pub(super) use_map: Vec<Option<Affine>>,
+    /// Definition of cut tensors over the frontier.
+    pub(super) def_map: BTreeMap<TensorId, Affine>,
+    pub(super) steps: Vec<PStep>,
+    ncols: usize,
+}
+
+/// Context shared by the passes.
+pub(super) struct Ctx<'g> {
+    pub(super) graph: &'g Graph,
+    pub(super) order: Vec<NodeId>,
+    consts: Vec<Option<Tensor>>,
+    skip: BTreeSet<NodeId>,
+    /// MPC first-of-pair nodes fused into the following node.
+    fused_first: BTreeMap<NodeId, NodeId>,
+    pub(super) input: TensorId,
+    pub(super) output: TensorId,
+    pub(super) scale_bits: u32,
+}
+
+impl<'g> Ctx<'g> {
+    /// The context of `graph` in topological `order`, with the folded constants `consts`,
+    /// the nodes to `skip` (folded, or in the post-processing tail) and the data input and
+    /// HE output tensors; finds the MPC pairs (ReLU+MaxPool) to fuse.
+    pub(super) fn new(
+        graph: &'g Graph,
+        order: Vec<NodeId>,
+        consts: Vec<Option<Tensor>>,
+        skip: BTreeSet<NodeId>,
+        (input, output): (TensorId, TensorId),
+        scale_bits: u32,
+    ) -> Self {
+        let mut ctx = Ctx {
+            graph,
+            order,
+            consts,
+            skip,
+            fused_first: BTreeMap::new(),
+            input,
+            output,
+            scale_bits,
+        };
+        ctx.fused_first = find_pairs(&ctx);
+        ctx
+    }
+}
+
+impl Ctx<'_> {
+    pub(super) fn is_const(&self, t: TensorId) -> bool {
+        self.consts.get(t.index()).is_some_and(Option::is_some)
+    }
+
+    pub(super) fn shape(&self, t: TensorId) -> Vec<usize> {
+        self.graph
+            .get_tensor(t)
+            .map(|i| i.shape.clone())
+            .unwrap_or_default()
+    }
+
+    fn is_mpc(&self, n: NodeId) -> bool {
+        let node = self.graph.node(n);
+        match node.op {
+            Op::Relu | Op::MaxPool { .. } | Op::Clip { .. } | Op::LeakyRelu { .. } => true,
+            Op::Mul => {
+                node.inputs.len() == 2
+                    && node.inputs[0] == node.inputs[1]
+                    && !self.is_const(node.inputs[0])
+            }
+            _ => false,
+        }
+    }
+
+    /// Sole consumer of `t` (not a graph output).
+    fn sole_consumer(&self, t: TensorId) -> Option<NodeId> {
+        match self.graph.consumers(t) {
+            [c] if t != self.output => Some(*c),
+            _ => None,
+        }
+    }
+
+    fn step_for(&self, first: Option<NodeId>, n: NodeId) -> Result<PStep, CompileError> {
+        let g = self.graph;
+        let node = g.node(n);
+        let input = match first {
+            Some(f) => g.node(f).inputs[0],
+            None => node.inputs[0],
+        };
+        let output = node.outputs[0];
+        let name = match first {
+            Some(f) => format!("{}+{}", g.node(f).name, node.name),
+            None => node.name.clone(),
+        };
+        let in_shape = per_image(&self.shape(input));
+        let len = numel(&in_shape);
+        let elementwise = |kind: ActivationKind, spec: CircuitSpec| PStep {
+            name: name.clone(),
+            kind,
+            spec,
+            input,
+            output,
+            instances: len,
+            values_in: 1,
+            values_out: 1,
+            gather_plane: (0..len as u32).collect(),
+        };
+        let pool = match (first.map(|f| &g.node(f).op), &node.op) {
+            (
+                Some(Op::Relu),
+                Op::MaxPool {
+                    kernel,
+                    strides,
+                    pads,
+                    ..
+                },
+            ) => Some((*kernel, *strides, *pads, true)),
+            (
+                Some(Op::MaxPool {
+                    kernel,
+                    strides,
+                    pads,
+                    ..
+                }),
+                Op::Relu,
+            ) => Some((*kernel, *strides, *pads, true)),
+            (
+                None,
+                Op::MaxPool {
+                    kernel,
+                    strides,
+                    pads,
+                    ..
+                },
+            ) => Some((*kernel, *strides, *pads, false)),
+            _ => None,
+        };
+        if let Some((kernel, strides, pads, relu)) = pool {
+            let out_shape = per_image(&self.shape(output));
+            if in_shape.len() != 3 || out_shape.len() != 3 {
+                return Err(CompileError::node(
+                    g,
+                    n,
+                    "MaxPool needs a [N,C,H,W] input".into(),
+                ));
+            }
+            let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
+            let (oh, ow) = (out_shape[1], out_shape[2]);
+            let windows: Vec<Vec<u32>> = pool_windows(h, w, kernel, strides, pads, oh, ow)
+                .into_iter()
+                .map(|(cells, _)| cells)
+                .collect();
+            return Ok(PStep {
+                name,
+                kind: ActivationKind::MaxPool {
+                    kernel,
+                    strides,
+                    relu,
+                },
+                spec: CircuitSpec::MaxPool {
+                    values_in: (h * w) as u32,
+                    windows,
+                    relu,
+                },
+                input,
+                output,
+                instances: c,
+                values_in: h * w,
+                values_out: oh * ow,
+                gather_plane: (0..(c * h * w) as u32).collect(),
+            });
+        }
+        Ok(match &node.op {
+            Op::Relu => elementwise(ActivationKind::Relu, CircuitSpec::Relu),
+            Op::Clip { min, max } => elementwise(
+                ActivationKind::Clip {
+                    min: *min,
+                    max: *max,
+                },
+                CircuitSpec::Clip {
+                    min: *min,
+                    max: *max,
+                },
+            ),
+            Op::LeakyRelu { alpha } => {
+                if !(0.0..=1.0).contains(alpha) {
+                    return Err(CompileError::node(
+                        g,
+                        n,
+                        format!("LeakyRelu slope {alpha} outside [0, 1] is not supported"),
+                    ));
+                }
+                let num = (f64::from(*alpha) * f64::from(1u32 << LEAKY_SHIFT)).round() as u64;
+                elementwise(
+                    ActivationKind::LeakyRelu { alpha: *alpha },
+                    CircuitSpec::LeakyRelu { num },
+                )
+            }
+            Op::Mul => elementwise(ActivationKind::Square, CircuitSpec::Square),
+            _ => return Err(CompileError::node(g, n, "not an MPC op".into())),
+        })
+    }
+
+    /// One forward pass with the given cut tensors in the frontier.
+    pub(super) fn pass(&self, cuts: &BTreeSet<TensorId>) -> Result<Pass, CompileError> {
+        let g = self.graph;
+        let nt = g.tensors().len();
+        let mut p = Pass {
+            frontier: Vec::new(),
+            use_map: vec![None; nt],
+            def_map: BTreeMap::new(),
+            steps: Vec::new(),
+            ncols: 0,
+        };
+        let add_frontier = |p: &mut Pass, t: TensorId, kind: Frontier, len: usize| {
+            let offset = p.ncols as u32;
+            p.frontier.push(FEntry {
+                tensor: t,
+                kind,
+                offset,
+                len,
+            });
+            p.ncols += len;
+            p.use_map[t.index()] = Some(Affine::identity(offset, len));
+        };
+        let in_len = numel(&per_image(&self.shape(self.input)));
+        add_frontier(&mut p, self.input, Frontier::Input, in_len);
+        for &n in &self.order {
+            if self.skip.contains(&n) || self.fused_first.contains_key(&n) {
+                continue;
+            }
+            let node = g.node(n);
+            if self.is_mpc(n) {
+                let first = self
+                    .fused_first
+                    .iter()
+                    .find(|(_, &s)| s == n)
+                    .map(|(&f, _)| f);
+                let st = self.step_for(first, n)?;
+                if p.use_map.get(st.input.index()).is_none_or(Option::is_none) {
+                    return Err(CompileError::node(
+                        g,
+                        n,
+                        "its input is not computed on the HE side".into(),
+                    ));
+                }
+                let out = st.output;
+                let len = numel(&per_image(&self.shape(out)));
+                let k = p.steps.len();
+                p.steps.push(st);
+                add_frontier(&mut p, out, Frontier::Step(k), len);
+                continue;
+            }
+            if !node.op.is_linear() {
+                return Err(CompileError::node(g, n, format!("`{}` is not supported inside the model (only linear ops, ReLU, MaxPool, Clip, LeakyReLU and x·x; Softmax/Sigmoid/ArgMax only at the end)", node.op.name())));
+            }
+            let mut operands = Vec::new();
+            let mut arg_maps: Vec<&Affine> = Vec::new();
+            let shapes: Vec<Vec<usize>> = node.inputs.iter().map(|&t| self.shape(t)).collect();
+            for (i, &t) in node.inputs.iter().enumerate() {
+                if let Some(v) = self.consts.get(t.index()).and_then(Option::as_ref) {
+                    operands.push(Operand::Const(v));
+                } else {
+                    let m = p
+                        .use_map
+                        .get(t.index())
+                        .and_then(Option::as_ref)
+                        .ok_or_else(|| {
+                            CompileError::node(g, n, format!("operand {i} is not available"))
+                        })?;
+                    operands.push(Operand::Var(arg_maps.len() as u32, &shapes[i]));
+                    arg_maps.push(m);
+                }
+            }
+            let Some(&out) = node.outputs.first() else {
+                continue;
+            };
+            let out_shape = self.shape(out);
+            let local = local_map(&node.op, &operands, &out_shape)
+                .map_err(|e| CompileError::node(g, n, e))?;
+            let m = compose(&local, &arg_maps, p.ncols);
+            if cuts.contains(&out) {
+                let len = m.rows.len();
+                p.def_map.insert(out, m);
+                add_frontier(&mut p, out, Frontier::Cut, len);
+            } else {
+                p.use_map[out.index()] = Some(m);
+            }
+        }
+        Ok(p)
+    }
+
+    /// Local MAC count of every linear node (pass independent).
+    fn local_nnz(&self) -> BTreeMap<NodeId, u64> {
+        let mut out = BTreeMap::new();
+        for &n in &self.order {
+            let node = self.graph.node(n);
+            if self.skip.contains(&n) || !node.op.is_linear() {
+                continue;
+            }
+            let shapes: Vec<Vec<usize>> = node.inputs.iter().map(|&t| self.shape(t)).collect();
+            let mut k = 0;
+            let operands: Vec<Operand> = node
+                .inputs
+                .iter()
+                .enumerate()
+                .map(
+                    |(i, &t)| match self.consts.get(t.index()).and_then(Option::as_ref) {
+                        Some(v) => Operand::Const(v),
+                        None => {
+                            k += 1;
+                            Operand::Var(k - 1, &shapes[i])
+                        }
+                    },
+                )
+                .collect();
+            if let Some(&o) = node.outputs.first() {
+                if let Ok(l) = local_map(&node.op, &operands, &self.shape(o)) {
+                    out.insert(n, l.nnz());
+                }
+            }
+        }
+        out
+    }
+
+    /// Linear nodes in the cone of `t` (back to frontier tensors), topological order, and for
+    /// each tensor in the cone the number of weighted ops after it on the longest path to `t`.
+    pub(super) fn cone(
+        &self,
+        t: TensorId,
+        frontier: &BTreeSet<TensorId>,
+    ) -> (Vec<NodeId>, BTreeMap<TensorId, usize>) {
+        let g = self.graph;
+        let mut nodes = BTreeSet::new();
+        let mut stack = vec![t];
+        let mut seen = BTreeSet::new();
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x) || (x != t && frontier.contains(&x)) || self.is_const(x) {
+                continue;
+            }
+            if let Some(n) = g.producer(x) {
+                if g.node(n).op.is_linear() && !self.skip.contains(&n) {
+                    nodes.insert(n);
+                    stack.extend(g.node(n).inputs.iter().copied());
+                }
+            }
+        }
+        let ordered: Vec<NodeId> = self
+            .order
+            .iter()
+            .copied()
+            .filter(|n| nodes.contains(n))
+            .collect();
+        let mut h: BTreeMap<TensorId, usize> = BTreeMap::new();
+        h.insert(t, 0);
+        for &n in ordered.iter().rev() {
+            let node = g.node(n);
+            let Some(&o) = node.outputs.first() else {
+                continue;
+            };
+            let Some(&ho) = h.get(&o) else { continue };
+            let add = usize::from(is_weighted(&node.op));
+            for &i in &node.inputs {
+                if self.is_const(i) {
+                    continue;
+                }
+                let e = h.entry(i).or_insert(0);
+                *e = (*e).max(ho + add);
+            }
+        }
+        (ordered, h)
+    }
+}
+
+fn find_pairs(ctx: &Ctx) -> BTreeMap<NodeId, NodeId> {
+    let g = ctx.graph;
+    let mut pairs = BTreeMap::new();
+    let mut used = BTreeSet::new();
+    for &n in &ctx.order {
+        if ctx.skip.contains(&n) || used.contains(&n) {
+            continue;
+        }
+        let node = g.node(n);
+        let is_relu = matches!(node.op, Op::Relu);
+        let is_max = matches!(node.op, Op::MaxPool { .. });
+        if !(is_relu || is_max) {
+            continue;
+        }
+        let Some(&o) = node.outputs.first() else {
+            continue;
+        };
+        if let Some(c) = ctx.sole_consumer(o) {
+            let next = &g.node(c).op;
+            if (is_relu && matches!(next, Op::MaxPool { .. }))
+                || (is_max && matches!(next, Op::Relu))
+            {
+                pairs.insert(n, c);
+                used.insert(c);
+            }
+        }
+    }
+    pairs
+}
+
+/// Whether `map` just reads `len`-element frontier entry `f` in order.
+pub(super) fn frontier_of(p: &Pass, col: u32) -> Option<usize> {
+    let i = p.frontier.partition_point(|f| f.offset <= col);
+    i.checked_sub(1)
+}
+
+/// Decides, for every MPC input and the output of the all-fused pass `p1`, whether to
+/// materialize it as one fused Linear or as a chain through cut tensors; returns the cut
+/// tensors and the decisions.
+pub(super) fn decide(ctx: &Ctx, p1: &Pass) -> (BTreeSet<TensorId>, Vec<Decision>) {
+    let graph = ctx.graph;
+    let nnz = ctx.local_nnz();
+    let sources: BTreeSet<TensorId> = p1.frontier.iter().map(|f| f.tensor).collect();
+    let mut targets: Vec<(TensorId, usize)> = p1.steps.iter().map(|s| (s.input, 0)).collect();
+    targets.push((ctx.output, OUTPUT_LEVEL));
+    let mut cuts = BTreeSet::new();
+    let mut decisions = Vec::new();
+    let mut seen_targets = BTreeSet::new();
+    for &(t, base) in &targets {
+        if sources.contains(&t) || !seen_targets.insert(t) {
+            continue;
+        }
+        let (nodes, h) = ctx.cone(t, &sources);
+        let fused_macs = p1
+            .use_map
+            .get(t.index())
+            .and_then(Option::as_ref)
+            .map_or(0, Affine::nnz);
+        let (mut chain_macs, mut chain_cost, mut depth) = (0u64, 0u64, 0usize);
+        let mut my_cuts = Vec::new();
+        for &n in &nodes {
+            let node = graph.node(n);
+            if !is_weighted(&node.op) {
+                continue;
+            }
+            let Some(&o) = node.outputs.first() else {
+                continue;
+            };
+            let ho = h.get(&o).copied().unwrap_or(0);
+            let m = nnz.get(&n).copied().unwrap_or(0);
+            chain_macs += m;
+            chain_cost += m * (base + ho + 2) as u64;
+            depth = depth.max(ho + 1);
+            if ho >= 1 {
+                my_cuts.push(o);
+            }
+        }
+        let fused_cost = fused_macs * (base + 2) as u64;
+        let chain = depth >= 2 && chain_cost < fused_cost;
+        if chain {
+            cuts.extend(my_cuts);
+        }
+        decisions.push(Decision {
+            target: graph
+                .get_tensor(t)
+                .map(|i| i.name.clone())
+                .unwrap_or_default(),
+            nodes: nodes.iter().map(|&n| graph.node(n).name.clone()).collect(),
+            fused_macs,
+            chain_macs,
+            depth,
+            fused_cost,
+            chain_cost,
+            chain,
+        });
+    }
+    (cuts, decisions)
+}

@@ -1,0 +1,154 @@
+//! The lowered model: materialized tensors, MPC steps and the fusion decisions.
+
+use mp2ml_ir::plan::{ActivationKind, PostProcess};
+
+use super::affine::Affine;
+use super::noise::NoiseCoeffs;
+
+/// Level at which the graph output is delivered (one prime above q0 leaves room for flooding).
+pub const OUTPUT_LEVEL: usize = 1;
+/// Fractional bits of the LeakyReLU slope in its circuit.
+pub const LEAKY_SHIFT: u32 = 16;
+
+/// How a materialized tensor is produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MKind {
+    /// The encrypted model input.
+    Input,
+    /// Output of MPC step `step` (encrypted by the client).
+    MpcOut {
+        /// Step index.
+        step: usize,
+    },
+    /// `rescale(W · concat(inputs) + b)`.
+    Linear {
+        /// Materialized input tensors, concatenated in this order.
+        inputs: Vec<usize>,
+        /// The map; columns index the concatenation.
+        map: Affine,
+        /// Names of the model nodes fused into it, in topological order.
+        nodes: Vec<String>,
+    },
+}
+
+/// A tensor that exists as ciphertexts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MTensor {
+    /// Name (model tensor name).
+    pub name: String,
+    /// Per-image shape (no batch axis).
+    pub shape: Vec<usize>,
+    /// Production.
+    pub kind: MKind,
+    /// Level of its ciphertexts.
+    pub level: usize,
+    /// Bound on |value| (range analysis or calibration with margin).
+    pub bound: f64,
+    /// Noise bound coefficients.
+    pub noise: NoiseCoeffs,
+    /// Whether the tensor feeds the output (through Linears only): such tensors carry the
+    /// larger output scale that leaves room for the flooding noise.
+    pub output_scale: bool,
+}
+
+/// The function of an MPC step, with what its circuit generator needs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CircuitSpec {
+    /// ReLU.
+    Relu,
+    /// MaxPool over one plane.
+    MaxPool {
+        /// Inputs per plane.
+        values_in: u32,
+        /// Window cells (plane element indices) per output.
+        windows: Vec<Vec<u32>>,
+        /// ReLU fused.
+        relu: bool,
+    },
+    /// Clip to real bounds.
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
+    /// LeakyReLU with slope `num / 2^LEAKY_SHIFT`.
+    LeakyRelu {
+        /// Slope numerator.
+        num: u64,
+    },
+    /// x·x.
+    Square,
+}
+
+/// One MPC step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// Name (model node names joined with `+`).
+    pub name: String,
+    /// Public kind.
+    pub kind: ActivationKind,
+    /// Circuit to generate.
+    pub spec: CircuitSpec,
+    /// Materialized input tensor.
+    pub input: usize,
+    /// Input elements in circuit order.
+    pub gather: Vec<u32>,
+    /// Materialized output tensor.
+    pub output: usize,
+    /// Instances per image.
+    pub instances: usize,
+    /// Values in per instance.
+    pub values_in: usize,
+    /// Values out per instance.
+    pub values_out: usize,
+}
+
+/// The fusion decision for one materialized target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Target tensor name.
+    pub target: String,
+    /// Model nodes in its cone.
+    pub nodes: Vec<String>,
+    /// MACs of the fused map.
+    pub fused_macs: u64,
+    /// MACs of the unfused chain (sum over weighted ops).
+    pub chain_macs: u64,
+    /// Weighted-op depth of the chain.
+    pub depth: usize,
+    /// Fused cost: MACs × limbs.
+    pub fused_cost: u64,
+    /// Chain cost: Σ MACs × limbs at each op's level.
+    pub chain_cost: u64,
+    /// Whether the chain was chosen.
+    pub chain: bool,
+}
+
+/// The lowered model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lowered {
+    /// Materialized tensors in topological order; 0 is the input.
+    pub tensors: Vec<MTensor>,
+    /// MPC steps in execution order.
+    pub steps: Vec<Step>,
+    /// The materialized output tensor.
+    pub output: usize,
+    /// Name of the model output.
+    pub output_name: String,
+    /// Post-processing.
+    pub post: PostProcess,
+    /// Fusion decisions.
+    pub decisions: Vec<Decision>,
+    /// Level of the delivered output (starts at [`OUTPUT_LEVEL`]; parameter choice may raise it).
+    pub out_level: usize,
+}
+
+/// Where value bounds come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ranges {
+    /// Interval analysis from an input interval.
+    Interval(f64, f64),
+    /// Observed max |value| per graph tensor (already times the margin).
+    Observed(Vec<f64>),
+}

@@ -1,0 +1,115 @@
+//! MPC→HE, both parties' halves, and the input (the same conversion without a mask).
+//!
+//! The client encrypts values under its own secret key: its input, and after each MPC step
+//! its share `z = y + offset + r'` of the circuit's output, which is masked by the server's
+//! `r'`. The server removes offset and mask homomorphically and continues in HE.
+//!
+//! The encryptions are seeded: c1 = a(seed), so offline the client makes encryptions of zero
+//! (the NTT work) and sends their seeds, from which the server expands c1; online the client
+//! adds the plaintext to the c0 window over the batch's coefficients and sends only that.
+
+use std::sync::Arc;
+
+use mp2ml_ckks::{os_rng, C0Window, IntCoeff, Params, RnsPoly, SecretKey};
+use mp2ml_ir::circuit::ShareCircuit;
+use mp2ml_ir::plan::MpcStep;
+use mp2ml_mpc::Channel;
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::wire;
+
+/// Client: seeded encryptions of zero made before their plaintexts exist.
+pub(crate) struct Pending {
+    /// For each ciphertext, the seed of c1 and the c0 window over the batch's coefficients.
+    cts: Vec<([u8; 32], C0Window)>,
+}
+
+impl Pending {
+    /// Client, offline: `count` seeded encryptions of zero at `level`, keeping the c0 window
+    /// over the first `images` coefficients.
+    pub fn encrypt_zeros(
+        sk: &SecretKey,
+        count: usize,
+        level: usize,
+        images: usize,
+    ) -> Result<Pending> {
+        let cts = (0..count)
+            .into_par_iter()
+            .map_init(os_rng, |rng, _| {
+                sk.encrypt_seeded_window::<i64, _>(&[], level, images, rng)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Pending { cts })
+    }
+
+    /// Number of ciphertexts.
+    pub fn len(&self) -> usize {
+        self.cts.len()
+    }
+
+    /// Client, offline: sends the seeds (the server's c1 halves).
+    pub fn send_seeds(&self, ch: &mut impl Channel) -> Result<()> {
+        wire::send_seeds(ch, self.cts.iter().map(|(seed, _)| seed))
+    }
+
+    /// Client, online: adds plaintext `plain(i)` (one value per image) to ciphertext `i` and
+    /// sends the c0 windows.
+    pub fn send<M: IntCoeff>(
+        self,
+        ch: &mut impl Channel,
+        plain: impl Fn(usize) -> Vec<M> + Sync,
+    ) -> Result<()> {
+        let windows: Vec<C0Window> = self
+            .cts
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, (_, mut w))| {
+                w.poly_mut().add_plain(&plain(i))?;
+                Ok(w)
+            })
+            .collect::<Result<_>>()?;
+        for c in &windows {
+            wire::send_poly(ch, c.poly())?;
+        }
+        ch.flush()?;
+        Ok(())
+    }
+}
+
+/// Server, offline: expands seeds into the c1 halves of the client's ciphertexts at `level`.
+pub(crate) fn server_expand(
+    params: &Arc<Params>,
+    seeds: &[[u8; 32]],
+    level: usize,
+) -> Result<Vec<RnsPoly>> {
+    seeds
+        .par_iter()
+        .map(|s| Ok(RnsPoly::from_seed(params, level, s)?))
+        .collect()
+}
+
+/// Server, online, an MPC step: receives the client's encryptions of `z = y + offset + r'`
+/// (scaled up by `shift` bits) and subtracts `(offset + r') << shift`, leaving encryptions of
+/// the circuit's output `y`.
+pub(crate) fn server_unmask(
+    ch: &mut impl Channel,
+    params: &Arc<Params>,
+    step: &MpcStep,
+    sc: &ShareCircuit,
+    shift: u32,
+    images: usize,
+    out_masks: &[Vec<u128>],
+) -> Result<Vec<RnsPoly>> {
+    let mut outs = wire::recv_polys(ch, params, step.out_level, images, step.values_out)?;
+    outs.par_iter_mut()
+        .zip(out_masks.par_iter())
+        .try_for_each(|(c, mask)| {
+            let sub: Vec<i128> = mask
+                .iter()
+                .map(|&r| ((r + u128::from(sc.output_offset)) as i128) << shift)
+                .collect();
+            c.sub_plain(&sub)
+        })?;
+    Ok(outs)
+}
