@@ -377,56 +377,6 @@ fn linear_matches_scalar_ops_for_every_prime_size() {
     }
 }
 
-/// HE→MPC masking as the runtime does it (`runtime/src/server.rs`): the server mod-drops the
-/// ciphertext's halves to q0 and adds a public-key encryption of its mask r made with
-/// [`PublicKey::encrypt_halves`] (c1 half offline, c0 window online); the client decrypts the
-/// window with its offline c1·s. The client's share is (m + e + r) mod q0 exactly, the server's
-/// (−r) mod q0, and the c1 the client receives is no longer the c1 it could compute itself.
-#[test]
-fn masked_halves_give_exact_additive_shares() {
-    let params = params3();
-    let (sk, pk, mut r) = keys(&params, 7);
-    let q0 = params.q0();
-    for width in [3usize, 64] {
-        let m = random_msg(&mut r, width, 40);
-        let (c0, c1) = sk
-            .encrypt(&m, 2, &mut r)
-            .expect("enc")
-            .into_halves(width)
-            .expect("halves");
-        let mask: Vec<i64> = (0..width).map(|_| r.random_range(0..q0) as i64).collect();
-        let (pre0, pre1) = pk
-            .encrypt_halves(&mask, 0, width, &mut r)
-            .expect("mask enc");
-        let mut s0 = c0.mod_drop(0).expect("drop");
-        let mut s1 = c1.mod_drop(0).expect("drop");
-        s0.add_assign(&pre0).expect("add c0");
-        s1.add_assign(&pre1).expect("add c1");
-        assert_ne!(s1.data(), c1.mod_drop(0).expect("drop").data());
-        let c1s = sk.c1_times_s(&s1, width).expect("c1 s");
-        let a = sk.decrypt_halves_mod_q0(&s0, &c1s).expect("dec");
-        let value = sk
-            .decrypt_halves(&c0, &sk.c1_times_s(&c1, width).expect("c1 s"))
-            .expect("dec value");
-        // Two encryptions' noise: the client's and the mask encryption's.
-        let bound = 2.0 * fresh_noise_bound(&params);
-        for k in 0..width {
-            let t = (u128::from(a[k]) + u128::from((q0 - mask[k] as u64) % q0)) % u128::from(q0);
-            let t = if t > u128::from(q0 / 2) {
-                t as i128 - i128::from(q0)
-            } else {
-                t as i128
-            };
-            assert!(
-                ((t - value[k]) as f64).abs() <= bound,
-                "width {width} coefficient {k}: a + b = {t}, value {}",
-                value[k]
-            );
-            assert!((t - i128::from(m[k])).unsigned_abs() as f64 <= 2.0 * bound);
-        }
-    }
-}
-
 #[test]
 fn rerandomize_and_flood() {
     let params = params3();
@@ -650,61 +600,5 @@ fn split_decryption_equals_whole_decryption() {
             assert_eq!(sk.decrypt_halves(&c0, &d).expect("dec"), whole[..width]);
             assert_eq!(sk.decrypt_halves_mod_q0(&c0, &d).expect("dec"), q0[..width]);
         }
-    }
-}
-
-/// The entry flood's raised scale: a value encoded times F = 2^shift·p1·p2 at level 2
-/// ([`Params::factor_residues`], [`RnsPoly::add_plain_scaled`]) comes back to exactly
-/// value·2^shift after two rescales, even when value·F exceeds 128 bits; the flood and the
-/// client's noise shrink by p1·p2.
-#[test]
-fn scaled_plaintext_returns_to_its_scale_after_rescales() {
-    let params = params3();
-    let (sk, pk, mut r) = keys(&params, 11);
-    let width = 16;
-    let z: Vec<u128> = (0..width)
-        .map(|_| u128::from(r.next_u64()) << 30 | u128::from(r.next_u32()))
-        .collect();
-    let shift = 6;
-    let f = params.factor_residues(2, 2, shift).expect("factor");
-    assert_eq!(f.len(), 3);
-    assert_eq!(f[1], 0, "p1 divides F");
-    assert!(params.factor_residues(2, 3, 0).is_err());
-    let (mut c0, mut c1) = sk
-        .encrypt::<i64, _>(&[], 2, &mut r)
-        .expect("enc")
-        .into_halves(width)
-        .expect("halves");
-    c0.add_plain_scaled(&z, &f).expect("scaled");
-    // Server: re-randomize and flood (70 bits ≪ p1·p2 ≈ 2^80), then two rescales.
-    let (mut p0, p1) = pk
-        .encrypt_halves::<i64, _>(&[], 2, width, &mut r)
-        .expect("pk enc");
-    p0.flood(70, &mut r).expect("flood");
-    c0.add_assign(&p0).expect("add");
-    c1.add_assign(&p1).expect("add");
-    // Subtracting with the same factor is exact too.
-    let mut d0 = c0.clone();
-    d0.sub_plain_scaled(&z, &f).expect("sub");
-    for half in [&mut c0, &mut c1, &mut d0] {
-        half.rescale_assign().expect("rescale");
-        half.rescale_assign().expect("rescale");
-    }
-    let c1s = sk.c1_times_s(&c1, width).expect("c1 s");
-    let got = sk.decrypt_halves(&c0, &c1s).expect("dec");
-    let zero = sk.decrypt_halves(&d0, &c1s).expect("dec");
-    let q0 = params.q0();
-    for k in 0..width {
-        // Level 0 holds the value mod q0 (50 bits); compare residues.
-        let want = (z[k] << shift) % u128::from(q0);
-        let diff = (got[k].rem_euclid(i128::from(q0)) - want as i128).rem_euclid(i128::from(q0));
-        let diff = diff.min(i128::from(q0) - diff);
-        // Rescale rounding (≈ √N) dominates; the flood shrank to < 1.
-        assert!(diff < 1 << 9, "coefficient {k}: off by {diff}");
-        assert!(
-            zero[k].unsigned_abs() < 1 << 9,
-            "coefficient {k}: {}",
-            zero[k]
-        );
     }
 }
