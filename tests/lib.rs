@@ -1,5 +1,64 @@
 //! Shared helpers for the integration tests in this folder.
 
+/// The workspace's binaries (`mp2mlc`, `mp2ml-run`) for tests that run them as processes.
+///
+/// They are built on first use with `$CARGO build --bins -p mp2ml-compiler -p mp2ml-runtime`
+/// in the test's profile (a no-op when they are fresh): `cargo test` builds binaries only for
+/// packages with integration tests of their own, so depending on the two crates is not enough
+/// to get `target/<profile>/mp2mlc` built or up to date.
+pub mod bins {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::OnceLock;
+
+    /// `target/<profile>` of the running test binary.
+    pub fn target_dir() -> PathBuf {
+        // target/<profile>/deps/<test>-<hash>
+        let exe = std::env::current_exe().expect("current exe");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf()
+    }
+
+    /// Builds (if needed) and returns the path of binary `name`.
+    pub fn bin(name: &str) -> PathBuf {
+        static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+        let dir = target_dir();
+        let built = BUILT.get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args([
+                "build",
+                "-q",
+                "--bins",
+                "-p",
+                "mp2ml-compiler",
+                "-p",
+                "mp2ml-runtime",
+            ]);
+            if dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            if let Some(t) = dir.parent() {
+                cmd.env("CARGO_TARGET_DIR", t);
+            }
+            cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+            match cmd.status() {
+                Ok(s) if s.success() => Ok(()),
+                Ok(s) => Err(format!("cargo build of the binaries failed: {s}")),
+                Err(e) => Err(format!("cannot run cargo: {e}")),
+            }
+        });
+        if let Err(e) = built {
+            panic!("{e}");
+        }
+        let p = dir.join(name);
+        assert!(p.exists(), "{} was not built", p.display());
+        p
+    }
+}
+
 /// A hand-built two-party plan, `y = W2 · relu(W1 · x + b1) + b2` on 4 inputs, written without
 /// the compiler (used by the protocol and fault tests).
 pub mod toy {

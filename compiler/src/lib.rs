@@ -4,6 +4,7 @@ pub mod driver;
 pub mod error;
 pub mod npy;
 pub mod onnx;
+pub mod packing;
 pub mod params;
 pub mod partition;
 pub mod passes;

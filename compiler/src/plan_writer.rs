@@ -13,6 +13,7 @@ use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CompileError, ErrorKind};
+use crate::packing::detect::{csr_bytes, detect, structured_bytes};
 use crate::params::{noise, Chosen};
 use crate::partition::{CircuitSpec, Lowered, MKind, LEAKY_SHIFT};
 use mp2ml_ir::circuit::activations::{self as circuits, CircuitParams};
@@ -305,7 +306,17 @@ impl Builder<'_> {
             im.row_ptr.push(im.col.len() as u64);
             im.bias.push((r.bias * delta * p).round() as i128);
         }
-        let matrix = self.weights.push(&im);
+        // Convolutions are stored as kernels (expanded again at load time, exactly).
+        let shapes: Vec<Vec<usize>> = inputs
+            .iter()
+            .map(|&f| self.low.tensors[f].shape.clone())
+            .collect();
+        let matrix = match detect(&im, &shapes, &t.shape)
+            .filter(|st| structured_bytes(st) < csr_bytes(&im))
+        {
+            Some(st) => self.weights.push_structured(&st, im.nnz()),
+            None => self.weights.push(&im),
+        };
         seg.macs += im.nnz() as u64;
         let output = self.plan_tensor(m);
         seg.ops.push(HeOp::Linear {

@@ -14,4 +14,5 @@ pub mod shape;
 pub mod tensor;
 pub mod validate;
 
+pub mod layout;
 pub mod weights;

@@ -30,12 +30,21 @@ pub(crate) fn client(
     wire::send_pk(ch, pk)
 }
 
-/// Server: receives the hello, checks version, plan and batch size, sends the verdict; on
-/// acceptance receives the client's public key. Returns the number of images and the key.
-pub(crate) fn server(setup: &ServerSetup, ch: &mut impl Channel) -> Result<(usize, PublicKey)> {
+/// The server's admission decision on a client's hello once the plan checks passed:
+/// `Err(reason)` refuses the session with that reason, which the client prints.
+pub type Admit<'a> = dyn FnMut(&Hello) -> std::result::Result<(), String> + 'a;
+
+/// Server: receives the hello, checks version, plan and batch size, asks `admit`, sends the
+/// verdict; on acceptance receives the client's public key. Returns the number of images and
+/// the key.
+pub(crate) fn server(
+    setup: &ServerSetup,
+    ch: &mut impl Channel,
+    admit: &mut Admit<'_>,
+) -> Result<(usize, PublicKey)> {
     Phase::Handshake.enter(ch);
     let hello = Hello::from_bytes(&ch.recv_frame()?)?;
-    let refusal = refusal(setup, &hello);
+    let refusal = refusal(setup, &hello).or_else(|| admit(&hello).err());
     wire::send_verdict(ch, refusal.as_deref())?;
     if let Some(r) = refusal {
         return Err(RuntimeError::Protocol(format!("refused the client: {r}")));

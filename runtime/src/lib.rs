@@ -16,7 +16,9 @@
 //! - [`shares`]: bit layouts of shares, masks and circuit outputs;
 //! - [`local`]: both parties in one process over loopback TCP;
 //! - [`npy`]: `.npy` input and output;
-//! - [`report`]: time and bytes per step.
+//! - [`report`]: time and bytes per step;
+//! - [`service`]: the server as a service (concurrent sessions, limits, deadlines, shutdown,
+//!   metrics).
 
 pub mod client;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod phase;
 pub mod plan;
 pub mod report;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod shares;
 pub mod wire;

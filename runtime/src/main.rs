@@ -1,8 +1,10 @@
 //! `mp2ml-run`: run an mp2ml plan as server, client, or both locally.
 //!
 //! ```text
-//! mp2ml-run --role server plan.ron --listen 127.0.0.1:7000 [--sessions N]
-//! mp2ml-run --role client plan.client.ron --connect 127.0.0.1:7000 --input x.npy --output y.npy [--labels y.npy]
+//! mp2ml-run --role server plan.ron --listen 127.0.0.1:7000 [--sessions N] [--max-sessions K]
+//!            [--memory-budget 4G] [--max-batch B] [--handshake-timeout S] [--grace S]
+//!            [--metrics 127.0.0.1:9100] [--json-log FILE]
+//! mp2ml-run --role client plan.client.ron --connect 127.0.0.1:7000 --input x.npy --output y.npy [--labels y.npy] [--retries R]
 //! mp2ml-run local plan.ron --input x.npy [--labels y.npy] [--output y.npy]
 //! ```
 
@@ -10,15 +12,17 @@ use std::io::IsTerminal;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mp2ml_mpc::TcpChannel;
-use mp2ml_runtime::client::{check_batch, run_client, ClientOutput};
+use mp2ml_runtime::client::{check_batch, ClientOutput};
 use mp2ml_runtime::local::{channel_config, load_batch, run_local};
 use mp2ml_runtime::plan::{load_client, load_server};
 use mp2ml_runtime::report::SessionReport;
-use mp2ml_runtime::server::serve;
+use mp2ml_runtime::service::retry::{run_client_retrying, Queue};
+use mp2ml_runtime::service::{limits, metrics, Metrics, Service, ServiceConfig, Shutdown};
 use mp2ml_runtime::session::SessionOptions;
 use mp2ml_runtime::{npy, Result, RuntimeError};
 
@@ -71,16 +75,51 @@ struct PartyArgs {
     /// Server: address to listen on.
     #[arg(long, default_value = "127.0.0.1:7000")]
     listen: String,
-    /// Server: stop after this many sessions (default: serve until stopped).
+    /// Server: stop after this many sessions that passed the handshake (default: serve until
+    /// stopped by SIGINT/SIGTERM).
     #[arg(long)]
     sessions: Option<u64>,
+    #[command(flatten)]
+    limits: ServerLimits,
     /// Client: server address.
     #[arg(long, default_value = "127.0.0.1:7000")]
     connect: String,
+    /// Client: how often to retry when the server answers "busy" (with back-off).
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
     #[command(flatten)]
     io: ClientIo,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Args)]
+struct ServerLimits {
+    /// Server: sessions running at once; more clients are refused as "busy" and retry.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_sessions: u64,
+    /// Server: handshakes in progress at once; connections beyond are closed at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_pending: u64,
+    /// Server: memory all running sessions may hold, by the plan's per-session estimate
+    /// (e.g. 4G, 512M; default: three quarters of the available memory).
+    #[arg(long, value_parser = limits::parse_bytes)]
+    memory_budget: Option<u64>,
+    /// Server: largest batch (images) a client may send in one session.
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    max_batch: u64,
+    /// Server: seconds a client has for the whole handshake (capped by --timeout).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    handshake_timeout: u64,
+    /// Server: after SIGINT/SIGTERM, seconds running sessions get to finish.
+    #[arg(long, default_value_t = 30)]
+    grace: u64,
+    /// Server: serve Prometheus metrics at http://ADDR/metrics and /health (loopback advised).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Server: append one JSON line per connection to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    json_log: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -143,59 +182,120 @@ fn need<'a>(p: &'a Option<PathBuf>, what: &str) -> Result<&'a Path> {
 
 fn cmd_server(a: &PartyArgs) -> Result<()> {
     let opts = options(&a.common);
-    let setup = load_server(
+    let l = &a.limits;
+    let setup = Arc::new(load_server(
         need(&a.plan, "the plan file (NAME.ron)")?,
         opts.min_security,
-    )?;
+    )?);
+    let stop = Shutdown::install()?;
+    let json_log: Option<Box<dyn std::io::Write + Send>> = match l.json_log.as_deref() {
+        None => None,
+        Some(p) if p == Path::new("-") => Some(Box::new(std::io::stdout())),
+        Some(p) => Some(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|source| RuntimeError::File {
+                    path: p.to_path_buf(),
+                    source,
+                })?,
+        )),
+    };
+    let budget = l
+        .memory_budget
+        .or_else(limits::default_memory_budget)
+        .unwrap_or(4 << 30);
+    let handshake = Duration::from_secs(l.handshake_timeout).min(opts.timeout);
+    let cfg = ServiceConfig {
+        max_sessions: l.max_sessions as usize,
+        max_pending: l.max_pending as usize,
+        memory_budget: budget,
+        max_batch: l.max_batch as usize,
+        handshake_timeout: handshake,
+        grace: Duration::from_secs(l.grace),
+        sessions: a.sessions,
+        json: a.common.json,
+    };
     let listener = TcpListener::bind(&a.listen)
         .map_err(|e| RuntimeError::Net(format!("cannot listen on {}: {e}", a.listen)))?;
+    let metrics = Arc::new(Metrics::new());
+    let http_stop = Arc::new(AtomicBool::new(false));
+    let http = match &l.metrics {
+        Some(addr) => Some(metrics::serve_http(
+            addr,
+            Arc::clone(&metrics),
+            Arc::clone(&http_stop),
+        )?),
+        None => None,
+    };
+    let service = Service::new(
+        Arc::clone(&setup),
+        cfg,
+        opts,
+        channel_config(&setup.params, &opts),
+        metrics,
+        json_log,
+        stop,
+    );
+    let one = limits::estimate(&setup, 1);
     eprintln!(
-        "mp2ml-run: serving `{}` on {} (N = {}, {} MPC steps)",
+        "mp2ml-run: serving `{}` on {} (N = {}, {} MPC steps); up to {} sessions at once, memory budget {:.0} MB ({:.0} MB per 1-image session), deadlines: handshake {} s, each later step {:.0} s for 1 image{}",
         setup.plan.model,
         a.listen,
         setup.params.n(),
-        setup.plan.public.mpc_steps.len()
+        setup.plan.public.mpc_steps.len(),
+        l.max_sessions,
+        budget as f64 / 1e6,
+        one.memory as f64 / 1e6,
+        handshake.as_secs(),
+        service.step_budget(1).as_secs_f64(),
+        l.metrics
+            .as_deref()
+            .map(|m| format!("; metrics on http://{m}/metrics"))
+            .unwrap_or_default()
     );
-    let cfg = channel_config(&setup.params, &opts);
-    let mut served = 0u64;
-    let mut failed = 0u64;
-    while a.sessions.is_none_or(|n| served < n) {
-        let ch = match TcpChannel::accept(&listener, cfg) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("mp2ml-run: accept failed: {e}");
-                served += 1;
-                failed += 1;
-                continue;
-            }
-        };
-        let t = Instant::now();
-        match serve(&setup, ch, &opts) {
-            Ok(rep) => {
-                eprintln!(
-                    "mp2ml-run: session {}: {} images in {:.3} s, peak memory {:.0} MB",
-                    served + 1,
-                    rep.images,
-                    t.elapsed().as_secs_f64(),
-                    peak_rss().unwrap_or(0) as f64 / 1e6
-                );
-                if a.common.json {
-                    let v = serde_json::json!({ "server": rep, "peak_rss_bytes": peak_rss() });
-                    println!("{}", serde_json::to_string(&v).unwrap_or_default());
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("mp2ml-run: session {} failed: {e}", served + 1);
-            }
-        }
-        served += 1;
+    let summary = service.run(listener)?;
+    http_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(h) = http {
+        let _ = h.join();
     }
-    if failed > 0 {
+    eprintln!(
+        "mp2ml-run: {} sessions served, {} failed{}",
+        summary.admitted,
+        summary.failed,
+        if summary.stopped {
+            " (stopped by a signal)"
+        } else {
+            ""
+        }
+    );
+    if !summary.stopped && summary.failed > 0 {
         return Err(RuntimeError::Protocol(format!(
-            "{failed} of {served} sessions failed"
+            "{} of {} sessions failed",
+            summary.failed, summary.admitted
         )));
     }
+    Ok(())
+}
+
+/// Fails early (before any session) when `path` cannot be written: a probe file is created
+/// beside it and removed.
+fn check_writable(path: &Path) -> Result<()> {
+    let err = |source| RuntimeError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_dir() {
+        return Err(err(std::io::Error::other("is a folder, not a file")));
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".mp2ml-probe{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(err)?;
+    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
@@ -212,11 +312,26 @@ fn cmd_client(a: &PartyArgs) -> Result<()> {
     )?;
     let labels = a.io.labels.as_deref().map(npy::read_labels).transpose()?;
     check_batch(&setup, &batch)?;
+    if let Some(p) = a.io.output.as_deref() {
+        check_writable(p)?;
+    }
     let cfg = channel_config(&setup.params, &opts);
     let t = Instant::now();
-    let ch = TcpChannel::connect(a.connect.as_str(), cfg)
-        .map_err(|e| RuntimeError::Net(format!("cannot reach the server at {}: {e}", a.connect)))?;
-    let (out, rep) = run_client(&setup, ch, &batch, &opts)?;
+    let (out, rep, queue) = run_client_retrying(
+        &setup,
+        &a.connect,
+        cfg,
+        &batch,
+        &opts,
+        a.retries,
+        |reason, attempt, wait| {
+            eprintln!(
+                "mp2ml-run: the server is busy ({reason}); retry {attempt} of {} in {:.2} s",
+                a.retries,
+                wait.as_secs_f64()
+            )
+        },
+    )?;
     let secs = t.elapsed().as_secs_f64();
     finish(
         &out,
@@ -226,6 +341,7 @@ fn cmd_client(a: &PartyArgs) -> Result<()> {
         a.io.output.as_deref(),
         secs,
         a.common.json,
+        Some(queue),
     )
 }
 
@@ -249,6 +365,7 @@ fn cmd_local(a: &LocalArgs) -> Result<()> {
         a.io.output.as_deref(),
         secs,
         a.common.json,
+        None,
     )
 }
 
@@ -264,6 +381,7 @@ fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish(
     out: &ClientOutput,
     rep: &SessionReport,
@@ -272,8 +390,20 @@ fn finish(
     output: Option<&Path>,
     secs: f64,
     json: bool,
+    queue: Option<Queue>,
 ) -> Result<()> {
     let images = rep.images;
+    // The handshake (waiting for admission) is queue time, not offline work.
+    let handshake = if queue.is_some() {
+        rep.steps
+            .iter()
+            .filter(|s| s.name == "handshake")
+            .map(|s| s.seconds)
+            .sum()
+    } else {
+        0.0
+    };
+    let offline = rep.seconds(Some("offline")) - handshake;
     if let Some(p) = output {
         npy::write_f32(p, &[images, out.post_elems], &out.post)?;
     }
@@ -303,7 +433,8 @@ fn finish(
             "accuracy": accuracy,
             "bytes_total": rep.bytes(None),
             "bytes_per_image": rep.bytes(None) as f64 / images as f64,
-            "offline": { "seconds": rep.seconds(Some("offline")), "bytes": rep.bytes(Some("offline")) },
+            "queue": queue,
+            "offline": { "seconds": offline, "bytes": rep.bytes(Some("offline")) },
             "online": { "seconds": rep.seconds(Some("online")), "bytes": rep.bytes(Some("online")) },
             "peak_rss_bytes": peak_rss(),
             "client": rep,
@@ -323,12 +454,18 @@ fn finish(
     if let Some(a) = accuracy {
         println!("accuracy:   {:.2}% ({} images)", 100.0 * a, images);
     }
+    if let Some(q) = queue {
+        println!(
+            "queue:      {:.3} s until the server admitted the session ({} busy refusals)",
+            q.seconds, q.refusals
+        );
+    }
     println!(
         "latency:    {:.3} s for {} images ({} ciphertext groups): {:.3} s offline (input-independent), {:.3} s online",
         secs,
         images,
         rep.groups,
-        rep.seconds(Some("offline")),
+        offline,
         rep.seconds(Some("online"))
     );
     println!("throughput: {:.1} images/s", images as f64 / secs);
@@ -337,7 +474,7 @@ fn finish(
         mb(rep.bytes(None)),
         rep.bytes(None) as f64 / images as f64 / 1e3,
         mb(rep.bytes(Some("offline"))),
-        rep.seconds(Some("offline")),
+        offline,
         mb(rep.bytes(Some("online"))),
         rep.seconds(Some("online"))
     );

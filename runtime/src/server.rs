@@ -18,11 +18,24 @@ use crate::session::{and_gates, groups, offline_first, SessionOptions};
 use crate::shares::garbler_bits;
 use crate::{handshake, wire};
 
+pub use crate::handshake::Admit;
+
 /// Runs one client session on `ch` to completion.
 pub fn serve<C: Channel>(
     setup: &ServerSetup,
     ch: C,
     opts: &SessionOptions,
+) -> Result<SessionReport> {
+    serve_with(setup, ch, opts, &mut |_| Ok(()))
+}
+
+/// [`serve`], with `admit` deciding (after the version, plan and size checks of the hello)
+/// whether the session may start: the service's limits (running sessions, memory, batch).
+pub fn serve_with<C: Channel>(
+    setup: &ServerSetup,
+    ch: C,
+    opts: &SessionOptions,
+    admit: &mut Admit<'_>,
 ) -> Result<SessionReport> {
     let mut g = Garbler::new(ch, os_rng());
     let mut report = SessionReport {
@@ -30,7 +43,7 @@ pub fn serve<C: Channel>(
         ..Default::default()
     };
     let (images, pk) = report.metered(&mut g, Step::offline("handshake"), |g| {
-        handshake::server(setup, g.channel_mut())
+        handshake::server(setup, g.channel_mut(), admit)
     })?;
     report.images = images;
     let gs = groups(images, setup.params.n());

@@ -31,6 +31,7 @@ pub mod noise;
 mod ops;
 mod params;
 mod poly;
+mod polymul;
 mod sample;
 mod serial;
 
@@ -41,6 +42,7 @@ pub use keys::{PublicKey, SecretKey};
 pub use linear::{linear, linear_polys, CsrMatrix, RowBias};
 pub use params::{max_log_q, ntt_primes, Params, SecurityLevel, MAX_MODULI};
 pub use poly::RnsPoly;
+pub use polymul::{poly_dot, NttPoly};
 pub use sample::{error_std_dev, os_rng, CBD_ETA};
 
 /// Negacyclic product of two polynomials modulo prime number `limb` of `params` (coefficient

@@ -294,6 +294,18 @@ impl Params {
     pub(crate) fn fwd_limb(&self, limb: usize, a: &mut [u64]) {
         self.plans[limb].fwd(a);
     }
+
+    /// `acc += a·b` pointwise for NTT-domain limbs (unnormalized; see
+    /// [`Params::normalize_inv_limb`]).
+    pub(crate) fn mul_acc_limb(&self, limb: usize, acc: &mut [u64], a: &[u64], b: &[u64]) {
+        self.plans[limb].mul_accumulate(acc, a, b);
+    }
+
+    /// Normalizes an accumulated NTT-domain limb and transforms it back in place.
+    pub(crate) fn normalize_inv_limb(&self, limb: usize, a: &mut [u64]) {
+        self.plans[limb].normalize(a);
+        self.plans[limb].inv(a);
+    }
 }
 
 #[cfg(test)]

@@ -5,15 +5,18 @@
 //! [`Channel::max_frame`]). Every channel counts the bytes it sends and receives per named phase
 //! ([`Channel::set_phase`]), readable as [`ChannelStats`]. A peer that closes its end is reported
 //! as [`MpcError::Closed`], one that stalls longer than the configured timeout as
-//! [`MpcError::Timeout`]; neither hangs nor panics.
+//! [`MpcError::Timeout`]; neither hangs nor panics. A per-read timeout alone does not bound a
+//! phase (a peer may send one byte just before each timeout), so a channel also takes an
+//! absolute deadline ([`Channel::set_deadline`]): past it every read and write fails with
+//! [`MpcError::Deadline`].
 //!
 //! `recv` flushes pending output before it blocks, so a protocol cannot deadlock on bytes it
 //! buffered itself.
 
-use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{MpcError, Result};
 
@@ -139,6 +142,13 @@ pub trait Channel {
     /// Largest frame [`Channel::recv_frame`] accepts.
     fn max_frame(&self) -> usize;
 
+    /// Sets (or, with `None`, clears) an absolute deadline: once it has passed, `recv`, `send`
+    /// and `flush` fail with [`MpcError::Deadline`], and no wait extends beyond it. The default
+    /// ignores deadlines (for wrappers that do not forward them).
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        let _ = deadline;
+    }
+
     /// Sends a frame: a 4-byte little-endian length, then `data`.
     fn send_frame(&mut self, data: &[u8]) -> Result<()> {
         if data.len() > self.max_frame() || u32::try_from(data.len()).is_err() {
@@ -236,6 +246,9 @@ pub trait Channel {
 }
 
 impl<C: Channel + ?Sized> Channel for &mut C {
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        (**self).set_deadline(deadline)
+    }
     fn send(&mut self, bytes: &[u8]) -> Result<()> {
         (**self).send(bytes)
     }
@@ -260,6 +273,9 @@ impl<C: Channel + ?Sized> Channel for &mut C {
 }
 
 impl<C: Channel + ?Sized> Channel for Box<C> {
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        (**self).set_deadline(deadline)
+    }
     fn send(&mut self, bytes: &[u8]) -> Result<()> {
         (**self).send(bytes)
     }
@@ -328,6 +344,95 @@ fn map_io(e: std::io::Error, counter: &Counter, timeout: Duration) -> MpcError {
     }
 }
 
+/// An absolute deadline and the budget it was set with (for the error message).
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    fn new(at: Option<Instant>) -> Option<Deadline> {
+        at.map(|at| Deadline {
+            at,
+            budget: at.saturating_duration_since(Instant::now()),
+        })
+    }
+
+    fn error(&self, counter: &Counter) -> MpcError {
+        MpcError::Deadline {
+            phase: counter.name(),
+            budget: self.budget,
+        }
+    }
+
+    /// How long the next wait may last: `base`, capped by the time left before the deadline;
+    /// an error once the deadline has passed.
+    fn wait(d: Option<Deadline>, base: Duration, counter: &Counter) -> Result<Duration> {
+        let Some(d) = d else { return Ok(base) };
+        let left = d.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(d.error(counter));
+        }
+        Ok(left.min(base))
+    }
+
+    /// A timeout error becomes a deadline error when the deadline is what cut the wait short.
+    fn refine(d: Option<Deadline>, e: MpcError, counter: &Counter) -> MpcError {
+        match (d, &e) {
+            (Some(d), MpcError::Timeout { .. }) if Instant::now() >= d.at => d.error(counter),
+            _ => e,
+        }
+    }
+}
+
+/// Fills `buf` from `reader` under `deadline`: reads through the buffer, each wait capped by the
+/// time left, so that a peer trickling bytes cannot stretch the read past the deadline.
+fn read_by_deadline(
+    reader: &mut BufReader<TcpStream>,
+    buf: &mut [u8],
+    deadline: Option<Deadline>,
+    read_timeout: Duration,
+    counter: &Counter,
+) -> Result<()> {
+    let sock = |e| MpcError::Io {
+        phase: counter.name(),
+        source: e,
+    };
+    let mut filled = 0;
+    while filled < buf.len() {
+        if reader.buffer().is_empty() {
+            let wait =
+                Deadline::wait(deadline, read_timeout, counter)?.max(Duration::from_millis(1));
+            reader
+                .get_ref()
+                .set_read_timeout(Some(wait))
+                .map_err(sock)?;
+        }
+        let avail = match reader.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let err = map_io(e, counter, read_timeout);
+                return Err(Deadline::refine(deadline, err, counter));
+            }
+        };
+        if avail.is_empty() {
+            return Err(MpcError::Closed {
+                phase: counter.name(),
+            });
+        }
+        let dst = buf.get_mut(filled..).unwrap_or_default();
+        let n = avail.len().min(dst.len());
+        if let (Some(d), Some(s)) = (dst.get_mut(..n), avail.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        reader.consume(n);
+        filled += n;
+    }
+    Ok(())
+}
+
 /// A channel over a TCP connection (`TCP_NODELAY`, buffered both ways, with timeouts).
 #[derive(Debug)]
 pub struct TcpChannel {
@@ -335,6 +440,9 @@ pub struct TcpChannel {
     writer: BufWriter<TcpStream>,
     counter: Counter,
     config: ChannelConfig,
+    deadline: Option<Deadline>,
+    /// The write timeout currently set on the socket (lowered as a deadline approaches).
+    write_timeout: Duration,
 }
 
 impl TcpChannel {
@@ -358,7 +466,58 @@ impl TcpChannel {
             writer: BufWriter::with_capacity(config.buffer_size.max(4096), write_half),
             counter,
             config,
+            deadline: None,
+            write_timeout: config.write_timeout.max(Duration::from_millis(1)),
         })
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Result<std::net::SocketAddr> {
+        self.reader.get_ref().peer_addr().map_err(|e| MpcError::Io {
+            phase: self.counter.name(),
+            source: e,
+        })
+    }
+
+    fn sock_err(&self, e: std::io::Error) -> MpcError {
+        MpcError::Io {
+            phase: self.counter.name(),
+            source: e,
+        }
+    }
+
+    /// Before a write: fails past the deadline, and caps the socket's write timeout by the
+    /// time left (a peer that stops reading is dropped at the deadline, too).
+    fn arm_write(&mut self) -> Result<()> {
+        let want = Deadline::wait(self.deadline, self.config.write_timeout, &self.counter)?
+            .max(Duration::from_millis(1));
+        if want < self.write_timeout || want > self.write_timeout + Duration::from_secs(1) {
+            self.writer
+                .get_ref()
+                .set_write_timeout(Some(want))
+                .map_err(|e| self.sock_err(e))?;
+            self.write_timeout = want;
+        }
+        Ok(())
+    }
+
+    fn write_err(&self, e: std::io::Error) -> MpcError {
+        Deadline::refine(
+            self.deadline,
+            map_io(e, &self.counter, self.config.write_timeout),
+            &self.counter,
+        )
+    }
+
+    /// `recv` under a deadline.
+    fn recv_by_deadline(&mut self, buf: &mut [u8]) -> Result<()> {
+        read_by_deadline(
+            &mut self.reader,
+            buf,
+            self.deadline,
+            self.config.read_timeout,
+            &self.counter,
+        )
     }
 
     /// Connects to `addr`.
@@ -416,26 +575,34 @@ impl TcpChannel {
 
 impl Channel for TcpChannel {
     fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.deadline.is_some() {
+            self.arm_write()?;
+        }
         self.writer
             .write_all(bytes)
-            .map_err(|e| map_io(e, &self.counter, self.config.write_timeout))?;
+            .map_err(|e| self.write_err(e))?;
         self.counter.add_sent(bytes.len());
         Ok(())
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
         self.flush()?;
-        self.reader
-            .read_exact(buf)
-            .map_err(|e| map_io(e, &self.counter, self.config.read_timeout))?;
+        if self.deadline.is_some() {
+            self.recv_by_deadline(buf)?;
+        } else {
+            self.reader
+                .read_exact(buf)
+                .map_err(|e| map_io(e, &self.counter, self.config.read_timeout))?;
+        }
         self.counter.add_received(buf.len());
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.writer
-            .flush()
-            .map_err(|e| map_io(e, &self.counter, self.config.write_timeout))
+        if self.deadline.is_some() {
+            self.arm_write()?;
+        }
+        self.writer.flush().map_err(|e| self.write_err(e))
     }
 
     fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> Result<()> {
@@ -445,23 +612,35 @@ impl Channel for TcpChannel {
             self.send(out)?;
             return self.recv(inp);
         }
-        let (writer, reader, counter, config) = (
+        if self.deadline.is_some() {
+            self.arm_write()?;
+        }
+        let (writer, reader, counter, config, deadline) = (
             &mut self.writer,
             &mut self.reader,
             &self.counter,
             &self.config,
+            self.deadline,
         );
         // Full duplex: a scoped thread writes while this one reads, so a round of any size
         // cannot deadlock with both sides blocked in `write`.
         let (wrote, read) = std::thread::scope(|sc| {
             let w = sc.spawn(|| writer.write_all(out).and_then(|()| writer.flush()));
-            let r = reader.read_exact(inp);
+            let r = if deadline.is_some() {
+                read_by_deadline(reader, inp, deadline, config.read_timeout, counter)
+            } else {
+                reader
+                    .read_exact(inp)
+                    .map_err(|e| map_io(e, counter, config.read_timeout))
+            };
             (w.join(), r)
         });
         let wrote =
             wrote.map_err(|_| MpcError::Protocol("channel writer thread panicked".into()))?;
-        read.map_err(|e| map_io(e, counter, config.read_timeout))?;
-        wrote.map_err(|e| map_io(e, counter, config.write_timeout))?;
+        read?;
+        wrote.map_err(|e| {
+            Deadline::refine(deadline, map_io(e, counter, config.write_timeout), counter)
+        })?;
         self.counter.add_sent(out.len());
         self.counter.add_received(inp.len());
         Ok(())
@@ -477,6 +656,19 @@ impl Channel for TcpChannel {
 
     fn max_frame(&self) -> usize {
         self.config.max_frame
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = Deadline::new(deadline);
+        if deadline.is_none() {
+            // Back to the plain timeouts (a failure here surfaces at the next read or write).
+            let read = self.config.read_timeout.max(Duration::from_millis(1));
+            let _ = self.reader.get_ref().set_read_timeout(Some(read));
+            let write = self.config.write_timeout.max(Duration::from_millis(1));
+            if self.writer.get_ref().set_write_timeout(Some(write)).is_ok() {
+                self.write_timeout = write;
+            }
+        }
     }
 }
 
@@ -494,6 +686,7 @@ pub struct MemChannel {
     pos: usize,
     counter: Counter,
     config: ChannelConfig,
+    deadline: Option<Deadline>,
 }
 
 impl MemChannel {
@@ -509,6 +702,7 @@ impl MemChannel {
             pos: 0,
             counter: Counter::default(),
             config,
+            deadline: None,
         };
         (end(tx_a, rx_a), end(tx_b, rx_b))
     }
@@ -529,13 +723,15 @@ impl Channel for MemChannel {
         let mut filled = 0;
         while filled < buf.len() {
             if self.pos >= self.inbuf.len() {
-                self.inbuf = match self.rx.recv_timeout(self.config.read_timeout) {
+                let wait = Deadline::wait(self.deadline, self.config.read_timeout, &self.counter)?;
+                self.inbuf = match self.rx.recv_timeout(wait) {
                     Ok(v) => v,
                     Err(RecvTimeoutError::Timeout) => {
-                        return Err(MpcError::Timeout {
+                        let err = MpcError::Timeout {
                             phase: self.counter.name(),
                             after: self.config.read_timeout,
-                        })
+                        };
+                        return Err(Deadline::refine(self.deadline, err, &self.counter));
                     }
                     Err(RecvTimeoutError::Disconnected) => {
                         return Err(MpcError::Closed {
@@ -563,6 +759,7 @@ impl Channel for MemChannel {
         if self.out.is_empty() {
             return Ok(());
         }
+        Deadline::wait(self.deadline, self.config.write_timeout, &self.counter)?;
         let batch = std::mem::take(&mut self.out);
         self.tx.send(batch).map_err(|_| MpcError::Closed {
             phase: self.counter.name(),
@@ -587,12 +784,15 @@ impl Channel for MemChannel {
     fn max_frame(&self) -> usize {
         self.config.max_frame
     }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = Deadline::new(deadline);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn quick() -> ChannelConfig {
         ChannelConfig {
@@ -689,5 +889,73 @@ mod tests {
         let r = TcpChannel::accept_within(&listener, quick(), Duration::from_millis(200));
         assert!(matches!(r, Err(MpcError::Timeout { .. })));
         assert!(start.elapsed() < Duration::from_millis(200 + 500));
+    }
+
+    /// A peer that sends one byte every 100 ms never trips a 300 ms read timeout (the control:
+    /// without a deadline the read completes), but a deadline drops it on time.
+    #[test]
+    fn trickling_peer_misses_the_deadline() {
+        let trickle = |addr: std::net::SocketAddr, bytes: usize| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                for _ in 0..bytes {
+                    if s.write_all(&[7]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let t = trickle(addr, 6);
+        let mut c = TcpChannel::accept(&listener, quick()).expect("accept");
+        let mut buf = [0u8; 6];
+        c.recv(&mut buf)
+            .expect("a slow but steady peer passes the read timeout");
+        assert_eq!(buf, [7; 6]);
+        t.join().expect("trickler");
+
+        let t = trickle(addr, 100);
+        let mut c = TcpChannel::accept(&listener, quick()).expect("accept");
+        c.set_phase("slow");
+        let start = Instant::now();
+        c.set_deadline(Some(start + Duration::from_millis(700)));
+        let mut buf = [0u8; 100];
+        let err = c
+            .recv(&mut buf)
+            .expect_err("the deadline must cut the trickle");
+        let took = start.elapsed();
+        assert!(
+            matches!(&err, MpcError::Deadline { phase, .. } if phase == "slow"),
+            "{err}"
+        );
+        assert!(
+            took >= Duration::from_millis(650) && took < Duration::from_millis(1500),
+            "{took:?}"
+        );
+        // Past the deadline, writes fail too; clearing it restores the plain channel.
+        assert!(matches!(c.send(&[1]), Err(MpcError::Deadline { .. })));
+        c.set_deadline(None);
+        c.send(&[1]).expect("no deadline");
+        drop(c);
+        t.join().expect("trickler");
+
+        let (mut a, mut b) = MemChannel::pair(quick());
+        let start = Instant::now();
+        b.set_deadline(Some(start + Duration::from_millis(200)));
+        let pump = std::thread::spawn(move || {
+            for _ in 0..10 {
+                if a.send(&[1]).and_then(|()| a.flush()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let mut buf = [0u8; 10];
+        assert!(matches!(b.recv(&mut buf), Err(MpcError::Deadline { .. })));
+        assert!(start.elapsed() < Duration::from_millis(800));
+        drop(b);
+        pump.join().expect("pump");
     }
 }

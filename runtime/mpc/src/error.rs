@@ -24,6 +24,16 @@ pub enum MpcError {
         /// The configured timeout.
         after: Duration,
     },
+    /// The phase did not finish by the deadline set with
+    /// [`Channel::set_deadline`](crate::Channel::set_deadline), however steadily the peer
+    /// trickled bytes.
+    #[error("peer too slow: phase `{phase}` missed its deadline of {budget:?}")]
+    Deadline {
+        /// Phase the channel was in.
+        phase: String,
+        /// The time the phase was given.
+        budget: Duration,
+    },
     /// Any other I/O failure.
     #[error("i/o error during phase `{phase}`: {source}")]
     Io {
