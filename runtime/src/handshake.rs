@@ -30,6 +30,9 @@ pub(crate) fn client(
     wire::send_pk(ch, pk)
 }
 
+/// How the server's error for a refused hello begins.
+pub(crate) const REFUSED: &str = "refused the client: ";
+
 /// The server's admission decision on a client's hello once the plan checks passed:
 /// `Err(reason)` refuses the session with that reason, which the client prints.
 pub type Admit<'a> = dyn FnMut(&Hello) -> std::result::Result<(), String> + 'a;
@@ -47,7 +50,7 @@ pub(crate) fn server(
     let refusal = refusal(setup, &hello).or_else(|| admit(&hello).err());
     wire::send_verdict(ch, refusal.as_deref())?;
     if let Some(r) = refusal {
-        return Err(RuntimeError::Protocol(format!("refused the client: {r}")));
+        return Err(RuntimeError::Protocol(format!("{REFUSED}{r}")));
     }
     let pk = wire::recv_pk(ch, &setup.params)?;
     Ok((hello.images as usize, pk))

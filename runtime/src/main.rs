@@ -22,7 +22,9 @@ use mp2ml_runtime::local::{channel_config, load_batch, run_local};
 use mp2ml_runtime::plan::{load_client, load_server};
 use mp2ml_runtime::report::SessionReport;
 use mp2ml_runtime::service::retry::{run_client_retrying, Queue};
-use mp2ml_runtime::service::{limits, metrics, Metrics, Service, ServiceConfig, Shutdown};
+use mp2ml_runtime::service::{
+    limits, metrics, peak_rss, Metrics, Service, ServiceConfig, Shutdown,
+};
 use mp2ml_runtime::session::SessionOptions;
 use mp2ml_runtime::{npy, Result, RuntimeError};
 
@@ -367,14 +369,6 @@ fn cmd_local(a: &LocalArgs) -> Result<()> {
         a.common.json,
         None,
     )
-}
-
-/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 fn mb(b: u64) -> f64 {

@@ -451,10 +451,12 @@ impl Inner {
                 m.finished.inc();
                 m.images.inc_by(rep.images as u64);
                 if self.cfg.json {
+                    // The process's peak (all sessions so far), not this session's own.
                     let v = serde_json::json!({
                         "session": id,
                         "peer": peer.to_string(),
                         "server": rep,
+                        "peak_rss_bytes": peak_rss(),
                     });
                     println!("{}", serde_json::to_string(&v).unwrap_or_default());
                 }
@@ -467,6 +469,12 @@ impl Inner {
             }
             (Err(_), false, Some(kind)) => {
                 m.refuse(kind);
+                ("refused", None)
+            }
+            (Err(RuntimeError::Protocol(msg)), false, None)
+                if msg.starts_with(crate::handshake::REFUSED) =>
+            {
+                m.refuse("protocol");
                 ("refused", None)
             }
             (Err(e), false, None) => {
@@ -495,6 +503,14 @@ impl Inner {
         });
         drop(ticket);
     }
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn unix_now() -> f64 {
