@@ -4,8 +4,9 @@
     python3 -m pip install onnxruntime numpy onnx     # any Python 3 with these
     python3 models/check_onnx.py [--dir models/]
 
-For every <name>.onnx with a <name>.expected_logits.npy next to it: runs the model on
-mnist_test_x.npy, prints the accuracy against mnist_test_y.npy and the max |difference| from
+For every <name>.onnx with a <name>.expected_logits.npy next to it: runs the model on its test
+set (<set>_test_x.npy: mnist for the MNIST models, fmnist32 for resnet20), prints the accuracy
+against <set>_test_y.npy and the max |difference| from
 the PyTorch logits, and the graph's op list, opset and input. Exits non-zero on a mismatch
 (max |diff| > 1e-3) or a failed onnx.checker run.
 """
@@ -16,6 +17,9 @@ import os
 import sys
 
 import numpy as np
+
+# model -> the prefix of its test set files (default "mnist")
+TEST_SETS = {"resnet20": "fmnist32"}
 
 
 def main():
@@ -29,8 +33,6 @@ def main():
     except ImportError:
         onnx = None
 
-    x = np.load(os.path.join(args.dir, "mnist_test_x.npy"))
-    y = np.load(os.path.join(args.dir, "mnist_test_y.npy"))
     ok = True
     for path in sorted(glob.glob(os.path.join(args.dir, "*.onnx"))):
         name = os.path.basename(path)[:-5]
@@ -38,6 +40,9 @@ def main():
         if not os.path.exists(exp_path):
             continue
         expected = np.load(exp_path)
+        test_set = TEST_SETS.get(name, "mnist")
+        x = np.load(os.path.join(args.dir, f"{test_set}_test_x.npy"))
+        y = np.load(os.path.join(args.dir, f"{test_set}_test_y.npy"))
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         inp = sess.get_inputs()[0]
         got = sess.run(None, {inp.name: x[: len(expected)]})[0]

@@ -325,10 +325,12 @@ def constants_to_initializers(graph):
         graph.node.remove(node)
 
 
-def export_onnx(model, path, opset, keep_bn):
+def export_onnx(model, path, opset, keep_bn, shape=(1, 1, 28, 28), producer="models/train.py"):
+    """Exports `model` (eval mode) to `path` with a dynamic batch axis, then simplifies and
+    checks the graph; `shape` is the dummy input's shape, `producer` goes into the file."""
     import onnx
     model.eval()
-    dummy = torch.zeros(1, 1, 28, 28)
+    dummy = torch.zeros(*shape)
     kwargs = dict(
         input_names=["input"], output_names=["logits"],
         dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
@@ -344,7 +346,7 @@ def export_onnx(model, path, opset, keep_bn):
     m = onnx.load(path)
     merge_pad_into_avgpool(m.graph)
     constants_to_initializers(m.graph)
-    m.producer_name = "mp2ml models/train.py (torch %s)" % torch.__version__
+    m.producer_name = "mp2ml %s (torch %s)" % (producer, torch.__version__)
     onnx.checker.check_model(m, full_check=True)
     onnx.save(m, path)
     return m

@@ -1,7 +1,7 @@
 //! Smoke test of `mp2ml-bench`: its library entry in quick mode on `tiny` writes the tables and
-//! plots, with per-party peak memory from two `mp2ml-run` processes when that binary has been
-//! built in this target folder (else the page says it is missing). The benchmarks themselves are
-//! not part of the test suite (`bash scripts/bench.sh`).
+//! plots, with per-party peak memory from two `mp2ml-run` processes (the test builds that
+//! binary itself, `mp2ml_tests::bins`). The benchmarks themselves are not part of the test suite
+//! (`bash scripts/bench.sh`).
 
 #[path = "bench/plots.rs"]
 mod plots;
@@ -25,6 +25,7 @@ fn bench_quick_on_tiny_writes_the_tables() {
     opts.work = dir.join("work");
     opts.models = vec!["tiny".into()];
     opts.command = "mp2ml-bench --quick".into();
+    opts.runner = Some(mp2ml_tests::bins::bin("mp2ml-run"));
     let r = run::run(&opts).unwrap_or_else(|e| panic!("bench failed: {e}"));
     assert_eq!(r.models.len(), 1);
     let page = std::fs::read_to_string(&opts.out).unwrap_or_default();
@@ -56,33 +57,28 @@ fn bench_quick_on_tiny_writes_the_tables() {
     ] {
         assert!(page.contains(want), "page lacks `{want}`:\n{page}");
     }
-    // Per-party memory: measured when `mp2ml-run` is next to this test's target folder, else
-    // the page says it is missing.
-    let have_runner = run::find_runner(&opts).is_ok();
+    // Per-party memory from the two-process sessions.
     assert_eq!(
         m.party_mem.len(),
         2,
         "two-process sessions at batch 1 and 200"
     );
-    if have_runner {
-        for p in &m.party_mem {
-            let got = p
-                .result
-                .as_ref()
-                .unwrap_or_else(|e| panic!("two-process session at batch {}: {e}", p.batch));
-            assert!(got.server_bytes.is_some_and(|b| b > 0), "no server peak");
-            assert!(got.client_bytes.is_some_and(|b| b > 0), "no client peak");
-        }
-        assert!(
-            page.contains("| tiny | 200 | ") && page.contains(" MB at batch 200; "),
-            "page lacks the per-party figures:\n{page}"
-        );
-    } else {
-        assert!(
-            page.contains("`mp2ml-run` not found"),
-            "page lacks the missing-binary note:\n{page}"
-        );
+    for p in &m.party_mem {
+        let got = p
+            .result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("two-process session at batch {}: {e}", p.batch));
+        assert!(got.server_bytes.is_some_and(|b| b > 0), "no server peak");
+        assert!(got.client_bytes.is_some_and(|b| b > 0), "no client peak");
     }
+    assert!(
+        page.contains("| tiny | 200 | ") && page.contains(" MB at batch 200; "),
+        "page lacks the per-party figures:\n{page}"
+    );
+    // A runner that does not exist is reported, not guessed.
+    let mut missing = run::Opts::new(&root);
+    missing.runner = Some(dir.join("no-such-mp2ml-run"));
+    assert!(run::find_runner(&missing).is_err_and(|e| e.contains("does not exist")));
     for svg in ["bench_throughput.svg", "bench_time_split.svg"] {
         let s = std::fs::read_to_string(dir.join(svg)).unwrap_or_default();
         assert!(s.contains("<svg"), "{svg} is not an SVG");

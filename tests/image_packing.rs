@@ -32,8 +32,8 @@ fn run_encrypted(map: &PolyMap, xs: &[Vec<i64>]) -> Vec<i128> {
         for p in &polys {
             let ct = sk.encrypt(p, level, &mut rng).expect("encrypt");
             let (c0, c1) = ct.into_halves(n).expect("halves");
-            a.push(NttPoly::from_half(&c0).expect("ntt"));
-            b.push(NttPoly::from_half(&c1).expect("ntt"));
+            a.push(NttPoly::from_half(c0.poly()).expect("ntt"));
+            b.push(NttPoly::from_half(c1.poly()).expect("ntt"));
         }
         c0s.push(a);
         c1s.push(b);
@@ -85,8 +85,10 @@ fn run_encrypted(map: &PolyMap, xs: &[Vec<i64>]) -> Vec<i128> {
     let dec: Vec<Vec<i128>> = outs
         .iter()
         .map(|(c0, c1)| {
-            let c1s = sk.c1_times_s(c1, n).expect("c1·s");
-            sk.decrypt_halves(c0, &c1s).expect("decrypt")
+            let c1 = mp2ml_ckks::C1Half::new(c1.clone()).expect("a whole c1");
+            let c1s = sk.c1_times_s(&c1, n).expect("c1·s");
+            sk.decrypt_halves(&mp2ml_ckks::C0Window::new(c0.clone()), &c1s)
+                .expect("decrypt")
         })
         .collect();
     let mut y = vec![0i128; map.output.len()];
@@ -173,5 +175,81 @@ fn homconv_and_homfc_through_ckks() {
     let got = run_encrypted(&map, &[v]);
     for (a, b) in got.iter().zip(&want) {
         assert!((a - b).abs() < 1 << 14, "{a} vs {b}");
+    }
+}
+
+/// Every bundled model: each linear op of its (batch-packed) plan re-packs for image packing,
+/// the packed map reproduces the stored integer matrix on random inputs (plaintext
+/// polynomials mod q0), and at batch 1 image packing moves less than batch packing.
+#[test]
+fn bundled_models_repack_exactly() {
+    use mp2ml_compiler::driver::{compile_graph, Options};
+    use mp2ml_compiler::onnx::{import_file, ImportOptions};
+    use mp2ml_compiler::packing::estimate::estimate;
+    use mp2ml_ir::plan::{HeOp, Segment};
+    use mp2ml_ir::weights::{Section, WeightsFile};
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    for name in ["tiny", "cryptonets_relu", "maxpool_cnn", "residual"] {
+        let path = root.join("models").join(format!("{name}.onnx"));
+        let g = import_file(&path, &ImportOptions::default())
+            .expect("import")
+            .graph;
+        let out = compile_graph(&g, name, "w.bin", &Options::default()).expect("compile");
+        let plan = &out.compiled.server;
+        let wf = WeightsFile::from_bytes(out.compiled.weights.clone()).expect("weights");
+        let q0 = plan.public.params.moduli[0] as i64;
+        let n = plan.public.params.n();
+        let mut convs = 0;
+        for seg in &plan.segments {
+            let Segment::He(h) = seg else { continue };
+            for op in &h.ops {
+                let HeOp::Linear {
+                    inputs,
+                    matrix,
+                    name: op_name,
+                    ..
+                } = op
+                else {
+                    continue;
+                };
+                let (m, st) = match wf.section(matrix).expect("section") {
+                    Section::Csr(m) => (m, None),
+                    Section::Structured(s) => (s.to_csr().expect("expands"), Some(s)),
+                };
+                let shapes: Vec<Vec<usize>> = inputs
+                    .iter()
+                    .map(|&i| plan.tensors[i].shape.clone())
+                    .collect();
+                let map = PolyMap::build(&m, st.as_ref(), &shapes, n).expect("packs");
+                convs += usize::from(map.kind == MapKind::Conv);
+                let xs: Vec<Vec<i64>> = shapes
+                    .iter()
+                    .map(|s| {
+                        (0..s.iter().product::<usize>())
+                            .map(|_| rng.random_range(-512..512))
+                            .collect()
+                    })
+                    .collect();
+                let flat = xs.concat();
+                let half = i128::from(q0 / 2);
+                let want: Vec<i64> = (0..m.rows)
+                    .map(|r| {
+                        let v = m
+                            .row(r)
+                            .map(|(c, w)| i128::from(w) * i128::from(flat[c as usize]))
+                            .sum::<i128>()
+                            + m.bias[r];
+                        let v = v.rem_euclid(i128::from(q0));
+                        (if v > half { v - i128::from(q0) } else { v }) as i64
+                    })
+                    .collect();
+                assert_eq!(map.eval_mod(&xs, q0), want, "{name}: {op_name}");
+            }
+        }
+        assert!(convs >= 1, "{name}: no convolution recognized");
+        let e = estimate(plan, &wf, 1e9).expect("estimate");
+        assert!(e.image_bytes < e.batch_bytes, "{name}: {e:?}");
     }
 }

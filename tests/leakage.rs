@@ -328,13 +328,15 @@ fn he2mpc_shares(
         let (seed, w) = sk
             .encrypt_seeded_window(m, 2, n, &mut rng)
             .expect("encrypt");
-        let c1 = mp2ml_ckks::RnsPoly::from_seed(params, 2, &seed).expect("c1");
+        let c1 = mp2ml_ckks::C1Half::from_seed(params, 2, &seed).expect("c1");
         let r: Vec<i64> = (0..n).map(|_| rng.random_range(0..q0) as i64).collect();
         let (pre0, pre1) = pk.encrypt_halves(&r, 0, n, &mut rng).expect("mask");
-        let mut c0 = w.mod_drop(0).expect("mod-drop");
-        c0.add_assign(&pre0).expect("add");
-        let mut c1 = c1.mod_drop(0).expect("mod-drop");
-        c1.add_assign(&pre1).expect("add");
+        let mut c0 = w.poly().mod_drop(0).expect("mod-drop");
+        c0.add_assign(pre0.poly()).expect("add");
+        let mut c1 = c1.poly().mod_drop(0).expect("mod-drop");
+        c1.add_assign(pre1.poly()).expect("add");
+        let c0 = mp2ml_ckks::C0Window::new(c0);
+        let c1 = mp2ml_ckks::C1Half::new(c1).expect("whole c1");
         let d = sk.c1_times_s(&c1, n).expect("c1 s");
         out.extend(sk.decrypt_halves_mod_q0(&c0, &d).expect("decrypt"));
     }

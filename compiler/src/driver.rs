@@ -25,6 +25,8 @@ pub struct Options {
     pub margin: f64,
     /// Batch size recorded in the plan.
     pub batch: usize,
+    /// Memory budget in bytes: steps whose estimate exceeds it are refused before they run.
+    pub memory_budget: u64,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             calibration: None,
             margin: 2.0,
             batch: 1,
+            memory_budget: crate::budget::DEFAULT_BUDGET,
         }
     }
 }
@@ -129,6 +132,7 @@ pub fn compile_graph(
             "--batch must be at least 1",
         ));
     }
+    crate::budget::check_lowering(graph, opts.memory_budget)?;
     let ranges = match &opts.calibration {
         None => Ranges::Interval(f64::from(lo), f64::from(hi)),
         Some(path) => {
@@ -147,6 +151,8 @@ pub fn compile_graph(
             let images = crate::npy::read_f32(&bytes).map_err(|e| {
                 CompileError::new(ErrorKind::Options, format!("`{}`: {e}", path.display()))
             })?;
+            let count = images.shape.first().copied().unwrap_or(0);
+            crate::budget::check_calibration(graph, count, opts.memory_budget)?;
             let obs = observe(graph, &images)?;
             Ranges::Observed(obs.into_iter().map(|m| m * opts.margin).collect())
         }

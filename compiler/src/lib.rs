@@ -1,5 +1,6 @@
 //! `mp2ml-compiler`: ONNX import, passes, partition, parameters, plan writing, report.
 
+pub mod budget;
 pub mod driver;
 pub mod error;
 pub mod npy;

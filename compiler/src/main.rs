@@ -67,6 +67,9 @@ struct Cli {
     /// Batch size recorded in the plan.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Memory budget in MiB: a step whose estimate exceeds it is refused before it runs.
+    #[arg(long, default_value_t = 4096)]
+    memory_budget: u64,
 }
 
 /// `mp2mlc inspect PLAN.ron`.
@@ -108,8 +111,8 @@ fn inspect(args: &[String]) -> ExitCode {
         }
     };
     match load_checked(&cli.plan) {
-        Ok((plan, _)) => {
-            let r = report::Report::from_plan(&plan, None);
+        Ok((plan, weights)) => {
+            let r = report::Report::from_plan(&plan, None).with_weights(&plan, &weights);
             print!(
                 "{}",
                 if cli.report_format == "json" {
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
         calibration: cli.calibration.clone(),
         margin: cli.margin,
         batch: cli.batch,
+        memory_budget: cli.memory_budget.saturating_mul(1 << 20),
     };
     let model_name = cli
         .model

@@ -8,7 +8,7 @@ use mp2ml_ckks::{os_rng, SecretKey};
 use mp2ml_ir::plan::PostProcess;
 use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline};
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{Inconsistency, Result, RuntimeError};
 use crate::handshake;
 use crate::he2mpc;
 use crate::mpc2he::Pending;
@@ -245,7 +245,7 @@ impl<C: Channel> Session<'_, C> {
             let pre = step_pre
                 .get_mut(si)
                 .and_then(Option::take)
-                .ok_or_else(|| RuntimeError::Protocol("MPC step used twice".into()))?;
+                .ok_or(Inconsistency::StepUsedTwice { step: si })?;
             let c1s = &step_c1_times_s[si];
             let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
             self.report.metered(&mut self.e, metered, |e| {
@@ -262,12 +262,12 @@ impl<C: Channel> Session<'_, C> {
                 };
                 let z = decode_outputs(sc, step.instances, images, &out)?;
                 if z.len() != pre.len() {
-                    return Err(RuntimeError::Protocol(format!(
-                        "step `{}` decodes {} outputs for {} encryptions",
-                        step.name,
-                        z.len(),
-                        pre.len()
-                    )));
+                    return Err(Inconsistency::CircuitOutputs {
+                        step: step.name.clone(),
+                        got: z.len(),
+                        expected: pre.len(),
+                    }
+                    .into());
                 }
 
                 // MPC→HE: encrypt the masked results at the next segment's level.

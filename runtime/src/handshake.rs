@@ -4,7 +4,7 @@
 use mp2ml_ckks::{PublicKey, SecretKey};
 use mp2ml_mpc::Channel;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{ProtocolError, Refusal, Result};
 use crate::phase::Phase;
 use crate::plan::{ClientSetup, ServerSetup};
 use crate::session::MAX_IMAGES;
@@ -30,9 +30,6 @@ pub(crate) fn client(
     wire::send_pk(ch, pk)
 }
 
-/// How the server's error for a refused hello begins.
-pub(crate) const REFUSED: &str = "refused the client: ";
-
 /// The server's admission decision on a client's hello once the plan checks passed:
 /// `Err(reason)` refuses the session with that reason, which the client prints.
 pub type Admit<'a> = dyn FnMut(&Hello) -> std::result::Result<(), String> + 'a;
@@ -47,32 +44,32 @@ pub(crate) fn server(
 ) -> Result<(usize, PublicKey)> {
     Phase::Handshake.enter(ch);
     let hello = Hello::from_bytes(&ch.recv_frame()?)?;
-    let refusal = refusal(setup, &hello).or_else(|| admit(&hello).err());
-    wire::send_verdict(ch, refusal.as_deref())?;
+    let refusal = refusal(setup, &hello).or_else(|| admit(&hello).err().map(Refusal::NotAdmitted));
+    wire::send_verdict(ch, refusal.as_ref().map(ToString::to_string).as_deref())?;
     if let Some(r) = refusal {
-        return Err(RuntimeError::Protocol(format!("{REFUSED}{r}")));
+        return Err(ProtocolError::RefusedClient(r).into());
     }
     let pk = wire::recv_pk(ch, &setup.params)?;
     Ok((hello.images as usize, pk))
 }
 
 /// Why the server refuses `hello`, if it does.
-fn refusal(setup: &ServerSetup, hello: &Hello) -> Option<String> {
+fn refusal(setup: &ServerSetup, hello: &Hello) -> Option<Refusal> {
     if hello.version != PROTOCOL_VERSION {
-        Some(format!(
-            "protocol version {} is not supported (server speaks {PROTOCOL_VERSION})",
-            hello.version
-        ))
+        Some(Refusal::Version {
+            client: hello.version,
+            server: PROTOCOL_VERSION,
+        })
     } else if hello.plan_hash != setup.plan.public_hash {
-        Some(format!(
-            "the client's plan (hash {}) does not belong to this server's plan (hash {})",
-            hello.plan_hash, setup.plan.public_hash
-        ))
+        Some(Refusal::PlanHash {
+            client: hello.plan_hash.clone(),
+            server: setup.plan.public_hash.clone(),
+        })
     } else if hello.images == 0 || hello.images > MAX_IMAGES as u64 {
-        Some(format!(
-            "batch of {} images is outside 1..={MAX_IMAGES}",
-            hello.images
-        ))
+        Some(Refusal::BatchSize {
+            images: hello.images,
+            max: MAX_IMAGES,
+        })
     } else {
         None
     }

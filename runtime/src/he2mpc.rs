@@ -13,14 +13,14 @@
 
 use std::sync::Arc;
 
-use mp2ml_ckks::{os_rng, Params, PublicKey, RnsPoly, SecretKey};
+use mp2ml_ckks::{os_rng, C0Window, C1Half, C1TimesS, Params, PublicKey, RnsPoly, SecretKey};
 use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::plan::MpcStep;
 use mp2ml_mpc::Channel;
 use rand::RngCore;
 use rayon::prelude::*;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{Inconsistency, Result};
 use crate::shares::uniform_bits;
 use crate::wire;
 
@@ -102,9 +102,9 @@ fn encrypt_masks(
             let m = r.get(i).map_or(&[][..], Vec::as_slice);
             let (mut c0, c1) = pk.encrypt_halves(m, level, images, rng)?;
             if let Some(bits) = flood {
-                c0.flood(bits, rng)?;
+                c0.poly_mut().flood(bits, rng)?;
             }
-            Ok((c0, c1))
+            Ok((c0.into_poly(), c1.into_poly()))
         })
         .collect::<Result<Vec<(RnsPoly, RnsPoly)>>>()
         .map(|v| v.into_iter().unzip())
@@ -119,18 +119,19 @@ fn masked_halves(
     level: usize,
 ) -> Result<Vec<RnsPoly>> {
     if gather.len() != pre.len() {
-        return Err(RuntimeError::Protocol(format!(
-            "{} values gathered for {} masks",
-            gather.len(),
-            pre.len()
-        )));
+        return Err(Inconsistency::GatherCount {
+            gathered: gather.len(),
+            masks: pre.len(),
+        }
+        .into());
     }
     gather
         .par_iter()
         .zip(pre.par_iter())
         .map(|(&e, p)| {
-            let x = input.get(e as usize).ok_or_else(|| {
-                RuntimeError::Protocol(format!("gather index {e} outside the tensor"))
+            let x = input.get(e as usize).ok_or(Inconsistency::GatherIndex {
+                index: e,
+                len: input.len(),
             })?;
             let mut c = x.mod_drop(level)?;
             c.add_assign(p)?;
@@ -212,10 +213,10 @@ pub(crate) fn client_offline(
     level: usize,
     count: usize,
     images: usize,
-) -> Result<Vec<RnsPoly>> {
+) -> Result<Vec<C1TimesS>> {
     let c1 = wire::recv_polys(ch, params, level, params.n(), count)?;
-    c1.par_iter()
-        .map(|c| Ok(sk.c1_times_s(c, images)?))
+    c1.into_par_iter()
+        .map(|c| Ok(sk.c1_times_s(&C1Half::new(c)?, images)?))
         .collect()
 }
 
@@ -226,13 +227,13 @@ pub(crate) fn client_shares(
     sk: &SecretKey,
     params: &Arc<Params>,
     images: usize,
-    c1_times_s: &[RnsPoly],
+    c1_times_s: &[C1TimesS],
 ) -> Result<Vec<Vec<u64>>> {
     let windows = wire::recv_polys(ch, params, 0, images, c1_times_s.len())?;
     windows
-        .par_iter()
+        .into_par_iter()
         .zip(c1_times_s.par_iter())
-        .map(|(c0, c1s)| Ok(sk.decrypt_halves_mod_q0(c0, c1s)?))
+        .map(|(c0, c1s)| Ok(sk.decrypt_halves_mod_q0(&C0Window::new(c0), c1s)?))
         .collect()
 }
 
@@ -244,13 +245,13 @@ pub(crate) fn client_output(
     params: &Arc<Params>,
     level: usize,
     images: usize,
-    c1_times_s: &[RnsPoly],
+    c1_times_s: &[C1TimesS],
 ) -> Result<Vec<Vec<i128>>> {
     let windows = wire::recv_polys(ch, params, level, images, c1_times_s.len())?;
     windows
-        .par_iter()
+        .into_par_iter()
         .zip(c1_times_s.par_iter())
-        .map(|(c0, c1s)| sk.decrypt_halves(c0, c1s))
+        .map(|(c0, c1s)| sk.decrypt_halves(&C0Window::new(c0), c1s))
         .collect::<Result<_, _>>()
         .map_err(Into::into)
 }

@@ -36,4 +36,4 @@ pub mod session;
 pub mod shares;
 pub mod wire;
 
-pub use error::{Result, RuntimeError};
+pub use error::{Inconsistency, ProtocolError, Refusal, Result, RuntimeError};

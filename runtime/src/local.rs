@@ -53,9 +53,7 @@ pub fn run_local(
         });
         let ch = TcpChannel::connect(addr, cfg)?;
         let client_result = run_client(&client, ch, batch, opts);
-        let server_result = srv
-            .join()
-            .map_err(|_| RuntimeError::Protocol("the server thread panicked".into()))?;
+        let server_result = srv.join().map_err(|_| RuntimeError::ServerPanicked)?;
         let (out, crep) = client_result?;
         let srep = server_result?;
         Ok((out, crep, srep))

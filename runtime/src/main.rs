@@ -273,10 +273,10 @@ fn cmd_server(a: &PartyArgs) -> Result<()> {
         }
     );
     if !summary.stopped && summary.failed > 0 {
-        return Err(RuntimeError::Protocol(format!(
-            "{} of {} sessions failed",
-            summary.failed, summary.admitted
-        )));
+        return Err(RuntimeError::SessionsFailed {
+            failed: summary.failed,
+            served: summary.admitted,
+        });
     }
     Ok(())
 }

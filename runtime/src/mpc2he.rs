@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use mp2ml_ckks::{os_rng, IntCoeff, Params, RnsPoly, SecretKey};
+use mp2ml_ckks::{os_rng, C0Window, IntCoeff, Params, RnsPoly, SecretKey};
 use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::plan::MpcStep;
 use mp2ml_mpc::Channel;
@@ -22,7 +22,7 @@ use crate::wire;
 /// Client: seeded encryptions of zero made before their plaintexts exist.
 pub(crate) struct Pending {
     /// For each ciphertext, the seed of c1 and the c0 window over the batch's coefficients.
-    cts: Vec<([u8; 32], RnsPoly)>,
+    cts: Vec<([u8; 32], C0Window)>,
 }
 
 impl Pending {
@@ -60,17 +60,17 @@ impl Pending {
         ch: &mut impl Channel,
         plain: impl Fn(usize) -> Vec<M> + Sync,
     ) -> Result<()> {
-        let windows: Vec<RnsPoly> = self
+        let windows: Vec<C0Window> = self
             .cts
             .into_par_iter()
             .enumerate()
             .map(|(i, (_, mut w))| {
-                w.add_plain(&plain(i))?;
+                w.poly_mut().add_plain(&plain(i))?;
                 Ok(w)
             })
             .collect::<Result<_>>()?;
         for c in &windows {
-            wire::send_poly(ch, c)?;
+            wire::send_poly(ch, c.poly())?;
         }
         ch.flush()?;
         Ok(())

@@ -8,7 +8,7 @@ use mp2ml_mpc::{Channel, Garbler, GarblerOffline};
 
 use rayon::prelude::*;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{Inconsistency, Result, RuntimeError};
 use crate::he2mpc::{self, StepMasks};
 use crate::mpc2he;
 use crate::phase::Phase;
@@ -260,14 +260,14 @@ fn precompute_c1(
             Segment::Mpc(b) => {
                 let m = masks
                     .get_mut(b.step)
-                    .ok_or_else(|| RuntimeError::Protocol("MPC step out of range".into()))?;
+                    .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
                 let input = take_tensor(&tensors, b.input)?;
                 he2mpc::server_offline(ch, pk, images, m, input, &b.gather)?;
                 let step = &public.mpc_steps[b.step];
                 let seeds = step_seeds
                     .get_mut(b.step)
                     .and_then(Option::take)
-                    .ok_or_else(|| RuntimeError::Protocol("MPC step used twice".into()))?;
+                    .ok_or(Inconsistency::StepUsedTwice { step: b.step })?;
                 tensors[b.output] = Some(mpc2he::server_expand(params, &seeds, step.out_level)?);
             }
         }
@@ -332,7 +332,9 @@ fn take_tensor(tensors: &[Option<Vec<RnsPoly>>], t: usize) -> Result<&Vec<RnsPol
     tensors
         .get(t)
         .and_then(Option::as_ref)
-        .ok_or_else(|| RuntimeError::Protocol(format!("tensor {t} is used before it is computed")))
+        .ok_or(RuntimeError::Inconsistent(
+            Inconsistency::TensorNotComputed { tensor: t },
+        ))
 }
 
 /// One HE op on one half of the ciphertexts: `bias_coeffs` is `Some(B)` for the c0 windows
@@ -350,8 +352,7 @@ fn run_he_op(
             name,
             ..
         } => {
-            let m =
-                matrix.ok_or_else(|| RuntimeError::Protocol(format!("no weights for `{name}`")))?;
+            let m = matrix.ok_or_else(|| Inconsistency::NoWeights { op: name.clone() })?;
             let mut refs: Vec<&RnsPoly> = Vec::new();
             for &i in inputs {
                 refs.extend(take_tensor(tensors, i)?.iter());

@@ -8,7 +8,7 @@
 use mp2ml_ir::circuit::ShareCircuit;
 use rand::RngCore;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{Inconsistency, Result};
 
 fn push_bits(out: &mut Vec<bool>, v: u128, bits: u32) {
     out.extend((0..bits).map(|b| (v >> b) & 1 == 1));
@@ -85,11 +85,12 @@ pub fn decode_outputs(
     let zb = sc.z_bits() as usize;
     let per = vo * zb;
     if out.len() != instances * images * per {
-        return Err(RuntimeError::Protocol(format!(
-            "circuit produced {} output bits, expected {}",
-            out.len(),
-            instances * images * per
-        )));
+        return Err(Inconsistency::CircuitOutputs {
+            step: "?".into(),
+            got: out.len(),
+            expected: instances * images * per,
+        }
+        .into());
     }
     let mut z = vec![vec![0u128; images]; instances * vo];
     for i in 0..instances {

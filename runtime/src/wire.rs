@@ -7,7 +7,7 @@ use mp2ml_ckks::{Params, PublicKey, RnsPoly};
 use mp2ml_mpc::Channel;
 use rayon::prelude::*;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{ProtocolError, Result, RuntimeError};
 
 /// Protocol version spoken by this runtime.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -38,8 +38,7 @@ impl Hello {
 
     /// Decodes a hello, checking its framing.
     pub fn from_bytes(b: &[u8]) -> Result<Hello> {
-        let bad =
-            || RuntimeError::Protocol("malformed hello (is the peer an mp2ml client?)".into());
+        let bad = || RuntimeError::Protocol(ProtocolError::MalformedHello);
         if b.get(..8) != Some(&HELLO_MAGIC[..]) || b.len() != 8 + 4 + 8 + 64 {
             return Err(bad());
         }
@@ -80,9 +79,7 @@ pub fn recv_verdict(ch: &mut impl Channel) -> Result<()> {
 
 fn check_level(expected: usize, got: usize) -> Result<()> {
     if got != expected {
-        return Err(RuntimeError::Protocol(format!(
-            "expected a ciphertext at level {expected}, got level {got}"
-        )));
+        return Err(ProtocolError::WrongLevel { expected, got }.into());
     }
     Ok(())
 }
@@ -110,12 +107,11 @@ pub fn recv_seeds(ch: &mut impl Channel, count: usize) -> Result<Vec<[u8; 32]>> 
         let want = (count - out.len()).min(SEEDS_PER_FRAME);
         let f = ch.recv_frame()?;
         if f.len() != 32 * want {
-            return Err(RuntimeError::Protocol(format!(
-                "malformed seed frame: {} bytes where {} seeds ({} bytes) were expected",
-                f.len(),
-                want,
-                32 * want
-            )));
+            return Err(ProtocolError::MalformedSeeds {
+                bytes: f.len(),
+                seeds: want,
+            }
+            .into());
         }
         for c in f.chunks_exact(32) {
             let mut s = [0u8; 32];
@@ -150,10 +146,11 @@ pub fn recv_polys(
             let p = RnsPoly::from_bytes(params, f)?;
             check_level(level, p.level())?;
             if p.width() != width {
-                return Err(RuntimeError::Protocol(format!(
-                    "expected a polynomial of {width} coefficients, got {}",
-                    p.width()
-                )));
+                return Err(ProtocolError::WrongWidth {
+                    expected: width,
+                    got: p.width(),
+                }
+                .into());
             }
             Ok(p)
         })
@@ -219,6 +216,7 @@ mod tests {
         let (_, w) = sk
             .encrypt_seeded_window(&[1i64, 2], 1, 3, &mut os_rng())
             .expect("encrypt");
+        let w = w.into_poly();
         for (level, width, ok) in [(1, 3, true), (0, 3, false), (1, 4, false)] {
             let (mut a, mut b) = pair();
             send_poly(&mut a, &w).expect("send");

@@ -1,7 +1,7 @@
 //! The import context handed to op builders: value table, attribute helpers, and `emit`, which
 //! infers shapes and either adds an IR node or constant-folds it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use mp2ml_ir::graph::{Graph, Node};
 use mp2ml_ir::op::Op;
@@ -133,9 +133,20 @@ pub struct Ctx {
     pub graph: Graph,
     /// ONNX value name → tensor.
     pub names: HashMap<String, TensorId>,
+    /// Every value name that something reads: a node input or a graph output. Lets builders
+    /// accept optional outputs nobody uses (e.g. Dropout's `mask`).
+    pub read: HashSet<String>,
 }
 
 impl Ctx {
+    /// Whether output `k` of `node` is named and read by a node or listed as a graph output.
+    pub fn output_is_read(&self, node: &NodeRef, k: usize) -> bool {
+        node.pb
+            .output
+            .get(k)
+            .is_some_and(|o| !o.is_empty() && self.read.contains(o))
+    }
+
     /// The tensor bound to input slot `i`, `None` when absent or empty (optional input).
     pub fn input(&self, node: &NodeRef, i: usize) -> Result<Option<TensorId>, ImportError> {
         match node.pb.input.get(i) {

@@ -241,9 +241,18 @@ fn translate(
     }
     let one = |e| vec![e];
     let line_of = |n: &str| listing.value_lines.get(n).copied();
+    let read = g
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter())
+        .chain(g.output.iter().map(|o| &o.name))
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .collect();
     let mut ctx = Ctx {
         graph: Graph::new(g.name.clone()),
         names: HashMap::new(),
+        read,
     };
     for t in &g.initializer {
         let line = line_of(&t.name);

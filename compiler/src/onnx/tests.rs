@@ -125,3 +125,32 @@ fn dangling_input_names_the_node() {
     assert!(matches!(&d.errors[0], ImportError::Dangling { at, .. } if at.name == "reader"));
     assert!(d.render().contains("node `reader`"));
 }
+
+fn dropout_with_mask() -> NodeProto {
+    NodeProto {
+        name: "drop".into(),
+        op_type: "Dropout".into(),
+        input: vec!["x".into()],
+        output: vec!["y".into(), "mask".into()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn dropout_with_an_unused_mask_is_an_identity() {
+    let m = model(vec![dropout_with_mask(), node("r", "Relu", "y", "z")]);
+    let imported = import_bytes(&m, &ImportOptions::default()).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(imported.graph.node_count(), 2);
+}
+
+#[test]
+fn dropout_whose_mask_is_read_is_refused() {
+    let m = model(vec![dropout_with_mask(), node("r", "Relu", "mask", "z")]);
+    let Err(d) = import_bytes(&m, &ImportOptions::default()) else {
+        panic!("a Dropout mask that a node reads was accepted")
+    };
+    assert!(
+        matches!(&d.errors[0], ImportError::UnsupportedAttribute { at, .. } if at.name == "drop")
+    );
+    assert!(d.render().contains("mask `mask`"), "{}", d.render());
+}

@@ -82,9 +82,6 @@ impl ConvPacking {
                     1
                 };
                 let cblocks = c.div_ceil(c_b);
-                // With groups, an output channel only needs the blocks of its group.
-                let per_out = cblocks.min(geom.group_in().div_ceil(c_b) + 1);
-                let products = o.div_ceil(packs) * per_out * row_blocks;
                 let polys = cblocks * row_blocks;
                 let cand = ConvPacking {
                     geom: geom.clone(),
@@ -98,6 +95,8 @@ impl ConvPacking {
                     pack_stride: stride,
                     offset,
                 };
+                // With groups, a product is needed only for the blocks a pack reads.
+                let products = cand.block_pairs() * row_blocks;
                 if best
                     .as_ref()
                     .is_none_or(|(p, q, _)| (products, polys) < (*p, *q))
@@ -213,23 +212,38 @@ impl ConvPacking {
         touches.then_some(out)
     }
 
+    /// Whether some output of group `og` reads channel block `cb`.
+    fn reads(&self, og: usize, cb: usize) -> bool {
+        let g = &self.geom;
+        (0..self.packs).any(|q| {
+            let o = og * self.packs + q;
+            if o >= g.output[0] {
+                return false;
+            }
+            let base = (o / g.group_out()) * g.group_in();
+            let (lo, hi) = (cb * self.c_b, (cb + 1) * self.c_b);
+            lo < base + g.group_in() && base < hi
+        })
+    }
+
+    /// `(output group, channel block)` pairs that need a product (per row block).
+    fn block_pairs(&self) -> usize {
+        (0..self.out_groups())
+            .map(|og| {
+                (0..self.channel_blocks())
+                    .filter(|&cb| self.reads(og, cb))
+                    .count()
+            })
+            .sum()
+    }
+
     /// Products: `(output polynomial, input polynomial, kernel (og, cb))` for every block pair
     /// some output reads.
     pub fn products(&self) -> Vec<(usize, usize, (usize, usize))> {
-        let g = &self.geom;
         let mut out = Vec::new();
         for og in 0..self.out_groups() {
             for cb in 0..self.channel_blocks() {
-                let reads = (0..self.packs).any(|q| {
-                    let o = og * self.packs + q;
-                    if o >= g.output[0] {
-                        return false;
-                    }
-                    let base = (o / g.group_out()) * g.group_in();
-                    let (lo, hi) = (cb * self.c_b, (cb + 1) * self.c_b);
-                    lo < base + g.group_in() && base < hi
-                });
-                if reads {
+                if self.reads(og, cb) {
                     for rb in 0..self.row_blocks {
                         out.push((self.out_poly(og, rb), self.in_poly(cb, rb), (og, cb)));
                     }

@@ -13,6 +13,7 @@ pub mod conv;
 pub mod cost;
 pub mod dense;
 pub mod detect;
+pub mod estimate;
 
 use mp2ml_ir::layout::{ConvTerm, Layout, StructuredMatrix};
 use mp2ml_ir::weights::IntMatrix;

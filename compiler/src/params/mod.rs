@@ -1,7 +1,7 @@
 //! Automatic choice of the CKKS and circuit parameters.
 //!
 //! Given the lowered model (levels, value bounds, noise coefficients) and the options, picks
-//! (see the protocol notes, "Choosing parameters"):
+//! (see `docs/ARCHITECTURE.md`, "Arithmetic"):
 //! 1. q0: the smallest NTT-friendly prime of `w` bits with
 //!    `w ≥ ⌈log2(Δ·B + B_e)⌉ + 2` over every value shared into a circuit (B its bound, B_e its noise
 //!    after re-randomization) and every circuit output;
@@ -169,6 +169,68 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
     }
 }
 
+/// The widest share (bits of q0) the runtime's circuits and share arithmetic support.
+pub const MAX_SHARE_BITS: u32 = 62;
+
+/// The widest share a plan can hold: at most [`MAX_SHARE_BITS`], and narrow enough that the
+/// output scale keeps 10 bits above the flooding noise (masked circuit outputs of
+/// `w + σ + 1` bits are lifted to the output scale in 126-bit arithmetic, see [`choose_at`]).
+fn widest_share(opts: &ParamOptions, flood_bits: u32) -> u32 {
+    let room = (opts.scale_bits + 126).saturating_sub(opts.sigma + 1 + flood_bits + 10);
+    room.min(MAX_SHARE_BITS)
+}
+
+/// The error for value bounds that need more than `widest` share bits: names the first step
+/// (in execution order) whose values do not fit and the node that produces its input.
+fn share_too_wide(
+    low: &Lowered,
+    opts: &ParamOptions,
+    step_bits: &[u32],
+    w: u32,
+    widest: u32,
+) -> CompileError {
+    let mut e = CompileError::new(
+        ErrorKind::Parameters,
+        format!(
+            "the value bounds need a {w}-bit share modulus, more than the {widest} bits this plan can hold"
+        ),
+    );
+    if let Some(k) = step_bits.iter().position(|&b| b > widest) {
+        let st = &low.steps[k];
+        let t = &low.tensors[st.input];
+        let producer = match &t.kind {
+            MKind::Linear { nodes, .. } => nodes.last().cloned(),
+            _ => None,
+        }
+        .unwrap_or_else(|| t.name.clone());
+        e.message = format!(
+            "{}: the range first exceeds it at node `{producer}`, whose output `{}` (bounded by ±{:.3e}) feeds step {} `{}` and needs {} bits at Δ = 2^{}",
+            e.message,
+            t.name,
+            t.bound,
+            k + 1,
+            st.name,
+            step_bits[k],
+            opts.scale_bits
+        );
+        e.node = Some(producer);
+        let shown: Vec<String> = low
+            .steps
+            .iter()
+            .zip(step_bits)
+            .take(k + 1)
+            .map(|(s, b)| format!("{} {b}", s.name))
+            .collect();
+        e = e.with_note(format!(
+            "share bits needed per step up to there: {}",
+            shown.join(", ")
+        ));
+    }
+    e.with_note(format!(
+        "worst-case interval analysis (the default) lets bounds grow with every layer: pass `--calibration IMAGES.npy` (sample inputs, float32 [B, C, H, W]) to bound values by what real inputs reach, or narrow --input-range or lower --scale-bits; with --calibration, lower --margin (the runtime supports shares of at most {MAX_SHARE_BITS} bits)"
+    ))
+}
+
 /// Primes below 2^32 take the CKKS kernel's vectorized 32-bit path (`runtime/ckks/src/linear.rs`).
 const FAST_PRIME_BITS: f64 = 31.99;
 
@@ -207,22 +269,33 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
     for _round in 0..8 {
         let n = 1usize << log_n;
         let two_n = 2 * n as u64;
+        // Output scale: the flooding noise 2^flood_bits must sit `scale_bits` below it.
+        let out = &low.tensors[low.output];
+        let random = NoiseCoeffs {
+            constant: 0.0,
+            ..out.noise
+        };
+        let out_noise = noise::bound(&random, n) + noise::rerandomize(n);
+        let flood_bits = opts.sigma + out_noise.log2().ceil().max(0.0) as u32;
         // q0.
         let mut mpc_noise = 0.0f64;
-        let mut need_w = 0.0f64;
         let mut max_scaled = 0.0f64;
+        let mut step_bits = Vec::with_capacity(low.steps.len());
         for st in &low.steps {
             let t = &low.tensors[st.input];
             let e = noise::bound(&t.noise, n) + noise::rerandomize(n);
             mpc_noise = mpc_noise.max(e);
             max_scaled = max_scaled.max(delta * t.bound);
-            need_w = need_w.max((delta * t.bound + e).log2());
             let o = &low.tensors[st.output];
-            need_w = need_w.max((delta * o.bound + 1.0).log2());
+            let need = (delta * t.bound + e)
+                .log2()
+                .max((delta * o.bound + 1.0).log2());
+            step_bits.push((need.ceil().max(0.0) as u32) + 2);
         }
-        let w = ((need_w.ceil() as u32) + 2).max(log_n + 3);
-        if w > 62 {
-            return Err(CompileError::new(ErrorKind::Parameters, format!("values need a {w}-bit share modulus (more than 62 bits); lower --scale-bits or the input range")));
+        let w = step_bits.iter().copied().max().unwrap_or(0).max(log_n + 3);
+        let widest = widest_share(opts, flood_bits);
+        if w > widest {
+            return Err(share_too_wide(low, opts, &step_bits, w, widest));
         }
         let q0 = primes::ntt_prime_at_least(1u64 << (w - 1), two_n, &[])
             .filter(|&p| bits(p) == w)
@@ -232,14 +305,6 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                     format!("no {w}-bit NTT-friendly prime for N = {n}"),
                 )
             })?;
-        // Output scale: the flooding noise 2^flood_bits must sit `scale_bits` below it.
-        let out = &low.tensors[low.output];
-        let random = NoiseCoeffs {
-            constant: 0.0,
-            ..out.noise
-        };
-        let out_noise = noise::bound(&random, n) + noise::rerandomize(n);
-        let flood_bits = opts.sigma + out_noise.log2().ceil().max(0.0) as u32;
         // Masked circuit outputs `z` (≤ w + σ + 1 bits) are lifted to the output scale in 126-bit
         // integer arithmetic by the runtime: cap the output scale there, keeping at least 10
         // bits of output precision below it.

@@ -18,6 +18,8 @@ use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
 use serde::Serialize;
 
 use crate::driver::Output;
+use crate::packing::estimate::{estimate, PackingEstimate};
+use mp2ml_ir::weights::WeightsFile;
 
 /// Assumed garbling + evaluation throughput (AND gates per second, one core each side).
 pub const AND_GATES_PER_SEC: f64 = 10.0e6;
@@ -156,6 +158,8 @@ pub struct Report {
     pub compile_ms: Option<f64>,
     /// Plan sizes in bytes (server RON, client RON, weights).
     pub sizes: Option<(usize, usize, usize)>,
+    /// The HE part in both packings (needs the weights file), or why it could not be made.
+    pub packings: Option<Result<PackingEstimate, String>>,
 }
 
 /// Measures coefficient multiply-accumulates per second (i64 weight × u64 coefficient into a
@@ -375,7 +379,7 @@ impl Report {
                 .len();
             Some((s, c, o.compiled.weights.len()))
         });
-        Report {
+        let report = Report {
             model: plan.model.clone(),
             n,
             moduli_bits: p.params.moduli.iter().map(|&q| bits(q)).collect(),
@@ -409,7 +413,22 @@ impl Report {
             coeff_macs_per_sec: rate,
             compile_ms: out.map(|o| o.millis),
             sizes,
+            packings: None,
+        };
+        match out {
+            Some(o) => report.with_weights(plan, &o.compiled.weights),
+            None => report,
         }
+    }
+
+    /// Adds the estimate of both packings from the plan's weights file.
+    pub fn with_weights(mut self, plan: &ServerPlan, weights: &[u8]) -> Report {
+        self.packings = Some(
+            WeightsFile::from_bytes(weights.to_vec())
+                .map_err(|e| e.to_string())
+                .and_then(|w| estimate(plan, &w, self.coeff_macs_per_sec)),
+        );
+        self
     }
 
     /// JSON text.
@@ -565,6 +584,54 @@ impl Report {
         }
         if let Some((a, b, c)) = self.sizes {
             let _ = writeln!(s, "  plan sizes: server {a} B, client {b} B, weights {c} B");
+        }
+        match &self.packings {
+            Some(Ok(e)) => {
+                let _ = writeln!(
+                    s,
+                    "== packings: HE part per image (garbled circuits are the same in both) =="
+                );
+                let _ = writeln!(
+                    s,
+                    "  batch packing at batch {}: ≈ {:.2} MB of ciphertexts, ≈ {:.2} ms HE",
+                    e.batch,
+                    e.batch_bytes / 1e6,
+                    e.batch_seconds * 1e3
+                );
+                let _ = writeln!(
+                    s,
+                    "  image packing (Cheetah HomConv/HomFC, N = {}): ≈ {:.2} MB, ≈ {:.2} ms HE",
+                    e.n,
+                    e.image_bytes / 1e6,
+                    e.image_seconds * 1e3
+                );
+                for l in &e.linears {
+                    let _ = writeln!(
+                        s,
+                        "    {:<40} {:<8} {:>5} products  {:>4} → {:>4} polynomials{}",
+                        l.name,
+                        l.kind,
+                        l.products,
+                        l.input_polys,
+                        l.output_polys,
+                        if l.chained {
+                            "  (chained: needs the fused form)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                let (which, why) = e.cheaper();
+                let _ = writeln!(s, "  cheaper by this estimate: {which} ({why})");
+                let _ = writeln!(
+                    s,
+                    "  this plan is batch packed: the runtime executes batch packing only (image packing is estimated, not yet executable)"
+                );
+            }
+            Some(Err(why)) => {
+                let _ = writeln!(s, "== packings ==\n  image packing not estimated: {why}");
+            }
+            None => {}
         }
         s
     }

@@ -3,8 +3,8 @@
 //! Every circuit follows the layout of [`ShareCircuit`]: it reconstructs each input value from
 //! the client's share `a` and the server's share `b̃ = (b + input_offset) mod q0`, applies the
 //! function, and outputs `z = y + output_offset + r'` with the server's mask `r'` uniform in
-//! `[0, 2^(out_bits+σ))`, added over the integers so that nothing wraps (protocol notes, "The
-//! circuit"). Values are fixed-point integers at scale Δ; a value x is *centered* if it lies in
+//! `[0, 2^(out_bits+σ))`, added over the integers so that nothing wraps (`docs/ARCHITECTURE.md`,
+//! "Arithmetic"). Values are fixed-point integers at scale Δ; a value x is *centered* if it lies in
 //! `[−h, h]` with `h = ⌊q0/2⌋`.
 //!
 //! - [`relu`]: no offset; `v = (a + b) mod q0`, negative iff `v > h`.

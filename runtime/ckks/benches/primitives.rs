@@ -103,7 +103,7 @@ fn client_ops(c: &mut Criterion) {
     // Halves: windows of width 1 (direct convolution) vs 4096 (NTTs); time per call.
     let mut g = c.benchmark_group("n4096_3x30_halves");
     let seeded = sk.encrypt_seeded(&m, top, &mut rng).unwrap();
-    let c1 = RnsPoly::from_seed(&params, top, seeded.seed()).unwrap();
+    let c1 = C1Half::from_seed(&params, top, seeded.seed()).unwrap();
     for width in [1, 4096] {
         let mw = &m[..width];
         g.bench_with_input(
@@ -144,7 +144,10 @@ fn linear_layer(c: &mut Criterion) {
         .collect();
     let (c0s, c1s): (Vec<RnsPoly>, Vec<RnsPoly>) = cts
         .iter()
-        .map(|ct| ct.clone().into_halves(1).unwrap())
+        .map(|ct| {
+            let (c0, c1) = ct.clone().into_halves(1).unwrap();
+            (c0.into_poly(), c1.into_poly())
+        })
         .unzip();
     let macs = (mat.nnz() * limbs) as u64;
 

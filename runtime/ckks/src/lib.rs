@@ -1,4 +1,4 @@
-//! RNS-CKKS for mp2ml (see `docs/ARCHITECTURE.md` and the protocol notes).
+//! RNS-CKKS for mp2ml (see `docs/ARCHITECTURE.md`, "Arithmetic").
 //!
 //! The batch is packed along the batch axis in polynomial **coefficients**: ciphertext i holds
 //! tensor element i of up to N images, image j in coefficient j (scaled by Δ). Integer scalar
@@ -41,7 +41,7 @@ pub use error::{DecodeError, Error, Result};
 pub use keys::{PublicKey, SecretKey};
 pub use linear::{linear, linear_polys, CsrMatrix, RowBias};
 pub use params::{max_log_q, ntt_primes, Params, SecurityLevel, MAX_MODULI};
-pub use poly::RnsPoly;
+pub use poly::{C0Window, C1Half, C1TimesS, RnsPoly};
 pub use polymul::{poly_dot, NttPoly};
 pub use sample::{error_std_dev, os_rng, CBD_ETA};
 

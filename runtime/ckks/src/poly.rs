@@ -67,6 +67,78 @@ impl fmt::Debug for RnsPoly {
     }
 }
 
+/// The c0 window of a ciphertext: the first `width` coefficients of c0 (the half that travels
+/// online). Decryption pairs it with the [`C1TimesS`] of the same ciphertext.
+#[derive(Clone, Debug, PartialEq)]
+pub struct C0Window(RnsPoly);
+
+/// The c1 half of a ciphertext in full (N coefficients; the half that travels offline).
+#[derive(Clone, Debug, PartialEq)]
+pub struct C1Half(RnsPoly);
+
+/// (c1·s) restricted to a window: the client's offline half of decryption, made by
+/// [`SecretKey::c1_times_s`] only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct C1TimesS(RnsPoly);
+
+impl C0Window {
+    /// A c0 window (any width).
+    pub fn new(poly: RnsPoly) -> C0Window {
+        C0Window(poly)
+    }
+
+    /// The polynomial.
+    pub fn poly(&self) -> &RnsPoly {
+        &self.0
+    }
+
+    /// The polynomial, mutable (adding a plaintext, flooding).
+    pub fn poly_mut(&mut self) -> &mut RnsPoly {
+        &mut self.0
+    }
+
+    /// The polynomial, owned.
+    pub fn into_poly(self) -> RnsPoly {
+        self.0
+    }
+}
+
+impl C1Half {
+    /// A c1 half: all N coefficients, else [`Error::LengthMismatch`].
+    pub fn new(poly: RnsPoly) -> Result<C1Half> {
+        let n = poly.params.n();
+        if poly.width != n {
+            return Err(Error::LengthMismatch {
+                expected: n,
+                actual: poly.width,
+            });
+        }
+        Ok(C1Half(poly))
+    }
+
+    /// The c1 half a = a(seed) of a seeded encryption at `level` ([`RnsPoly::from_seed`]).
+    pub fn from_seed(params: &Arc<Params>, level: usize, seed: &[u8; 32]) -> Result<C1Half> {
+        Ok(C1Half(RnsPoly::from_seed(params, level, seed)?))
+    }
+
+    /// The polynomial.
+    pub fn poly(&self) -> &RnsPoly {
+        &self.0
+    }
+
+    /// The polynomial, owned.
+    pub fn into_poly(self) -> RnsPoly {
+        self.0
+    }
+}
+
+impl C1TimesS {
+    /// The polynomial.
+    pub fn poly(&self) -> &RnsPoly {
+        &self.0
+    }
+}
+
 /// Keeps the first `width` coefficients of every limb of limb-major `data` (`n` per limb).
 fn window(data: &[u64], n: usize, width: usize) -> Vec<u64> {
     data.chunks_exact(n)
@@ -276,12 +348,12 @@ impl RnsPoly {
 
 impl Ciphertext {
     /// Splits into (the first `width` coefficients of c0, all of c1).
-    pub fn into_halves(self, width: usize) -> Result<(RnsPoly, RnsPoly)> {
+    pub fn into_halves(self, width: usize) -> Result<(C0Window, C1Half)> {
         check_width(&self.params, width)?;
         let n = self.params.n();
         let c0 = RnsPoly::from_raw(&self.params, self.level, width, window(&self.c0, n, width));
         let c1 = RnsPoly::from_raw(&self.params, self.level, n, self.c1);
-        Ok((c0, c1))
+        Ok((C0Window(c0), C1Half(c1)))
     }
 }
 
@@ -296,7 +368,7 @@ impl PublicKey {
         level: usize,
         width: usize,
         rng: &mut R,
-    ) -> Result<(RnsPoly, RnsPoly)> {
+    ) -> Result<(C0Window, C1Half)> {
         check_window(&self.params, width, m.len())?;
         if width > DIRECT_MAX {
             return self.encrypt(m, level, rng)?.into_halves(width);
@@ -332,7 +404,7 @@ impl PublicKey {
         }
         let mut w = RnsPoly::from_raw(params, level, width, c0);
         w.add_plain(m)?;
-        Ok((w, RnsPoly::from_raw(params, level, n, c1)))
+        Ok((C0Window(w), C1Half(RnsPoly::from_raw(params, level, n, c1))))
     }
 }
 
@@ -343,14 +415,14 @@ impl SeededCiphertext {
     }
 
     /// The first `width` coefficients of c0.
-    pub fn c0_window(&self, width: usize) -> Result<RnsPoly> {
+    pub fn c0_window(&self, width: usize) -> Result<C0Window> {
         check_width(&self.params, width)?;
-        Ok(RnsPoly::from_raw(
+        Ok(C0Window(RnsPoly::from_raw(
             &self.params,
             self.level,
             width,
             window(&self.c0, self.params.n(), width),
-        ))
+        )))
     }
 }
 
@@ -358,7 +430,8 @@ impl SecretKey {
     /// The client's offline half of decryption: (c1·s) restricted to its first `width`
     /// coefficients, at c1's level. With it, [`SecretKey::decrypt_halves`] needs only the c0
     /// window.
-    pub fn c1_times_s(&self, c1: &RnsPoly, width: usize) -> Result<RnsPoly> {
+    pub fn c1_times_s(&self, c1: &C1Half, width: usize) -> Result<C1TimesS> {
+        let c1 = &c1.0;
         if !Arc::ptr_eq(&self.params, &c1.params) && *self.params != *c1.params {
             return Err(Error::ParamsMismatch);
         }
@@ -375,7 +448,12 @@ impl SecretKey {
             for (md, limb) in self.params.mods.iter().zip(c1.data.chunks_exact(n)) {
                 data.extend(small_window(md, limb, &self.s, width));
             }
-            return Ok(RnsPoly::from_raw(&self.params, c1.level, width, data));
+            return Ok(C1TimesS(RnsPoly::from_raw(
+                &self.params,
+                c1.level,
+                width,
+                data,
+            )));
         }
         for (j, limb) in c1.data.chunks_exact(n).enumerate() {
             let mut t = limb.to_vec();
@@ -383,7 +461,12 @@ impl SecretKey {
                 .mul_limb_ntt(j, &mut t, &self.s_ntt[j * n..(j + 1) * n]);
             data.extend_from_slice(&t[..width]);
         }
-        Ok(RnsPoly::from_raw(&self.params, c1.level, width, data))
+        Ok(C1TimesS(RnsPoly::from_raw(
+            &self.params,
+            c1.level,
+            width,
+            data,
+        )))
     }
 
     /// Seeded secret-key encryption of `m` (≤ width values) of which only the c0 window over
@@ -396,7 +479,7 @@ impl SecretKey {
         level: usize,
         width: usize,
         rng: &mut R,
-    ) -> Result<([u8; 32], RnsPoly)> {
+    ) -> Result<([u8; 32], C0Window)> {
         check_window(&self.params, width, m.len())?;
         if width > DIRECT_MAX {
             let ct = self.encrypt_seeded(m, level, rng)?;
@@ -422,25 +505,26 @@ impl SecretKey {
         }
         let mut w = RnsPoly::from_raw(params, level, width, data);
         w.add_plain(m)?;
-        Ok((seed, w))
+        Ok((seed, C0Window(w)))
     }
 
-    fn phase_of_halves(&self, c0: &RnsPoly, c1s: &RnsPoly) -> Result<RnsPoly> {
-        let mut p = c0.clone();
-        p.add_assign(c1s)?;
+    /// c0 + c1·s over the window; the halves must agree in parameters, level and width.
+    fn phase_of_halves(&self, c0: &C0Window, c1s: &C1TimesS) -> Result<RnsPoly> {
+        let mut p = c0.0.clone();
+        p.add_assign(&c1s.0)?;
         Ok(p)
     }
 
     /// Exact phase residues (m + e) mod q0 of the first `width` coefficients, from the online c0
     /// window and the offline [`SecretKey::c1_times_s`] (both at the same level and width).
-    pub fn decrypt_halves_mod_q0(&self, c0: &RnsPoly, c1s: &RnsPoly) -> Result<Vec<u64>> {
+    pub fn decrypt_halves_mod_q0(&self, c0: &C0Window, c1s: &C1TimesS) -> Result<Vec<u64>> {
         let p = self.phase_of_halves(c0, c1s)?;
         Ok(p.data[..p.width].to_vec())
     }
 
     /// Centered decryption (as [`SecretKey::decrypt`]) of the first `width` coefficients from
     /// the c0 window and the offline [`SecretKey::c1_times_s`].
-    pub fn decrypt_halves(&self, c0: &RnsPoly, c1s: &RnsPoly) -> Result<Vec<i128>> {
+    pub fn decrypt_halves(&self, c0: &C0Window, c1s: &C1TimesS) -> Result<Vec<i128>> {
         let p = self.phase_of_halves(c0, c1s)?;
         crt_centered(&self.params, &p.data, p.width, p.level + 1)
     }
@@ -495,8 +579,12 @@ mod tests {
             .iter()
             .map(|c| RnsPoly::from_seed(&params, 1, c.seed()).unwrap())
             .collect();
-        let c0s: Vec<RnsPoly> = cts.iter().map(|c| c.c0_window(b).unwrap()).collect();
+        let c0s: Vec<RnsPoly> = cts
+            .iter()
+            .map(|c| c.c0_window(b).unwrap().into_poly())
+            .collect();
         let (pre0, pre1) = pre.clone().into_halves(b).unwrap();
+        let (pre0, pre1) = (pre0.into_poly(), pre1.into_poly());
         let r1: Vec<&RnsPoly> = c1s.iter().collect();
         let r0: Vec<&RnsPoly> = c0s.iter().collect();
         let mut y1 = linear_polys(&r1, &m, None).unwrap();
@@ -508,7 +596,8 @@ mod tests {
             c.add_assign(&pre1).unwrap();
         }
         for ((whole, h0), h1) in y.iter().zip(&y0).zip(&y1) {
-            let d = sk.c1_times_s(h1, b).unwrap();
+            let d = sk.c1_times_s(&C1Half::new(h1.clone()).unwrap(), b).unwrap();
+            let h0 = &C0Window::new(h0.clone());
             let want = sk.decrypt(whole).unwrap();
             assert_eq!(sk.decrypt_halves(h0, &d).unwrap(), want[..b].to_vec());
             let want_q0 = sk.decrypt_mod_q0(whole).unwrap();
@@ -525,6 +614,34 @@ mod tests {
         assert!((got - want0).abs() < 4096.0, "{got} vs {want0}");
     }
 
+    /// Halves of different widths or levels do not decrypt together, and a c1 half must be
+    /// whole.
+    #[test]
+    fn halves_of_different_ciphertext_shapes_do_not_decrypt_together() {
+        let params = params();
+        let mut rng = os_rng();
+        let sk = SecretKey::generate(&params, &mut rng);
+        let pk = PublicKey::generate(&sk, &mut rng);
+        let (c0, c1) = pk.encrypt_halves(&[5i64], 1, 3, &mut rng).unwrap();
+        let d = sk.c1_times_s(&c1, 3).unwrap();
+        assert!(sk.decrypt_halves(&c0, &d).is_ok());
+        let narrow = sk.c1_times_s(&c1, 2).unwrap();
+        assert!(matches!(
+            sk.decrypt_halves(&c0, &narrow),
+            Err(Error::LengthMismatch { .. })
+        ));
+        let low = C1Half::new(c1.poly().mod_drop(0).unwrap()).unwrap();
+        let d0 = sk.c1_times_s(&low, 3).unwrap();
+        assert!(matches!(
+            sk.decrypt_halves_mod_q0(&c0, &d0),
+            Err(Error::LevelMismatch { .. })
+        ));
+        assert!(matches!(
+            C1Half::new(c0.into_poly()),
+            Err(Error::LengthMismatch { .. })
+        ));
+    }
+
     /// The direct small-window products agree with the NTT path, and window encryptions
     /// decrypt to their message.
     #[test]
@@ -533,16 +650,16 @@ mod tests {
         let mut rng = os_rng();
         let sk = SecretKey::generate(&params, &mut rng);
         let pk = PublicKey::generate(&sk, &mut rng);
-        let c1 = RnsPoly::from_seed(&params, 1, &[7u8; 32]).unwrap();
+        let c1 = C1Half::from_seed(&params, 1, &[7u8; 32]).unwrap();
         let direct = sk.c1_times_s(&c1, DIRECT_MAX).unwrap();
         let ntt = sk.c1_times_s(&c1, DIRECT_MAX + 1).unwrap();
-        assert_eq!(direct, ntt.window(DIRECT_MAX).unwrap());
+        assert_eq!(direct.poly(), &ntt.poly().window(DIRECT_MAX).unwrap());
         let bound = crate::noise::fresh_noise_bound(&params);
         for width in [1, 3, DIRECT_MAX, DIRECT_MAX + 1, 40] {
             let m: Vec<i64> = (0..width as i64).map(|j| (j - 2) * 100_000).collect();
             let (seed, w) = sk.encrypt_seeded_window(&m, 1, width, &mut rng).unwrap();
             let d = sk
-                .c1_times_s(&RnsPoly::from_seed(&params, 1, &seed).unwrap(), width)
+                .c1_times_s(&C1Half::from_seed(&params, 1, &seed).unwrap(), width)
                 .unwrap();
             let (c0, c1) = pk.encrypt_halves(&m, 1, width, &mut rng).unwrap();
             let d2 = sk.c1_times_s(&c1, width).unwrap();

@@ -563,7 +563,7 @@ fn polynomial_windows_round_trip_and_reject_bad_buffers() {
     for level in 0..=params.max_level() {
         let s = sk.encrypt_seeded(&m, level, &mut r).expect("enc");
         for width in [1, 7, n] {
-            let w = s.c0_window(width).expect("window");
+            let w = s.c0_window(width).expect("window").into_poly();
             let b = w.to_bytes();
             assert_eq!(b.len(), w.serialized_len());
             assert_eq!(RnsPoly::from_bytes(&params, &b).expect("de"), w);
@@ -585,7 +585,8 @@ fn polynomial_windows_round_trip_and_reject_bad_buffers() {
         .encrypt_seeded(&m, 0, &mut r)
         .expect("enc")
         .c0_window(1)
-        .expect("w");
+        .expect("w")
+        .into_poly();
     let mut bad = w1.to_bytes();
     let last = bad.len() - 1;
     bad[last] |= 0x80;
@@ -598,7 +599,8 @@ fn polynomial_windows_round_trip_and_reject_bad_buffers() {
         .encrypt_seeded(&m, 0, &mut r)
         .expect("enc")
         .c0_window(5)
-        .expect("w");
+        .expect("w")
+        .into_poly();
     let b = w.to_bytes();
     for bad_width in [0u32, 6, n as u32 + 1, u32::MAX] {
         let mut bad = b.clone();

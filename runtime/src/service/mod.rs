@@ -471,9 +471,7 @@ impl Inner {
                 m.refuse(kind);
                 ("refused", None)
             }
-            (Err(RuntimeError::Protocol(msg)), false, None)
-                if msg.starts_with(crate::handshake::REFUSED) =>
-            {
+            (Err(RuntimeError::Protocol(crate::ProtocolError::RefusedClient(_))), false, None) => {
                 m.refuse("protocol");
                 ("refused", None)
             }

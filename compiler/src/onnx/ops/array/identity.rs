@@ -12,7 +12,9 @@ pub fn identity(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
     Ok(())
 }
 
-/// Builds `Dropout` as an identity; training mode and the mask output are refused.
+/// Builds `Dropout` as an identity (inference mode). The optional `mask` output is accepted
+/// when nothing reads it (exporters often name it anyway); training mode and a mask that a
+/// node or the graph's outputs read are refused.
 pub fn dropout(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
     if node.opset() >= 12 {
         if let Some(t) = ctx.const_input(node, 2, "training_mode")? {
@@ -25,8 +27,12 @@ pub fn dropout(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
             }
         }
     }
-    if node.pb.output.get(1).is_some_and(|o| !o.is_empty()) {
-        return Err(node.unsupported("output", "mask", "Dropout with a single output"));
+    if ctx.output_is_read(node, 1) {
+        return Err(node.unsupported(
+            "output",
+            format!("mask `{}` (read by the graph)", node.pb.output[1]),
+            "Dropout whose mask output is absent or unused",
+        ));
     }
     let x = ctx.req_input(node, 0)?;
     ctx.emit(node, Op::Dropout, vec![x])?;

@@ -15,6 +15,7 @@ pub fn register_all_ops(reg: &mut OpRegister) {
     reg.insert("AveragePool", pool::average_pool);
     reg.insert("MaxPool", pool::max_pool);
     reg.insert("GlobalAveragePool", pool::global_average_pool);
+    reg.insert("ReduceMean", pool::reduce_mean);
     reg.insert("BatchNormalization", batch_norm::batch_norm);
 }
 

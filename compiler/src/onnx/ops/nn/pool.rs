@@ -67,3 +67,43 @@ pub fn global_average_pool(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportEr
     ctx.emit(node, Op::GlobalAvgPool, vec![x])?;
     Ok(())
 }
+
+/// Builds `ReduceMean` over the two spatial axes of a 4-D tensor (`x.mean([2, 3])`, as
+/// torchvision's ShuffleNet ends) as `GlobalAveragePool`, followed by a `Flatten` when
+/// `keepdims = 0`. Other axes are refused.
+pub fn reduce_mean(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
+    let x = ctx.req_input(node, 0)?;
+    let xs = ctx.shape(x).to_vec();
+    require_4d(node, &xs)?;
+    let axes = if node.opset() >= 18 {
+        ctx.const_ints(node, 1, "axes")?
+    } else {
+        node.ints("axes")?
+    };
+    let mut axes: Vec<i64> = axes
+        .unwrap_or_default()
+        .iter()
+        .map(|&a| if a < 0 { a + 4 } else { a })
+        .collect();
+    axes.sort_unstable();
+    if axes != [2, 3] {
+        return Err(node.unsupported(
+            "axes",
+            format!("{axes:?}"),
+            "the spatial axes [2, 3] of a 4-D tensor (a global average pool)",
+        ));
+    }
+    if node.int_or("keepdims", 1)? != 0 {
+        ctx.emit(node, Op::GlobalAvgPool, vec![x])?;
+        return Ok(());
+    }
+    let out = node
+        .pb
+        .output
+        .first()
+        .ok_or_else(|| node.invalid("missing output #0"))?;
+    let pooled = format!("{out}/global_average_pool");
+    let p = ctx.emit_named(node, Op::GlobalAvgPool, vec![x], &[pooled])?;
+    ctx.emit_named(node, Op::Flatten { axis: 1 }, p, std::slice::from_ref(out))?;
+    Ok(())
+}

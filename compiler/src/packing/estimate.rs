@@ -1,0 +1,249 @@
+//! The cost of a plan's linear layers in image packing, beside batch packing, per image.
+//!
+//! Every `HeOp::Linear` of a (batch-packed) plan is re-packed with [`PolyMap::build`] from the
+//! integer matrix it stores. Assumptions (image packing: one image per set of polynomials, so
+//! the batch does not divide anything):
+//! - residues travel bit-packed (⌈log2 q⌉ bits per coefficient and limb), as the runtime sends
+//!   them;
+//! - the client uploads each input layout's polynomials as seeded encryptions (full c0 of
+//!   `N·(ℓ+1)` residues plus a 32-byte seed), again for every layout an MPC output feeds;
+//! - HE→MPC: the c1 of every polynomial holding circuit inputs goes to the client offline
+//!   (`N` residues at level 0), online only the wanted coefficients of c0;
+//! - batch packing, per value and image: seeded uploads (a seed and a c0 window of B
+//!   coefficients), decrypted values (c1 offline, a c0 window online), divided by B;
+//! - output: c1 offline, the wanted coefficients of c0 online, per limb of the output level;
+//! - time: both halves of every product; a transform costs `N·log2 N` and a pointwise product
+//!   or scalar copy `N` coefficient operations per limb, at the measured coefficient rate.
+//!
+//! The garbled circuits are the same in both packings and are not counted here.
+
+use std::collections::BTreeMap;
+
+use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
+use mp2ml_ir::weights::{Section, WeightsFile};
+use serde::Serialize;
+
+use super::cost::MapCost;
+use super::{MapKind, PolyMap};
+
+/// One linear op in image packing.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageLinear {
+    /// Op name (fused model nodes).
+    pub name: String,
+    /// HomConv, HomFC or copies.
+    pub kind: String,
+    /// Products per image (one half).
+    pub products: usize,
+    /// Input polynomials (all layouts).
+    pub input_polys: usize,
+    /// Output polynomials.
+    pub output_polys: usize,
+    /// Level of the inputs.
+    pub level_in: usize,
+    /// Whether an input is the output of another linear op (a chain): image packing then
+    /// needs the fused form, whose cost is not counted here.
+    pub chained: bool,
+}
+
+/// Both packings' HE cost per image at the plan's batch.
+#[derive(Clone, Debug, Serialize)]
+pub struct PackingEstimate {
+    /// Ring dimension.
+    pub n: usize,
+    /// The plan's batch (images per ciphertext group in batch packing).
+    pub batch: usize,
+    /// Linear ops in image packing.
+    pub linears: Vec<ImageLinear>,
+    /// Image packing: ciphertext bytes per image.
+    pub image_bytes: f64,
+    /// Image packing: HE seconds per image (both halves).
+    pub image_seconds: f64,
+    /// Batch packing: ciphertext bytes per image at the plan's batch.
+    pub batch_bytes: f64,
+    /// Batch packing: HE seconds per image at the plan's batch.
+    pub batch_seconds: f64,
+}
+
+impl PackingEstimate {
+    /// The packing with the smaller estimated time (bytes as the tie-break), and why.
+    pub fn cheaper(&self) -> (&'static str, String) {
+        let image = (self.image_seconds, self.image_bytes);
+        let batch = (self.batch_seconds, self.batch_bytes);
+        if image < batch {
+            (
+                "image",
+                format!(
+                    "image packing: {:.1} ms and {:.2} MB of ciphertexts per image against {:.1} ms and {:.2} MB in batch packing at batch {}",
+                    image.0 * 1e3,
+                    image.1 / 1e6,
+                    batch.0 * 1e3,
+                    batch.1 / 1e6,
+                    self.batch
+                ),
+            )
+        } else {
+            (
+                "batch",
+                format!(
+                    "batch packing at batch {}: {:.1} ms and {:.2} MB of ciphertexts per image against {:.1} ms and {:.2} MB in image packing",
+                    self.batch,
+                    batch.0 * 1e3,
+                    batch.1 / 1e6,
+                    image.0 * 1e3,
+                    image.1 / 1e6
+                ),
+            )
+        }
+    }
+}
+
+/// Estimates both packings for `plan` with its weights file, at `rate` coefficient operations
+/// per second.
+pub fn estimate(
+    plan: &ServerPlan,
+    weights: &WeightsFile,
+    rate: f64,
+) -> Result<PackingEstimate, String> {
+    let p = &plan.public;
+    let n = p.params.n();
+    let nf = n as f64;
+    let b = p.batch.clamp(1, n) as f64;
+    let rate = rate.max(1.0);
+    let ntt = nf * nf.log2() / rate;
+    // Residues travel bit-packed: ⌈log2 q⌉ bits per coefficient and limb.
+    let bits: Vec<f64> = p
+        .params
+        .moduli
+        .iter()
+        .map(|&q| f64::from(64 - q.leading_zeros()))
+        .collect();
+    let limb_bytes =
+        |level: usize, coeffs: f64| coeffs * bits.iter().take(level + 1).sum::<f64>() / 8.0;
+    let residues = |level: usize| limb_bytes(level, nf);
+    // Batch packing per value: a seeded upload is a seed plus a c0 window of B coefficients;
+    // a decrypted value is its c1 (offline, N coefficients) plus a c0 window.
+    let upload = |level: usize| (32.0 + limb_bytes(level, b)) / b;
+    let download = |level: usize| (residues(level) + limb_bytes(level, b)) / b;
+    // Producer of every tensor: linear op output or MPC output (or the input, tensor 0).
+    let mut linear_out: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut maps: Vec<(PolyMap, usize)> = Vec::new();
+    let mut est = PackingEstimate {
+        n,
+        batch: p.batch,
+        linears: Vec::new(),
+        image_bytes: 0.0,
+        image_seconds: 0.0,
+        batch_bytes: 0.0,
+        batch_seconds: 0.0,
+    };
+    // Batch packing: the client's uploads (seeded halves), the shares and the output.
+    if let Some(t) = plan.tensors.first() {
+        est.batch_bytes += t.len() as f64 * upload(t.level);
+    }
+    // Mod-drops are limb truncations: every tensor a mod-drop makes is its source.
+    let mut alias: BTreeMap<usize, usize> = BTreeMap::new();
+    let resolve = |alias: &BTreeMap<usize, usize>, mut t: usize| {
+        while let Some(&s) = alias.get(&t) {
+            t = s;
+        }
+        t
+    };
+    for seg in &plan.segments {
+        match seg {
+            Segment::He(h) => {
+                for op in &h.ops {
+                    match op {
+                        HeOp::Linear {
+                            name,
+                            inputs,
+                            output,
+                            matrix,
+                            level_in,
+                        } => {
+                            let section = weights.section(matrix).map_err(|e| e.to_string())?;
+                            let (m, st) = match section {
+                                Section::Csr(m) => (m, None),
+                                Section::Structured(s) => {
+                                    (s.to_csr().map_err(|e| e.to_string())?, Some(s))
+                                }
+                            };
+                            let shapes: Vec<Vec<usize>> = inputs
+                                .iter()
+                                .map(|&i| {
+                                    plan.tensors
+                                        .get(i)
+                                        .map(|t| t.shape.clone())
+                                        .unwrap_or_default()
+                                })
+                                .collect();
+                            let map = PolyMap::build(&m, st.as_ref(), &shapes, n)
+                                .map_err(|e| format!("`{name}`: {e}"))?;
+                            let c = MapCost::of(&map);
+                            let limbs = *level_in as f64 + 1.0;
+                            // Both halves: transforms in and out, products, copies.
+                            est.image_seconds += 2.0
+                                * limbs
+                                * ((c.forward + c.inverse) as f64 * ntt
+                                    + (c.products + c.scalars) as f64 * nf / rate);
+                            est.batch_seconds += matrix.nnz as f64 * limbs * nf / rate / b;
+                            let chained = inputs
+                                .iter()
+                                .any(|&i| linear_out.contains_key(&resolve(&alias, i)));
+                            // Uploads of the inputs in this op's layouts (the input and MPC
+                            // outputs; the client encrypts one copy per consuming layout).
+                            for (l, &i) in map.inputs.iter().zip(inputs) {
+                                if !linear_out.contains_key(&resolve(&alias, i)) {
+                                    let lvl = plan.tensors.get(i).map_or(0, |t| t.level);
+                                    est.image_bytes += l.polys() as f64 * (residues(lvl) + 32.0);
+                                }
+                            }
+                            est.linears.push(ImageLinear {
+                                name: name.clone(),
+                                kind: match map.kind {
+                                    MapKind::Conv => "HomConv",
+                                    MapKind::Dense => "HomFC",
+                                    MapKind::Copy => "copy",
+                                }
+                                .into(),
+                                products: c.products,
+                                input_polys: c.input_polys,
+                                output_polys: c.output_polys,
+                                level_in: *level_in,
+                                chained,
+                            });
+                            linear_out.insert(*output, maps.len());
+                            maps.push((map, *level_in));
+                        }
+                        HeOp::ModDrop { input, output, .. } => {
+                            alias.insert(*output, *input);
+                        }
+                    }
+                }
+            }
+            Segment::Mpc(bind) => {
+                let Some(st) = p.mpc_steps.get(bind.step) else {
+                    continue;
+                };
+                est.batch_bytes +=
+                    st.values_in as f64 * download(0) + st.values_out as f64 * upload(st.out_level);
+                // c1 of the polynomials holding the step's inputs, and the wanted c0s.
+                let src = resolve(&alias, bind.input);
+                let polys = linear_out
+                    .get(&src)
+                    .and_then(|&k| maps.get(k))
+                    .map_or(st.values_in, |(m, _)| m.output.polys());
+                est.image_bytes += polys as f64 * residues(0) + limb_bytes(0, st.values_in as f64);
+            }
+        }
+    }
+    let out = resolve(&alias, plan.output_tensor);
+    let out_level = p.output.level;
+    let (polys, wanted) = linear_out
+        .get(&out)
+        .and_then(|&k| maps.get(k))
+        .map_or((1, 1), |(m, _)| (m.output.polys(), m.output.len()));
+    est.image_bytes += polys as f64 * residues(out_level) + limb_bytes(out_level, wanted as f64);
+    est.batch_bytes += p.output.shape.iter().product::<usize>() as f64 * download(out_level);
+    Ok(est)
+}
