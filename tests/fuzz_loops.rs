@@ -386,6 +386,7 @@ fn fuzz_circuits() {
     let sc = mp2ml_ir::circuit::activations::relu(&mp2ml_ir::circuit::activations::CircuitParams {
         q0: mp2ml_ckks::ntt_primes(30, 4096, 1, &[]).expect("q0")[0],
         sigma: 40,
+        style: Default::default(),
     });
     // Encoding: header (garbler inputs, evaluator inputs, share_bits, mask_bits: u32 each), then
     // gates as (tag u8, a u32, b u32), then outputs after a 0xff tag.

@@ -140,7 +140,11 @@ pub mod toy {
         let q0 = ntt_primes(30, N, 1, &[]).expect("q0")[0];
         let p1 = ntt_primes(44, N, 1, &[q0]).expect("p1")[0];
         let p2 = ntt_primes(30, N, 1, &[q0, p1]).expect("p2")[0];
-        let sc = relu(&CircuitParams { q0, sigma: 40 });
+        let sc = relu(&CircuitParams {
+            q0,
+            sigma: 40,
+            style: Default::default(),
+        });
         let mut ww = WeightsWriter::new();
         let m1 = ww.push(&int_matrix(&model.w1, &model.b1, p1, F));
         let m2 = ww.push(&int_matrix(&model.w2, &model.b2, p2, F + 40));

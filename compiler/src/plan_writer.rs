@@ -79,6 +79,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
     let cp = CircuitParams {
         q0: ch.moduli[0],
         sigma: s.sigma,
+        style: Default::default(),
     };
     // Circuits, deduplicated.
     let mut circuits: Vec<ShareCircuit> = Vec::new();

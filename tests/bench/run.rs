@@ -368,7 +368,11 @@ fn ckks_add_mul(reps: usize) -> BenchResult<(Stat, Stat, u64)> {
 }
 
 fn table2(opts: &Opts, q0: u64, q0_from: &str) -> BenchResult<Table2> {
-    let p = CircuitParams { q0, sigma: 40 };
+    let p = CircuitParams {
+        q0,
+        sigma: 40,
+        style: Default::default(),
+    };
     let sc = relu(&p);
     let counts: &[usize] = if opts.quick { &[100] } else { &[1000, 2048] };
     let mut rows = Vec::new();

@@ -12,6 +12,7 @@
 //!   unsigned comparisons of `s` order the signed values; their outputs keep the offset `h`.
 
 use super::builder::{pad, Bit, Builder, Word};
+use super::prefix::Style;
 use super::ShareCircuit;
 
 /// Parameters shared by all circuits of a plan.
@@ -21,6 +22,8 @@ pub struct CircuitParams {
     pub q0: u64,
     /// Statistical security bits of the output mask.
     pub sigma: u32,
+    /// Size-optimal (Yao) or depth-optimized (GMW) arithmetic.
+    pub style: Style,
 }
 
 impl CircuitParams {
@@ -73,6 +76,15 @@ fn reconstruct(bld: &mut Builder, p: &CircuitParams, a: &[Bit], b: &[Bit]) -> Wo
     bld.mux(ge, &u[..w as usize], &t[..w as usize])
 }
 
+/// A builder in the style of `p`; depth-optimized circuits carry a `_depth` suffix.
+fn new_builder(p: &CircuitParams, name: String, garbler: u32, evaluator: u32) -> Builder {
+    let name = match p.style {
+        Style::Size => name,
+        Style::Depth => format!("{name}_depth"),
+    };
+    Builder::new(name, garbler, evaluator).with_style(p.style)
+}
+
 /// Adds the server's mask: `y + r'` on `mask_bits + 1` bits.
 fn add_mask(bld: &mut Builder, y: &[Bit], mask: &[Bit]) -> Word {
     bld.add(y, mask)
@@ -111,7 +123,12 @@ pub fn relu(p: &CircuitParams) -> ShareCircuit {
         mask_bits: out_bits + p.sigma,
         values_in: 1,
     };
-    let mut bld = Builder::new(format!("relu_q{}_s{}", w, p.sigma), lay.garbler_bits(1), w);
+    let mut bld = new_builder(
+        p,
+        format!("relu_q{}_s{}", w, p.sigma),
+        lay.garbler_bits(1),
+        w,
+    );
     let (a, b, r) = (lay.a(&bld, 0), lay.b(&bld, 0), lay.mask(&bld, 0));
     let v = reconstruct(&mut bld, p, &a, &b);
     let h = Builder::constant(u128::from(p.half()), w);
@@ -162,22 +179,37 @@ pub fn maxpool(
         w,
         p.sigma
     );
-    let mut bld = Builder::new(name, lay.garbler_bits(values_out), values_in * w);
+    let mut bld = new_builder(p, name, lay.garbler_bits(values_out), values_in * w);
     let s = reconstruct_all(&mut bld, p, &lay);
     let h = Builder::constant(u128::from(p.half()), w);
     let mut outs = Vec::with_capacity(windows.len());
     for (o, win) in windows.iter().enumerate() {
-        let mut acc: Option<Word> = if fuse_relu { Some(h.clone()) } else { None };
-        for &i in win {
-            let Some(si) = s.get(i as usize) else {
-                continue;
-            };
-            acc = Some(match acc {
-                None => si.clone(),
-                Some(m) => max2(&mut bld, &m, si),
-            });
+        let mut items: Vec<Word> = if fuse_relu {
+            vec![h.clone()]
+        } else {
+            Vec::new()
+        };
+        items.extend(win.iter().filter_map(|&i| s.get(i as usize).cloned()));
+        let m = match p.style {
+            // A running maximum: fewest gates.
+            Style::Size => items.into_iter().reduce(|m, si| max2(&mut bld, &m, &si)),
+            // A tournament: depth log2(window) comparisons.
+            Style::Depth => {
+                while items.len() > 1 {
+                    let mut next = Vec::with_capacity(items.len().div_ceil(2));
+                    let mut it = items.into_iter();
+                    while let Some(x) = it.next() {
+                        next.push(match it.next() {
+                            Some(y) => max2(&mut bld, &x, &y),
+                            None => x,
+                        });
+                    }
+                    items = next;
+                }
+                items.pop()
+            }
         }
-        let m = acc.unwrap_or_else(|| h.clone());
+        .unwrap_or_else(|| h.clone());
         let r = lay.mask(&bld, o as u32);
         outs.push(add_mask(&mut bld, &m, &r));
     }
@@ -192,7 +224,8 @@ pub fn clip(p: &CircuitParams, lo: i64, hi: i64) -> ShareCircuit {
         mask_bits: w + p.sigma,
         values_in: 1,
     };
-    let mut bld = Builder::new(
+    let mut bld = new_builder(
+        p,
         format!("clip_{lo}_{hi}_q{}_s{}", w, p.sigma),
         lay.garbler_bits(1),
         w,
@@ -219,7 +252,8 @@ pub fn leaky_relu(p: &CircuitParams, alpha_num: u64, alpha_shift: u32) -> ShareC
         mask_bits: w + p.sigma,
         values_in: 1,
     };
-    let mut bld = Builder::new(
+    let mut bld = new_builder(
+        p,
         format!("leaky_relu_{alpha_num}_{alpha_shift}_q{}_s{}", w, p.sigma),
         lay.garbler_bits(1),
         w,
@@ -256,7 +290,8 @@ pub fn square(p: &CircuitParams, frac_bits: u32) -> ShareCircuit {
         mask_bits: out_bits + p.sigma,
         values_in: 1,
     };
-    let mut bld = Builder::new(
+    let mut bld = new_builder(
+        p,
         format!("square_f{frac_bits}_q{}_s{}", w, p.sigma),
         lay.garbler_bits(1),
         w,

@@ -6,6 +6,7 @@
 //! (ripple-carry adders with the `c' = c ⊕ ((a ⊕ c) ∧ (b ⊕ c))` carry, as in the half-gates
 //! literature), and XOR/INV are free under free-XOR garbling.
 
+use super::prefix::Style;
 use super::{Circuit, Gate, Wire};
 
 /// A bit during construction: a known constant or a wire of the circuit.
@@ -27,6 +28,7 @@ pub struct Builder {
     evaluator_inputs: u32,
     gates: Vec<Gate>,
     next: Wire,
+    style: Style,
 }
 
 impl Builder {
@@ -38,7 +40,19 @@ impl Builder {
             evaluator_inputs,
             gates: Vec::new(),
             next: garbler_inputs + evaluator_inputs,
+            style: Style::Size,
         }
+    }
+
+    /// Selects the arithmetic of the word-level primitives (adders, comparisons, products).
+    pub fn with_style(mut self, style: Style) -> Self {
+        self.style = style;
+        self
+    }
+
+    /// The arithmetic style in use.
+    pub fn style(&self) -> Style {
+        self.style
     }
 
     /// `bits` garbler input wires starting at garbler bit `offset`.
@@ -116,6 +130,9 @@ impl Builder {
     /// `a + b + cin` on `max(len)` bits; returns the sum and the carry out. Shorter words are
     /// zero-extended.
     pub fn add_with_carry(&mut self, a: &[Bit], b: &[Bit], cin: Bit) -> (Word, Bit) {
+        if self.style == Style::Depth {
+            return self.add_with_carry_prefix(a, b, cin);
+        }
         let n = a.len().max(b.len());
         let mut c = cin;
         let mut s = Vec::with_capacity(n);
@@ -140,6 +157,9 @@ impl Builder {
 
     /// `(a + b) mod 2^max(len)` without computing the final carry.
     pub fn add_trunc(&mut self, a: &[Bit], b: &[Bit]) -> Word {
+        if self.style == Style::Depth {
+            return self.add_trunc_prefix(a, b);
+        }
         let n = a.len().max(b.len());
         let mut c = Bit::Const(false);
         let mut s = Vec::with_capacity(n);
@@ -169,6 +189,9 @@ impl Builder {
 
     /// `a ≥ b` (unsigned) computing only the borrow chain: one AND per non-constant position.
     pub fn ge(&mut self, a: &[Bit], b: &[Bit]) -> Bit {
+        if self.style == Style::Depth {
+            return self.ge_prefix(a, b);
+        }
         let n = a.len().max(b.len());
         let mut c = Bit::Const(true);
         for i in 0..n {
@@ -210,6 +233,7 @@ impl Builder {
     pub fn mul_const(&mut self, a: &[Bit], c: u128, bits: u32) -> Word {
         let mut acc: Word = Self::constant(0, bits);
         let mut first = true;
+        let mut rows = Vec::new();
         for shift in 0..bits.min(128) {
             if (c >> shift) & 1 == 0 {
                 continue;
@@ -217,6 +241,10 @@ impl Builder {
             let mut shifted: Word = vec![Bit::Const(false); shift as usize];
             shifted.extend_from_slice(a);
             shifted.truncate(bits as usize);
+            if self.style == Style::Depth {
+                rows.push(shifted);
+                continue;
+            }
             acc = if first {
                 pad(&shifted, bits)
             } else {
@@ -224,13 +252,18 @@ impl Builder {
             };
             first = false;
         }
+        if self.style == Style::Depth && !rows.is_empty() {
+            return self.sum_tree(rows, bits);
+        }
         pad(&acc, bits)
     }
 
-    /// `a · b` (unsigned, schoolbook) on `bits` bits.
+    /// `a · b` (unsigned, schoolbook) on `bits` bits; the depth style sums the partial
+    /// products by a balanced tree.
     pub fn mul(&mut self, a: &[Bit], b: &[Bit], bits: u32) -> Word {
         let mut acc: Word = Self::constant(0, bits);
         let mut first = true;
+        let mut rows = Vec::new();
         for (shift, &bj) in b.iter().enumerate() {
             if shift as u32 >= bits {
                 break;
@@ -242,12 +275,19 @@ impl Builder {
                 }
                 row.push(self.and(ai, bj));
             }
+            if self.style == Style::Depth {
+                rows.push(row);
+                continue;
+            }
             acc = if first {
                 pad(&row, bits)
             } else {
                 self.add_trunc(&acc, &row)
             };
             first = false;
+        }
+        if self.style == Style::Depth && !rows.is_empty() {
+            return self.sum_tree(rows, bits);
         }
         pad(&acc, bits)
     }

@@ -14,6 +14,9 @@
 
 pub mod activations;
 pub mod builder;
+pub mod prefix;
+
+pub use prefix::Style;
 
 use serde::{Deserialize, Serialize};
 

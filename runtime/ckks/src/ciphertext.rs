@@ -34,6 +34,13 @@ impl IntCoeff for i128 {
     }
 }
 
+impl IntCoeff for u128 {
+    #[inline]
+    fn residue(self, q: u64) -> u64 {
+        (self % u128::from(q)) as u64
+    }
+}
+
 impl IntCoeff for i32 {
     #[inline]
     fn residue(self, q: u64) -> u64 {
@@ -304,8 +311,7 @@ impl SecretKey {
     }
 
     /// Exact phase residues (m + e) mod q0, coefficient by coefficient (any level; q0 | Q_ℓ).
-    /// Used for masked shares: after [`Ciphertext::add_mask_q0`] with mask r this is
-    /// (m + e + r) mod q0.
+    /// For a share masked with r (an encryption of r added at level 0) this is (m + e + r) mod q0.
     pub fn decrypt_mod_q0(&self, ct: &Ciphertext) -> Result<Vec<u64>> {
         self.check_ct(ct)?;
         Ok(self.phase(ct, 1))

@@ -106,12 +106,6 @@ pub enum Error {
         /// Highest level allowed here.
         max: usize,
     },
-    /// Operation needs a level-0 ciphertext.
-    #[error("operation needs a level-0 ciphertext, got level {level}")]
-    NotLevelZero {
-        /// The ciphertext's level.
-        level: usize,
-    },
     /// Operands were made under different parameter sets.
     #[error("operands belong to different parameter sets")]
     ParamsMismatch,

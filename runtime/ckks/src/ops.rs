@@ -9,7 +9,7 @@ use crate::ciphertext::{apply_plain, Ciphertext, IntCoeff, SeededCiphertext};
 use crate::error::{Error, Result};
 use crate::keys::PublicKey;
 use crate::params::Params;
-use crate::sample::{uniform_mod, uniform_symmetric};
+use crate::sample::uniform_symmetric;
 
 /// Two operands of a binary operation: same parameters and level.
 pub(crate) fn check_operands(
@@ -199,23 +199,6 @@ impl Ciphertext {
         let n = self.params.n();
         let noise: Vec<i128> = (0..n).map(|_| uniform_symmetric(rng, bits)).collect();
         self.add_plain(&noise)
-    }
-
-    /// HE→MPC masking: for a level-0 ciphertext, draws r uniform in Z_q0 for every coefficient,
-    /// adds it to c0 and returns r. Decrypting then gives (m + e + r) mod q0 exactly; the
-    /// server's share is (−r) mod q0.
-    pub fn add_mask_q0<R: CryptoRng + ?Sized>(&mut self, rng: &mut R) -> Result<Vec<u64>> {
-        if self.level != 0 {
-            return Err(Error::NotLevelZero { level: self.level });
-        }
-        let md = self.params.mods[0];
-        let mask: Vec<u64> = (0..self.params.n())
-            .map(|_| uniform_mod(rng, md.q))
-            .collect();
-        for (x, &r) in self.c0.iter_mut().zip(&mask) {
-            *x = md.add(*x, r);
-        }
-        Ok(mask)
     }
 }
 

@@ -208,6 +208,33 @@ impl Params {
         self.moduli[0]
     }
 
+    /// Residues, modulo each prime of `level`, of F = 2^shift · p_{level−top+1} ⋯ p_level (the
+    /// product of the `top` highest primes of the level; `top` = 0 gives 2^shift). A value
+    /// encoded times F at `level` returns to its own scale exactly after `top` rescales — the
+    /// entry flood's raised scale (docs/ARCHITECTURE.md, "Flooding").
+    pub fn factor_residues(&self, level: usize, top: usize, shift: u32) -> Result<Vec<u64>> {
+        self.check_level(level)?;
+        if top > level {
+            return Err(Error::InvalidLevel {
+                level: top,
+                max: level,
+            });
+        }
+        Ok(self.mods[..=level]
+            .iter()
+            .map(|md| {
+                let mut f = md.reduce_u128(1);
+                for _ in 0..shift {
+                    f = md.add(f, f);
+                }
+                for &p in &self.moduli[level + 1 - top..=level] {
+                    f = md.mul(f, md.reduce_u128(u128::from(p)));
+                }
+                f
+            })
+            .collect())
+    }
+
     /// A 64-bit fingerprint of (N, moduli), written into serialized objects.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint

@@ -304,6 +304,49 @@ impl RnsPoly {
         self.plain_op(m, Modulus::sub)
     }
 
+    /// Adds `m[k]·F` to the first coefficients, for an integer factor F given by its residues
+    /// modulo each prime of the level ([`Params::factor_residues`]): exact for any size of
+    /// `m[k]·F`, as the product is formed modulo every prime separately.
+    pub fn add_plain_scaled<C: IntCoeff>(&mut self, m: &[C], factor: &[u64]) -> Result<()> {
+        self.scaled_op(m, factor, Modulus::add)
+    }
+
+    /// Subtracts `m[k]·F` from the first coefficients (see [`RnsPoly::add_plain_scaled`]).
+    pub fn sub_plain_scaled<C: IntCoeff>(&mut self, m: &[C], factor: &[u64]) -> Result<()> {
+        self.scaled_op(m, factor, Modulus::sub)
+    }
+
+    fn scaled_op<C: IntCoeff>(
+        &mut self,
+        m: &[C],
+        factor: &[u64],
+        op: impl Fn(&Modulus, u64, u64) -> u64,
+    ) -> Result<()> {
+        let mods = &self.params.mods[..=self.level];
+        if factor.len() != mods.len() {
+            return Err(Error::LengthMismatch {
+                expected: mods.len(),
+                actual: factor.len(),
+            });
+        }
+        if m.len() > self.width {
+            return Err(Error::LengthMismatch {
+                expected: self.width,
+                actual: m.len(),
+            });
+        }
+        for ((md, limb), &f) in mods
+            .iter()
+            .zip(self.data.chunks_exact_mut(self.width))
+            .zip(factor)
+        {
+            for (o, &x) in limb.iter_mut().zip(m) {
+                *o = op(md, *o, md.mul(x.residue(md.q), f));
+            }
+        }
+        Ok(())
+    }
+
     /// Rescale by the last prime (level ℓ → ℓ − 1), exactly as [`Ciphertext::rescale_assign`]
     /// does to each half.
     pub fn rescale_assign(&mut self) -> Result<()> {

@@ -21,18 +21,6 @@ pub fn os_rng() -> ChaCha20Rng {
     ChaCha20Rng::from_os_rng()
 }
 
-/// Uniform residue in [0, q) by rejection on the next power of two (acceptance > 1/2).
-#[inline]
-pub(crate) fn uniform_mod<R: RngCore + ?Sized>(rng: &mut R, q: u64) -> u64 {
-    let mask = u64::MAX >> (q - 1).leading_zeros();
-    loop {
-        let x = rng.next_u64() & mask;
-        if x < q {
-            return x;
-        }
-    }
-}
-
 /// N uniform ternary coefficients in {−1, 0, 1}: 2-bit chunks, rejecting the value 3.
 pub(crate) fn ternary<R: CryptoRng + ?Sized>(rng: &mut R, n: usize) -> Vec<i8> {
     let mut out = Vec::with_capacity(n);

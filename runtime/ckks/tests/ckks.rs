@@ -378,36 +378,6 @@ fn linear_matches_scalar_ops_for_every_prime_size() {
 }
 
 #[test]
-fn mask_mod_q0_gives_exact_additive_shares() {
-    let params = params3();
-    let (sk, pk, mut r) = keys(&params, 7);
-    let n = params.n();
-    let q0 = params.q0();
-    let m = random_msg(&mut r, n, 40);
-    let mut ct = pk.encrypt(&m, 2, &mut r).expect("enc");
-    assert_eq!(
-        ct.add_mask_q0(&mut r).unwrap_err(),
-        Error::NotLevelZero { level: 2 }
-    );
-    ct.mod_drop_assign(0).expect("drop");
-    ct.rerandomize(&pk, &mut r).expect("rerand");
-    let value = sk.decrypt(&ct).expect("dec"); // m + e, centered
-    assert!(max_err(&value, &widen(&m, n)) <= 2.0 * fresh_noise_bound(&params));
-    let mask = ct.add_mask_q0(&mut r).expect("mask");
-    assert_eq!(mask.len(), n);
-    let a = sk.decrypt_mod_q0(&ct).expect("dec");
-    for k in 0..n {
-        assert!(mask[k] < q0);
-        let want = (value[k] + i128::from(mask[k])).rem_euclid(i128::from(q0)) as u64;
-        assert_eq!(a[k], want, "coefficient {k}");
-        // Server share b = −r: a + b ≡ value (mod q0).
-        let b = (q0 - mask[k]) % q0;
-        let t = (u128::from(a[k]) + u128::from(b)) % u128::from(q0);
-        assert_eq!(t as i128, value[k].rem_euclid(i128::from(q0)));
-    }
-}
-
-#[test]
 fn rerandomize_and_flood() {
     let params = params3();
     let (sk, pk, mut r) = keys(&params, 8);

@@ -234,15 +234,50 @@ mod tests {
         }
     }
 
+    /// Rank over GF(2) of the 128×128 matrix whose columns are `cols` (Gaussian elimination).
+    fn rank(mut cols: Vec<u128>) -> usize {
+        let mut rank = 0;
+        for bit in 0..128 {
+            let Some(p) = (rank..cols.len()).find(|&i| (cols[i] >> bit) & 1 == 1) else {
+                continue;
+            };
+            cols.swap(rank, p);
+            let pivot = cols[rank];
+            for (i, c) in cols.iter_mut().enumerate() {
+                if i != rank && (*c >> bit) & 1 == 1 {
+                    *c ^= pivot;
+                }
+            }
+            rank += 1;
+        }
+        rank
+    }
+
+    /// The matrix of a GF(2)-linear map of 128-bit words: its images of the unit vectors.
+    fn matrix(f: impl Fn(u128) -> u128) -> Vec<u128> {
+        (0..128).map(|i| f(1u128 << i)).collect()
+    }
+
     #[test]
     fn sigma_is_linear_orthomorphism() {
+        // Linear: σ(a ⊕ b) = σ(a) ⊕ σ(b), so σ is its matrix.
         let mut rng = ChaCha20Rng::seed_from_u64(2);
         for _ in 0..100 {
             let (a, b): (u128, u128) = (rng.random(), rng.random());
             assert_eq!(sigma(a ^ b), sigma(a) ^ sigma(b));
-            // σ(x) ⊕ x is also a permutation: it is injective on random samples.
-            assert_ne!(sigma(a) ^ a, sigma(b) ^ b);
         }
+        // Orthomorphism (Guo et al. 2020, Def. 3): σ and x ↦ σ(x) ⊕ x are both permutations,
+        // i.e. both matrices have full rank over GF(2)^128.
+        assert_eq!(rank(matrix(sigma)), 128, "σ is not a permutation");
+        assert_eq!(
+            rank(matrix(|x| sigma(x) ^ x)),
+            128,
+            "σ ⊕ id is not a permutation"
+        );
+        // The rank test sees singular maps: x_L ‖ x_L has rank 64, and σ² ⊕ σ ⊕ id is zero
+        // (σ acts on (x_L, x_R) as multiplication by a root of X² + X + 1).
+        assert_eq!(rank(matrix(|x| (x >> 64) | ((x >> 64) << 64))), 64);
+        assert_eq!(rank(matrix(|x| sigma(sigma(x)) ^ sigma(x) ^ x)), 0);
         assert_eq!(sigma(1u128 << 64), (1u128 << 64) | 1);
     }
 

@@ -468,7 +468,11 @@ fn share_bits(
 fn gmw_equals_plaintext_on_every_production_circuit() {
     let mut r = rng(21);
     // q0 = 97: every share pair (a, b) of single-input circuits, random pairs for MaxPool.
-    let small = CircuitParams { q0: 97, sigma: 3 };
+    let small = CircuitParams {
+        q0: 97,
+        sigma: 3,
+        style: Default::default(),
+    };
     for sc in production(&small, 2) {
         sc.check_layout().expect("layout");
         let q = small.q0;
@@ -500,6 +504,7 @@ fn gmw_equals_plaintext_on_every_production_circuit() {
     let full = CircuitParams {
         q0: 2_147_483_647,
         sigma: 40,
+        style: Default::default(),
     };
     for sc in production(&full, 12) {
         let q = full.q0;

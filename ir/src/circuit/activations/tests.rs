@@ -62,13 +62,18 @@ fn masks(rng: &mut StdRng, sc: &ShareCircuit) -> Vec<u128> {
 }
 
 fn small() -> CircuitParams {
-    CircuitParams { q0: 97, sigma: 3 }
+    CircuitParams {
+        q0: 97,
+        sigma: 3,
+        style: Default::default(),
+    }
 }
 
 fn full() -> CircuitParams {
     CircuitParams {
         q0: 2_147_483_647,
         sigma: 40,
+        style: Default::default(),
     }
 }
 
@@ -135,7 +140,11 @@ fn relu_exhaustive_small_and_random_full() {
 #[test]
 fn relu_and_count_within_bound() {
     for (q0, sigma) in [(2_147_483_647u64, 40u32), ((1u64 << 40) - 87, 40), (97, 3)] {
-        let p = CircuitParams { q0, sigma };
+        let p = CircuitParams {
+            q0,
+            sigma,
+            style: Default::default(),
+        };
         let sc = relu(&p);
         let s = sc.circuit.stats();
         let w = u64::from(p.share_bits());

@@ -22,6 +22,7 @@ pub fn relu_share() -> ShareCircuit {
     let sc = relu(&CircuitParams {
         q0: Q0 as u64,
         sigma: SIGMA,
+        style: Default::default(),
     });
     assert_eq!(
         (sc.share_bits, sc.mask_bits, sc.z_bits(), sc.input_offset),
