@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{relu_circuit, relu_inputs, relu_reference};
+use common::{random_bits, random_circuit, relu_circuit, relu_inputs, relu_reference};
 use mp2ml_ir::circuit::builder::Builder;
 use mp2ml_ir::circuit::{from_bits, Circuit, Gate};
 use mp2ml_mpc::{
@@ -77,34 +77,6 @@ fn mem() -> (MemChannel, MemChannel) {
         read_timeout: Duration::from_secs(20),
         ..Default::default()
     })
-}
-
-fn random_bits(r: &mut ChaCha20Rng, n: usize) -> Vec<bool> {
-    (0..n).map(|_| r.random()).collect()
-}
-
-/// A random valid circuit; every gate reads earlier wires, outputs include inputs and gates.
-fn random_circuit(r: &mut ChaCha20Rng, gi: u32, ei: u32, gates: usize, outs: usize) -> Circuit {
-    let base = gi + ei;
-    let mut gs = Vec::with_capacity(gates);
-    for i in 0..gates as u32 {
-        let avail = base + i;
-        let (a, b) = (r.random_range(0..avail), r.random_range(0..avail));
-        gs.push(match r.random_range(0..5) {
-            0 | 1 => Gate::And(a, b),
-            2 | 3 => Gate::Xor(a, b),
-            _ => Gate::Inv(a),
-        });
-    }
-    let total = base + gates as u32;
-    let outputs = (0..outs).map(|_| r.random_range(0..total)).collect();
-    Circuit {
-        name: "random".into(),
-        garbler_inputs: gi,
-        evaluator_inputs: ei,
-        gates: gs,
-        outputs,
-    }
 }
 
 #[test]

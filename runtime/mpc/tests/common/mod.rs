@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use mp2ml_ir::circuit::activations::{relu, CircuitParams};
-use mp2ml_ir::circuit::{to_bits, Circuit, ShareCircuit};
+use mp2ml_ir::circuit::{to_bits, Circuit, Gate, ShareCircuit};
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
 
 /// Share modulus: the prime 2^32 − 5, so that shares are 32 bits wide as in MP2ML's Table 2.
 pub const Q0: u128 = 4_294_967_291;
@@ -51,4 +53,33 @@ pub fn relu_inputs(a: u128, b: u128, r: u128) -> (Vec<bool>, Vec<bool>) {
     let mut g = to_bits(b, W);
     g.extend(to_bits(r, MASK));
     (g, to_bits(a, W))
+}
+
+/// `n` uniformly random bits.
+pub fn random_bits(r: &mut ChaCha20Rng, n: usize) -> Vec<bool> {
+    (0..n).map(|_| r.random()).collect()
+}
+
+/// A random valid circuit; every gate reads earlier wires, outputs include inputs and gates.
+pub fn random_circuit(r: &mut ChaCha20Rng, gi: u32, ei: u32, gates: usize, outs: usize) -> Circuit {
+    let base = gi + ei;
+    let mut gs = Vec::with_capacity(gates);
+    for i in 0..gates as u32 {
+        let avail = base + i;
+        let (a, b) = (r.random_range(0..avail), r.random_range(0..avail));
+        gs.push(match r.random_range(0..5) {
+            0 | 1 => Gate::And(a, b),
+            2 | 3 => Gate::Xor(a, b),
+            _ => Gate::Inv(a),
+        });
+    }
+    let total = base + gates as u32;
+    let outputs = (0..outs).map(|_| r.random_range(0..total)).collect();
+    Circuit {
+        name: "random".into(),
+        garbler_inputs: gi,
+        evaluator_inputs: ei,
+        gates: gs,
+        outputs,
+    }
 }
