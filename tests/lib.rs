@@ -187,11 +187,13 @@ pub mod toy {
                 scale_bits: F + 40,
                 post: PostProcess::None,
             },
+            image: None,
         };
         let t = |name: &str, n: usize, level: usize| HeTensor {
             name: name.into(),
             shape: vec![n],
             level,
+            polys: None,
         };
         let mut tensors = vec![
             t("x", 4, public.input.level),
@@ -255,6 +257,7 @@ pub mod toy {
                 bytes: bytes.len() as u64,
                 sha256: hex::encode(Sha256::digest(&bytes)),
             },
+            image: None,
         };
         let path = dir.join("toy.ron");
         std::fs::write(

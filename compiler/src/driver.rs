@@ -8,8 +8,10 @@ use mp2ml_ir::reference::eval;
 use mp2ml_ir::tensor::Tensor;
 
 use crate::error::{CompileError, ErrorKind};
+use crate::packing::estimate::{estimate, PackingEstimate};
+use crate::packing::plan::image_plan;
 use crate::params::{choose, Chosen, ParamOptions};
-use crate::partition::{lower, Lowered, Ranges};
+use crate::partition::{lower_with, Lowered, Ranges};
 use crate::plan_writer::{build_plan, Compiled, PlanSettings};
 
 /// Compiler options (the CLI's flags).
@@ -27,6 +29,42 @@ pub struct Options {
     pub batch: usize,
     /// Memory budget in bytes: steps whose estimate exceeds it are refused before they run.
     pub memory_budget: u64,
+    /// Packing of the plan.
+    pub packing: Packing,
+}
+
+/// How a plan packs its ciphertexts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// One ciphertext per value, one coefficient per image (MP2ML).
+    Batch,
+    /// One image's tensors in the coefficients of a few polynomials (Cheetah).
+    Image,
+    /// Image packing when the cost model finds it cheaper at the plan's batch.
+    Auto,
+}
+
+impl std::str::FromStr for Packing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Packing, String> {
+        match s {
+            "batch" => Ok(Packing::Batch),
+            "image" => Ok(Packing::Image),
+            "auto" => Ok(Packing::Auto),
+            _ => Err(format!("unknown packing `{s}` (batch, image or auto)")),
+        }
+    }
+}
+
+/// The packing a compilation chose, and why.
+#[derive(Clone, Debug)]
+pub struct PackingChoice {
+    /// `batch` or `image`.
+    pub packing: &'static str,
+    /// Why (both estimates, or why image packing was not possible).
+    pub why: String,
+    /// Both packings' HE cost per image, from the fully fused partition.
+    pub estimate: Option<PackingEstimate>,
 }
 
 impl Default for Options {
@@ -38,6 +76,7 @@ impl Default for Options {
             margin: 2.0,
             batch: 1,
             memory_budget: crate::budget::DEFAULT_BUDGET,
+            packing: Packing::Batch,
         }
     }
 }
@@ -55,6 +94,8 @@ pub struct Output {
     pub options: Options,
     /// Compile time in milliseconds (after import).
     pub millis: f64,
+    /// The packing chosen (for `--packing image|auto`).
+    pub packing: Option<PackingChoice>,
 }
 
 /// Max |value| of every graph tensor over a batch of images (`[B, …]`); `None` for a tensor the
@@ -167,8 +208,6 @@ pub fn compile_graph(
             )
         }
     };
-    let mut lowered = lower(graph, &ranges, opts.params.scale_bits)?;
-    let chosen = choose(&mut lowered, &opts.params)?;
     let settings = PlanSettings {
         model: model.to_string(),
         weights_file: weights_file.to_string(),
@@ -178,14 +217,137 @@ pub fn compile_graph(
         batch: opts.batch,
         input_range: opts.input_range,
     };
-    let compiled = build_plan(&lowered, &chosen, &settings)?;
+    let batch = || -> Result<(Compiled, Lowered, Chosen), CompileError> {
+        let mut lowered = lower_with(graph, &ranges, opts.params.scale_bits, true)?;
+        let chosen = choose(&mut lowered, &opts.params)?;
+        let compiled = build_plan(&lowered, &chosen, &settings)?;
+        Ok((compiled, lowered, chosen))
+    };
+    let (compiled, lowered, chosen, packing) = match opts.packing {
+        Packing::Batch => {
+            let (c, l, ch) = batch()?;
+            (c, l, ch, None)
+        }
+        Packing::Image => {
+            let (c, l, ch, est) = compile_image(graph, &ranges, opts, &settings)?;
+            let choice = PackingChoice {
+                packing: "image",
+                why: "--packing image".into(),
+                estimate: est,
+            };
+            (c, l, ch, Some(choice))
+        }
+        Packing::Auto => {
+            let (bc, bl, bch) = batch()?;
+            let rate = crate::report::measure_mac_rate();
+            let batch_est = mp2ml_ir::weights::WeightsFile::from_bytes(bc.weights.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|w| estimate(&bc.server, &w, rate));
+            match (compile_image(graph, &ranges, opts, &settings), batch_est) {
+                (Ok((ic, il, ich, Some(ie))), Ok(be)) => {
+                    // Batch cost from the plan batch packing would run (chains allowed),
+                    // image cost from the fused plan image packing runs.
+                    let cmp = PackingEstimate {
+                        batch_bytes: be.batch_bytes,
+                        batch_seconds: be.batch_seconds,
+                        ..ie
+                    };
+                    let (which, why) = cmp.cheaper();
+                    let est = Some(cmp.clone());
+                    if which == "image" {
+                        let c = PackingChoice {
+                            packing: "image",
+                            why,
+                            estimate: est,
+                        };
+                        (ic, il, ich, Some(c))
+                    } else {
+                        let c = PackingChoice {
+                            packing: "batch",
+                            why,
+                            estimate: est,
+                        };
+                        (bc, bl, bch, Some(c))
+                    }
+                }
+                (Err(e), _) => {
+                    let c = PackingChoice {
+                        packing: "batch",
+                        why: format!("image packing is not possible: {e}"),
+                        estimate: None,
+                    };
+                    (bc, bl, bch, Some(c))
+                }
+                (Ok(_), Err(e)) => {
+                    let c = PackingChoice {
+                        packing: "batch",
+                        why: format!("image packing is not possible: {e}"),
+                        estimate: None,
+                    };
+                    (bc, bl, bch, Some(c))
+                }
+                (Ok((_, _, _, None)), Ok(_)) => {
+                    let c = PackingChoice {
+                        packing: "batch",
+                        why: "image packing could not be estimated".into(),
+                        estimate: None,
+                    };
+                    (bc, bl, bch, Some(c))
+                }
+            }
+        }
+    };
     Ok(Output {
         compiled,
         lowered,
         chosen,
         options: opts.clone(),
         millis: start.elapsed().as_secs_f64() * 1e3,
+        packing,
     })
+}
+
+/// Compiles for image packing: the fully fused partition, its batch plan re-packed
+/// ([`image_plan`]); the fresh-noise factors of the packed ops (per kernel polynomial) replace
+/// the partition's, and the parameters are chosen again until they are stable.
+fn compile_image(
+    graph: &Graph,
+    ranges: &Ranges,
+    opts: &Options,
+    settings: &PlanSettings,
+) -> Result<(Compiled, Lowered, Chosen, Option<PackingEstimate>), CompileError> {
+    let mut lowered = lower_with(graph, ranges, opts.params.scale_bits, false)?;
+    let image_err =
+        |e: String| CompileError::new(ErrorKind::Unsupported, format!("image packing: {e}"));
+    for _ in 0..4 {
+        let chosen = choose(&mut lowered, &opts.params)?;
+        let fused = build_plan(&lowered, &chosen, settings)?;
+        let img = image_plan(&fused.server, &fused.weights).map_err(|e| image_err(e.0))?;
+        let mut raised = false;
+        for t in &mut lowered.tensors {
+            if let Some(&f) = img.fresh.get(&t.name) {
+                if f > t.noise.fresh * (1.0 + 1e-9) {
+                    t.noise.fresh = f;
+                    raised = true;
+                }
+            }
+        }
+        if !raised {
+            let rate = crate::report::measure_mac_rate();
+            let est = mp2ml_ir::weights::WeightsFile::from_bytes(fused.weights.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|w| estimate(&fused.server, &w, rate))
+                .ok();
+            let compiled = Compiled {
+                server: img.server,
+                weights: img.weights,
+            };
+            return Ok((compiled, lowered, chosen, est));
+        }
+    }
+    Err(CompileError::internal(
+        "image packing: the noise bounds did not settle in 4 parameter choices",
+    ))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! mp2mlc MODEL.onnx [-o DIR/NAME.ron] [--report] [--report-format text|json] [--dot FILE]
 //!        [--emit-circuits DIR] [--input-range LO:HI | --calibration IMAGES.npy [--margin M]]
 //!        [--scale-bits F] [--weight-bits B] [--sigma S] [--security 128|192|256]
-//!        [--log-n LOGN] [--batch B]
+//!        [--log-n LOGN] [--batch B] [--packing batch|image|auto]
 //! mp2mlc inspect PLAN.ron [--report-format text|json]
 //! ```
 
@@ -70,6 +70,10 @@ struct Cli {
     /// Memory budget in MiB: a step whose estimate exceeds it is refused before it runs.
     #[arg(long, default_value_t = 4096)]
     memory_budget: u64,
+    /// Packing: batch (one ciphertext per value, one coefficient per image), image (one
+    /// image's tensors in a few polynomials) or auto (the cheaper by the cost model at --batch).
+    #[arg(long, default_value = "auto", value_parser = ["batch", "image", "auto"])]
+    packing: String,
 }
 
 /// `mp2mlc inspect PLAN.ron`.
@@ -164,6 +168,10 @@ fn main() -> ExitCode {
         margin: cli.margin,
         batch: cli.batch,
         memory_budget: cli.memory_budget.saturating_mul(1 << 20),
+        packing: match cli.packing.parse() {
+            Ok(p) => p,
+            Err(e) => return fail(&CompileError::new(ErrorKind::Options, e)),
+        },
     };
     let model_name = cli
         .model

@@ -142,6 +142,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
             scale_bits: ch.out_scale_bits,
             post: low.post,
         },
+        image: None,
     };
 
     // Server side: tensors, HE ops, weights.
@@ -202,6 +203,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
             bytes: weights.len() as u64,
             sha256: sha,
         },
+        image: None,
     };
     Ok(Compiled { server, weights })
 }
@@ -226,6 +228,7 @@ impl Builder<'_> {
             name: t.name.clone(),
             shape: t.shape.clone(),
             level: t.level,
+            polys: None,
         });
         let i = self.tensors.len() - 1;
         self.plan_of[m] = Some(i);
@@ -239,7 +242,12 @@ impl Builder<'_> {
         let src = &self.tensors[t];
         let name = format!("{}@{level}", src.name);
         let shape = src.shape.clone();
-        self.tensors.push(HeTensor { name, shape, level });
+        self.tensors.push(HeTensor {
+            name,
+            shape,
+            level,
+            polys: None,
+        });
         let out = self.tensors.len() - 1;
         seg.ops.push(HeOp::ModDrop {
             input: t,

@@ -10,6 +10,9 @@
 //! The runtime can use it as an oracle.
 
 use mp2ml_ir::circuit::ShareCircuit;
+use std::collections::BTreeMap;
+
+use mp2ml_ir::layout::Layout;
 use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
 use mp2ml_ir::weights::{WeightsError, WeightsFile};
 
@@ -69,7 +72,10 @@ pub fn simulate(
             .map(|&x| (f64::from(x) * delta_in).round() as i128)
             .collect(),
     );
+    // Image packing: an upload holds its source's elements (the input or a step's outputs).
+    let uploads = upload_sources(plan);
     let get = |vals: &[Option<Vec<i128>>], t: usize| -> Result<Vec<i128>, SimError> {
+        let t = uploads.get(&t).map_or(t, |u| u.0);
         vals.get(t)
             .and_then(Clone::clone)
             .ok_or_else(|| SimError::Plan(format!("tensor {t} used before it is computed")))
@@ -119,6 +125,51 @@ pub fn simulate(
                             }
                             *vals.get_mut(*output).ok_or_else(|| bad("bad tensor"))? = Some(y);
                         }
+                        HeOp::PolyLinear {
+                            inputs,
+                            output,
+                            kernels,
+                            bias,
+                            terms,
+                            positions,
+                            level_in,
+                            ..
+                        } => {
+                            let n = pubp.params.n();
+                            let mut polys = Vec::with_capacity(inputs.len());
+                            for &i in inputs {
+                                let layout = uploads.get(&i).map(|u| u.1).ok_or_else(|| {
+                                    bad("a packed op reads a tensor that is not an upload")
+                                })?;
+                                polys.push(pack(&get(&vals, i)?, layout, n)?);
+                            }
+                            let km = weights.matrix(kernels)?;
+                            let bm = weights.matrix(bias)?;
+                            let p = i128::from(
+                                *pubp
+                                    .params
+                                    .moduli
+                                    .get(*level_in)
+                                    .ok_or_else(|| bad("level out of range"))?,
+                            );
+                            let mut y = Vec::with_capacity(positions.len());
+                            for (e, &(poly, coeff)) in positions.iter().enumerate() {
+                                let mut acc =
+                                    *bm.bias.get(e).ok_or_else(|| bad("bias too short"))?;
+                                let ts = terms
+                                    .get(poly as usize)
+                                    .ok_or_else(|| bad("output position outside the op"))?;
+                                for &(i, ip, k) in ts {
+                                    let x = polys
+                                        .get(i as usize)
+                                        .and_then(|x| x.get(ip as usize))
+                                        .ok_or_else(|| bad("term input out of range"))?;
+                                    acc += negacyclic_at(x, km.row(k as usize), coeff as usize, n)?;
+                                }
+                                y.push(div_round(acc, p));
+                            }
+                            *vals.get_mut(*output).ok_or_else(|| bad("bad tensor"))? = Some(y);
+                        }
                     }
                 }
             }
@@ -159,6 +210,66 @@ pub fn simulate(
     }
     let out = get(&vals, plan.output_tensor)?;
     Ok(out.into_iter().map(|v| v as f64 / delta_out).collect())
+}
+
+/// Image packing: every upload tensor with (its source tensor, its layout).
+fn upload_sources(plan: &ServerPlan) -> BTreeMap<usize, (usize, &Layout)> {
+    let mut m = BTreeMap::new();
+    let (Some(t), Some(l)) = (&plan.image, &plan.public.image) else {
+        return m;
+    };
+    for (&r, u) in t.input.iter().zip(&l.input) {
+        m.insert(r, (0, &u.layout));
+    }
+    for seg in &plan.segments {
+        if let Segment::Mpc(b) = seg {
+            if let (Some(rs), Some(st)) = (t.steps.get(b.step), l.steps.get(b.step)) {
+                for (&r, u) in rs.iter().zip(&st.uploads) {
+                    m.insert(r, (b.output, &u.layout));
+                }
+            }
+        }
+    }
+    m
+}
+
+/// The polynomials of `layout` filled with `x` (zeros elsewhere).
+fn pack(x: &[i128], layout: &Layout, n: usize) -> Result<Vec<Vec<i128>>, SimError> {
+    let mut polys = vec![vec![0i128; n]; layout.polys()];
+    for (p, c, e) in layout.slots() {
+        let v = x
+            .get(e as usize)
+            .ok_or_else(|| SimError::Plan("layout larger than its tensor".into()))?;
+        let slot = polys
+            .get_mut(p as usize)
+            .and_then(|q| q.get_mut(c as usize))
+            .ok_or_else(|| SimError::Plan("layout position outside N".into()))?;
+        *slot = *v;
+    }
+    Ok(polys)
+}
+
+/// Coefficient `c` of `x · k` in Z[X]/(X^N + 1), for a sparse kernel `k`.
+fn negacyclic_at(
+    x: &[i128],
+    k: impl Iterator<Item = (u32, i64)>,
+    c: usize,
+    n: usize,
+) -> Result<i128, SimError> {
+    let mut acc = 0i128;
+    let out = || SimError::Plan("kernel or position outside N".into());
+    for (e, w) in k {
+        let e = e as usize;
+        // x_j·X^(j+e) lands on c for j = c − e, or on c + N (sign flip) for j = c + N − e.
+        let v = match c.checked_sub(e) {
+            Some(j) => *x.get(j).ok_or_else(out)?,
+            None => -*x
+                .get((c + n).checked_sub(e).ok_or_else(out)?)
+                .ok_or_else(out)?,
+        };
+        acc += v * i128::from(w);
+    }
+    Ok(acc)
 }
 
 /// Runs `instances` instances of a share circuit in plaintext, 64 at a time, on the signed

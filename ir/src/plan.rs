@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::circuit::ShareCircuit;
+use crate::layout::Layout;
 
 /// Version of the plan format; a plan of another version is refused.
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
 
 /// CKKS parameters of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,6 +174,50 @@ pub struct ClientPlan {
     pub circuits: Vec<ShareCircuit>,
     /// Output.
     pub output: OutputSpec,
+    /// Image packing's layouts (absent in batch packing, whose plans do not carry the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageLayouts>,
+}
+
+/// One set of polynomials the client encrypts in image packing (per image): a tensor's
+/// elements packed into `layout`, encrypted at `level`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Where each element goes.
+    pub layout: Layout,
+    /// Level of the encryptions.
+    pub level: usize,
+}
+
+/// Coefficient positions of values inside a set of polynomials.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Positions {
+    /// Polynomials of the set.
+    pub polys: usize,
+    /// `(polynomial, coefficient)` of each value, in order (a position may repeat).
+    pub at: Vec<(u32, u32)>,
+}
+
+/// An MPC step in image packing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageStep {
+    /// Where the step's input values (circuit order) sit in the polynomials the client
+    /// decrypts.
+    pub input: Positions,
+    /// The layouts the client packs the step's outputs into (one upload per consuming layout).
+    pub uploads: Vec<Upload>,
+}
+
+/// What the client needs to run an image-packed plan (Cheetah, Huang et al. 2022): the
+/// layouts reveal the layers' shapes (channels, kernel sizes, strides, padding).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageLayouts {
+    /// The uploads of the model input.
+    pub input: Vec<Upload>,
+    /// Per MPC step, in order.
+    pub steps: Vec<ImageStep>,
+    /// Where the output elements sit in the output polynomials.
+    pub output: Positions,
 }
 
 impl ClientPlan {
@@ -196,6 +241,10 @@ pub struct HeTensor {
     pub shape: Vec<usize>,
     /// Level of its ciphertexts.
     pub level: usize,
+    /// Image packing: the number of polynomials per image holding it (absent in batch
+    /// packing, where the tensor is one ciphertext per element).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polys: Option<usize>,
 }
 
 impl HeTensor {
@@ -241,6 +290,29 @@ pub enum HeOp {
         output: TensorRef,
         /// The matrix.
         matrix: MatrixRef,
+        /// Level of the inputs.
+        level_in: usize,
+    },
+    /// Image packing: `out[o] = rescale(Σ_(i, p, k) ∈ terms[o] inputs[i].poly[p] · kernel[k])`
+    /// plus the bias at `positions` before the rescale. Kernel polynomials are integers
+    /// `round(W·p)` for `p = moduli[level_in]`, stored in the weights file as the rows of a
+    /// CSR matrix with N columns (column = coefficient); the bias `round(b·Δ·p)` of output
+    /// element `e` (at `positions[e]`) is row `e`'s bias of the `bias` section.
+    PolyLinear {
+        /// Name (the model nodes it came from).
+        name: String,
+        /// Input tensors (sets of polynomials), all at `level_in`.
+        inputs: Vec<TensorRef>,
+        /// Output tensor at `level_in − 1`, one polynomial per entry of `terms`.
+        output: TensorRef,
+        /// The kernel polynomials.
+        kernels: MatrixRef,
+        /// The bias (rows: output elements, no entries).
+        bias: MatrixRef,
+        /// `(input, polynomial, kernel)` products summed into each output polynomial.
+        terms: Vec<Vec<(u32, u32, u32)>>,
+        /// `(polynomial, coefficient)` of every output element.
+        positions: Vec<(u32, u32)>,
         /// Level of the inputs.
         level_in: usize,
     },
@@ -318,6 +390,19 @@ pub struct ServerPlan {
     pub segments: Vec<Segment>,
     /// Weights side file.
     pub weights: WeightsRef,
+    /// Image packing: the tensors the client's uploads fill (aligned with
+    /// [`ImageLayouts`]'s upload lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageTensors>,
+}
+
+/// The tensors of the client's uploads in an image-packed plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageTensors {
+    /// One per upload of the model input.
+    pub input: Vec<TensorRef>,
+    /// Per MPC step, one per upload of its outputs.
+    pub steps: Vec<Vec<TensorRef>>,
 }
 
 /// The client's plan file: the public part and its hash.

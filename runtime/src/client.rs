@@ -154,6 +154,20 @@ impl<C: Channel> Session<'_, C> {
     /// One ciphertext group: `data` holds its `images` images, image-major.
     fn run_group(&mut self, data: &[f32], images: usize, group: usize) -> Result<Vec<f32>> {
         let setup = self.setup;
+        if setup.plan.image.is_some() {
+            let logits = crate::image::client_group(
+                setup,
+                &mut self.e,
+                &self.sk,
+                self.opts,
+                &mut self.report,
+                data,
+                images,
+                group,
+            )?;
+            self.tick(format!("group {group}: output decrypted"));
+            return Ok(logits);
+        }
         let plan = &setup.plan;
         let params = &setup.params;
         let sk = &self.sk;

@@ -12,6 +12,7 @@
 //! - `handshake`, `he2mpc`, `mpc2he`: both parties' halves of the handshake and of each
 //!   conversion (the input is an MPC→HE conversion without a mask, the output an HE→MPC
 //!   conversion without one);
+//! - `image`: both parties' sides of an image-packed plan (Cheetah-style packing);
 //! - [`phase`]: the phases of a session as the channel counts them;
 //! - [`shares`]: bit layouts of shares, masks and circuit outputs;
 //! - [`local`]: both parties in one process over loopback TCP;
@@ -24,6 +25,7 @@ pub mod client;
 pub mod error;
 mod handshake;
 mod he2mpc;
+mod image;
 pub mod local;
 mod mpc2he;
 pub mod npy;

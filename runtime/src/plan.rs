@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mp2ml_ckks::{CsrMatrix, Params, SecurityLevel};
-use mp2ml_ir::plan::{ClientPlan, ClientPlanFile, HeOp, Segment, ServerPlan, PLAN_VERSION};
+use mp2ml_ckks::{CsrMatrix, NttPoly, Params, SecurityLevel};
+use mp2ml_ir::plan::{
+    ClientPlan, ClientPlanFile, HeOp, Positions, Segment, ServerPlan, Upload, PLAN_VERSION,
+};
 use mp2ml_ir::weights::WeightsFile;
 use sha2::{Digest, Sha256};
 
@@ -18,6 +20,14 @@ pub struct LoadedMatrix {
     pub bias: Vec<i128>,
 }
 
+/// An image-packed linear op's weights, ready for the products.
+pub struct PackedOp {
+    /// Kernel polynomials in the NTT domain at the op's input level.
+    pub kernels: Vec<NttPoly>,
+    /// Per output polynomial, the bias at its coefficients (`None` where it has none).
+    pub bias: Vec<Option<Vec<i128>>>,
+}
+
 /// A checked server plan with its weights and CKKS parameters.
 pub struct ServerSetup {
     /// The plan.
@@ -26,6 +36,8 @@ pub struct ServerSetup {
     pub params: Arc<Params>,
     /// Weights of every `HeOp::Linear`, indexed `[segment][op]` (None for other ops).
     pub matrices: Vec<Vec<Option<LoadedMatrix>>>,
+    /// Weights of every `HeOp::PolyLinear`, indexed `[segment][op]` (None for other ops).
+    pub packed: Vec<Vec<Option<PackedOp>>>,
 }
 
 /// A checked client plan.
@@ -227,7 +239,97 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
             "input or output shape is empty or too large",
         ));
     }
+    if plan.image.is_some() {
+        check_image_public(plan, params.n(), max_level).map_err(|e| plan_err(path, e))?;
+    }
     Ok(params)
+}
+
+/// Largest number of polynomials per image of one packed tensor.
+pub const MAX_POLYS: usize = 1 << 16;
+
+fn check_positions(
+    p: &Positions,
+    n: usize,
+    count: usize,
+    what: &str,
+) -> std::result::Result<(), String> {
+    if p.polys > MAX_POLYS {
+        return Err(format!(
+            "{what}: {} polynomials, more than {MAX_POLYS}",
+            p.polys
+        ));
+    }
+    if p.at.len() != count {
+        return Err(format!(
+            "{what}: {} positions for {count} values",
+            p.at.len()
+        ));
+    }
+    if let Some(&(q, c)) =
+        p.at.iter()
+            .find(|&&(q, c)| q as usize >= p.polys || c as usize >= n)
+    {
+        return Err(format!(
+            "{what}: position ({q}, {c}) outside {} polynomials of N = {n}",
+            p.polys
+        ));
+    }
+    Ok(())
+}
+
+fn check_uploads(
+    ups: &[Upload],
+    len: usize,
+    n: usize,
+    max_level: usize,
+    what: &str,
+) -> std::result::Result<(), String> {
+    for u in ups {
+        u.layout.check(n).map_err(|e| format!("{what}: {e}"))?;
+        if u.layout.len() != len || u.level > max_level || u.layout.polys() > MAX_POLYS {
+            return Err(format!(
+                "{what}: a layout of {} values at level {} for {len} values",
+                u.layout.len(),
+                u.level
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an image-packed plan's layouts (untrusted input: every position inside N and its
+/// polynomials, layouts consistent with the values they hold).
+fn check_image_public(
+    plan: &ClientPlan,
+    n: usize,
+    max_level: usize,
+) -> std::result::Result<(), String> {
+    let Some(im) = &plan.image else {
+        return Ok(());
+    };
+    let elems = |s: &[usize]| s.iter().product::<usize>();
+    check_uploads(
+        &im.input,
+        elems(&plan.input.shape),
+        n,
+        max_level,
+        "input upload",
+    )?;
+    if im.steps.len() != plan.mpc_steps.len() {
+        return Err(format!(
+            "{} packed steps for {} MPC steps",
+            im.steps.len(),
+            plan.mpc_steps.len()
+        ));
+    }
+    for (st, s) in im.steps.iter().zip(&plan.mpc_steps) {
+        let what = format!("step `{}`", s.name);
+        check_positions(&st.input, n, s.values_in, &what)?;
+        check_uploads(&st.uploads, s.values_out, n, max_level, &what)?;
+    }
+    check_positions(&im.output, n, elems(&plan.output.shape), "output")?;
+    Ok(())
 }
 
 /// Reads and checks a client plan file.
@@ -320,6 +422,7 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
         ));
     }
     let wf = WeightsFile::from_bytes(bytes).map_err(|e| plan_err(&wpath, e.to_string()))?;
+    let packed = load_packed(&plan, &params, &wf).map_err(|e| plan_err(&wpath, e))?;
     let mut matrices = Vec::new();
     for seg in &plan.segments {
         let mut ms = Vec::new();
@@ -338,7 +441,7 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
                             bias: m.bias,
                         })
                     }
-                    HeOp::ModDrop { .. } => None,
+                    HeOp::ModDrop { .. } | HeOp::PolyLinear { .. } => None,
                 });
             }
         }
@@ -348,7 +451,88 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
         plan,
         params,
         matrices,
+        packed,
     })
+}
+
+/// The kernel polynomials (transformed at their op's input level) and biases of every
+/// `HeOp::PolyLinear`, indexed `[segment][op]`; the plan's structure is checked already.
+fn load_packed(
+    plan: &ServerPlan,
+    params: &Arc<Params>,
+    wf: &WeightsFile,
+) -> std::result::Result<Vec<Vec<Option<PackedOp>>>, String> {
+    let n = params.n();
+    let mut out = Vec::new();
+    for seg in &plan.segments {
+        let mut ops = Vec::new();
+        if let Segment::He(he) = seg {
+            for op in &he.ops {
+                let HeOp::PolyLinear {
+                    name,
+                    kernels,
+                    bias,
+                    terms,
+                    positions,
+                    level_in,
+                    ..
+                } = op
+                else {
+                    ops.push(None);
+                    continue;
+                };
+                let km = wf.matrix(kernels).map_err(|e| e.to_string())?;
+                if km.cols != n {
+                    return Err(format!(
+                        "`{name}`: kernels of {} coefficients, N = {n}",
+                        km.cols
+                    ));
+                }
+                let mut ks = Vec::with_capacity(km.rows);
+                for k in 0..km.rows {
+                    let mut dense = vec![0i64; n];
+                    for (c, v) in km.row(k) {
+                        // Columns are below `cols` = N (checked by the weights reader).
+                        if let Some(d) = dense.get_mut(c as usize) {
+                            *d = v;
+                        }
+                    }
+                    ks.push(
+                        NttPoly::from_plain(params, *level_in, &dense)
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                if let Some(&(_, _, k)) = terms.iter().flatten().find(|t| t.2 as usize >= ks.len())
+                {
+                    return Err(format!("`{name}`: kernel {k} of {}", ks.len()));
+                }
+                let bm = wf.matrix(bias).map_err(|e| e.to_string())?;
+                if bm.rows != positions.len() {
+                    return Err(format!(
+                        "`{name}`: {} biases for {} outputs",
+                        bm.rows,
+                        positions.len()
+                    ));
+                }
+                let mut b: Vec<Option<Vec<i128>>> = vec![None; terms.len()];
+                for (&(p, c), &v) in positions.iter().zip(&bm.bias) {
+                    let poly = b
+                        .get_mut(p as usize)
+                        .ok_or_else(|| format!("`{name}`: output position in polynomial {p}"))?
+                        .get_or_insert_with(|| vec![0; n]);
+                    *poly
+                        .get_mut(c as usize)
+                        .ok_or_else(|| format!("`{name}`: output coefficient {c} ≥ N"))? = v;
+                }
+                ops.push(Some(PackedOp {
+                    kernels: ks,
+                    bias: b,
+                }));
+            }
+        }
+        out.push(ops);
+    }
+    Ok(out)
 }
 
 /// Checks tensor references, levels and shapes of the server-only part, so that execution can
@@ -405,6 +589,12 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
                             level_in,
                             name,
                         } => {
+                            if plan.image.is_some() {
+                                return Err(plan_err(
+                                    path,
+                                    format!("linear `{name}`: a batch op in an image-packed plan"),
+                                ));
+                            }
                             let mut cols = 0usize;
                             for &i in inputs {
                                 let x = get(i)?;
@@ -426,12 +616,61 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
                                 ));
                             }
                         }
+                        HeOp::PolyLinear {
+                            name,
+                            inputs,
+                            output,
+                            terms,
+                            positions,
+                            level_in,
+                            ..
+                        } => {
+                            let bad =
+                                |m: &str| plan_err(path, format!("packed linear `{name}`: {m}"));
+                            if plan.image.is_none() {
+                                return Err(bad("a packed op in a batch-packed plan"));
+                            }
+                            let mut polys = Vec::with_capacity(inputs.len());
+                            for &i in inputs {
+                                let x = get(i)?;
+                                if x.level != *level_in {
+                                    return Err(bad("an input is not at the op's level"));
+                                }
+                                polys.push(x.polys.ok_or_else(|| bad("an input is not packed"))?);
+                            }
+                            let o = get(*output)?;
+                            if *level_in == 0
+                                || o.level + 1 != *level_in
+                                || o.polys != Some(terms.len())
+                                || o.len() != positions.len()
+                                || inputs.is_empty()
+                            {
+                                return Err(bad("shapes or levels are inconsistent"));
+                            }
+                            for &(i, p, _) in terms.iter().flatten() {
+                                if polys.get(i as usize).is_none_or(|&n| p as usize >= n) {
+                                    return Err(bad(
+                                        "a term reads a polynomial that does not exist",
+                                    ));
+                                }
+                            }
+                            let n = pubp.params.n();
+                            if positions
+                                .iter()
+                                .any(|&(p, c)| p as usize >= terms.len() || c as usize >= n)
+                            {
+                                return Err(bad("an output position is outside its polynomials"));
+                            }
+                        }
                         HeOp::ModDrop {
                             input,
                             output,
                             level,
                         } => {
                             let (i, o) = (get(*input)?, get(*output)?);
+                            if i.polys != o.polys {
+                                return Err(plan_err(path, "mod-drop: packing differs"));
+                            }
                             if i.len() != o.len() || o.level != *level || *level > i.level {
                                 return Err(plan_err(
                                     path,
@@ -474,6 +713,74 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
     }
     if mpc_seen != pubp.mpc_steps.len() {
         return Err(plan_err(path, "not every MPC step is bound"));
+    }
+    check_image_tensors(path, plan)
+}
+
+/// Image packing: the upload tensors match the public layouts, the MPC inputs and the output
+/// are packed tensors with the public positions' polynomial counts.
+fn check_image_tensors(path: &Path, plan: &ServerPlan) -> Result<()> {
+    let pubp = &plan.public;
+    let (tensors, layouts) = match (&plan.image, &pubp.image) {
+        (None, None) => return Ok(()),
+        (Some(t), Some(l)) => (t, l),
+        _ => {
+            return Err(plan_err(
+                path,
+                "the server and public parts disagree on the packing",
+            ))
+        }
+    };
+    let bad = |m: String| plan_err(path, m);
+    let check = |refs: &[usize], ups: &[Upload], what: &str| -> Result<()> {
+        if refs.len() != ups.len() {
+            return Err(bad(format!(
+                "{what}: {} tensors for {} uploads",
+                refs.len(),
+                ups.len()
+            )));
+        }
+        for (&r, u) in refs.iter().zip(ups) {
+            let t = plan
+                .tensors
+                .get(r)
+                .ok_or_else(|| bad(format!("{what}: tensor {r} does not exist")))?;
+            if t.polys != Some(u.layout.polys()) || t.level != u.level {
+                return Err(bad(format!(
+                    "{what}: tensor `{}` does not match its layout",
+                    t.name
+                )));
+            }
+        }
+        Ok(())
+    };
+    check(&tensors.input, &layouts.input, "input")?;
+    if tensors.steps.len() != layouts.steps.len() {
+        return Err(bad("upload tensors do not cover the steps".into()));
+    }
+    for ((refs, st), s) in tensors
+        .steps
+        .iter()
+        .zip(&layouts.steps)
+        .zip(&pubp.mpc_steps)
+    {
+        check(refs, &st.uploads, &format!("step `{}`", s.name))?;
+    }
+    for seg in &plan.segments {
+        if let Segment::Mpc(b) = seg {
+            let polys = plan.tensors.get(b.input).and_then(|t| t.polys);
+            let want = layouts.steps.get(b.step).map(|s| s.input.polys);
+            if polys.is_none() || polys != want {
+                return Err(bad(format!(
+                    "MPC step {}: its input is not packed as declared",
+                    b.step
+                )));
+            }
+        }
+    }
+    let out = plan.tensors.get(plan.output_tensor);
+    if out.and_then(|t| t.polys) != Some(layouts.output.polys) {
+        return Err(bad("the output tensor is not packed as declared".into()));
     }
     Ok(())
 }

@@ -82,6 +82,18 @@ impl<C: Channel> Session<'_, C> {
     /// One ciphertext group of `images` images.
     fn run_group(&mut self, images: usize, group: usize) -> Result<()> {
         let setup = self.setup;
+        if setup.plan.image.is_some() {
+            return crate::image::server_group(
+                setup,
+                &mut self.g,
+                &self.pk,
+                self.opts,
+                &mut self.report,
+                &self.drops,
+                images,
+                group,
+            );
+        }
         let plan = &setup.plan;
         let public = &plan.public;
         let mut rng = os_rng();
@@ -296,7 +308,7 @@ fn drops_after(plan: &mp2ml_ir::plan::ServerPlan) -> Vec<Vec<usize>> {
                 .ops
                 .iter()
                 .flat_map(|op| match op {
-                    HeOp::Linear { inputs, .. } => inputs.clone(),
+                    HeOp::Linear { inputs, .. } | HeOp::PolyLinear { inputs, .. } => inputs.clone(),
                     HeOp::ModDrop { input, .. } => vec![*input],
                 })
                 .collect(),
@@ -364,6 +376,9 @@ fn run_he_op(
             let mut y = linear_polys(&refs, &m.matrix, bias)?;
             y.par_iter_mut().try_for_each(|c| c.rescale_assign())?;
             (*output, y)
+        }
+        HeOp::PolyLinear { name, .. } => {
+            return Err(Inconsistency::NoWeights { op: name.clone() }.into());
         }
         HeOp::ModDrop {
             input,

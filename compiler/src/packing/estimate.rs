@@ -218,6 +218,11 @@ pub fn estimate(
                         HeOp::ModDrop { input, output, .. } => {
                             alias.insert(*output, *input);
                         }
+                        HeOp::PolyLinear { name, .. } => {
+                            return Err(format!(
+                                "`{name}` is image packed already (estimate its batch plan)"
+                            ))
+                        }
                     }
                 }
             }

@@ -41,6 +41,18 @@ fn numel(shape: &[usize]) -> usize {
 
 /// Lowers a validated graph.
 pub fn lower(graph: &Graph, ranges: &Ranges, scale_bits: u32) -> Result<Lowered, CompileError> {
+    lower_with(graph, ranges, scale_bits, true)
+}
+
+/// Lowers a validated graph; with `chains` false every materialized tensor is one fused
+/// Linear over frontier tensors (what image packing needs: its linear ops read only the input
+/// and MPC outputs, whose layouts the client packs).
+pub fn lower_with(
+    graph: &Graph,
+    ranges: &Ranges,
+    scale_bits: u32,
+    chains: bool,
+) -> Result<Lowered, CompileError> {
     let order = graph
         .topo_order()
         .map_err(|n| CompileError::node(graph, n, "the graph has a cycle".into()))?;
@@ -89,7 +101,13 @@ pub fn lower(graph: &Graph, ranges: &Ranges, scale_bits: u32) -> Result<Lowered,
 
     // Pass 1: everything fused; decide per target.
     let p1 = ctx.pass(&BTreeSet::new())?;
-    let (cuts, decisions) = fusion::decide(&ctx, &p1)?;
+    let (mut cuts, mut decisions) = fusion::decide(&ctx, &p1)?;
+    if !chains {
+        cuts.clear();
+        for d in &mut decisions {
+            d.chain = false;
+        }
+    }
     let p = if cuts.is_empty() {
         p1
     } else {

@@ -160,6 +160,10 @@ pub struct Report {
     pub sizes: Option<(usize, usize, usize)>,
     /// The HE part in both packings (needs the weights file), or why it could not be made.
     pub packings: Option<Result<PackingEstimate, String>>,
+    /// The packing the compiler chose and why (`--packing image|auto`).
+    pub packing: Option<(String, String)>,
+    /// Whether the plan is image packed.
+    pub image: bool,
 }
 
 /// Measures coefficient multiply-accumulates per second (i64 weight × u64 coefficient into a
@@ -245,6 +249,42 @@ impl Report {
                                     cts += t.len();
                                 }
                                 coeff += matrix.nnz as f64 * (*level_in as f64 + 1.0) * n as f64;
+                            }
+                            HeOp::PolyLinear {
+                                name,
+                                inputs: ins,
+                                output,
+                                terms,
+                                level_in,
+                                ..
+                            } => {
+                                ops.push(format!("{name} (packed)"));
+                                lin = Some(lin.map_or(*level_in, |l: usize| l.max(*level_in)));
+                                lout = Some(level_in.saturating_sub(1));
+                                depth_of.insert(*output, 1);
+                                depth = depth.max(1);
+                                for &i in ins {
+                                    if let Some(t) = plan.tensors.get(i) {
+                                        inputs.push(t.shape.clone());
+                                    }
+                                }
+                                if let Some(t) = plan.tensors.get(*output) {
+                                    outputs.push(t.shape.clone());
+                                    cts += t.polys.unwrap_or(0);
+                                }
+                                // Both halves, per image (the batch divides nothing): the
+                                // products plus one transform per input and output polynomial.
+                                let products: usize = terms.iter().map(Vec::len).sum();
+                                let polys = terms.len()
+                                    + ins
+                                        .iter()
+                                        .filter_map(|&i| plan.tensors.get(i)?.polys)
+                                        .sum::<usize>();
+                                let nf = n as f64;
+                                coeff += 2.0
+                                    * (*level_in as f64 + 1.0)
+                                    * (products as f64 * nf + polys as f64 * nf * nf.log2())
+                                    * b;
                             }
                             HeOp::ModDrop { input, output, .. } => {
                                 ops.push(format!(
@@ -414,9 +454,21 @@ impl Report {
             compile_ms: out.map(|o| o.millis),
             sizes,
             packings: None,
+            image: plan.image.is_some(),
+            packing: out
+                .and_then(|o| o.packing.as_ref())
+                .map(|c| (c.packing.to_string(), c.why.clone())),
         };
         match out {
-            Some(o) => report.with_weights(plan, &o.compiled.weights),
+            Some(o) => match o.packing.as_ref().and_then(|c| c.estimate.clone()) {
+                Some(e) => Report {
+                    packings: Some(Ok(e)),
+                    ..report
+                },
+                None if plan.image.is_some() => report,
+                None => report.with_weights(plan, &o.compiled.weights),
+            },
+            None if plan.image.is_some() => report,
             None => report,
         }
     }
@@ -623,16 +675,32 @@ impl Report {
                 }
                 let (which, why) = e.cheaper();
                 let _ = writeln!(s, "  cheaper by this estimate: {which} ({why})");
-                let _ = writeln!(
-                    s,
-                    "  this plan is batch packed: the runtime executes batch packing only (image packing is estimated, not yet executable)"
-                );
             }
             Some(Err(why)) => {
                 let _ = writeln!(s, "== packings ==\n  image packing not estimated: {why}");
             }
             None => {}
         }
+        let packed = if self.image { "image" } else { "batch" };
+        match &self.packing {
+            Some((which, why)) => {
+                let _ = writeln!(s, "  this plan is {which} packed: {why}");
+            }
+            None => {
+                let _ = writeln!(s, "  this plan is {packed} packed");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  the client learns: {}",
+            if self.image {
+                "the parameters, input/output shapes, the MPC steps (type, size) and the layouts of \
+                 the packed tensors, which reveal every layer's shape (channels, kernel sizes, \
+                 strides, padding)"
+            } else {
+                "the parameters, input/output shapes and the MPC steps (type, size); no layer shapes"
+            }
+        );
         s
     }
 

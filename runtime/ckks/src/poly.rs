@@ -137,6 +137,13 @@ impl C1TimesS {
     pub fn poly(&self) -> &RnsPoly {
         &self.0
     }
+
+    /// The same product at the coefficients `coeffs` of the window (image packing decrypts
+    /// only the coefficients that feed circuits or the output); pairs with a c0 gathered the
+    /// same way ([`RnsPoly::gather`]).
+    pub fn gather(&self, coeffs: &[u32]) -> Result<C1TimesS> {
+        self.0.gather(coeffs).map(C1TimesS)
+    }
 }
 
 /// Keeps the first `width` coefficients of every limb of limb-major `data` (`n` per limb).
@@ -370,6 +377,29 @@ impl RnsPoly {
             .map(|_| uniform_symmetric(rng, bits))
             .collect();
         self.add_plain(&noise)
+    }
+
+    /// The coefficients `coeffs` (each below the width) of every limb, as a window of
+    /// `coeffs.len()` coefficients: image packing sends and decrypts only these.
+    pub fn gather(&self, coeffs: &[u32]) -> Result<RnsPoly> {
+        check_width(&self.params, coeffs.len())?;
+        if let Some(&c) = coeffs.iter().find(|&&c| c as usize >= self.width) {
+            return Err(Error::LengthMismatch {
+                expected: self.width,
+                actual: c as usize + 1,
+            });
+        }
+        let data = self
+            .data
+            .chunks_exact(self.width)
+            .flat_map(|limb| coeffs.iter().map(move |&c| limb[c as usize]))
+            .collect();
+        Ok(RnsPoly {
+            params: self.params.clone(),
+            level: self.level,
+            width: coeffs.len(),
+            data,
+        })
     }
 
     /// Modulus drop to `level` ≤ the current level (keeps the first `level + 1` limbs).

@@ -98,10 +98,12 @@ fn group(setup: &ServerSetup, b: usize) -> Estimate {
     let n = setup.params.n();
     let log_n = n.max(2).ilog2() as u64;
     let tensors = &plan.tensors;
+    // Image packing: a tensor is `polys` whole polynomials per image on both halves.
     let t_bytes = |t: usize, width: usize| {
-        tensors
-            .get(t)
-            .map_or(0, |x| mul(x.len() as u64, poly_bytes(x.level, width)))
+        tensors.get(t).map_or(0, |x| match x.polys {
+            Some(p) => mul(mul(p as u64, b as u64), poly_bytes(x.level, n)),
+            None => mul(x.len() as u64, poly_bytes(x.level, width)),
+        })
     };
 
     // Liveness of each tensor over the segments: produced at `born`, last read at `last`.
@@ -115,7 +117,8 @@ fn group(setup: &ServerSetup, b: usize) -> Estimate {
                 let mut w = Vec::new();
                 for op in &he.ops {
                     match op {
-                        HeOp::Linear { inputs, output, .. } => {
+                        HeOp::Linear { inputs, output, .. }
+                        | HeOp::PolyLinear { inputs, output, .. } => {
                             r.extend(inputs.iter().copied());
                             w.push(*output);
                         }
@@ -199,6 +202,15 @@ fn group(setup: &ServerSetup, b: usize) -> Estimate {
     for (si, seg) in plan.segments.iter().enumerate() {
         if let Segment::He(he) = seg {
             for (oi, op) in he.ops.iter().enumerate() {
+                if let HeOp::PolyLinear {
+                    terms, level_in, ..
+                } = op
+                {
+                    // Both halves of every image: one product per term, N wide.
+                    let products: usize = terms.iter().map(Vec::len).sum();
+                    let per = mul(mul(products as u64, *level_in as u64 + 1), 2 * n as u64);
+                    coeff = coeff.saturating_add(mul(per, b as u64));
+                }
                 if let HeOp::Linear { level_in, .. } = op {
                     let nnz = setup
                         .matrices
