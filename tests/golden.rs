@@ -8,11 +8,13 @@
 //! MP2ML_BLESS=1 cargo test -p mp2ml-tests --test golden
 //! ```
 //!
-//! On a mismatch the test prints the first differing lines.
+//! On a mismatch the test prints the first differing lines. Image-packed plans
+//! (`--packing image`) are golden too: `NAME.image.ron`, `NAME.image.client.ron`,
+//! `NAME.image.weights.sha256` (or `NAME.image.summary.txt`).
 
 use std::path::{Path, PathBuf};
 
-use mp2ml_compiler::driver::{compile_graph, Options, Output};
+use mp2ml_compiler::driver::{compile_graph, Options, Output, Packing};
 use mp2ml_compiler::error::Error;
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
 use mp2ml_compiler::params::{ParamOptions, SecurityLevel};
@@ -134,36 +136,49 @@ fn check_or_bless(path: &Path, actual: &str, failures: &mut Vec<String>) {
     }
 }
 
+/// Both packings: (file-name suffix, options).
+fn packings() -> [(&'static str, Options); 2] {
+    [
+        ("", Options::default()),
+        (
+            ".image",
+            Options {
+                packing: Packing::Image,
+                ..Options::default()
+            },
+        ),
+    ]
+}
+
 #[test]
 fn golden_plans() {
     let dir = root().join("tests").join("golden");
     let mut failures = Vec::new();
-    for name in MODELS {
-        let o = compile(name, &Options::default());
+    for (suffix, opts) in packings() {
+        golden_of(&dir, suffix, &opts, &mut failures);
+    }
+    assert!(failures.is_empty(), "golden mismatches (regenerate with MP2ML_BLESS=1 cargo test -p mp2ml-tests --test golden):\n{}", failures.join("\n"));
+}
+
+fn golden_of(dir: &Path, suffix: &str, opts: &Options, failures: &mut Vec<String>) {
+    for model in MODELS {
+        let o = compile(model, opts);
+        let name = format!("{model}{suffix}");
         let server = to_ron(&o.compiled.server).expect("ron");
         let client = to_ron(&o.compiled.client_file()).expect("ron");
         let w = format!("{}\n", sha(&o.compiled.weights));
-        check_or_bless(
-            &dir.join(format!("{name}.weights.sha256")),
-            &w,
-            &mut failures,
-        );
+        check_or_bless(&dir.join(format!("{name}.weights.sha256")), &w, failures);
         if server.len() > LARGE || client.len() > LARGE {
             check_or_bless(
                 &dir.join(format!("{name}.summary.txt")),
                 &summary(&o, &server, &client),
-                &mut failures,
+                failures,
             );
         } else {
-            check_or_bless(&dir.join(format!("{name}.ron")), &server, &mut failures);
-            check_or_bless(
-                &dir.join(format!("{name}.client.ron")),
-                &client,
-                &mut failures,
-            );
+            check_or_bless(&dir.join(format!("{name}.ron")), &server, failures);
+            check_or_bless(&dir.join(format!("{name}.client.ron")), &client, failures);
         }
     }
-    assert!(failures.is_empty(), "golden mismatches (regenerate with MP2ML_BLESS=1 cargo test -p mp2ml-tests --test golden):\n{}", failures.join("\n"));
 }
 
 /// One security table for both sides: every parameter set the compiler chooses for the bundled
@@ -312,9 +327,9 @@ fn simulation_tolerance(plan: &mp2ml_ir::plan::ServerPlan) -> f64 {
 #[test]
 fn fixed_point_simulation_matches_reference() {
     let imgs = images(100);
-    for name in MODELS {
+    for (name, opts) in MODELS.iter().flat_map(|&m| packings().map(|(_, o)| (m, o))) {
         let g = load(name);
-        let o = compile(name, &Options::default());
+        let o = compile(name, &opts);
         let tol = simulation_tolerance(&o.compiled.server);
         let wf = WeightsFile::from_bytes(o.compiled.weights.clone()).expect("weights");
         let mut worst = 0.0f64;
@@ -343,11 +358,11 @@ fn fixed_point_simulation_matches_reference() {
     }
 }
 
-/// The client plan holds no weight value and no linear-layer description.
+/// The client plan holds no weight value and no linear-layer description, in both packings.
 #[test]
 fn client_plan_has_no_weights() {
-    for name in MODELS {
-        let o = compile(name, &Options::default());
+    for (name, opts) in MODELS.iter().flat_map(|&m| packings().map(|(_, o)| (m, o))) {
+        let o = compile(name, &opts);
         let client = to_ron(&o.compiled.client_file()).expect("ron");
         for word in [
             "Linear",
@@ -358,6 +373,8 @@ fn client_plan_has_no_weights() {
             "segments",
             "gather",
             "nnz",
+            "kernels",
+            "terms",
         ] {
             assert!(
                 !client.contains(word),
@@ -389,10 +406,15 @@ fn client_plan_has_no_weights() {
         for seg in &o.compiled.server.segments {
             let Segment::He(h) = seg else { continue };
             for op in &h.ops {
-                let HeOp::Linear { matrix, .. } = op else {
-                    continue;
+                let m = match op {
+                    HeOp::Linear { matrix, .. } => wf.matrix(matrix).expect("matrix"),
+                    HeOp::PolyLinear { kernels, bias, .. } => {
+                        let mut k = wf.matrix(kernels).expect("kernels");
+                        k.bias = wf.matrix(bias).expect("bias").bias;
+                        k
+                    }
+                    HeOp::ModDrop { .. } => continue,
                 };
-                let m = wf.matrix(matrix).expect("matrix");
                 // Every weight and bias with at least 6 digits (shorter numbers occur in shapes
                 // and circuit wires by chance).
                 for v in m
