@@ -15,6 +15,7 @@ pub mod dense;
 pub mod detect;
 pub mod estimate;
 pub mod plan;
+pub mod traffic;
 
 use mp2ml_ir::layout::{ConvTerm, Layout, StructuredMatrix};
 use mp2ml_ir::weights::IntMatrix;
