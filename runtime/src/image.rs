@@ -663,6 +663,10 @@ fn client_windows(
 
 /// Client side of one group of `images` images of an image-packed plan (`data` image-major);
 /// returns the logits, image-major.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the session's parts, borrowed apart"
+)]
 pub(crate) fn client_group<C: Channel>(
     setup: &ClientSetup,
     e: &mut Evaluator<C>,

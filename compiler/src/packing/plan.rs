@@ -69,9 +69,14 @@ fn element_positions(l: &Layout) -> Vec<(u32, u32)> {
     }
 }
 
+/// A sparse kernel polynomial: `(coefficient, value)`.
+type Kernel = Vec<(u32, i64)>;
+/// The `(input, polynomial, kernel)` products of one output polynomial.
+type Terms = Vec<(u32, u32, u32)>;
+
 /// The kernel list and `(input, polynomial, kernel)` terms of `map`: scaled copies become
 /// one-coefficient kernels (deduplicated by value).
-fn kernel_terms(map: &PolyMap) -> (Vec<Vec<(u32, i64)>>, Vec<Vec<(u32, u32, u32)>>) {
+fn kernel_terms(map: &PolyMap) -> (Vec<Kernel>, Vec<Terms>) {
     let mut kernels = map.kernels.clone();
     let mut scalar: BTreeMap<i64, u32> = BTreeMap::new();
     let terms = map
