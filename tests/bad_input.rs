@@ -301,7 +301,7 @@ fn bad_server_plans_are_refused() {
         ),
         (
             "wrong version",
-            text_edit("version: 1,", "version: 7,"),
+            text_edit("version: 2,", "version: 7,"),
             "version 7 is not supported",
         ),
         (
@@ -469,7 +469,7 @@ fn bad_client_plans_and_inputs_are_refused() {
         ),
         (
             "client plan wrong version",
-            text.replacen("version: 1,", "version: 3,", 1),
+            text.replacen("version: 2,", "version: 3,", 1),
             "version 3 is not supported",
         ),
         (

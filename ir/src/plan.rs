@@ -3,7 +3,8 @@
 //! Two views of one plan are written:
 //! - [`ClientPlan`] (`NAME.client.ron`): the public part: CKKS parameters, input shape and scale,
 //!   the MPC steps with their circuits and value counts, output shape and post-processing. It says
-//!   nothing about weights or linear layers.
+//!   nothing about weights; in image packing ([`ImageLayouts`]) it carries the layouts of the
+//!   packed tensors, which reveal the linear layers' shapes.
 //! - [`ServerPlan`] (`NAME.ron`): the public part plus the HE segments (linear ops with levels and
 //!   scales), the mapping of tensors onto MPC steps, and a reference to the binary weights file
 //!   with its SHA-256.
