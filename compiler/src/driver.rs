@@ -196,6 +196,9 @@ pub fn compile_graph(
             )
         }
     };
+    // A session carries at least the plan's batch.
+    let mut params = opts.params.clone();
+    params.session_images = params.session_images.max(opts.batch);
     let settings = PlanSettings {
         model: model.to_string(),
         weights_file: weights_file.to_string(),
@@ -203,11 +206,12 @@ pub fn compile_graph(
         sigma: opts.params.sigma,
         security_bits: opts.params.security.bits(),
         batch: opts.batch,
+        session_images: params.session_images,
         input_range: opts.input_range,
     };
     let batch = || -> Result<(Compiled, Lowered, Chosen), CompileError> {
         let mut lowered = lower_with(graph, &ranges, opts.params.scale_bits, true)?;
-        let chosen = choose(&mut lowered, &opts.params)?;
+        let chosen = choose(&mut lowered, &params)?;
         let compiled = build_plan(&lowered, &chosen, &settings)?;
         Ok((compiled, lowered, chosen))
     };
@@ -217,7 +221,7 @@ pub fn compile_graph(
             (c, l, ch, None)
         }
         Packing::Image => {
-            let (c, l, ch, est) = compile_image(graph, &ranges, opts, &settings)?;
+            let (c, l, ch, est) = compile_image(graph, &ranges, &params, &settings)?;
             let choice = PackingChoice {
                 packing: "image",
                 why: "--packing image".into(),
@@ -231,7 +235,7 @@ pub fn compile_graph(
             let batch_est = mp2ml_ir::weights::WeightsFile::from_bytes(bc.weights.clone())
                 .map_err(|e| e.to_string())
                 .and_then(|w| estimate(&bc.server, &w, rate));
-            match (compile_image(graph, &ranges, opts, &settings), batch_est) {
+            match (compile_image(graph, &ranges, &params, &settings), batch_est) {
                 (Ok((ic, il, ich, Some(ie))), Ok(be)) => {
                     // Batch cost from the plan batch packing would run (chains allowed),
                     // image cost from the fused plan image packing runs.
@@ -301,14 +305,14 @@ pub fn compile_graph(
 fn compile_image(
     graph: &Graph,
     ranges: &Ranges,
-    opts: &Options,
+    params: &ParamOptions,
     settings: &PlanSettings,
 ) -> Result<(Compiled, Lowered, Chosen, Option<PackingEstimate>), CompileError> {
-    let mut lowered = lower_with(graph, ranges, opts.params.scale_bits, false)?;
+    let mut lowered = lower_with(graph, ranges, params.scale_bits, false)?;
     let image_err =
         |e: String| CompileError::new(ErrorKind::Unsupported, format!("image packing: {e}"));
     for _ in 0..4 {
-        let chosen = choose(&mut lowered, &opts.params)?;
+        let chosen = choose(&mut lowered, params)?;
         let fused = build_plan(&lowered, &chosen, settings)?;
         let img = image_plan(&fused.server, &fused.weights).map_err(|e| image_err(e.0))?;
         let mut raised = false;
