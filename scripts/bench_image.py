@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Batch-1 end-to-end figures of both packings (docs/BENCHMARKS.md, "Image packing").
+
+For every bundled model: compile with `mp2mlc --packing batch|image` (calibrated on the
+model's calibration digits), then run `mp2ml-run local --limit 1` RUNS times under
+/usr/bin/time (wall time from process start to logits, peak RSS of the process, which holds
+both parties) and print one Markdown row per model and packing: median wall time, the
+session's online time, bytes, the HE seconds (server precompute + HE segments) and the
+garbling/OT seconds (server offline garbling + MPC steps), and whether the image's class
+matches its label. Needs release binaries (`cargo build --release -p mp2ml-compiler
+-p mp2ml-runtime --bins`).
+
+Usage: python3 scripts/bench_image.py [RUNS] [MODEL...]
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+# MP2ML_BIN=target/debug uses the dev profile, whose runtime crates are built at opt-level 3.
+BIN = os.path.join(ROOT, os.environ.get("MP2ML_BIN", os.path.join("target", "release")))
+OUT = os.path.join(ROOT, "target", "bench-image")
+MODELS = {
+    "cryptonets_relu": ("mnist_calib.npy", "mnist_test_x.npy", "mnist_test_y.npy"),
+    "maxpool_cnn": ("mnist_calib.npy", "mnist_test_x.npy", "mnist_test_y.npy"),
+    "residual": ("mnist_calib.npy", "mnist_test_x.npy", "mnist_test_y.npy"),
+    "resnet20": ("fmnist32_calib.npy", "fmnist32_test_x.npy", "fmnist32_test_y.npy"),
+}
+
+
+def steps(report, prefix):
+    return sum(s["seconds"] for s in report["steps"] if s["name"].startswith(prefix))
+
+
+def run_once(plan, x, y):
+    cmd = ["/usr/bin/time", "-f", "TIME %e %M", os.path.join(BIN, "mp2ml-run"), "local", plan,
+           "--input", x, "--labels", y, "--limit", "1", "--json", "--timeout", "600"]
+    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    line = [l for l in p.stderr.splitlines() if l.startswith("TIME ")][-1]
+    wall, rss_kb = line.split()[1:3]
+    v = json.loads(p.stdout)
+    srv = v["server"]
+    return {
+        "wall": float(wall),
+        "rss": int(rss_kb) * 1024,
+        "online": v["online"]["seconds"],
+        "bytes": v["bytes_total"],
+        "he": steps(srv, "precompute") + steps(srv, "he:"),
+        "gc": steps(srv, "offline[") + steps(srv, "mpc:"),
+        "correct": v["accuracy"] == 1.0,
+    }
+
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    models = sys.argv[2:] or list(MODELS)
+    os.makedirs(OUT, exist_ok=True)
+    print("| model | packing | end to end (median of %d) | online | traffic | HE (server) | garbling + OT + conversions | peak RSS (both parties) | top-1 |" % runs)
+    print("|---|---|---|---|---|---|---|---|---|")
+    for m in models:
+        calib, x, y = (os.path.join(ROOT, "models", f) for f in MODELS[m])
+        for packing in ("batch", "image"):
+            plan = os.path.join(OUT, f"{m}.{packing}.ron")
+            subprocess.run([os.path.join(BIN, "mp2mlc"), os.path.join(ROOT, "models", m + ".onnx"),
+                            "--packing", packing, "--calibration", calib, "-o", plan],
+                           check=True, capture_output=True)
+            rs = [run_once(plan, x, y) for _ in range(runs)]
+            med = lambda k: statistics.median(r[k] for r in rs)
+            print("| %s | %s | %.3f s (%.3f–%.3f) | %.3f s | %.2f MB | %.3f s | %.3f s | %.0f MB | %s |" % (
+                m, packing, med("wall"), min(r["wall"] for r in rs), max(r["wall"] for r in rs),
+                med("online"), med("bytes") / 1e6, med("he"), med("gc"), med("rss") / 1e6,
+                "ok" if all(r["correct"] for r in rs) else "wrong"), flush=True)
+
+
+if __name__ == "__main__":
+    main()
