@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use mp2ml_ir::graph::Graph;
-use mp2ml_ir::reference::eval;
+use mp2ml_ir::reference::propagate;
 use mp2ml_ir::tensor::Tensor;
 
 use crate::error::{CompileError, ErrorKind};
@@ -91,20 +91,8 @@ pub fn observe(graph: &Graph, images: &Tensor) -> Result<Vec<Option<f64>>, Compi
     let factor = b / e0.max(1);
     let mut vals: Vec<Option<Tensor>> = graph.tensors().iter().map(|t| t.value.clone()).collect();
     vals[input.index()] = Some(images.clone());
-    for n in order {
-        let node = graph.node(n);
-        let args: Option<Vec<&Tensor>> = node
-            .inputs
-            .iter()
-            .map(|t| vals.get(t.index()).and_then(Option::as_ref))
-            .collect();
-        let Some(args) = args else { continue };
-        let outs = eval(&node.op, &args, factor)
-            .map_err(|e| CompileError::node(graph, n, format!("calibration run failed: {e}")))?;
-        for (t, v) in node.outputs.iter().zip(outs) {
-            vals[t.index()] = Some(v);
-        }
-    }
+    propagate(graph, &order, &mut vals, factor, |_| true)
+        .map_err(|(n, e)| CompileError::node(graph, n, format!("calibration run failed: {e}")))?;
     Ok(vals
         .iter()
         .map(|v| {
