@@ -156,7 +156,10 @@ pub fn compile_graph(
         }
     };
     let mut lowered = lower(graph, &ranges, opts.params.scale_bits)?;
-    let chosen = choose(&mut lowered, &opts.params)?;
+    // A session carries at least the plan's batch.
+    let mut params = opts.params.clone();
+    params.session_images = params.session_images.max(opts.batch);
+    let chosen = choose(&mut lowered, &params)?;
     let settings = PlanSettings {
         model: model.to_string(),
         weights_file: weights_file.to_string(),
@@ -164,6 +167,7 @@ pub fn compile_graph(
         sigma: opts.params.sigma,
         security_bits: opts.params.security.bits(),
         batch: opts.batch,
+        session_images: params.session_images,
         input_range: opts.input_range,
     };
     let compiled = build_plan(&lowered, &chosen, &settings)?;

@@ -70,6 +70,8 @@ pub struct PlanSettings {
     pub security_bits: u32,
     /// Batch size.
     pub batch: usize,
+    /// Most images per session.
+    pub session_images: usize,
     /// Declared input range.
     pub input_range: (f32, f32),
 }
@@ -78,7 +80,7 @@ pub struct PlanSettings {
 pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compiled, CompileError> {
     let cp = CircuitParams {
         q0: ch.moduli[0],
-        sigma: s.sigma,
+        sigma: ch.value_sigma,
         style: Default::default(),
     };
     // Circuits, deduplicated.
@@ -121,6 +123,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         scale_bits: s.scale_bits,
         sigma: s.sigma,
         batch: s.batch,
+        session_images: s.session_images,
         input: InputSpec {
             name: input.name.clone(),
             shape: input.shape.clone(),
