@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{CompileError, ErrorKind};
 use crate::packing::detect::{csr_bytes, detect, structured_bytes};
 use crate::params::{noise, Chosen};
-use crate::partition::{CircuitSpec, Lowered, MKind, LEAKY_SHIFT};
+use crate::partition::{CircuitSpec, LinMap, Lowered, MKind, LEAKY_SHIFT};
 use mp2ml_ir::circuit::activations::{self as circuits, CircuitParams};
 
 /// Everything the compiler produces for one model.
@@ -296,6 +296,32 @@ impl Builder<'_> {
             .iter()
             .map(|&f| self.low.tensors[f].shape.iter().product::<usize>())
             .sum();
+        let map = match map {
+            LinMap::Rows(a) => a,
+            LinMap::Conv(sm) => {
+                // Structured maps are written as kernels directly (never expanded).
+                let (st, nnz) = sm.to_structured(cols, p, delta).map_err(|e| {
+                    CompileError::new(ErrorKind::Parameters, format!("`{}`: {e}", t.name))
+                })?;
+                let matrix = self.weights.push_structured(&st, nnz);
+                seg.macs += nnz as u64;
+                let output = self.plan_tensor(m);
+                seg.ops.push(HeOp::Linear {
+                    name: nodes.join("+"),
+                    inputs: ins,
+                    output,
+                    matrix,
+                    level_in,
+                });
+                return Ok(output);
+            }
+            LinMap::Ident { .. } | LinMap::Opaque { .. } => {
+                return Err(CompileError::internal(format!(
+                    "`{}` has no materialized map",
+                    t.name
+                )))
+            }
+        };
         let mut im = IntMatrix {
             rows: map.rows.len(),
             cols,

@@ -127,12 +127,7 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
         .tensors
         .iter()
         .filter_map(|t| match &t.kind {
-            MKind::Linear { map, .. } => Some(
-                map.rows
-                    .iter()
-                    .flat_map(|r| r.vals.iter())
-                    .fold(0.0f64, |m, v| m.max(v.abs())),
-            ),
+            MKind::Linear { map, .. } => Some(map.max_abs()),
             _ => None,
         })
         .fold(1.0f64, f64::max);
