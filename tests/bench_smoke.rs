@@ -5,7 +5,7 @@
 
 #[path = "bench/plots.rs"]
 mod plots;
-#[path = "bench/run.rs"]
+#[path = "bench/run/mod.rs"]
 mod run;
 
 use std::path::PathBuf;

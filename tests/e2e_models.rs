@@ -1,11 +1,13 @@
 //! Every bundled model end to end: compiled by `mp2mlc`'s driver, run by the two parties over
 //! loopback TCP, and checked against the plan's own fixed-point simulation (same integer weights
-//! and circuits, no CKKS noise) and against the f32 reference executor.
+//! and circuits, no CKKS noise) and against the f32 reference executor; the report's traffic
+//! model against the bytes the session moved.
 
 use std::path::{Path, PathBuf};
 
 use mp2ml_compiler::driver::{compile_graph, Options};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
+use mp2ml_compiler::packing::traffic::batch_traffic;
 use mp2ml_compiler::plan_writer::write_all;
 use mp2ml_compiler::simulate::simulate;
 use mp2ml_ir::reference::run;
@@ -58,6 +60,16 @@ fn check(name: &str, count: usize) {
     };
     let (secure, crep, _srep) =
         run_local(&setup, &batch, &SessionOptions::default()).expect("two-party run");
+
+    // The report's traffic model against the bytes the client actually sent and received
+    // (both directions of every message pass through the client): exact up to a few framing
+    // bytes, far inside the 1.5× the cost model promises.
+    let est = batch_traffic(&out.compiled.server.public, count).total();
+    let measured = crep.bytes(None) as f64;
+    assert!(
+        (est - measured).abs() <= measured * 1e-3,
+        "{name}: estimated {est} bytes, the session moved {measured}"
+    );
 
     let wf = WeightsFile::from_bytes(out.compiled.weights.clone()).expect("weights");
     let outs = secure.logits.len() / count;

@@ -9,8 +9,8 @@
 //!   `N·(ℓ+1)` residues plus a 32-byte seed), again for every layout an MPC output feeds;
 //! - HE→MPC: the c1 of every polynomial holding circuit inputs goes to the client offline
 //!   (`N` residues at level 0), online only the wanted coefficients of c0;
-//! - batch packing, per value and image: seeded uploads (a seed and a c0 window of B
-//!   coefficients), decrypted values (c1 offline, a c0 window online), divided by B;
+//! - batch packing: [`batch_traffic`] without the garbled circuits (keys, seeds, c1 halves,
+//!   c0 windows), divided by the batch;
 //! - output: c1 offline, the wanted coefficients of c0 online, per limb of the output level;
 //! - time: both halves of every product; a transform costs `N·log2 N` and a pointwise product
 //!   or scalar copy `N` coefficient operations per limb, at the measured coefficient rate.
@@ -24,6 +24,7 @@ use mp2ml_ir::weights::{Section, WeightsFile};
 use serde::Serialize;
 
 use super::cost::MapCost;
+use super::traffic::batch_traffic;
 use super::{MapKind, PolyMap};
 
 /// One linear op in image packing.
@@ -121,10 +122,6 @@ pub fn estimate(
     let limb_bytes =
         |level: usize, coeffs: f64| coeffs * bits.iter().take(level + 1).sum::<f64>() / 8.0;
     let residues = |level: usize| limb_bytes(level, nf);
-    // Batch packing per value: a seeded upload is a seed plus a c0 window of B coefficients;
-    // a decrypted value is its c1 (offline, N coefficients) plus a c0 window.
-    let upload = |level: usize| (32.0 + limb_bytes(level, b)) / b;
-    let download = |level: usize| (residues(level) + limb_bytes(level, b)) / b;
     // Producer of every tensor: linear op output or MPC output (or the input, tensor 0).
     let mut linear_out: BTreeMap<usize, usize> = BTreeMap::new();
     let mut maps: Vec<(PolyMap, usize)> = Vec::new();
@@ -137,10 +134,9 @@ pub fn estimate(
         batch_bytes: 0.0,
         batch_seconds: 0.0,
     };
-    // Batch packing: the client's uploads (seeded halves), the shares and the output.
-    if let Some(t) = plan.tensors.first() {
-        est.batch_bytes += t.len() as f64 * upload(t.level);
-    }
+    // Batch packing: every message but the garbled circuits, as the runtime sends them.
+    let traffic = batch_traffic(p, p.batch);
+    est.batch_bytes = traffic.he_total() / traffic.images as f64;
     // Mod-drops are limb truncations: every tensor a mod-drop makes is its source.
     let mut alias: BTreeMap<usize, usize> = BTreeMap::new();
     let resolve = |alias: &BTreeMap<usize, usize>, mut t: usize| {
@@ -225,8 +221,6 @@ pub fn estimate(
                 let Some(st) = p.mpc_steps.get(bind.step) else {
                     continue;
                 };
-                est.batch_bytes +=
-                    st.values_in as f64 * download(0) + st.values_out as f64 * upload(st.out_level);
                 // c1 of the polynomials holding the step's inputs, and the wanted c0s.
                 let src = resolve(&alias, bind.input);
                 let polys = linear_out
@@ -244,6 +238,5 @@ pub fn estimate(
         .and_then(|&k| maps.get(k))
         .map_or((1, 1), |(m, _)| (m.output.polys(), m.output.len()));
     est.image_bytes += polys as f64 * residues(out_level) + limb_bytes(out_level, wanted as f64);
-    est.batch_bytes += p.output.shape.iter().product::<usize>() as f64 * download(out_level);
     Ok(est)
 }

@@ -14,6 +14,7 @@ pub mod cost;
 pub mod dense;
 pub mod detect;
 pub mod estimate;
+pub mod traffic;
 
 use mp2ml_ir::layout::{ConvTerm, Layout, StructuredMatrix};
 use mp2ml_ir::weights::IntMatrix;

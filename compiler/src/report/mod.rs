@@ -2,10 +2,9 @@
 //!
 //! Built from a [`ServerPlan`] alone (`mp2mlc inspect`) or with the compiler's extra
 //! information (fusion decisions, value bounds, noise). Cost estimates:
-//! - ciphertext bytes: a level-ℓ ciphertext is `2·N·(ℓ+1)·8` bytes, a seeded upload half that;
-//!   one ciphertext carries one value of up to N images, so per-image bytes divide by the batch;
-//! - garbled circuits: 32 bytes per AND gate (two 128-bit half-gate rows), 16 bytes per server
-//!   input label, and ≈ 16 bytes of IKNP OT extension per client input bit;
+//! - bytes: the session's messages as the runtime sends them
+//!   ([`crate::packing::traffic::batch_traffic`]: bit-packed c1 halves offline, c0 windows over
+//!   the batch online, seeds, keys, garbled tables, OTs), divided by the plan's batch;
 //! - time: HE work is `MACs × limbs × N` coefficient multiply-accumulates per ciphertext group,
 //!   at a rate measured by a micro-benchmark when the report is made; garbling + evaluation at
 //!   [`AND_GATES_PER_SEC`] AND gates per second (documented constant for AES-NI half-gates on
@@ -21,6 +20,7 @@ use crate::cost;
 
 use crate::driver::Output;
 use crate::packing::estimate::{estimate, PackingEstimate};
+use crate::packing::traffic::batch_traffic;
 use mp2ml_ir::weights::WeightsFile;
 
 /// Assumed garbling + evaluation throughput (AND gates per second, one core each side).
@@ -248,15 +248,15 @@ impl Report {
         let b = p.batch.clamp(1, n) as f64;
         let bits = |q: u64| 64 - q.leading_zeros();
         let rate = measure_mac_rate();
-        let ct = |level: usize| 2.0 * n as f64 * (level as f64 + 1.0) * 8.0;
+        let traffic = batch_traffic(p, p.batch);
+        let per_img = |bytes: f64| bytes / traffic.images as f64;
         let mut segments = Vec::new();
         let mut total_macs = 0;
         let mut total_and = 0;
         let mut bytes_total = 0.0;
         let mut secs_total = 0.0;
-        // Input upload (seeded).
-        let t0 = plan.tensors.first();
-        let in_bytes = t0.map_or(0.0, |t| t.len() as f64 * ct(t.level) / 2.0) / b;
+        // Handshake, seeds and c1 halves (offline), the input upload.
+        let in_bytes = per_img(traffic.handshake + traffic.precompute + traffic.input);
         bytes_total += in_bytes;
         for seg in &plan.segments {
             match seg {
@@ -342,14 +342,10 @@ impl Report {
                     };
                     let s = c.circuit.stats();
                     let ands = s.and * st.instances as u64;
-                    let client_bits = (st.values_in as u64) * u64::from(c.share_bits);
-                    let server_bits = client_bits + st.values_out as u64 * u64::from(c.mask_bits);
-                    let gc =
-                        ands as f64 * 32.0 + client_bits as f64 * 16.0 + server_bits as f64 * 16.0;
-                    let cts = (st.values_in as f64 * ct(0)
-                        + st.values_out as f64 * ct(st.out_level) / 2.0)
-                        / b;
-                    let bytes = gc + cts;
+                    let bytes = traffic
+                        .steps
+                        .get(m.step)
+                        .map_or(0.0, |t| per_img(t.he + t.yao));
                     let secs = ands as f64 / AND_GATES_PER_SEC + bytes / NETWORK_BYTES_PER_SEC;
                     total_and += ands;
                     bytes_total += bytes;
@@ -382,8 +378,7 @@ impl Report {
                 }
             }
         }
-        let out_t = plan.tensors.get(plan.output_tensor);
-        let out_bytes = out_t.map_or(0.0, |t| t.len() as f64 * ct(t.level)) / b;
+        let out_bytes = per_img(traffic.output + traffic.base_ots);
         bytes_total += out_bytes;
         secs_total += (in_bytes + out_bytes) / NETWORK_BYTES_PER_SEC;
         let circuits = p
