@@ -40,10 +40,13 @@ impl Link {
 /// Bytes read per chunk.
 const CHUNK: usize = 16384;
 
+/// Chunks in flight with their due times, and whether the sender has closed.
+type InFlight = (VecDeque<(Instant, Vec<u8>)>, bool);
+
 /// Chunks waiting for their due time, shared by a direction's reader and writer threads.
 #[derive(Default)]
 struct Queue {
-    items: Mutex<(VecDeque<(Instant, Vec<u8>)>, bool)>,
+    items: Mutex<InFlight>,
     ready: Condvar,
 }
 

@@ -20,6 +20,10 @@ use crate::session::{backend, SessionOptions};
 
 /// The server's offline state of one step.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one handle per MPC step; the bulk (tables, triples) is on the heap either way"
+)]
 pub enum ServerOffline {
     /// Garbled ahead (the tables went out offline).
     Yao(GarblerOffline),
@@ -29,6 +33,10 @@ pub enum ServerOffline {
 
 /// The client's offline state of one step.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one handle per MPC step; the bulk (tables, triples) is on the heap either way"
+)]
 pub enum ClientOffline {
     /// Tables received, random OTs done.
     Yao(EvaluatorOffline),

@@ -6,13 +6,13 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mp2ml_compiler::cost;
 use mp2ml_ir::circuit::activations::{relu, CircuitParams};
 use mp2ml_ir::circuit::{ShareCircuit, Style};
-use mp2ml_ir::plan::{MpcBackend, NetworkProfile};
+use mp2ml_ir::plan::{MpcBackend, MpcObjective, NetworkProfile};
 use mp2ml_mpc::{
     Channel, ChannelConfig, Evaluator, Garbler, GmwClient, GmwServer, MemChannel, PhaseReport,
     TcpChannel,
@@ -212,6 +212,22 @@ pub fn cost_constants(q0: u64, n: usize, repeats: usize) -> BenchResult<[f64; 4]
     ])
 }
 
+/// CryptoNets-ReLU compiled for `network` into `work` (for the GMW/Yao comparison).
+pub fn compile_for(work: &Path, network: &mp2ml_ir::plan::NetworkProfile) -> BenchResult<PathBuf> {
+    let onnx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/cryptonets_relu.onnx");
+    let dir = work.join(format!("{}ms_{}mbit", network.rtt_ms, network.mbit_s));
+    Ok(crate::run::compile_model_for(&onnx, &dir, network)?.0)
+}
+
+/// The bundled MNIST test digits (values) and labels.
+pub fn test_digits(models: &Path) -> BenchResult<(Vec<f32>, Vec<i64>)> {
+    let (_, x) = mp2ml_runtime::npy::read_f32(&models.join("mnist_test_x.npy"))
+        .map_err(|e| e.to_string())?;
+    let y = mp2ml_runtime::npy::read_labels(&models.join("mnist_test_y.npy"))
+        .map_err(|e| e.to_string())?;
+    Ok((x, y))
+}
+
 /// A TCP pair, through a relay of `link` if given.
 fn tcp_pair(link: Option<Link>) -> BenchResult<(TcpChannel, TcpChannel, Option<Relay>)> {
     let cfg = ChannelConfig {
@@ -261,7 +277,7 @@ fn e2e(plan_dir: &Path, images: usize, x: &[f32]) -> BenchResult<Vec<E2e>> {
     let mut rows = Vec::new();
     for (name, net) in networks() {
         let profile = net.unwrap_or(NetworkProfile::LAN);
-        let plan = crate::run::compile_for(plan_dir, &profile)?;
+        let plan = compile_for(plan_dir, &profile)?;
         let setup = load_server(&plan, 128).map_err(|e| e.to_string())?;
         let choice = setup
             .plan
@@ -353,7 +369,7 @@ pub fn section(root: &Path, q0: u64, repeats: usize, images: usize) -> BenchResu
     );
     let _ = writeln!(
         s,
-        "| network | ReLUs | protocol (circuit) | offline ms | online ms | offline MB | online MB | model est. ms |"
+        "| network | ReLUs | protocol (circuit) | offline ms | online ms | offline MB | online MB | model est. ms (offline / online) |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for n in [1000usize, 2048] {
@@ -372,7 +388,7 @@ pub fn section(root: &Path, q0: u64, repeats: usize, images: usize) -> BenchResu
             mbit_s: 1e5,
         });
         for n in [1000usize, 2048] {
-            let choice = cost::choose(&size, &depth, n, &profile);
+            let choice = cost::choose(&size, &depth, n, &profile, MpcObjective::Online);
             for (b, sc, label, est) in [
                 (MpcBackend::Yao, &size, "Yao (size)", choice.yao),
                 (MpcBackend::Gmw, &size, "GMW (size)", choice.gmw_size),
@@ -390,13 +406,14 @@ pub fn section(root: &Path, q0: u64, repeats: usize, images: usize) -> BenchResu
                     && (b == MpcBackend::Yao || choice.gmw_depth_circuit == (sc == &depth));
                 let _ = writeln!(
                     s,
-                    "| {name} | {n} | {label}{} | {:.1} | {:.1} | {:.2} | {:.3} | {:.1} |",
+                    "| {name} | {n} | {label}{} | {:.1} | {:.1} | {:.2} | {:.3} | {:.1} / {:.1} |",
                     if picked { " ← compiler" } else { "" },
                     f.off_s * 1e3,
                     f.on_s * 1e3,
                     f.off_mb,
                     f.on_mb,
-                    est.seconds * 1e3,
+                    (est.seconds - est.online_seconds) * 1e3,
+                    est.online_seconds * 1e3,
                 );
             }
         }
@@ -404,10 +421,11 @@ pub fn section(root: &Path, q0: u64, repeats: usize, images: usize) -> BenchResu
     let _ = writeln!(
         s,
         "\nTimes include each session's base OTs (as MP2ML's do). ← compiler: what \
-         `cost::choose` picks for that network (loopback modelled as 0 ms, 100 Gbit/s).\n"
+         `cost::choose` picks for that network with the default objective (online time; \
+         loopback modelled as 0 ms, 100 Gbit/s).\n"
     );
     let models = root.join("models");
-    let (x, _) = crate::run::test_digits(&models)?;
+    let (x, _) = test_digits(&models)?;
     let rows = e2e(&root.join("target/bench-gmw"), images, &x)?;
     let _ = writeln!(
         s,

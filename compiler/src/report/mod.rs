@@ -337,7 +337,7 @@ impl Report {
                     let Some(st) = p.mpc_steps.get(m.step) else {
                         continue;
                     };
-                    let Some(c) = p.circuits.get(st.circuit) else {
+                    let Some(c) = p.circuits.get(st.circuit_for(st.backend)) else {
                         continue;
                     };
                     let s = c.circuit.stats();
@@ -345,7 +345,7 @@ impl Report {
                     let bytes = traffic
                         .steps
                         .get(m.step)
-                        .map_or(0.0, |t| per_img(t.he + t.yao));
+                        .map_or(0.0, |t| per_img(t.he + t.mpc));
                     let secs = ands as f64 / AND_GATES_PER_SEC + bytes / NETWORK_BYTES_PER_SEC;
                     total_and += ands;
                     bytes_total += bytes;

@@ -122,23 +122,8 @@ pub(super) fn compile_model(onnx: &Path, work: &Path) -> BenchResult<(PathBuf, f
     compile_model_for(onnx, work, &Default::default())
 }
 
-/// CryptoNets-ReLU compiled for `network` into `work` (for the GMW/Yao comparison).
-pub fn compile_for(work: &Path, network: &mp2ml_ir::plan::NetworkProfile) -> BenchResult<PathBuf> {
-    let onnx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/cryptonets_relu.onnx");
-    let dir = work.join(format!("{}ms_{}mbit", network.rtt_ms, network.mbit_s));
-    Ok(compile_model_for(&onnx, &dir, network)?.0)
-}
-
-/// The bundled MNIST test digits (values) and labels.
-pub fn test_digits(models: &Path) -> BenchResult<(Vec<f32>, Vec<i64>)> {
-    let (_, x) = mp2ml_runtime::npy::read_f32(&models.join("mnist_test_x.npy"))
-        .map_err(|e| e.to_string())?;
-    let y = mp2ml_runtime::npy::read_labels(&models.join("mnist_test_y.npy"))
-        .map_err(|e| e.to_string())?;
-    Ok((x, y))
-}
-
-fn compile_model_for(
+/// `onnx` compiled for `network` into `work`: the plan path and the compile seconds.
+pub fn compile_model_for(
     onnx: &Path,
     work: &Path,
     network: &mp2ml_ir::plan::NetworkProfile,
