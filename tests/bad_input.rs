@@ -113,10 +113,26 @@ fn bad_onnx_models_are_refused() {
     std::fs::write(src.join("empty.onnx"), b"").expect("write");
     let b = inputs_dir();
     let cases: &[(&str, PathBuf, &str)] = &[
-        ("truncated", src.join("truncated.onnx"), "error"),
-        ("not protobuf", src.join("not_protobuf.onnx"), "error"),
-        ("empty file", src.join("empty.onnx"), "graph"),
-        ("missing file", src.join("nope.onnx"), "No such file"),
+        (
+            "truncated",
+            src.join("truncated.onnx"),
+            "error[E0002]: malformed ONNX file: failed to decode Protobuf message",
+        ),
+        (
+            "not protobuf",
+            src.join("not_protobuf.onnx"),
+            "error[E0002]: malformed ONNX file: failed to decode Protobuf message",
+        ),
+        (
+            "empty file",
+            src.join("empty.onnx"),
+            "error[E0003]: the model has no graph nodes",
+        ),
+        (
+            "missing file",
+            src.join("nope.onnx"),
+            "error[E0001]: cannot read",
+        ),
         (
             "dangling input",
             b.join("dangling_input.onnx"),
@@ -164,14 +180,11 @@ fn bad_onnx_models_are_refused() {
             "{case}: partial output left behind"
         );
     }
-    // The malformed messages for truncated data say what is wrong with the file.
+    // A truncated file says where the data ran out and what to suspect.
     let out = compile(&src.join("truncated.onnx"), &tmpdir("onnx-out"));
-    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("protobuf")
-            || err.contains("decode")
-            || err.contains("malformed")
-            || err.contains("buffer"),
+        err.contains("buffer underflow") && err.contains("truncated or not ONNX"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&src);
@@ -299,7 +312,7 @@ fn bad_server_plans_are_refused() {
         (
             "edited parameter, stale hash",
             text_edit("log_n: 12", "log_n: 11"),
-            "hash",
+            "the recorded hash does not match the plan's public part",
         ),
         (
             "insecure N, hash recomputed",
@@ -431,7 +444,7 @@ fn bad_client_plans_and_inputs_are_refused() {
             "range.npy",
             "outside the range",
         ),
-        ("not npy", "garbage.npy", "input"),
+        ("not npy", "garbage.npy", "(expected a float32 .npy array)"),
         ("missing input", "missing.npy", "No such file"),
     ];
     for (case, file, want) in cases {
@@ -457,7 +470,7 @@ fn bad_client_plans_and_inputs_are_refused() {
         (
             "client plan edited",
             text.replacen("sigma: 40", "sigma: 41", 1),
-            "hash",
+            "the recorded hash does not match the plan's content (edited plan?)",
         ),
         (
             "client plan wrong version",

@@ -30,54 +30,10 @@ fn models_dir() -> PathBuf {
         .join("models")
 }
 
-/// Minimal `.npy` reader for little-endian f32/f64/i64 arrays (returned as f32).
+/// A float32, float64 or int64 `.npy` array as float32.
 fn read_npy(path: &Path) -> Result<Tensor, String> {
     let b = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
-        return Err("not a .npy file".into());
-    }
-    let (hlen, start) = if b[6] == 1 {
-        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
-    } else {
-        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
-    };
-    let header = std::str::from_utf8(b.get(start..start + hlen).ok_or("short header")?)
-        .map_err(|e| e.to_string())?;
-    if header.contains("'fortran_order': True") {
-        return Err("fortran order not supported".into());
-    }
-    let descr = header
-        .split("'descr':")
-        .nth(1)
-        .and_then(|s| s.split('\'').nth(1))
-        .ok_or("no descr")?;
-    let shape_s = header
-        .split("'shape':")
-        .nth(1)
-        .and_then(|s| s.split(['(', ')']).nth(1))
-        .ok_or("no shape")?;
-    let shape: Vec<usize> = shape_s
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| "bad shape"))
-        .collect::<Result<_, _>>()?;
-    let body = &b[start + hlen..];
-    let data: Vec<f32> = match descr {
-        "<f4" => body
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        "<f8" => body
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
-            .collect(),
-        "<i8" => body
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
-            .collect(),
-        d => return Err(format!("dtype {d} not supported")),
-    };
+    let (shape, data) = mp2ml_ir::files::any_as_f32_from_bytes(&b).map_err(|e| e.to_string())?;
     Tensor::new(shape, data).ok_or_else(|| "data length does not match shape".to_string())
 }
 

@@ -362,25 +362,14 @@ impl Builder<'_> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder.
+/// Writes `bytes` to a temporary file next to `path`.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, CompileError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
+    mp2ml_ir::files::write_temp(path, bytes).map_err(|e| {
         CompileError::new(
             ErrorKind::Io,
-            format!("cannot write `{}`: {e}", tmp.display()),
+            format!("cannot write next to `{}`: {e}", path.display()),
         )
-    })?;
-    Ok(tmp)
+    })
 }
 
 /// The three output paths for `-o DIR/NAME.ron`: plan, client plan, weights.

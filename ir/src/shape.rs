@@ -346,18 +346,8 @@ pub fn infer(op: &Op, inputs: &[&[usize]]) -> Result<Vec<Shape>, ShapeError> {
             pads,
             ceil_mode,
             ..
-        } => {
-            arity(inputs, 1, 1, "1")?;
-            one(pool_shape(
-                inputs[0],
-                kernel,
-                strides,
-                pads,
-                &[1, 1],
-                *ceil_mode,
-            )?)
         }
-        MaxPool {
+        | MaxPool {
             kernel,
             strides,
             pads,

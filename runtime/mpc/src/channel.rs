@@ -245,59 +245,40 @@ pub trait Channel {
     }
 }
 
-impl<C: Channel + ?Sized> Channel for &mut C {
-    fn set_deadline(&mut self, deadline: Option<Instant>) {
-        (**self).set_deadline(deadline)
-    }
-    fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        (**self).send(bytes)
-    }
-    fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> Result<()> {
-        (**self).exchange(out, inp)
-    }
-    fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
-        (**self).recv(buf)
-    }
-    fn flush(&mut self) -> Result<()> {
-        (**self).flush()
-    }
-    fn set_phase(&mut self, phase: &str) {
-        (**self).set_phase(phase)
-    }
-    fn stats(&self) -> ChannelStats {
-        (**self).stats()
-    }
-    fn max_frame(&self) -> usize {
-        (**self).max_frame()
-    }
+/// `Channel` for a pointer to a channel: every method forwards to the pointee.
+macro_rules! forward_channel {
+    ($ptr:ty) => {
+        impl<C: Channel + ?Sized> Channel for $ptr {
+            fn set_deadline(&mut self, deadline: Option<Instant>) {
+                (**self).set_deadline(deadline)
+            }
+            fn send(&mut self, bytes: &[u8]) -> Result<()> {
+                (**self).send(bytes)
+            }
+            fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> Result<()> {
+                (**self).exchange(out, inp)
+            }
+            fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
+                (**self).recv(buf)
+            }
+            fn flush(&mut self) -> Result<()> {
+                (**self).flush()
+            }
+            fn set_phase(&mut self, phase: &str) {
+                (**self).set_phase(phase)
+            }
+            fn stats(&self) -> ChannelStats {
+                (**self).stats()
+            }
+            fn max_frame(&self) -> usize {
+                (**self).max_frame()
+            }
+        }
+    };
 }
 
-impl<C: Channel + ?Sized> Channel for Box<C> {
-    fn set_deadline(&mut self, deadline: Option<Instant>) {
-        (**self).set_deadline(deadline)
-    }
-    fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        (**self).send(bytes)
-    }
-    fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> Result<()> {
-        (**self).exchange(out, inp)
-    }
-    fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
-        (**self).recv(buf)
-    }
-    fn flush(&mut self) -> Result<()> {
-        (**self).flush()
-    }
-    fn set_phase(&mut self, phase: &str) {
-        (**self).set_phase(phase)
-    }
-    fn stats(&self) -> ChannelStats {
-        (**self).stats()
-    }
-    fn max_frame(&self) -> usize {
-        (**self).max_frame()
-    }
-}
+forward_channel!(&mut C);
+forward_channel!(Box<C>);
 
 /// Settings shared by both channel kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -354,53 +354,64 @@ pub struct Evaluator<C: Channel> {
     reports: Vec<PhaseReport>,
 }
 
-impl<C: Channel> Garbler<C> {
-    /// A garbler on `ch` drawing randomness from `rng` (use [`Garbler::from_os_rng`] outside tests).
-    pub fn new(ch: C, rng: ChaCha20Rng) -> Self {
-        Self::with_config(ch, rng, GcConfig::default())
-    }
+/// The constructors and channel accessors both parties share (the types differ only in
+/// their OT role and what their phases do).
+macro_rules! party_common {
+    ($party:ident, $peer:literal) => {
+        impl<C: Channel> $party<C> {
+            #[doc = concat!("A party on `ch` drawing randomness from `rng` (use [`", stringify!($party), "::from_os_rng`] outside tests).")]
+            pub fn new(ch: C, rng: ChaCha20Rng) -> Self {
+                Self::with_config(ch, rng, GcConfig::default())
+            }
 
-    /// A garbler with a ChaCha20 generator seeded from the operating system.
-    ///
-    /// # Errors
-    /// [`MpcError::Entropy`] if the operating system has no randomness to give.
-    pub fn from_os_rng(ch: C) -> Result<Self> {
-        Ok(Self::new(ch, os_rng()?))
-    }
+            /// A party with a ChaCha20 generator seeded from the operating system.
+            ///
+            /// # Errors
+            /// [`MpcError::Entropy`] if the operating system has no randomness to give.
+            pub fn from_os_rng(ch: C) -> Result<Self> {
+                Ok(Self::new(ch, os_rng()?))
+            }
 
-    /// A garbler with explicit tuning (the evaluator must use the same).
-    pub fn with_config(ch: C, rng: ChaCha20Rng, config: GcConfig) -> Self {
-        Garbler {
-            ch,
-            rng,
-            ot: None,
-            hash: FixedKeyHash::new(),
-            config,
-            seq: 0,
-            reports: Vec::new(),
+            #[doc = concat!("A party with explicit tuning (the ", $peer, " must use the same).")]
+            pub fn with_config(ch: C, rng: ChaCha20Rng, config: GcConfig) -> Self {
+                $party {
+                    ch,
+                    rng,
+                    ot: None,
+                    hash: FixedKeyHash::new(),
+                    config,
+                    seq: 0,
+                    reports: Vec::new(),
+                }
+            }
+
+            /// The channel, for other messages of the protocol between circuit runs.
+            pub fn channel_mut(&mut self) -> &mut C {
+                &mut self.ch
+            }
+
+            /// The channel, for reading its statistics.
+            pub fn channel(&self) -> &C {
+                &self.ch
+            }
+
+            /// Gives the channel back.
+            pub fn into_channel(self) -> C {
+                self.ch
+            }
+
+            /// Time and bytes of every phase run so far.
+            pub fn reports(&self) -> &[PhaseReport] {
+                &self.reports
+            }
         }
-    }
+    };
+}
 
-    /// The channel, for other messages of the protocol between circuit runs.
-    pub fn channel_mut(&mut self) -> &mut C {
-        &mut self.ch
-    }
+party_common!(Garbler, "evaluator");
+party_common!(Evaluator, "garbler");
 
-    /// The channel, for reading its statistics.
-    pub fn channel(&self) -> &C {
-        &self.ch
-    }
-
-    /// Gives the channel back.
-    pub fn into_channel(self) -> C {
-        self.ch
-    }
-
-    /// Time and bytes of every phase run so far.
-    pub fn reports(&self) -> &[PhaseReport] {
-        &self.reports
-    }
-
+impl<C: Channel> Garbler<C> {
     /// Offline phase: garbles `instances` copies of `circuit` with the server's input bits
     /// (instance-major) and sends tables, input labels and decoding bits; prepares the random
     /// OTs for the client's inputs. Channel phase `offline`.
@@ -553,53 +564,6 @@ impl<C: Channel> Garbler<C> {
 }
 
 impl<C: Channel> Evaluator<C> {
-    /// An evaluator on `ch` drawing randomness from `rng` (use [`Evaluator::from_os_rng`]
-    /// outside tests).
-    pub fn new(ch: C, rng: ChaCha20Rng) -> Self {
-        Self::with_config(ch, rng, GcConfig::default())
-    }
-
-    /// An evaluator with a ChaCha20 generator seeded from the operating system.
-    ///
-    /// # Errors
-    /// [`MpcError::Entropy`] if the operating system has no randomness to give.
-    pub fn from_os_rng(ch: C) -> Result<Self> {
-        Ok(Self::new(ch, os_rng()?))
-    }
-
-    /// An evaluator with explicit tuning (the garbler must use the same).
-    pub fn with_config(ch: C, rng: ChaCha20Rng, config: GcConfig) -> Self {
-        Evaluator {
-            ch,
-            rng,
-            ot: None,
-            hash: FixedKeyHash::new(),
-            config,
-            seq: 0,
-            reports: Vec::new(),
-        }
-    }
-
-    /// The channel, for other messages of the protocol between circuit runs.
-    pub fn channel_mut(&mut self) -> &mut C {
-        &mut self.ch
-    }
-
-    /// The channel, for reading its statistics.
-    pub fn channel(&self) -> &C {
-        &self.ch
-    }
-
-    /// Gives the channel back.
-    pub fn into_channel(self) -> C {
-        self.ch
-    }
-
-    /// Time and bytes of every phase run so far.
-    pub fn reports(&self) -> &[PhaseReport] {
-        &self.reports
-    }
-
     fn check_fingerprint(&mut self, circuit: &Circuit, s: &Shape, mode: u8) -> Result<()> {
         let mut theirs = [0u8; 32];
         self.ch.recv(&mut theirs)?;

@@ -71,57 +71,24 @@ impl Metrics {
             session_images: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             draining: AtomicBool::new(false),
         };
-        registry.register(
-            "sessions_started",
-            "Sessions that passed the handshake",
-            m.started.clone(),
-        );
-        registry.register(
-            "sessions_finished",
-            "Sessions that completed",
-            m.finished.clone(),
-        );
-        registry.register(
-            "sessions_failed",
-            "Sessions that failed after the handshake",
-            m.failed.clone(),
-        );
-        registry.register(
-            "connections_refused",
-            "Connections turned away before a session started, by reason",
-            m.refused.clone(),
-        );
-        registry.register(
-            "sessions_running",
-            "Sessions running now",
-            m.running.clone(),
-        );
-        registry.register(
-            "handshakes_pending",
-            "Handshakes in progress now",
-            m.pending.clone(),
-        );
-        registry.register(
-            "memory_reserved_bytes",
-            "Memory reserved by running sessions (plan estimates)",
-            m.reserved_bytes.clone(),
-        );
-        registry.register("images", "Images of completed sessions", m.images.clone());
-        registry.register(
-            "bytes",
-            "Bytes sent and received by sessions",
-            m.bytes.clone(),
-        );
-        registry.register(
-            "session_seconds",
-            "Wall-clock seconds per session",
-            m.seconds.clone(),
-        );
-        registry.register(
-            "session_images",
-            "Images per session",
-            m.session_images.clone(),
-        );
+        macro_rules! register {
+            ($($name:literal, $help:literal, $metric:expr;)*) => {
+                $(registry.register($name, $help, $metric.clone());)*
+            };
+        }
+        register! {
+            "sessions_started", "Sessions that passed the handshake", m.started;
+            "sessions_finished", "Sessions that completed", m.finished;
+            "sessions_failed", "Sessions that failed after the handshake", m.failed;
+            "connections_refused", "Connections turned away before a session started, by reason", m.refused;
+            "sessions_running", "Sessions running now", m.running;
+            "handshakes_pending", "Handshakes in progress now", m.pending;
+            "memory_reserved_bytes", "Memory reserved by running sessions (plan estimates)", m.reserved_bytes;
+            "images", "Images of completed sessions", m.images;
+            "bytes", "Bytes sent and received by sessions", m.bytes;
+            "session_seconds", "Wall-clock seconds per session", m.seconds;
+            "session_images", "Images per session", m.session_images;
+        }
         Metrics { registry, ..m }
     }
 
