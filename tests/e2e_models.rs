@@ -33,11 +33,12 @@ fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
 
 /// Runs `name` on the first `count` test digits with each step on the plan's back end, or on
 /// `mpc` for every step (`mp2ml-run --mpc`), and checks the outputs and the traffic model.
-fn check(name: &str, count: usize) {
+/// Returns the back end each step ran.
+fn check(name: &str, count: usize) -> Vec<MpcBackend> {
     check_with(name, count, None)
 }
 
-fn check_with(name: &str, count: usize, mpc: Option<MpcBackend>) {
+fn check_with(name: &str, count: usize, mpc: Option<MpcBackend>) -> Vec<MpcBackend> {
     let graph = import_file(
         &root().join(format!("models/{name}.onnx")),
         &ImportOptions::default(),
@@ -121,47 +122,43 @@ fn check_with(name: &str, count: usize, mpc: Option<MpcBackend>) {
         "{name}: secure outputs deviate from the f32 reference by {worst_ref}"
     );
     std::fs::remove_dir_all(&dir).ok();
+    let plan = &out.compiled.server.public;
+    plan.mpc_steps
+        .iter()
+        .map(|s| mpc.unwrap_or(s.backend))
+        .collect()
 }
 
-/// Every bundled model but ResNet-20 with every step on GMW (small batches: the circuits are
-/// the same as with Yao, only the protocol differs).
-#[test]
-fn every_bundled_model_with_gmw_matches_simulation() {
-    for (name, count) in [
-        ("tiny", 8),
-        ("cryptonets_relu", 2),
-        ("maxpool_cnn", 1),
-        ("residual", 1),
-    ] {
-        check_with(name, count, Some(MpcBackend::Gmw));
-    }
-}
-
-/// The plan compiled for a LAN runs CryptoNets' first ReLU layer on GMW; forced Yao runs both
-/// on Yao.
-#[test]
-fn cryptonets_relu_with_yao_everywhere_matches_simulation() {
-    check_with("cryptonets_relu", 2, Some(MpcBackend::Yao));
-}
+// The plans are compiled for the default network (LAN), where the cost model puts the larger
+// steps on GMW: together the runs below cover both back ends on every bundled model but
+// ResNet-20 (each model on GMW, Yao on all but `residual`), each at no extra session.
 
 #[test]
 fn tiny_two_party_matches_simulation() {
-    check("tiny", 32);
+    assert_eq!(check("tiny", 32), [MpcBackend::Yao]);
+    // Its one step forced onto GMW (`mp2ml-run --mpc gmw`).
+    check_with("tiny", 8, Some(MpcBackend::Gmw));
 }
 
 #[test]
 fn cryptonets_relu_two_party_matches_simulation() {
-    check("cryptonets_relu", 16);
+    let used = check("cryptonets_relu", 16);
+    assert_eq!(used, [MpcBackend::Gmw, MpcBackend::Yao]);
 }
 
 #[test]
 fn maxpool_cnn_two_party_matches_simulation() {
-    check("maxpool_cnn", 4);
+    let used = check("maxpool_cnn", 4);
+    assert!(
+        used.contains(&MpcBackend::Gmw) && used.contains(&MpcBackend::Yao),
+        "{used:?}"
+    );
 }
 
 #[test]
 fn residual_two_party_matches_simulation() {
-    check("residual", 4);
+    let used = check("residual", 4);
+    assert!(used.iter().all(|&b| b == MpcBackend::Gmw), "{used:?}");
 }
 
 /// The bundled ResNet-20 compiles with `--calibration` (worst-case interval analysis cannot

@@ -151,7 +151,7 @@ fn parties_with_different_mpc_overrides_are_refused_at_the_handshake() {
             let cli = run_client(&client, ch, &batch, &co);
             (t.join().expect("server thread"), cli)
         });
-        let err = cli.err().expect("client refused").to_string();
+        let err = cli.expect_err("client refused").to_string();
         assert!(err.contains("--mpc"), "{s:?}/{c:?}: {err}");
         assert!(srv.is_err(), "{s:?}/{c:?}: the server ran the session");
     }
