@@ -271,9 +271,10 @@ fn cryptonets_structure() {
         n == 1024 || logq > max(n / 2),
         "N = {n} is larger than needed for log Q = {logq}"
     );
-    // ReLU circuit within 6w + σ.
+    // ReLU circuit within 6w + σ_v (σ_v the per-value mask width of a session).
     let c = &s.public.circuits[steps[0].circuit];
-    assert!(c.circuit.stats().and <= u64::from(6 * c.share_bits + s.public.sigma));
+    let sv = s.public.value_sigma().expect("σ_v");
+    assert!(c.circuit.stats().and <= u64::from(6 * c.share_bits + sv));
     let text = mp2ml_compiler::report::Report::from_plan(s, Some(&o)).text();
     assert!(
         text.contains("845") && text.contains("AND") && text.contains("fused"),

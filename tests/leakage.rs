@@ -471,7 +471,8 @@ fn insecure_parameters_are_refused_by_both_parties() {
         ("smaller N", |p| p.params.log_n -= 1),
         ("N = 2^9", |p| p.params.log_n = 9),
         ("more modulus bits", |p| {
-            let extra = ntt_primes(50, p.params.n(), 1, &p.params.moduli).expect("prime");
+            // 960 bits more: above the 128-bit bound of every N up to 2^15.
+            let extra = ntt_primes(60, p.params.n(), 16, &p.params.moduli).expect("primes");
             p.params.moduli.extend(extra);
         }),
         ("claimed 64-bit level", |p| p.params.security_bits = 64),

@@ -142,9 +142,11 @@ pub mod toy {
         let q0 = ntt_primes(30, N, 1, &[]).expect("q0")[0];
         let p1 = ntt_primes(44, N, 1, &[q0]).expect("p1")[0];
         let p2 = ntt_primes(30, N, 1, &[q0, p1]).expect("p2")[0];
+        // σ = 40 per session of at most 64 images: the masks are σ_v = 40 + ⌈log2(64·(3 hidden
+        // + 2 outputs))⌉ = 49 bits wider than what they hide (`ClientPlan::value_sigma`).
         let sc = relu(&CircuitParams {
             q0,
-            sigma: 40,
+            sigma: 49,
             style: Default::default(),
         });
         let mut ww = WeightsWriter::new();
@@ -163,6 +165,7 @@ pub mod toy {
             scale_bits: F,
             sigma: 40,
             batch: 1,
+            session_images: 64,
             input: InputSpec {
                 name: "x".into(),
                 shape: vec![4],

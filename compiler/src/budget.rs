@@ -3,12 +3,13 @@
 //! process being killed by the kernel.
 //!
 //! Two steps dominate: the calibration run (the f32 reference executor keeps every tensor of
-//! the calibration batch) and batch packing's lowering, where every linear tensor is an affine
-//! map over the frontier tensors with one [`crate::partition::affine::Row`] per element, i.e.
-//! every convolution expanded to its weight-shared sparse matrix (`O·OH·OW` rows of
-//! `C/g·kh·kw` terms). The lowering estimate bounds each fused row's length by the product of
-//! the local fan-ins along the linear chain (capped by the frontier width), the way
-//! [`crate::partition::affine::compose`] builds it.
+//! the calibration batch) and the lowering. The lowering expands a fused map into one
+//! [`crate::partition::affine::Row`] per element only while it stays below
+//! [`crate::partition::SPARSE_LIMIT`] entries; larger maps are kept as convolution terms
+//! ([`crate::partition::smap::SMap`]: kernels, never the weight-shared expansion). The estimate
+//! bounds each expanded row's length by the product of the local fan-ins along the linear chain
+//! (capped by the frontier width), the way [`crate::partition::affine::compose`] builds it, and
+//! counts a structured map by its kernels plus a few words per element.
 
 use mp2ml_ir::graph::Graph;
 use mp2ml_ir::op::Op;
@@ -27,17 +28,25 @@ const BYTES_PER_TERM: u64 = 44;
 /// Bytes per row (per linear tensor element): the `Row`'s two vector headers, bias, interval
 /// bounds and allocator overhead, in both lowering passes.
 const BYTES_PER_ROW: u64 = 128;
+/// Bytes per element of a structured map's tensor: interval bounds, the plan's gather lists
+/// and the calibration-free bookkeeping.
+const BYTES_PER_STRUCTURED_ELEMENT: u64 = 48;
+/// Bytes per kernel weight of a structured map: the f64 kernel, its composed copies (fusion
+/// passes, materialization) and the integer kernel in the weights file.
+const BYTES_PER_KERNEL_WEIGHT: u64 = 64;
 
 /// What the lowering of a graph in batch packing would hold.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoweringEstimate {
-    /// Terms of all fused affine maps (upper bound).
+    /// Terms of all expanded affine maps (upper bound).
     pub terms: u64,
+    /// Linear ops kept as convolution terms (their expansion would exceed the sparse limit).
+    pub structured: usize,
     /// Rows (elements of linear tensors).
     pub rows: u64,
     /// Estimated peak bytes.
     pub bytes: u64,
-    /// The nodes with the most terms: (name, terms), largest first (at most 3).
+    /// The nodes with the most bytes: (name, bytes), largest first (at most 3).
     pub largest: Vec<(String, u64)>,
 }
 
@@ -76,7 +85,7 @@ pub fn estimate_lowering(graph: &Graph) -> Result<LoweringEstimate, CompileError
         .filter(|&&t| !graph.is_const(t))
         .map(|&t| per_image(&graph.tensor(t).shape))
         .sum();
-    let (mut terms, mut rows) = (0u64, 0u64);
+    let (mut terms, mut rows, mut extra, mut structured) = (0u64, 0u64, 0u64, 0usize);
     let mut per_node: Vec<(String, u64)> = Vec::new();
     for n in order {
         let node = graph.node(n);
@@ -121,18 +130,39 @@ pub fn estimate_lowering(graph: &Graph) -> Result<LoweringEstimate, CompileError
         for &o in &node.outputs {
             row_len[o.index()] = len;
         }
-        terms = terms.saturating_add(node_terms);
-        rows = rows.saturating_add(outs);
-        per_node.push((node.name.clone(), node_terms));
+        let node_bytes = if node_terms > crate::partition::SPARSE_LIMIT {
+            // Kept by structure: the kernels (constants of the node) and per-element words.
+            structured += 1;
+            let weights: u64 = node
+                .inputs
+                .iter()
+                .filter(|&&t| graph.is_const(t))
+                .map(|&t| graph.tensor(t).shape.iter().product::<usize>() as u64)
+                .sum();
+            extra = extra
+                .saturating_add(weights.saturating_mul(BYTES_PER_KERNEL_WEIGHT))
+                .saturating_add(outs.saturating_mul(BYTES_PER_STRUCTURED_ELEMENT));
+            weights.saturating_mul(BYTES_PER_KERNEL_WEIGHT)
+                + outs.saturating_mul(BYTES_PER_STRUCTURED_ELEMENT)
+        } else {
+            terms = terms.saturating_add(node_terms);
+            rows = rows.saturating_add(outs);
+            node_terms
+                .saturating_mul(BYTES_PER_TERM)
+                .saturating_add(outs.saturating_mul(BYTES_PER_ROW))
+        };
+        per_node.push((node.name.clone(), node_bytes));
     }
     per_node.sort_by_key(|b| std::cmp::Reverse(b.1));
     per_node.truncate(3);
     Ok(LoweringEstimate {
         terms,
+        structured,
         rows,
         bytes: terms
             .saturating_mul(BYTES_PER_TERM)
-            .saturating_add(rows.saturating_mul(BYTES_PER_ROW)),
+            .saturating_add(rows.saturating_mul(BYTES_PER_ROW))
+            .saturating_add(extra),
         largest: per_node,
     })
 }
@@ -150,21 +180,20 @@ pub fn check_lowering(graph: &Graph, budget: u64) -> Result<LoweringEstimate, Co
     let largest: Vec<String> = e
         .largest
         .iter()
-        .map(|(n, t)| format!("`{n}` {:.1} M", *t as f64 / 1e6))
+        .map(|(n, b)| format!("`{n}` {}", gb(*b)))
         .collect();
     Err(CompileError::new(
         ErrorKind::Options,
         format!(
-            "batch packing: the lowering step would need about {} (its affine maps hold {:.0} M terms: every convolution expanded to one row per output element), more than the memory budget of {}",
+            "batch packing: the lowering step would need about {} (expanded maps of {:.0} M terms, {} linear ops kept as convolution kernels), more than the memory budget of {}",
             gb(e.bytes),
             e.terms as f64 / 1e6,
+            e.structured,
             gb(budget)
         ),
     )
-    .with_note(format!("the largest maps (terms): {}", largest.join(", ")))
-    .with_note(
-        "batch packing carries one ciphertext per tensor element, so an ImageNet-size model's plan is inherently this large; raise --memory-budget (MiB) if the machine has the memory",
-    ))
+    .with_note(format!("the largest maps: {}", largest.join(", ")))
+    .with_note("raise --memory-budget (MiB) if the machine has the memory"))
 }
 
 /// Refuses the calibration run when keeping every tensor of `images` images would exceed
@@ -247,6 +276,9 @@ mod tests {
     fn over_budget_is_refused_naming_the_step() {
         let g = conv_graph(64, 56, 64, 3);
         let e = estimate_lowering(&g).expect("estimate");
+        // 115 M expanded terms: kept as its kernel, a few MB.
+        assert_eq!((e.structured, e.terms), (1, 0));
+        assert!(e.bytes < 20 << 20, "{}", e.bytes);
         let err = check_lowering(&g, e.bytes - 1).expect_err("over budget");
         assert!(
             err.to_string().contains("batch packing: the lowering step"),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use mp2ml_ir::graph::Graph;
-use mp2ml_ir::reference::eval;
+use mp2ml_ir::reference::propagate;
 use mp2ml_ir::tensor::Tensor;
 
 use crate::error::{CompileError, ErrorKind};
@@ -97,20 +97,8 @@ pub fn observe(graph: &Graph, images: &Tensor) -> Result<Vec<Option<f64>>, Compi
     let factor = b / e0.max(1);
     let mut vals: Vec<Option<Tensor>> = graph.tensors().iter().map(|t| t.value.clone()).collect();
     vals[input.index()] = Some(images.clone());
-    for n in order {
-        let node = graph.node(n);
-        let args: Option<Vec<&Tensor>> = node
-            .inputs
-            .iter()
-            .map(|t| vals.get(t.index()).and_then(Option::as_ref))
-            .collect();
-        let Some(args) = args else { continue };
-        let outs = eval(&node.op, &args, factor)
-            .map_err(|e| CompileError::node(graph, n, format!("calibration run failed: {e}")))?;
-        for (t, v) in node.outputs.iter().zip(outs) {
-            vals[t.index()] = Some(v);
-        }
-    }
+    propagate(graph, &order, &mut vals, factor, |_| true)
+        .map_err(|(n, e)| CompileError::node(graph, n, format!("calibration run failed: {e}")))?;
     Ok(vals
         .iter()
         .map(|v| {
@@ -174,7 +162,10 @@ pub fn compile_graph(
         }
     };
     let mut lowered = lower(graph, &ranges, opts.params.scale_bits)?;
-    let chosen = choose(&mut lowered, &opts.params)?;
+    // A session carries at least the plan's batch.
+    let mut params = opts.params.clone();
+    params.session_images = params.session_images.max(opts.batch);
+    let chosen = choose(&mut lowered, &params)?;
     let settings = PlanSettings {
         model: model.to_string(),
         weights_file: weights_file.to_string(),
@@ -182,6 +173,7 @@ pub fn compile_graph(
         sigma: opts.params.sigma,
         security_bits: opts.params.security.bits(),
         batch: opts.batch,
+        session_images: params.session_images,
         input_range: opts.input_range,
         network: opts.network,
         objective: opts.objective,

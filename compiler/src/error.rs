@@ -97,8 +97,9 @@ pub enum Error {
         /// Security bits.
         security: u32,
     },
-    /// The output scale cannot stay 10 bits above the flooding noise.
-    #[error("the output scale 2^{out_scale_bits} leaves less than 10 bits of precision above the flooding noise 2^{flood_bits}")]
+    /// The output scale (flooding noise plus the output precision) exceeds what the runtime
+    /// supports.
+    #[error("the output scale 2^{out_scale_bits} (flooding noise 2^{flood_bits} plus the output precision) exceeds 2^120")]
     OutputPrecision {
         /// Output scale bits.
         out_scale_bits: u32,

@@ -4,7 +4,7 @@
 //! mp2mlc MODEL.onnx [-o DIR/NAME.ron] [--report] [--report-format text|json] [--dot FILE]
 //!        [--emit-circuits DIR] [--input-range LO:HI | --calibration IMAGES.npy [--margin M]]
 //!        [--scale-bits F] [--weight-bits B] [--sigma S] [--security 128|192|256]
-//!        [--log-n LOGN] [--batch B]
+//!        [--log-n LOGN] [--batch B] [--session-images M]
 //! mp2mlc inspect PLAN.ron [--report-format text|json]
 //! ```
 
@@ -55,9 +55,13 @@ struct Cli {
     /// Minimum bits of each rescaling prime (weight precision).
     #[arg(long, default_value_t = 30)]
     weight_bits: u32,
-    /// Statistical security bits (≥ 40).
+    /// Statistical security bits of a whole session (≥ 40); masks and floods are
+    /// σ + ⌈log2(masked values per session)⌉ bits wider than what they hide.
     #[arg(long, default_value_t = 40)]
     sigma: u32,
+    /// Most images one session may carry (at least --batch); σ counts over them.
+    #[arg(long, default_value_t = 4096)]
+    session_images: usize,
     /// Security level (128, 192 or 256).
     #[arg(long, default_value_t = 128)]
     security: u32,
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
             scale_bits: cli.scale_bits,
             weight_bits: cli.weight_bits,
             sigma: cli.sigma,
+            session_images: cli.session_images,
             security,
             log_n: cli.log_n,
         },

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{CompileError, ErrorKind};
 use crate::packing::detect::{csr_bytes, detect, structured_bytes};
 use crate::params::{noise, Chosen};
-use crate::partition::{CircuitSpec, Lowered, MKind, LEAKY_SHIFT};
+use crate::partition::{CircuitSpec, LinMap, Lowered, MKind, LEAKY_SHIFT};
 use mp2ml_ir::circuit::activations::{self as circuits, CircuitParams};
 use mp2ml_ir::circuit::Style;
 
@@ -73,6 +73,8 @@ pub struct PlanSettings {
     pub security_bits: u32,
     /// Batch size.
     pub batch: usize,
+    /// Most images per session.
+    pub session_images: usize,
     /// Declared input range.
     pub input_range: (f32, f32),
     /// The network the back ends are chosen for.
@@ -85,7 +87,7 @@ pub struct PlanSettings {
 pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compiled, CompileError> {
     let cp = CircuitParams {
         q0: ch.moduli[0],
-        sigma: s.sigma,
+        sigma: ch.value_sigma,
         style: Default::default(),
     };
     let dp = CircuitParams {
@@ -149,6 +151,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         scale_bits: s.scale_bits,
         sigma: s.sigma,
         batch: s.batch,
+        session_images: s.session_images,
         input: InputSpec {
             name: input.name.clone(),
             shape: input.shape.clone(),
@@ -315,6 +318,32 @@ impl Builder<'_> {
             .iter()
             .map(|&f| self.low.tensors[f].shape.iter().product::<usize>())
             .sum();
+        let map = match map {
+            LinMap::Rows(a) => a,
+            LinMap::Conv(sm) => {
+                // Structured maps are written as kernels directly (never expanded).
+                let (st, nnz) = sm.to_structured(cols, p, delta).map_err(|e| {
+                    CompileError::new(ErrorKind::Parameters, format!("`{}`: {e}", t.name))
+                })?;
+                let matrix = self.weights.push_structured(&st, nnz);
+                seg.macs += nnz as u64;
+                let output = self.plan_tensor(m);
+                seg.ops.push(HeOp::Linear {
+                    name: nodes.join("+"),
+                    inputs: ins,
+                    output,
+                    matrix,
+                    level_in,
+                });
+                return Ok(output);
+            }
+            LinMap::Ident { .. } | LinMap::Opaque { .. } => {
+                return Err(CompileError::internal(format!(
+                    "`{}` has no materialized map",
+                    t.name
+                )))
+            }
+        };
         let mut im = IntMatrix {
             rows: map.rows.len(),
             cols,

@@ -44,6 +44,17 @@ fn div_round(a: i128, p: i128) -> i128 {
     (2 * a + p).div_euclid(2 * p)
 }
 
+/// Low bits of a value kept apart in the Linear accumulation.
+const SPLIT: u32 = 48;
+
+/// round((hi·2^SPLIT + lo) / p) without forming the (possibly > 128-bit) numerator:
+/// hi = qh·p + rh, so the quotient is qh·2^SPLIT + round((rh·2^SPLIT + lo) / p).
+fn div_round_split(hi: i128, lo: i128, p: i128) -> Option<i128> {
+    let (qh, rh) = (hi.div_euclid(p), hi.rem_euclid(p));
+    let rest = rh.checked_mul(1 << SPLIT)?.checked_add(lo)?;
+    qh.checked_mul(1 << SPLIT)?.checked_add(div_round(rest, p))
+}
+
 /// Simulates the plan on one image; returns the output tensor (before post-processing) in
 /// real units.
 pub fn simulate(
@@ -107,15 +118,26 @@ pub fn simulate(
                             );
                             let mut y = Vec::with_capacity(m.rows);
                             for r in 0..m.rows {
-                                let mut acc =
-                                    *m.bias.get(r).ok_or_else(|| bad("bias too short"))?;
+                                // Values at the output scale times weights exceed 128 bits:
+                                // accumulate x = x_h·2^SPLIT + x_l in two parts.
+                                let (mut hi, mut lo) =
+                                    (0i128, *m.bias.get(r).ok_or_else(|| bad("bias too short"))?);
                                 for (c, w) in m.row(r) {
-                                    let xc = x
+                                    let v = *x
                                         .get(c as usize)
                                         .ok_or_else(|| bad("matrix column out of range"))?;
-                                    acc += i128::from(w) * xc;
+                                    let (vh, vl) = (v >> SPLIT, v & ((1 << SPLIT) - 1));
+                                    hi = hi
+                                        .checked_add(i128::from(w) * vh)
+                                        .ok_or_else(|| bad("accumulator overflow"))?;
+                                    lo = lo
+                                        .checked_add(i128::from(w) * vl)
+                                        .ok_or_else(|| bad("accumulator overflow"))?;
                                 }
-                                y.push(div_round(acc, p));
+                                y.push(
+                                    div_round_split(hi, lo, p)
+                                        .ok_or_else(|| bad("accumulator overflow"))?,
+                                );
                             }
                             *vals.get_mut(*output).ok_or_else(|| bad("bad tensor"))? = Some(y);
                         }

@@ -148,7 +148,7 @@ impl std::str::FromStr for NetworkProfile {
 }
 
 /// Version of the plan format; a plan of another version is refused.
-pub const PLAN_VERSION: u32 = 2;
+pub const PLAN_VERSION: u32 = 3;
 
 /// CKKS parameters of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -301,10 +301,14 @@ pub struct ClientPlan {
     pub params: CkksParams,
     /// Fixed-point scale of activations: Δ = 2^scale_bits.
     pub scale_bits: u32,
-    /// Statistical security bits of masks and flooding.
+    /// Statistical security of a whole session, in bits: the circuit masks and the output flood
+    /// are [`ClientPlan::value_sigma`] bits wider than what they hide, so that the union bound
+    /// over every statistically masked value of a session gives 2^-σ.
     pub sigma: u32,
     /// Images per ciphertext group (at most N); larger batches use several groups.
     pub batch: usize,
+    /// Most images one session may carry (both parties refuse more); σ counts over them.
+    pub session_images: usize,
     /// Input.
     pub input: InputSpec,
     /// The network the compiler chose each step's back end for.
@@ -319,12 +323,34 @@ pub struct ClientPlan {
     pub output: OutputSpec,
 }
 
+/// Per-value statistical bits for `count` statistically masked values per session at session
+/// security `sigma`: σ + ⌈log2 count⌉ (union bound); `None` on overflow.
+pub fn value_sigma(sigma: u32, count: u128) -> Option<u32> {
+    let log = 128 - count.max(1).saturating_sub(1).leading_zeros();
+    sigma.checked_add(log)
+}
+
 impl ClientPlan {
     /// SHA-256 (hex) of the canonical RON text of the public part; fails if the plan cannot be
     /// serialized (never the hash of an empty text).
     pub fn hash(&self) -> Result<String, ron::Error> {
         let text = ron::ser::to_string(self)?;
         Ok(hex::encode(Sha256::digest(text.as_bytes())))
+    }
+
+    /// Values per image masked statistically: every circuit output (mask r') and every output
+    /// element (flood). The HE→MPC share masks are uniform mod q0 and do not count.
+    pub fn masked_per_image(&self) -> u128 {
+        let outs: u128 = self.mpc_steps.iter().map(|s| s.values_out as u128).sum();
+        let elems: u128 = self.output.shape.iter().map(|&d| d as u128).product();
+        outs + elems
+    }
+
+    /// The per-value mask width of this plan: [`value_sigma`] over `session_images ×`
+    /// [`ClientPlan::masked_per_image`].
+    pub fn value_sigma(&self) -> Option<u32> {
+        let count = (self.session_images as u128).checked_mul(self.masked_per_image())?;
+        value_sigma(self.sigma, count)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use thiserror::Error;
 
-use crate::graph::Graph;
+use crate::graph::{Graph, Node, NodeId};
 use crate::op::Op;
 use crate::shape::{broadcast, infer, norm_axis, numel, strides, ShapeError};
 use crate::tensor::{Tensor, TensorId};
@@ -90,25 +90,19 @@ pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
     let order = graph
         .topo_order()
         .map_err(|n| RunError::Invalid(format!("cycle through node {}", n.index())))?;
-    for n in order {
-        let node = graph.node(n);
-        let mut args: Vec<&Tensor> = Vec::with_capacity(node.inputs.len());
-        for &t in &node.inputs {
-            args.push(lookup(graph, &vals, t).ok_or_else(|| {
-                RunError::Invalid(format!("node `{}` reads undefined tensor {t}", node.name))
-            })?);
+    for (t, c) in vals.iter_mut().zip(graph.tensors()) {
+        if t.is_none() {
+            t.clone_from(&c.value);
         }
-        let outs = eval(&node.op, &args, batch_factor).map_err(|source| RunError::Shape {
+    }
+    propagate(graph, &order, &mut vals, batch_factor, |_| true).map_err(|(n, source)| {
+        let node = graph.node(n);
+        RunError::Shape {
             node: node.name.clone(),
             op: node.op.name(),
             source,
-        })?;
-        for (t, v) in node.outputs.iter().zip(outs) {
-            if let Some(slot) = vals.get_mut(t.index()) {
-                *slot = Some(v);
-            }
         }
-    }
+    })?;
     graph
         .outputs()
         .iter()
@@ -125,6 +119,43 @@ fn lookup<'a>(graph: &'a Graph, vals: &'a [Option<Tensor>], t: TensorId) -> Opti
         Some(v) => Some(v),
         None => vals.get(t.index())?.as_ref(),
     }
+}
+
+/// The one interpreter loop (reference run, constant folding, calibration): evaluates, in
+/// `order`, every node that `wanted` accepts and whose inputs all have values in `vals`
+/// (indexed by tensor arena index), storing its outputs there; returns the evaluated nodes.
+/// A node with an unknown input is skipped, so its outputs stay unknown.
+///
+/// # Errors
+/// The node whose op failed on its operands, and why.
+pub fn propagate(
+    graph: &Graph,
+    order: &[NodeId],
+    vals: &mut [Option<Tensor>],
+    batch_factor: usize,
+    mut wanted: impl FnMut(&Node) -> bool,
+) -> Result<Vec<NodeId>, (NodeId, ShapeError)> {
+    let mut done = Vec::new();
+    for &n in order {
+        let node = graph.node(n);
+        if !wanted(node) {
+            continue;
+        }
+        let args: Option<Vec<&Tensor>> = node
+            .inputs
+            .iter()
+            .map(|t| vals.get(t.index()).and_then(Option::as_ref))
+            .collect();
+        let Some(args) = args else { continue };
+        let outs = eval(&node.op, &args, batch_factor).map_err(|e| (n, e))?;
+        for (t, v) in node.outputs.iter().zip(outs) {
+            if let Some(slot) = vals.get_mut(t.index()) {
+                *slot = Some(v);
+            }
+        }
+        done.push(n);
+    }
+    Ok(done)
 }
 
 /// Evaluates one op on concrete operands. `batch_factor` scales axis 0 of `Reshape` targets.

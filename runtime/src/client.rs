@@ -16,7 +16,7 @@ use crate::mpc2he::Pending;
 use crate::phase::Phase;
 use crate::plan::ClientSetup;
 use crate::report::{SessionReport, Step};
-use crate::session::{and_gates, groups, offline_first, SessionOptions, MAX_IMAGES};
+use crate::session::{and_gates, groups, offline_first, SessionOptions};
 use crate::shares::{decode_outputs, evaluator_bits};
 
 /// A batch of images, image-major: `data[j·elems + i]` is element `i` of image `j`.
@@ -44,9 +44,10 @@ pub struct ClientOutput {
 /// Checks a batch against the plan: size, finiteness, declared range.
 pub fn check_batch(setup: &ClientSetup, batch: &Batch) -> Result<()> {
     let elems: usize = setup.plan.input.shape.iter().product();
-    if batch.images == 0 || batch.images > MAX_IMAGES || batch.data.len() != batch.images * elems {
+    let most = crate::handshake::session_limit(&setup.plan);
+    if batch.images == 0 || batch.images > most || batch.data.len() != batch.images * elems {
         return Err(RuntimeError::Input(format!(
-            "expected 1..={MAX_IMAGES} images of {elems} values, got {} values for {} images",
+            "expected 1..={most} images of {elems} values (the plan's session limit), got {} values for {} images",
             batch.data.len(),
             batch.images
         )));
@@ -235,9 +236,10 @@ impl<C: Channel> Session<'_, C> {
         // only the c0 window over the batch is sent.
         self.report
             .metered(&mut self.e, Step::online(format!("input[{group}]")), |e| {
+                let factor = params.factor_residues(plan.input.level, 0, 0)?;
                 let ch = e.channel_mut();
                 Phase::Input.enter(ch);
-                input_pre.send(ch, |i| {
+                input_pre.send(ch, &factor, |i| {
                     (0..images)
                         .map(|j| (f64::from(data[j * in_elems + i]) * in_scale).round() as i64)
                         .collect()
@@ -264,6 +266,10 @@ impl<C: Channel> Session<'_, C> {
                 let ch = e.channel_mut();
                 Phase::He2Mpc.enter(ch);
                 let shares = he2mpc::client_shares(ch, sk, params, images, c1s)?;
+                #[cfg(feature = "test-hooks")]
+                if let Some(p) = &setup.probe {
+                    p.record_shares(&shares);
+                }
 
                 // The circuit.
                 let bits = evaluator_bits(sc, step.instances, images, &shares);
@@ -278,12 +284,13 @@ impl<C: Channel> Session<'_, C> {
                     .into());
                 }
 
-                // MPC→HE: encrypt the masked results at the next segment's level.
+                // MPC→HE: encrypt the masked results z·2^shift at the next segment's level
+                // (exact per RNS limb, whatever the size of z·2^shift).
                 let shift = step.out_scale_bits - plan.scale_bits;
+                let factor = params.factor_residues(step.out_level, 0, shift)?;
                 let ch = e.channel_mut();
                 Phase::Mpc2He.enter(ch);
-                // Exact: the plan check bounds z_bits + shift by 126 bits.
-                pre.send(ch, |o| z[o].iter().map(|&v| (v as i128) << shift).collect())
+                pre.send(ch, &factor, |o| z[o].clone())
             })?;
             self.tick(format!("group {group}: {} done", step.name));
         }

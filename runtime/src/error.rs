@@ -127,11 +127,11 @@ pub enum Refusal {
         server: String,
     },
     /// A batch size outside `1..=max`.
-    #[error("batch of {images} images is outside 1..={max}")]
+    #[error("batch of {images} images is outside 1..={max} (the plan's session limit)")]
     BatchSize {
         /// Images announced.
         images: u64,
-        /// [`crate::session::MAX_IMAGES`].
+        /// The plan's `session_images`, at most [`crate::session::MAX_IMAGES`].
         max: usize,
     },
 }

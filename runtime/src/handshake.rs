@@ -81,14 +81,20 @@ fn refusal(setup: &ServerSetup, hello: &Hello) -> Option<Refusal> {
             client: hello.plan_hash.clone(),
             server: setup.plan.public_hash.clone(),
         })
-    } else if hello.images == 0 || hello.images > MAX_IMAGES as u64 {
+    } else if hello.images == 0 || hello.images > session_limit(&setup.plan.public) as u64 {
         Some(Refusal::BatchSize {
             images: hello.images,
-            max: MAX_IMAGES,
+            max: session_limit(&setup.plan.public),
         })
     } else {
         None
     }
+}
+
+/// Most images one session of `plan` may carry: σ counts the masked values over
+/// `session_images` images (issue 13), so both parties refuse more.
+pub(crate) fn session_limit(plan: &mp2ml_ir::plan::ClientPlan) -> usize {
+    plan.session_images.min(MAX_IMAGES)
 }
 
 /// Client: a fresh key pair for one session.

@@ -31,6 +31,8 @@ mod mpc2he;
 pub mod npy;
 pub mod phase;
 pub mod plan;
+#[cfg(feature = "test-hooks")]
+pub mod probe;
 pub mod report;
 pub mod server;
 pub mod service;

@@ -29,6 +29,8 @@ pub fn client_setup_of(server: &ServerSetup) -> ClientSetup {
         plan: server.plan.public.clone(),
         hash: server.plan.public_hash.clone(),
         params: server.params.clone(),
+        #[cfg(feature = "test-hooks")]
+        probe: None,
     }
 }
 

@@ -53,11 +53,13 @@ impl Pending {
         wire::send_seeds(ch, self.cts.iter().map(|(seed, _)| seed))
     }
 
-    /// Client, online: adds plaintext `plain(i)` (one value per image) to ciphertext `i` and
-    /// sends the c0 windows.
+    /// Client, online: adds plaintext `plain(i)·F` (one value per image) to ciphertext `i` and
+    /// sends the c0 windows. F is given by its residues at the ciphertexts' level
+    /// ([`Params::factor_residues`]); the product is formed per RNS limb, exact at any size.
     pub fn send<M: IntCoeff>(
         self,
         ch: &mut impl Channel,
+        factor: &[u64],
         plain: impl Fn(usize) -> Vec<M> + Sync,
     ) -> Result<()> {
         let windows: Vec<C0Window> = self
@@ -65,7 +67,7 @@ impl Pending {
             .into_par_iter()
             .enumerate()
             .map(|(i, (_, mut w))| {
-                w.poly_mut().add_plain(&plain(i))?;
+                w.poly_mut().add_plain_scaled(&plain(i), factor)?;
                 Ok(w)
             })
             .collect::<Result<_>>()?;
@@ -91,7 +93,8 @@ pub(crate) fn server_expand(
 
 /// Server, online, an MPC step: receives the client's encryptions of `z = y + offset + r'`
 /// (scaled up by `shift` bits) and subtracts `(offset + r') << shift`, leaving encryptions of
-/// the circuit's output `y`.
+/// the circuit's output `y`. The shifted values may exceed 128 bits (σ per session widens the
+/// masks), so the shift is applied per RNS limb.
 pub(crate) fn server_unmask(
     ch: &mut impl Channel,
     params: &Arc<Params>,
@@ -101,15 +104,16 @@ pub(crate) fn server_unmask(
     images: usize,
     out_masks: &[Vec<u128>],
 ) -> Result<Vec<RnsPoly>> {
+    let factor = params.factor_residues(step.out_level, 0, shift)?;
     let mut outs = wire::recv_polys(ch, params, step.out_level, images, step.values_out)?;
     outs.par_iter_mut()
         .zip(out_masks.par_iter())
         .try_for_each(|(c, mask)| {
-            let sub: Vec<i128> = mask
+            let sub: Vec<u128> = mask
                 .iter()
-                .map(|&r| ((r + u128::from(sc.output_offset)) as i128) << shift)
+                .map(|&r| r + u128::from(sc.output_offset))
                 .collect();
-            c.sub_plain(&sub)
+            c.sub_plain_scaled(&sub, &factor)
         })?;
     Ok(outs)
 }

@@ -9,6 +9,7 @@ use mp2ml_ir::weights::WeightsFile;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, RuntimeError};
+use crate::session::MAX_IMAGES;
 
 /// A linear op's weights, ready for the CKKS kernel.
 pub struct LoadedMatrix {
@@ -36,6 +37,9 @@ pub struct ClientSetup {
     pub hash: String,
     /// CKKS parameters (checked against the security level).
     pub params: Arc<Params>,
+    /// Test-only observation of what the client knows ([`crate::probe`]).
+    #[cfg(feature = "test-hooks")]
+    pub probe: Option<Arc<crate::probe::Probe>>,
 }
 
 /// Largest circuit a plan may carry (wires), so that a crafted plan cannot make a party
@@ -117,6 +121,22 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
             format!("scale bits {} out of range 1..=60", plan.scale_bits),
         ));
     }
+    if plan.session_images == 0 || plan.session_images > MAX_IMAGES {
+        return Err(plan_err(
+            path,
+            format!(
+                "{} images per session is outside 1..={MAX_IMAGES}",
+                plan.session_images
+            ),
+        ));
+    }
+    // Per-value width, recomputed from the plan's own counts (σ is per session).
+    let value_sigma = plan.value_sigma().filter(|&s| s <= 128).ok_or_else(|| {
+        plan_err(
+            path,
+            "σ plus log2 of the masked values per session exceeds 128 bits",
+        )
+    })?;
     let max_level = params.max_level();
     let q0 = params.q0();
     for sc in &plan.circuits {
@@ -141,10 +161,10 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
                 ),
             ));
         }
-        if u64::from(sc.mask_bits) < u64::from(sc.out_bits) + u64::from(plan.sigma) {
+        if u64::from(sc.mask_bits) < u64::from(sc.out_bits) + u64::from(value_sigma) {
             return Err(RuntimeError::Insecure(format!(
-                "circuit `{}` masks with fewer than σ = {} extra bits",
-                sc.circuit.name, plan.sigma
+                "circuit `{}` masks with fewer than σ_v = {value_sigma} extra bits (σ = {} per session of {} images)",
+                sc.circuit.name, plan.sigma, plan.session_images
             )));
         }
     }
@@ -218,9 +238,7 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
                 ),
             ));
         }
-        if s.out_scale_bits < plan.scale_bits
-            || u64::from(sc.z_bits()) + u64::from(s.out_scale_bits - plan.scale_bits) > 126
-        {
+        if s.out_scale_bits < plan.scale_bits || s.out_scale_bits > 120 {
             return Err(plan_err(
                 path,
                 format!(
@@ -236,7 +254,7 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
     if plan.input.scale_bits == 0 || plan.input.scale_bits > 100 || plan.output.scale_bits > 120 {
         return Err(plan_err(path, "input or output scale out of range"));
     }
-    if plan.output.flood_bits < plan.sigma
+    if plan.output.flood_bits < value_sigma
         || plan.output.flood_bits > 120
         || f64::from(plan.output.flood_bits) + 2.0 > params.log2_q_level(plan.output.level)
     {
@@ -293,6 +311,8 @@ pub fn load_client(path: &Path, min_security: u32) -> Result<ClientSetup> {
         plan: file.plan,
         hash,
         params,
+        #[cfg(feature = "test-hooks")]
+        probe: None,
     })
 }
 

@@ -19,13 +19,85 @@
 
 use std::collections::BTreeMap;
 
+use mp2ml_ir::layout::StructuredMatrix;
 use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
-use mp2ml_ir::weights::{Section, WeightsFile};
+use mp2ml_ir::weights::{IntMatrix, Section, WeightsFile};
 use serde::Serialize;
 
 use super::cost::MapCost;
 use super::traffic::batch_traffic;
-use super::{MapKind, PolyMap};
+use super::{MapKind, PolyMap, Product};
+
+/// Largest structured section expanded to CSR for the estimate (entries); larger ones are
+/// estimated term by term ([`per_term_map`]).
+const EXPAND_LIMIT: usize = 1 << 22;
+
+/// The image-packed cost shape of a structured section too large to expand: one HomConv (or
+/// scaled copy) per convolution term, their products and output polynomials added (an upper
+/// bound: terms whose output layouts agree could share output polynomials).
+fn per_term_map(
+    s: &StructuredMatrix,
+    shapes: &[Vec<usize>],
+    n: usize,
+) -> Result<PolyMap, super::conv::PackError> {
+    let empty = IntMatrix {
+        rows: s.rows,
+        cols: s.cols,
+        row_ptr: vec![0; s.rows + 1],
+        ..Default::default()
+    };
+    let mut offsets = Vec::with_capacity(shapes.len());
+    let mut acc = 0usize;
+    for sh in shapes {
+        offsets.push(acc);
+        acc += sh.iter().product::<usize>();
+    }
+    let mut out: Option<PolyMap> = None;
+    for t in &s.convs {
+        let one = StructuredMatrix {
+            rows: s.rows,
+            cols: s.cols,
+            convs: vec![t.clone()],
+            extra: Vec::new(),
+            bias: s.bias.clone(),
+        };
+        let m = PolyMap::build(&empty, Some(&one), shapes, n)?;
+        let k = offsets
+            .partition_point(|&o| o <= t.geom.col_offset)
+            .saturating_sub(1);
+        match &mut out {
+            None => out = Some(m),
+            Some(a) => {
+                let base = a.kernels.len() as u32;
+                if let (Some(dst), Some(src)) = (a.inputs.get_mut(k), m.inputs.get(k)) {
+                    *dst = src.clone();
+                }
+                if m.output.polys() > a.output.polys() {
+                    a.output = m.output.clone();
+                }
+                a.kernels.extend(m.kernels);
+                a.outputs.extend(m.outputs.into_iter().map(|terms| {
+                    terms
+                        .into_iter()
+                        .map(|p| match p {
+                            Product::Kernel {
+                                input,
+                                poly,
+                                kernel,
+                            } => Product::Kernel {
+                                input,
+                                poly,
+                                kernel: kernel + base,
+                            },
+                            other => other,
+                        })
+                        .collect()
+                }));
+            }
+        }
+    }
+    out.ok_or_else(|| super::conv::PackError("a structured section without terms".into()))
+}
 
 /// One linear op in image packing.
 #[derive(Clone, Debug, Serialize)]
@@ -158,12 +230,6 @@ pub fn estimate(
                             level_in,
                         } => {
                             let section = weights.section(matrix).map_err(|e| e.to_string())?;
-                            let (m, st) = match section {
-                                Section::Csr(m) => (m, None),
-                                Section::Structured(s) => {
-                                    (s.to_csr().map_err(|e| e.to_string())?, Some(s))
-                                }
-                            };
                             let shapes: Vec<Vec<usize>> = inputs
                                 .iter()
                                 .map(|&i| {
@@ -173,8 +239,15 @@ pub fn estimate(
                                         .unwrap_or_default()
                                 })
                                 .collect();
-                            let map = PolyMap::build(&m, st.as_ref(), &shapes, n)
-                                .map_err(|e| format!("`{name}`: {e}"))?;
+                            let map = match section {
+                                Section::Csr(m) => PolyMap::build(&m, None, &shapes, n),
+                                Section::Structured(s) if matrix.nnz <= EXPAND_LIMIT => {
+                                    let m = s.to_csr().map_err(|e| e.to_string())?;
+                                    PolyMap::build(&m, Some(&s), &shapes, n)
+                                }
+                                Section::Structured(s) => per_term_map(&s, &shapes, n),
+                            }
+                            .map_err(|e| format!("`{name}`: {e}"))?;
                             let c = MapCost::of(&map);
                             let limbs = *level_in as f64 + 1.0;
                             // Both halves: transforms in and out, products, copies.

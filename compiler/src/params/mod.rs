@@ -39,8 +39,10 @@ pub struct ParamOptions {
     pub scale_bits: u32,
     /// Minimum bits of each p_ℓ (weight precision).
     pub weight_bits: u32,
-    /// Statistical security bits (≥ 40).
+    /// Statistical security bits of a session (≥ 40).
     pub sigma: u32,
+    /// Most images per session: the per-value widths count the masked values over them.
+    pub session_images: usize,
     /// Security level.
     pub security: SecurityLevel,
     /// Forced log2 N (checked against the table).
@@ -53,6 +55,7 @@ impl Default for ParamOptions {
             scale_bits: 20,
             weight_bits: 30,
             sigma: 40,
+            session_images: 4096,
             security: SecurityLevel::Bits128,
             log_n: None,
         }
@@ -85,7 +88,10 @@ pub struct Chosen {
     pub mpc_max_scaled: f64,
     /// Noise bound of the output before flooding.
     pub output_noise: f64,
-    /// Flooding bits (σ + ⌈log2 B_e⌉).
+    /// Per-value statistical bits σ_v = σ + ⌈log2(masked values per session)⌉ of the circuit
+    /// masks and the flood.
+    pub value_sigma: u32,
+    /// Flooding bits (σ_v + ⌈log2 B_e⌉).
     pub flood_bits: u32,
     /// Scale bits of the tensors that feed the output (`flood_bits + scale_bits`).
     pub out_scale_bits: u32,
@@ -121,12 +127,7 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
         .tensors
         .iter()
         .filter_map(|t| match &t.kind {
-            MKind::Linear { map, .. } => Some(
-                map.rows
-                    .iter()
-                    .flat_map(|r| r.vals.iter())
-                    .fold(0.0f64, |m, v| m.max(v.abs())),
-            ),
+            MKind::Linear { map, .. } => Some(map.max_abs()),
             _ => None,
         })
         .fold(1.0f64, f64::max);
@@ -174,12 +175,11 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
 /// The widest share (bits of q0) the runtime's circuits and share arithmetic support.
 pub const MAX_SHARE_BITS: u32 = 62;
 
-/// The widest share a plan can hold: at most [`MAX_SHARE_BITS`], and narrow enough that the
-/// output scale keeps 10 bits above the flooding noise (masked circuit outputs of
-/// `w + σ + 1` bits are lifted to the output scale in 126-bit arithmetic, see [`choose_at`]).
-fn widest_share(opts: &ParamOptions, flood_bits: u32) -> u32 {
-    let room = (opts.scale_bits + 126).saturating_sub(opts.sigma + 1 + flood_bits + 10);
-    room.min(MAX_SHARE_BITS)
+/// The widest share a plan can hold: at most [`MAX_SHARE_BITS`], and narrow enough that a
+/// circuit's output mask (`out_bits + σ_v` bits, σ_v the per-value width) stays within the
+/// 126 bits the circuits' masks support (`mp2ml_ir::circuit`).
+fn widest_share(value_sigma: u32) -> u32 {
+    (127u32.saturating_sub(value_sigma)).min(MAX_SHARE_BITS)
 }
 
 /// The error for value bounds that need more than `widest` share bits: names the first step
@@ -231,6 +231,35 @@ fn share_too_wide(
     ))
 }
 
+/// σ_v = σ + ⌈log2 M⌉ with M the statistically masked values of a session: `session_images`
+/// times (every circuit output, masked by r', and every output element, flooded) — the same
+/// count [`mp2ml_ir::plan::ClientPlan::value_sigma`] makes from the plan.
+pub fn session_value_sigma(low: &Lowered, opts: &ParamOptions) -> Result<u32, CompileError> {
+    if opts.session_images == 0 {
+        return Err(Error::Parameters("--session-images must be at least 1".into()).into());
+    }
+    let outs: u128 = low
+        .steps
+        .iter()
+        .map(|s| s.instances as u128 * s.values_out as u128)
+        .sum();
+    let elems: u128 = low.tensors[low.output]
+        .shape
+        .iter()
+        .map(|&d| d as u128)
+        .product();
+    (opts.session_images as u128)
+        .checked_mul(outs + elems)
+        .and_then(|m| mp2ml_ir::plan::value_sigma(opts.sigma, m))
+        .filter(|&s| s <= 128)
+        .ok_or_else(|| {
+            Error::Parameters(
+                "σ plus log2 of the masked values per session exceeds 128 bits".into(),
+            )
+            .into()
+        })
+}
+
 /// Primes below 2^32 take the CKKS kernel's vectorized 32-bit path (`runtime/ckks/src/linear.rs`).
 const FAST_PRIME_BITS: f64 = 31.99;
 
@@ -261,6 +290,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         .into());
     }
     let delta = 2f64.powi(opts.scale_bits as i32);
+    let value_sigma = session_value_sigma(low, opts)?;
     let max_level = low
         .tensors
         .iter()
@@ -278,7 +308,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             ..out.noise
         };
         let out_noise = noise::bound(&random, n) + noise::rerandomize(n);
-        let flood_bits = opts.sigma + out_noise.log2().ceil().max(0.0) as u32;
+        let flood_bits = value_sigma + out_noise.log2().ceil().max(0.0) as u32;
         // q0.
         let mut mpc_noise = 0.0f64;
         let mut max_scaled = 0.0f64;
@@ -295,7 +325,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             step_bits.push((need.ceil().max(0.0) as u32) + 2);
         }
         let w = step_bits.iter().copied().max().unwrap_or(0).max(log_n + 3);
-        let widest = widest_share(opts, flood_bits);
+        let widest = widest_share(value_sigma);
         if w > widest {
             return Err(share_too_wide(low, opts, &step_bits, w, widest));
         }
@@ -305,12 +335,10 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                 bits: f64::from(w - 1),
                 n,
             })?;
-        // Masked circuit outputs `z` (≤ w + σ + 1 bits) are lifted to the output scale in 126-bit
-        // integer arithmetic by the runtime: cap the output scale there, keeping at least 10
-        // bits of output precision below it.
-        let cap = opts.scale_bits + 126 - (w + opts.sigma + 1).min(126);
-        let out_scale_bits = (flood_bits + OUTPUT_PRECISION_BITS).min(cap);
-        if out_scale_bits < flood_bits + 10 {
+        // Masked circuit outputs are lifted to the output scale per RNS limb (exact at any
+        // size, `Params::factor_residues`); the runtime bounds scales and floods by 120 bits.
+        let out_scale_bits = flood_bits + OUTPUT_PRECISION_BITS;
+        if out_scale_bits > 120 {
             return Err(Error::OutputPrecision {
                 out_scale_bits,
                 flood_bits,
@@ -400,6 +428,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                     mpc_noise,
                     mpc_max_scaled: max_scaled,
                     output_noise: out_noise,
+                    value_sigma,
                     flood_bits,
                     out_scale_bits,
                     log_q_bits,
@@ -421,6 +450,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                     mpc_noise,
                     mpc_max_scaled: max_scaled,
                     output_noise: out_noise,
+                    value_sigma,
                     flood_bits,
                     out_scale_bits,
                     log_q_bits,

@@ -9,9 +9,9 @@ use mp2ml_ir::op::Op;
 use mp2ml_ir::plan::ActivationKind;
 use mp2ml_ir::tensor::{Tensor, TensorId};
 
-use super::affine::{compose, Affine};
+use super::apply::{apply, conv_macs, Arg};
 use super::local::{is_weighted, local_map, pool_windows, Operand};
-use super::lowered::{CircuitSpec, Decision, LEAKY_SHIFT, OUTPUT_LEVEL};
+use super::lowered::{CircuitSpec, Decision, LinMap, LEAKY_SHIFT, OUTPUT_LEVEL};
 use super::{numel, per_image};
 use crate::error::CompileError;
 
@@ -47,9 +47,9 @@ pub(super) struct PStep {
 pub(super) struct Pass {
     pub(super) frontier: Vec<FEntry>,
     /// Map used downstream (identity for frontier tensors).
-    pub(super) use_map: Vec<Option<Affine>>,
+    pub(super) use_map: Vec<Option<LinMap>>,
     /// Definition of cut tensors over the frontier.
-    pub(super) def_map: BTreeMap<TensorId, Affine>,
+    pub(super) def_map: BTreeMap<TensorId, LinMap>,
     pub(super) steps: Vec<PStep>,
     ncols: usize,
 }
@@ -266,7 +266,7 @@ impl Ctx<'_> {
                 len,
             });
             p.ncols += len;
-            p.use_map[t.index()] = Some(Affine::identity(offset, len));
+            p.use_map[t.index()] = Some(LinMap::Ident { col: offset, len });
         };
         let in_len = numel(&per_image(&self.shape(self.input)));
         add_frontier(&mut p, self.input, Frontier::Input, in_len);
@@ -299,12 +299,11 @@ impl Ctx<'_> {
             if !node.op.is_linear() {
                 return Err(CompileError::node(g, n, format!("`{}` is not supported inside the model (only linear ops, ReLU, MaxPool, Clip, LeakyReLU and x·x; Softmax/Sigmoid/ArgMax only at the end)", node.op.name())));
             }
-            let mut operands = Vec::new();
-            let mut arg_maps: Vec<&Affine> = Vec::new();
             let shapes: Vec<Vec<usize>> = node.inputs.iter().map(|&t| self.shape(t)).collect();
+            let mut args = Vec::with_capacity(node.inputs.len());
             for (i, &t) in node.inputs.iter().enumerate() {
                 if let Some(v) = self.consts.get(t.index()).and_then(Option::as_ref) {
-                    operands.push(Operand::Const(v));
+                    args.push(Arg::Const(v));
                 } else {
                     let m = p
                         .use_map
@@ -313,19 +312,17 @@ impl Ctx<'_> {
                         .ok_or_else(|| {
                             CompileError::node(g, n, format!("operand {i} is not available"))
                         })?;
-                    operands.push(Operand::Var(arg_maps.len() as u32, &shapes[i]));
-                    arg_maps.push(m);
+                    args.push(Arg::Var(m, &shapes[i]));
                 }
             }
             let Some(&out) = node.outputs.first() else {
                 continue;
             };
             let out_shape = self.shape(out);
-            let local = local_map(&node.op, &operands, &out_shape)
+            let m = apply(&node.op, &args, &out_shape, p.ncols)
                 .map_err(|e| CompileError::node(g, n, e))?;
-            let m = compose(&local, &arg_maps, p.ncols);
             if cuts.contains(&out) {
-                let len = m.rows.len();
+                let len = m.len();
                 p.def_map.insert(out, m);
                 add_frontier(&mut p, out, Frontier::Cut, len);
             } else {
@@ -360,9 +357,21 @@ impl Ctx<'_> {
                 )
                 .collect();
             if let Some(&o) = node.outputs.first() {
-                let l = local_map(&node.op, &operands, &self.shape(o))
-                    .map_err(|e| CompileError::node(self.graph, n, e))?;
-                out.insert(n, l.nnz());
+                let out_shape = self.shape(o);
+                // A convolution's count from its kernel (its expansion can be huge).
+                let conv = match (&node.op, operands.get(1), shapes.first()) {
+                    (Op::Conv { .. }, Some(Operand::Const(w)), Some(xs)) => {
+                        conv_macs(&node.op, w, xs, &out_shape)
+                    }
+                    _ => None,
+                };
+                let macs = match conv {
+                    Some(m) => m,
+                    None => local_map(&node.op, &operands, &out_shape)
+                        .map_err(|e| CompileError::node(self.graph, n, e))?
+                        .nnz(),
+                };
+                out.insert(n, macs);
             }
         }
         Ok(out)
@@ -477,7 +486,7 @@ pub(super) fn decide(
             .use_map
             .get(t.index())
             .and_then(Option::as_ref)
-            .map_or(0, Affine::nnz);
+            .map_or(0, LinMap::nnz);
         let (mut chain_macs, mut chain_cost, mut depth) = (0u64, 0u64, 0usize);
         let mut my_cuts = Vec::new();
         for &n in &nodes {

@@ -4,6 +4,7 @@ use mp2ml_ir::plan::{ActivationKind, PostProcess};
 
 use super::affine::Affine;
 use super::noise::NoiseCoeffs;
+use super::smap::SMap;
 
 /// Level at which the graph output is delivered (one prime above q0 leaves room for flooding).
 pub const OUTPUT_LEVEL: usize = 1;
@@ -25,10 +26,74 @@ pub enum MKind {
         /// Materialized input tensors, concatenated in this order.
         inputs: Vec<usize>,
         /// The map; columns index the concatenation.
-        map: Affine,
+        map: LinMap,
         /// Names of the model nodes fused into it, in topological order.
         nodes: Vec<String>,
     },
+}
+
+/// A linear tensor's affine map over the frontier (or, materialized, over its inputs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LinMap {
+    /// Expanded rows (small maps: the exact path of every bundled model).
+    Rows(Affine),
+    /// Convolution terms (maps too large to expand).
+    Conv(SMap),
+    /// The identity over `len` columns from `col` (a frontier tensor).
+    Ident {
+        /// First column.
+        col: u32,
+        /// Elements.
+        len: usize,
+    },
+    /// Too large to expand and not weight-shared: only its size is known (a fusion candidate
+    /// the cost model must refuse).
+    Opaque {
+        /// Elements.
+        len: usize,
+        /// Estimated stored entries.
+        macs: u64,
+    },
+}
+
+impl LinMap {
+    /// Elements (rows).
+    pub fn len(&self) -> usize {
+        match self {
+            LinMap::Rows(a) => a.rows.len(),
+            LinMap::Conv(s) => s.len(),
+            LinMap::Ident { len, .. } | LinMap::Opaque { len, .. } => *len,
+        }
+    }
+
+    /// Whether the map has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stored entries (multiply-accumulates per image).
+    pub fn nnz(&self) -> u64 {
+        match self {
+            LinMap::Rows(a) => a.nnz(),
+            LinMap::Conv(s) => s.nnz(),
+            LinMap::Ident { len, .. } => *len as u64,
+            LinMap::Opaque { macs, .. } => *macs,
+        }
+    }
+
+    /// Largest |coefficient| (an upper bound for structured maps).
+    pub fn max_abs(&self) -> f64 {
+        match self {
+            LinMap::Rows(a) => a
+                .rows
+                .iter()
+                .flat_map(|r| r.vals.iter())
+                .fold(0.0f64, |m, v| m.max(v.abs())),
+            LinMap::Conv(s) => s.max_abs(),
+            LinMap::Ident { .. } => 1.0,
+            LinMap::Opaque { .. } => 0.0,
+        }
+    }
 }
 
 /// A tensor that exists as ciphertexts.

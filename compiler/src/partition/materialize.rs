@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use mp2ml_ir::plan::PostProcess;
 use mp2ml_ir::tensor::TensorId;
 
-use super::affine::{self, Affine};
+use super::affine;
 use super::fusion::{frontier_of, Ctx, Frontier, Pass};
-use super::lowered::{Decision, Lowered, MKind, MTensor, Step, OUTPUT_LEVEL};
+use super::lowered::{Decision, LinMap, Lowered, MKind, MTensor, Step, OUTPUT_LEVEL};
 use super::noise::NoiseCoeffs;
 use super::per_image;
 use crate::error::{CompileError, ErrorKind};
@@ -39,22 +39,51 @@ pub(super) fn build(
     let materialize = |mt: &mut Vec<MTensor>,
                        f_mt: &[usize],
                        t: TensorId,
-                       map: &Affine,
+                       map: &LinMap,
                        nodes: Vec<String>|
      -> Result<usize, CompileError> {
         // Referenced frontier entries.
         let mut used: BTreeSet<usize> = BTreeSet::new();
-        for r in &map.rows {
-            for &c in &r.cols {
-                used.insert(entry_of(c)?);
+        match map {
+            LinMap::Rows(a) => {
+                for r in &a.rows {
+                    for &c in &r.cols {
+                        used.insert(entry_of(c)?);
+                    }
+                }
+            }
+            LinMap::Conv(s) => {
+                for term in &s.terms {
+                    used.insert(entry_of(term.col)?);
+                }
+            }
+            LinMap::Ident { col, .. } => {
+                used.insert(entry_of(*col)?);
+            }
+            LinMap::Opaque { macs, .. } => {
+                return Err(CompileError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "the fused map of `{}` would hold about {:.0} M entries and is not convolution-shaped; the lowering does not expand maps that large",
+                        name_of(t),
+                        *macs as f64 / 1e6
+                    ),
+                ))
             }
         }
         if let (1, Some(&fi)) = (used.len(), used.first()) {
             let f = &p.frontier[fi];
-            let ident = map.rows.len() == f.len
-                && map.rows.iter().enumerate().all(|(i, r)| {
-                    r.bias == 0.0 && r.cols == [f.offset + i as u32] && r.vals == [1.0]
-                });
+            let ident = match map {
+                LinMap::Rows(a) => {
+                    a.rows.len() == f.len
+                        && a.rows.iter().enumerate().all(|(i, r)| {
+                            r.bias == 0.0 && r.cols == [f.offset + i as u32] && r.vals == [1.0]
+                        })
+                }
+                LinMap::Conv(s) => s.as_identity() == Some(f.offset) && s.len() == f.len,
+                LinMap::Ident { col, len } => *col == f.offset && *len == f.len,
+                LinMap::Opaque { .. } => false,
+            };
             if ident {
                 return Ok(f_mt[fi]);
             }
@@ -67,32 +96,47 @@ pub(super) fn build(
             acc += p.frontier[fi].len as u32;
             inputs.push(f_mt[fi]);
         }
-        let mut rows = Vec::with_capacity(map.rows.len());
-        for r in &map.rows {
-            let cols = r
-                .cols
-                .iter()
-                .map(|&c| {
-                    let fi = entry_of(c)?;
-                    // `used` holds every entry a column lies in, so `local_off` has `fi`.
-                    let off = local_off.get(&fi).copied().ok_or_else(|| {
-                        CompileError::internal(format!("frontier entry {fi} has no offset"))
-                    })?;
-                    Ok(off + (c - p.frontier[fi].offset))
-                })
-                .collect::<Result<_, CompileError>>()?;
-            rows.push(affine::Row {
-                cols,
-                vals: r.vals.clone(),
-                bias: r.bias,
-            });
-        }
+        let local_col = |c: u32| -> Result<u32, CompileError> {
+            let fi = entry_of(c)?;
+            // `used` holds every entry a column lies in, so `local_off` has `fi`.
+            let off = local_off.get(&fi).copied().ok_or_else(|| {
+                CompileError::internal(format!("frontier entry {fi} has no offset"))
+            })?;
+            Ok(off + (c - p.frontier[fi].offset))
+        };
+        let local = match map {
+            LinMap::Rows(a) => {
+                let mut rows = Vec::with_capacity(a.rows.len());
+                for r in &a.rows {
+                    let cols = r
+                        .cols
+                        .iter()
+                        .map(|&c| local_col(c))
+                        .collect::<Result<_, CompileError>>()?;
+                    rows.push(affine::Row {
+                        cols,
+                        vals: r.vals.clone(),
+                        bias: r.bias,
+                    });
+                }
+                LinMap::Rows(affine::Affine { rows })
+            }
+            LinMap::Conv(s) => LinMap::Conv(
+                s.remap_cols(|c| local_col(c).ok())
+                    .ok_or_else(|| CompileError::internal("a term reads no frontier entry"))?,
+            ),
+            LinMap::Ident { col, len } => LinMap::Ident {
+                col: local_col(*col)?,
+                len: *len,
+            },
+            LinMap::Opaque { .. } => return Err(CompileError::internal("opaque map")),
+        };
         mt.push(MTensor {
             name: name_of(t),
             shape: per_image(&ctx.shape(t)),
             kind: MKind::Linear {
                 inputs,
-                map: Affine { rows },
+                map: local,
                 nodes,
             },
             level: 0,
@@ -146,39 +190,55 @@ pub(super) fn build(
                         CompileError::internal(format!("step `{}` input has no map", st.name))
                     })?;
                 // A pure gather from one frontier tensor needs no Linear.
-                let gather_src = {
-                    let mut src = None;
-                    let mut idx = Vec::with_capacity(map.rows.len());
-                    let mut ok = !map.rows.is_empty();
-                    for r in &map.rows {
-                        if !(r.bias == 0.0 && r.vals == [1.0]) {
-                            ok = false;
-                            break;
+                let gather_src = match map {
+                    LinMap::Rows(a) => {
+                        let mut src = None;
+                        let mut idx = Vec::with_capacity(a.rows.len());
+                        let mut ok = !a.rows.is_empty();
+                        for r in &a.rows {
+                            if !(r.bias == 0.0 && r.vals == [1.0]) {
+                                ok = false;
+                                break;
+                            }
+                            let c = r.cols[0];
+                            let fi = entry_of(c)?;
+                            if src.is_some_and(|s| s != fi) {
+                                ok = false;
+                                break;
+                            }
+                            src = Some(fi);
+                            idx.push(c - p.frontier[fi].offset);
                         }
-                        let c = r.cols[0];
-                        let fi = entry_of(c)?;
-                        if src.is_some_and(|s| s != fi) {
-                            ok = false;
-                            break;
+                        if ok {
+                            src.map(|s| (s, idx))
+                        } else {
+                            None
                         }
-                        src = Some(fi);
-                        idx.push(c - p.frontier[fi].offset);
                     }
-                    if ok {
-                        src.map(|s| (s, idx))
-                    } else {
-                        None
+                    LinMap::Ident { col, len } => {
+                        let fi = entry_of(*col)?;
+                        let o = *col - p.frontier[fi].offset;
+                        Some((fi, (o..o + *len as u32).collect()))
                     }
+                    LinMap::Conv(s) => match s.as_identity() {
+                        Some(col) => {
+                            let fi = entry_of(col)?;
+                            let o = col - p.frontier[fi].offset;
+                            Some((fi, (o..o + s.len() as u32).collect()))
+                        }
+                        None => None,
+                    },
+                    LinMap::Opaque { .. } => None,
                 };
                 let (input, elem_map): (usize, Vec<u32>) =
                     match (target_mt.get(&st.input), gather_src) {
-                        (Some(&i), _) => (i, (0..map.rows.len() as u32).collect()),
+                        (Some(&i), _) => (i, (0..map.len() as u32).collect()),
                         (None, Some((fi, idx))) => (f_mt[fi], idx),
                         (None, None) => {
                             let names = cone_names(st.input);
                             let i = materialize(&mut mt, &f_mt, st.input, map, names)?;
                             target_mt.insert(st.input, i);
-                            (i, (0..map.rows.len() as u32).collect())
+                            (i, (0..map.len() as u32).collect())
                         }
                     };
                 // The step's gather plane indexes its input tensor, which `elem_map` covers.

@@ -9,6 +9,7 @@
 //! its inputs one level above its output.
 
 pub mod affine;
+mod apply;
 pub mod local;
 
 mod fusion;
@@ -17,6 +18,7 @@ mod lowered;
 mod materialize;
 pub mod noise;
 mod ranges;
+pub mod smap;
 
 use std::collections::BTreeSet;
 
@@ -25,9 +27,10 @@ use mp2ml_ir::tensor::TensorId;
 
 use crate::error::{CompileError, ErrorKind};
 use crate::passes::{fold_constants, post_tail};
+pub use apply::SPARSE_LIMIT;
 pub use levels::assign_levels;
 pub use lowered::{
-    CircuitSpec, Decision, Lowered, MKind, MTensor, Ranges, Step, LEAKY_SHIFT, OUTPUT_LEVEL,
+    CircuitSpec, Decision, LinMap, Lowered, MKind, MTensor, Ranges, Step, LEAKY_SHIFT, OUTPUT_LEVEL,
 };
 pub use noise::NoiseCoeffs;
 

@@ -2,6 +2,7 @@
 //! that [`crate::params::noise`] bounds once N is known.
 
 use super::affine::Affine;
+use super::smap::SMap;
 
 /// Lower bound on any prime p_ℓ used by the noise model (weights bits ≥ 20).
 pub const MIN_PRIME: f64 = (1u64 << 19) as f64;
@@ -50,6 +51,41 @@ pub(super) fn linear(
             acc.constant += a * cn.constant;
             // Weight rounding: |round(W p) − W p| ≤ ½ times |x|·Δ, divided by p.
             acc.constant += cb * f64::from(1u32 << scale_bits.min(31)) * 0.5 / MIN_PRIME;
+        }
+        nz.fresh = nz.fresh.max(acc.fresh);
+        nz.rescale = nz.rescale.max(acc.rescale);
+        nz.constant = nz.constant.max(acc.constant);
+    }
+    Some(nz)
+}
+
+/// [`linear`] for a structured map over inputs given as `(first column, noise, bound)`:
+/// per output channel, Σ over its kernel rows of |w| times the noise of the row's input, the
+/// full kernels counted (rows away from the padding attain it, so the maximum is exact for any
+/// plane larger than the kernel and an upper bound otherwise).
+pub(super) fn structured(
+    map: &SMap,
+    inputs: &[(u32, NoiseCoeffs, f64)],
+    scale_bits: u32,
+) -> Option<NoiseCoeffs> {
+    let of = |col: u32| {
+        let i = inputs.partition_point(|e| e.0 <= col).checked_sub(1)?;
+        inputs.get(i)
+    };
+    let mut nz = NoiseCoeffs::default();
+    for ch in map.channel_l1() {
+        let mut acc = NoiseCoeffs {
+            rescale: 1.0,
+            constant: 1.0,
+            ..Default::default()
+        };
+        for (col, l1, taps) in ch {
+            let &(_, cn, cb) = of(col)?;
+            acc.fresh += l1 * cn.fresh;
+            acc.rescale += l1 * cn.rescale;
+            acc.constant += l1 * cn.constant;
+            acc.constant +=
+                taps as f64 * cb * f64::from(1u32 << scale_bits.min(31)) * 0.5 / MIN_PRIME;
         }
         nz.fresh = nz.fresh.max(acc.fresh);
         nz.rescale = nz.rescale.max(acc.rescale);

@@ -3,7 +3,7 @@
 
 use super::affine::intervals;
 use super::fusion::Ctx;
-use super::lowered::{CircuitSpec, Lowered, MKind, Ranges, LEAKY_SHIFT};
+use super::lowered::{CircuitSpec, LinMap, Lowered, MKind, Ranges, LEAKY_SHIFT};
 use super::noise::{self, NoiseCoeffs};
 use super::numel;
 use crate::error::CompileError;
@@ -81,6 +81,9 @@ pub(super) fn analyze_ranges(
             CompileError::internal(format!("{what}: element {e} of {} has no bound", v.len()))
         })
     };
+    // Calibrated bounds replace every interval, so none is computed (an ImageNet-size model
+    // would hold two f64 per element of every tensor for nothing).
+    let calibrated = matches!(ranges, Ranges::Observed(_));
     for i in 0..n {
         let name = low.tensors[i].name.clone();
         let len = numel(&low.tensors[i].shape);
@@ -99,6 +102,13 @@ pub(super) fn analyze_ranges(
                 let st = low.steps.get(*step).ok_or_else(|| {
                     CompileError::internal(format!("`{name}` is the output of missing step {step}"))
                 })?;
+                if calibrated {
+                    lo[i] = Vec::new();
+                    hi[i] = Vec::new();
+                    low.tensors[i].bound = observed(&name)?;
+                    low.tensors[i].noise = NoiseCoeffs::FRESH;
+                    continue;
+                }
                 let (il, ih) = (&lo[st.input], &hi[st.input]);
                 let gather = |v: &[f64]| -> Result<Vec<f64>, CompileError> {
                     st.gather
@@ -143,27 +153,95 @@ pub(super) fn analyze_ranges(
                 (l, h, NoiseCoeffs::FRESH)
             }
             MKind::Linear { inputs, map, .. } => {
-                let mut cl = Vec::new();
-                let mut ch = Vec::new();
-                let mut col_noise = Vec::new();
-                let mut col_bound = Vec::new();
-                for &f in inputs {
-                    cl.extend_from_slice(&lo[f]);
-                    ch.extend_from_slice(&hi[f]);
-                    let nf = low.tensors[f].noise;
-                    let bf = low.tensors[f].bound;
-                    col_noise.extend(std::iter::repeat_n(nf, lo[f].len()));
-                    col_bound.extend(std::iter::repeat_n(bf, lo[f].len()));
-                }
                 let missing = || {
                     CompileError::internal(format!(
                         "the Linear of `{name}` reads a column beyond its inputs"
                     ))
                 };
-                let (l, h) = intervals(map, &cl, &ch).ok_or_else(missing)?;
-                let nz = noise::linear(map, &col_noise, &col_bound, ctx.scale_bits)
-                    .ok_or_else(missing)?;
-                (l, h, nz)
+                match map {
+                    LinMap::Rows(map) => {
+                        let mut cl = Vec::new();
+                        let mut ch = Vec::new();
+                        let mut col_noise = Vec::new();
+                        let mut col_bound = Vec::new();
+                        for &f in inputs {
+                            let flen = numel(&low.tensors[f].shape);
+                            cl.extend_from_slice(&lo[f]);
+                            ch.extend_from_slice(&hi[f]);
+                            let nf = low.tensors[f].noise;
+                            let bf = low.tensors[f].bound;
+                            col_noise.extend(std::iter::repeat_n(nf, flen));
+                            col_bound.extend(std::iter::repeat_n(bf, flen));
+                        }
+                        let (l, h) = if calibrated {
+                            (Vec::new(), Vec::new())
+                        } else {
+                            intervals(map, &cl, &ch).ok_or_else(missing)?
+                        };
+                        let nz = noise::linear(map, &col_noise, &col_bound, ctx.scale_bits)
+                            .ok_or_else(missing)?;
+                        (l, h, nz)
+                    }
+                    LinMap::Conv(s) => {
+                        // Inputs by first column.
+                        let mut per_input = Vec::with_capacity(inputs.len());
+                        let mut off = 0u32;
+                        for &f in inputs {
+                            per_input.push((off, low.tensors[f].noise, low.tensors[f].bound));
+                            off += numel(&low.tensors[f].shape) as u32;
+                        }
+                        let nz =
+                            noise::structured(s, &per_input, ctx.scale_bits).ok_or_else(missing)?;
+                        // Calibrated bounds replace the intervals below; interval analysis
+                        // streams the rows (never held as a matrix).
+                        let (l, h) = match ranges {
+                            Ranges::Observed(_) => (Vec::new(), Vec::new()),
+                            Ranges::Interval(..) => {
+                                let mut cl = Vec::new();
+                                let mut ch = Vec::new();
+                                for &f in inputs {
+                                    cl.extend_from_slice(&lo[f]);
+                                    ch.extend_from_slice(&hi[f]);
+                                }
+                                let mut l = vec![0.0; len];
+                                let mut h = vec![0.0; len];
+                                let mut bad = false;
+                                s.for_each_row(|r, taps, b| {
+                                    let (mut a, mut z) = (b, b);
+                                    for &(c, v) in taps {
+                                        let (Some(&x0), Some(&x1)) =
+                                            (cl.get(c as usize), ch.get(c as usize))
+                                        else {
+                                            bad = true;
+                                            return;
+                                        };
+                                        if v >= 0.0 {
+                                            a += v * x0;
+                                            z += v * x1;
+                                        } else {
+                                            a += v * x1;
+                                            z += v * x0;
+                                        }
+                                    }
+                                    if let (Some(x), Some(y)) = (l.get_mut(r), h.get_mut(r)) {
+                                        *x = a;
+                                        *y = z;
+                                    }
+                                });
+                                if bad {
+                                    return Err(missing());
+                                }
+                                (l, h)
+                            }
+                        };
+                        (l, h, nz)
+                    }
+                    LinMap::Ident { .. } | LinMap::Opaque { .. } => {
+                        return Err(CompileError::internal(format!(
+                            "`{name}` is a Linear without a materialized map"
+                        )))
+                    }
+                }
             }
         };
         let bound = match ranges {
@@ -172,7 +250,7 @@ pub(super) fn analyze_ranges(
         };
         // With observed ranges, later intervals start from the observed bounds.
         let (l, h) = match ranges {
-            Ranges::Observed(_) => (vec![-bound; len], vec![bound; len]),
+            Ranges::Observed(_) => (Vec::new(), Vec::new()),
             Ranges::Interval(..) => (l, h),
         };
         lo[i] = l;

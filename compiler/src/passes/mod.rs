@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use mp2ml_ir::graph::{Graph, NodeId};
 use mp2ml_ir::op::Op;
 use mp2ml_ir::plan::PostProcess;
-use mp2ml_ir::reference::eval;
+use mp2ml_ir::reference::propagate;
 use mp2ml_ir::tensor::{Tensor, TensorId};
 
 use crate::error::CompileError;
@@ -23,27 +23,10 @@ pub struct Folded {
 /// Evaluates every node whose inputs are all constants.
 pub fn fold_constants(graph: &Graph, order: &[NodeId]) -> Result<Folded, CompileError> {
     let mut values: Vec<Option<Tensor>> = graph.tensors().iter().map(|t| t.value.clone()).collect();
-    let mut folded = BTreeSet::new();
-    for &n in order {
-        let node = graph.node(n);
-        if node.inputs.is_empty() {
-            continue;
-        }
-        let args: Option<Vec<&Tensor>> = node
-            .inputs
-            .iter()
-            .map(|t| values.get(t.index()).and_then(Option::as_ref))
-            .collect();
-        let Some(args) = args else { continue };
-        let outs = eval(&node.op, &args, 1)
-            .map_err(|e| CompileError::node(graph, n, format!("constant folding failed: {e}")))?;
-        for (t, v) in node.outputs.iter().zip(outs) {
-            if let Some(slot) = values.get_mut(t.index()) {
-                *slot = Some(v);
-            }
-        }
-        folded.insert(n);
-    }
+    let folded = propagate(graph, order, &mut values, 1, |node| !node.inputs.is_empty())
+        .map_err(|(n, e)| CompileError::node(graph, n, format!("constant folding failed: {e}")))?
+        .into_iter()
+        .collect();
     Ok(Folded { values, folded })
 }
 

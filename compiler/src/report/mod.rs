@@ -145,8 +145,13 @@ pub struct Report {
     pub security_bits: u32,
     /// log2 Δ.
     pub scale_bits: u32,
-    /// σ.
+    /// σ: statistical security of a whole session.
     pub sigma: u32,
+    /// Most images per session.
+    pub session_images: usize,
+    /// Per-value width of the circuit masks and the flood: σ + ⌈log2(masked values per
+    /// session)⌉ (0 if the plan's counts overflow, which its check refuses).
+    pub value_sigma: u32,
     /// Batch.
     pub batch: usize,
     /// Input range.
@@ -393,11 +398,10 @@ impl Report {
                     and_depth: s.and_depth,
                     share_bits: c.share_bits,
                     mask_bits: c.mask_bits,
-                    relu_bound: c
-                        .circuit
-                        .name
-                        .starts_with("relu")
-                        .then_some(6 * u64::from(c.share_bits) + u64::from(p.sigma)),
+                    relu_bound: c.circuit.name.starts_with("relu").then_some(
+                        6 * u64::from(c.share_bits)
+                            + u64::from(c.mask_bits.saturating_sub(c.out_bits)),
+                    ),
                 }
             })
             .collect();
@@ -441,6 +445,8 @@ impl Report {
             security_bits: p.params.security_bits,
             scale_bits: p.scale_bits,
             sigma: p.sigma,
+            session_images: p.session_images,
+            value_sigma: p.value_sigma().unwrap_or(0),
             batch: p.batch,
             input_range: p.input.range,
             calibration: out.and_then(|o| {
@@ -508,10 +514,12 @@ impl Report {
         let _ = writeln!(s, "  moduli = {:?}", self.moduli);
         let _ = writeln!(
             s,
-            "  Δ = 2^{}   output scale = 2^{}   σ = {}   share width w = q0 bits = {}   batch = {}",
+            "  Δ = 2^{}   output scale = 2^{}   σ = {} per session of ≤ {} images (per value σ_v = {})   share width w = q0 bits = {}   batch = {}",
             self.scale_bits,
             self.output_scale_bits,
             self.sigma,
+            self.session_images,
+            self.value_sigma,
             self.moduli_bits.first().copied().unwrap_or(0),
             self.batch
         );
@@ -613,7 +621,7 @@ impl Report {
                 c.name, c.and, c.xor, c.and_depth, c.share_bits, c.mask_bits
             );
             if let Some(b) = c.relu_bound {
-                let _ = write!(s, "  (≤ 6·w + σ = {b})");
+                let _ = write!(s, "  (≤ 6·w + σ_v = {b})");
             }
             let _ = writeln!(s);
         }

@@ -429,42 +429,7 @@ impl<C: Channel> Garbler<C> {
         self.ch.send_u64(self.seq)?;
         let pads = ot_sender(&mut self.ot, &mut self.ch, &mut self.rng)?
             .extend_random(&mut self.ch, instances * s.ei)?;
-        // Free-XOR offset R with lsb(R) = 1, so W^0 and W^1 have different colours.
-        let delta = random_block(&mut self.rng) | 1;
-        let garbler_seed = random_block(&mut self.rng);
-        let eval_seed = Prg::new(random_block(&mut self.rng));
-        self.ch.send_blocks(&[garbler_seed])?;
-        let garbler_seed = Prg::new(garbler_seed);
-        let mut labels = Vec::new();
-        let mut tables = Vec::new();
-        let mut scratch = Scratch::default();
-        for (first, n) in s.chunks() {
-            labels.clear();
-            labels.resize(s.wires * n, 0);
-            garbler_input_labels(
-                &s,
-                first,
-                n,
-                delta,
-                &garbler_seed,
-                &eval_seed,
-                garbler_bits,
-                &mut labels,
-            );
-            garble_chunk(
-                circuit,
-                &self.hash,
-                delta,
-                n,
-                first as u64,
-                &mut labels,
-                &mut tables,
-                &mut scratch,
-            )?;
-            self.ch.send_blocks(&tables)?;
-            self.ch
-                .send(&pack_bits(&decoding_bits(circuit, n, &labels)))?;
-        }
+        let (delta, eval_seed) = self.garble_all(circuit, &s, garbler_bits, |_, _, _, _| Ok(()))?;
         self.ch.flush()?;
         self.reports.push(meter.finish(&self.ch, "offline"));
         Ok(GarblerOffline {
@@ -510,6 +475,38 @@ impl<C: Channel> Garbler<C> {
         check_len("garbler", garbler_bits.len(), s.gi, instances)?;
         self.ch.send(&fingerprint(circuit, &s, b'S'))?;
         ot_sender(&mut self.ot, &mut self.ch, &mut self.rng)?;
+        let ei = s.ei;
+        let gi = s.gi;
+        self.garble_all(circuit, &s, garbler_bits, |g, n, labels, delta| {
+            let mut msgs = Vec::with_capacity(n * ei);
+            for t in 0..n {
+                for j in 0..ei {
+                    let w0 = labels[(gi + j) * n + t];
+                    msgs.push((w0, w0 ^ delta));
+                }
+            }
+            let ot =
+                g.ot.as_mut()
+                    .ok_or_else(|| MpcError::Protocol("OT setup".into()))?;
+            ot.send(&mut g.ch, &msgs)
+        })?;
+        self.ch.flush()?;
+        self.reports.push(meter.finish(&self.ch, "stream"));
+        Ok(())
+    }
+
+    /// Draws Δ (lsb 1 for free XOR, so W⁰ and W¹ have different colours) and the label seeds,
+    /// sends the seed of the garbler's input labels, then garbles the instances chunk by chunk
+    /// and sends each chunk's tables and decoding bits. `after_chunk(self, n, labels, Δ)` runs
+    /// after each chunk (streaming sends the evaluator's input labels there). Returns Δ and
+    /// the generator of the evaluator's zero labels.
+    fn garble_all(
+        &mut self,
+        circuit: &Circuit,
+        s: &Shape,
+        garbler_bits: &[bool],
+        mut after_chunk: impl FnMut(&mut Self, usize, &[u128], u128) -> Result<()>,
+    ) -> Result<(u128, Prg)> {
         let delta = random_block(&mut self.rng) | 1;
         let garbler_seed = random_block(&mut self.rng);
         let eval_seed = Prg::new(random_block(&mut self.rng));
@@ -522,7 +519,7 @@ impl<C: Channel> Garbler<C> {
             labels.clear();
             labels.resize(s.wires * n, 0);
             garbler_input_labels(
-                &s,
+                s,
                 first,
                 n,
                 delta,
@@ -544,22 +541,9 @@ impl<C: Channel> Garbler<C> {
             self.ch.send_blocks(&tables)?;
             self.ch
                 .send(&pack_bits(&decoding_bits(circuit, n, &labels)))?;
-            let mut msgs = Vec::with_capacity(n * s.ei);
-            for t in 0..n {
-                for j in 0..s.ei {
-                    let w0 = labels[(s.gi + j) * n + t];
-                    msgs.push((w0, w0 ^ delta));
-                }
-            }
-            let ot = self
-                .ot
-                .as_mut()
-                .ok_or_else(|| MpcError::Protocol("OT setup".into()))?;
-            ot.send(&mut self.ch, &msgs)?;
+            after_chunk(self, n, &labels, delta)?;
         }
-        self.ch.flush()?;
-        self.reports.push(meter.finish(&self.ch, "stream"));
-        Ok(())
+        Ok((delta, eval_seed))
     }
 }
 
