@@ -31,6 +31,10 @@ pub struct Options {
     pub memory_budget: u64,
     /// Packing of the plan.
     pub packing: Packing,
+    /// The network the cost model picks each step's back end for.
+    pub network: mp2ml_ir::plan::NetworkProfile,
+    /// What the cost model minimizes (online time or the whole session).
+    pub objective: mp2ml_ir::plan::MpcObjective,
 }
 
 /// How a plan packs its ciphertexts.
@@ -77,6 +81,8 @@ impl Default for Options {
             batch: 1,
             memory_budget: crate::budget::DEFAULT_BUDGET,
             packing: Packing::Batch,
+            network: Default::default(),
+            objective: Default::default(),
         }
     }
 }
@@ -208,6 +214,8 @@ pub fn compile_graph(
         batch: opts.batch,
         session_images: params.session_images,
         input_range: opts.input_range,
+        network: opts.network,
+        objective: opts.objective,
     };
     let batch = || -> Result<(Compiled, Lowered, Chosen), CompileError> {
         let mut lowered = lower_with(graph, &ranges, opts.params.scale_bits, true)?;

@@ -372,7 +372,7 @@ pub(crate) fn server_group<C: Channel>(
                         .mpc_steps
                         .get(b.step)
                         .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
-                    let sc = &public.circuits[step.circuit];
+                    let sc = yao_circuit(public, step, opts)?;
                     let w = &step_w[b.step];
                     let pos = &l.steps[b.step].input;
                     let mut per = Vec::with_capacity(images);
@@ -426,13 +426,17 @@ pub(crate) fn server_group<C: Channel>(
 
     // Offline: garbling, when the tables fit the budget.
     let first = offline_first(public, images, opts);
-    let offline_ands = if first { and_gates(public, images) } else { 0 };
+    let offline_ands = if first {
+        and_gates(public, images, opts)
+    } else {
+        0
+    };
     let step = Step::offline(format!("offline[{group}]")).gates(offline_ands, 0);
     let mut handles: Vec<Option<GarblerOffline>> = report.metered(g, step, |g| {
         let mut handles = Vec::new();
         if first {
             for (s, m) in public.mpc_steps.iter().zip(&masks) {
-                let sc = &public.circuits[s.circuit];
+                let sc = yao_circuit(public, s, opts)?;
                 let bits = garbler_bits(sc, s.instances, images, &m.shares, &m.out);
                 handles.push(Some(g.offline(&sc.circuit, s.instances * images, &bits)?));
             }
@@ -480,7 +484,7 @@ pub(crate) fn server_group<C: Channel>(
             }
             Segment::Mpc(b) => {
                 let step = &public.mpc_steps[b.step];
-                let sc = &public.circuits[step.circuit];
+                let sc = yao_circuit(public, step, opts)?;
                 let n = step.instances * images;
                 let ands = sc.circuit.stats().and * n as u64;
                 let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
@@ -719,13 +723,17 @@ pub(crate) fn client_group<C: Channel>(
         })?;
 
     let first = offline_first(plan, images, opts);
-    let offline_ands = if first { and_gates(plan, images) } else { 0 };
+    let offline_ands = if first {
+        and_gates(plan, images, opts)
+    } else {
+        0
+    };
     let step = Step::offline(format!("offline[{group}]")).gates(offline_ands, 0);
     let mut handles: Vec<Option<EvaluatorOffline>> = report.metered(e, step, |e| {
         let mut handles = Vec::new();
         if first {
             for s in &plan.mpc_steps {
-                let sc = &plan.circuits[s.circuit];
+                let sc = yao_circuit(plan, s, opts)?;
                 handles.push(Some(e.offline(&sc.circuit, s.instances * images)?));
             }
         }
@@ -753,7 +761,7 @@ pub(crate) fn client_group<C: Channel>(
     // The MPC steps in order; `next` is the first upload of the step in wire order.
     let mut next = n_in;
     for (si, step) in plan.mpc_steps.iter().enumerate() {
-        let sc = &plan.circuits[step.circuit];
+        let sc = yao_circuit(plan, step, opts)?;
         let count = step.instances * images;
         let ands = sc.circuit.stats().and * count as u64;
         let ots = u64::from(sc.circuit.evaluator_inputs) * count as u64;
@@ -819,6 +827,22 @@ pub(crate) fn client_group<C: Channel>(
         Ok::<_, RuntimeError>(())
     })?;
     Ok(logits)
+}
+
+/// The circuit of `step`, which image packing runs with Yao (its GMW path is not written yet).
+fn yao_circuit<'a>(
+    plan: &'a mp2ml_ir::plan::ClientPlan,
+    step: &MpcStep,
+    opts: &SessionOptions,
+) -> Result<&'a mp2ml_ir::circuit::ShareCircuit> {
+    let (b, sc) = crate::backend::step_circuit(plan, step, opts)?;
+    if b != mp2ml_ir::plan::MpcBackend::Yao {
+        return Err(RuntimeError::Input(format!(
+            "step `{}`: image-packed plans run their MPC steps with Yao only, this one is {b:?}",
+            step.name
+        )));
+    }
+    Ok(sc)
 }
 
 fn short() -> RuntimeError {

@@ -384,6 +384,10 @@ pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackEr
         step_tensors.push(ts);
     }
     let mut public = plan.public.clone();
+    // The image path of the runtime runs its MPC steps with Yao only.
+    for st in &mut public.mpc_steps {
+        st.backend = mp2ml_ir::plan::MpcBackend::Yao;
+    }
     public.image = Some(ImageLayouts {
         input: input_uploads,
         steps,
