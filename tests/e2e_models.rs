@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use mp2ml_compiler::driver::{compile_graph, Options};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
-use mp2ml_compiler::packing::traffic::batch_traffic;
+use mp2ml_compiler::packing::traffic::batch_traffic_with;
 use mp2ml_compiler::plan_writer::write_all;
 use mp2ml_compiler::simulate::simulate;
+use mp2ml_ir::plan::MpcBackend;
 use mp2ml_ir::reference::run;
 use mp2ml_ir::tensor::Tensor;
 use mp2ml_ir::weights::WeightsFile;
@@ -30,8 +31,14 @@ fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
 
-/// Runs `name` on the first `count` test digits; returns (max |secure − simulated|, agreement).
-fn check(name: &str, count: usize) {
+/// Runs `name` on the first `count` test digits with each step on the plan's back end, or on
+/// `mpc` for every step (`mp2ml-run --mpc`), and checks the outputs and the traffic model.
+/// Returns the back end each step ran.
+fn check(name: &str, count: usize) -> Vec<MpcBackend> {
+    check_with(name, count, None)
+}
+
+fn check_with(name: &str, count: usize, mpc: Option<MpcBackend>) -> Vec<MpcBackend> {
     let graph = import_file(
         &root().join(format!("models/{name}.onnx")),
         &ImportOptions::default(),
@@ -44,7 +51,8 @@ fn check(name: &str, count: usize) {
         &Options::default(),
     )
     .unwrap_or_else(|e| panic!("compile {name}: {e}"));
-    let dir = std::env::temp_dir().join(format!("mp2ml-e2e-{name}-{}", std::process::id()));
+    let tag = mpc.map_or("plan", MpcBackend::tag);
+    let dir = std::env::temp_dir().join(format!("mp2ml-e2e-{name}-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let plan_path = dir.join(format!("{name}.ron"));
     write_all(&out.compiled, &plan_path).expect("write plan");
@@ -58,17 +66,20 @@ fn check(name: &str, count: usize) {
         images: count,
         data: data.clone(),
     };
-    let (secure, crep, _srep) =
-        run_local(&setup, &batch, &SessionOptions::default()).expect("two-party run");
+    let opts = SessionOptions {
+        mpc,
+        ..SessionOptions::default()
+    };
+    let (secure, crep, _srep) = run_local(&setup, &batch, &opts).expect("two-party run");
 
     // The report's traffic model against the bytes the client actually sent and received
     // (both directions of every message pass through the client): exact up to a few framing
     // bytes, far inside the 1.5× the cost model promises.
-    let est = batch_traffic(&out.compiled.server.public, count).total();
+    let est = batch_traffic_with(&out.compiled.server.public, count, mpc).total();
     let measured = crep.bytes(None) as f64;
     assert!(
         (est - measured).abs() <= measured * 1e-3,
-        "{name}: estimated {est} bytes, the session moved {measured}"
+        "{name} ({tag}): estimated {est} bytes, the session moved {measured}"
     );
 
     let wf = WeightsFile::from_bytes(out.compiled.weights.clone()).expect("weights");
@@ -94,7 +105,7 @@ fn check(name: &str, count: usize) {
         );
     }
     eprintln!(
-        "{name}: {count} images, max |secure − simulated| = {worst:.2e}, max |secure − f32| = {worst_ref:.2e}, {:.1} MB, {} AND gates",
+        "{name} ({tag}): {count} images, max |secure − simulated| = {worst:.2e}, max |secure − f32| = {worst_ref:.2e}, {:.1} MB, {} AND gates",
         crep.bytes(None) as f64 / 1e6,
         crep.and_gates()
     );
@@ -111,26 +122,43 @@ fn check(name: &str, count: usize) {
         "{name}: secure outputs deviate from the f32 reference by {worst_ref}"
     );
     std::fs::remove_dir_all(&dir).ok();
+    let plan = &out.compiled.server.public;
+    plan.mpc_steps
+        .iter()
+        .map(|s| mpc.unwrap_or(s.backend))
+        .collect()
 }
+
+// The plans are compiled for the default network (LAN), where the cost model puts the larger
+// steps on GMW: together the runs below cover both back ends on every bundled model but
+// ResNet-20 (each model on GMW, Yao on all but `residual`), each at no extra session.
 
 #[test]
 fn tiny_two_party_matches_simulation() {
-    check("tiny", 32);
+    assert_eq!(check("tiny", 32), [MpcBackend::Yao]);
+    // Its one step forced onto GMW (`mp2ml-run --mpc gmw`).
+    check_with("tiny", 8, Some(MpcBackend::Gmw));
 }
 
 #[test]
 fn cryptonets_relu_two_party_matches_simulation() {
-    check("cryptonets_relu", 16);
+    let used = check("cryptonets_relu", 16);
+    assert_eq!(used, [MpcBackend::Gmw, MpcBackend::Yao]);
 }
 
 #[test]
 fn maxpool_cnn_two_party_matches_simulation() {
-    check("maxpool_cnn", 4);
+    let used = check("maxpool_cnn", 4);
+    assert!(
+        used.contains(&MpcBackend::Gmw) && used.contains(&MpcBackend::Yao),
+        "{used:?}"
+    );
 }
 
 #[test]
 fn residual_two_party_matches_simulation() {
-    check("residual", 4);
+    let used = check("residual", 4);
+    assert!(used.iter().all(|&b| b == MpcBackend::Gmw), "{used:?}");
 }
 
 /// The bundled ResNet-20 compiles with `--calibration` (worst-case interval analysis cannot

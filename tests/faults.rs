@@ -284,8 +284,12 @@ struct Outcome {
 
 /// Runs one session over an in-memory pair, the fault on `side`.
 fn session(side: Side, trigger: Trigger, action: Action) -> Outcome {
+    session_with(side, trigger, action, opts())
+}
+
+/// [`session`] with explicit session options (`--mpc`).
+fn session_with(side: Side, trigger: Trigger, action: Action, o: SessionOptions) -> Outcome {
     let setup = setup();
-    let o = opts();
     let cfg = channel_config(&setup.params, &o);
     let (sch, cch) = MemChannel::pair(cfg);
     let shared = Arc::new(Mutex::new(Shared::default()));
@@ -469,6 +473,40 @@ fn stall_at_every_phase_on_either_side() {
                         assert!(closed_or_stalled(e), "stall {side:?} at {p}: {e:?}");
                     }
                 }));
+            }
+        }
+        for h in hs {
+            if let Err(e) = h.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+}
+
+#[test]
+fn gmw_drop_and_stall_in_its_offline_and_online_rounds() {
+    // GMW's triples (offline) and its rounds per AND layer (online), both sides, drops and
+    // stalls concurrently (stalls cost a timeout each).
+    let o = SessionOptions {
+        mpc: Some(mp2ml_ir::plan::MpcBackend::Gmw),
+        ..opts()
+    };
+    let stall = Action::Stall(TIMEOUT + Duration::from_millis(1500));
+    std::thread::scope(|s| {
+        let mut hs = Vec::new();
+        for side in [Side::Server, Side::Client] {
+            for p in [Phase::GcOffline, Phase::GcOnline] {
+                for action in [Action::Drop, stall] {
+                    hs.push(s.spawn(move || {
+                        let out = session_with(side, Trigger::Phase(p), action, o);
+                        check(
+                            &format!("gmw {action:?} {side:?} at {p}"),
+                            side,
+                            &out,
+                            false,
+                        );
+                    }));
+                }
             }
         }
         for h in hs {

@@ -282,9 +282,10 @@ fn fuzz_message_decoders() {
     let mut seeds = vec![
         pk.to_bytes(),
         Hello {
-            version: 1,
+            version: mp2ml_runtime::wire::PROTOCOL_VERSION,
             plan_hash: "ab".repeat(32),
             images: 3,
+            mpc: None,
         }
         .to_bytes(),
     ];

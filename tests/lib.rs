@@ -1,5 +1,7 @@
 //! Shared helpers for the integration tests in this folder.
 
+pub mod netsim;
+
 /// The workspace's binaries (`mp2mlc`, `mp2ml-run`) for tests that run them as processes.
 ///
 /// They are built on first use with `$CARGO build --bins -p mp2ml-compiler -p mp2ml-runtime`
@@ -171,10 +173,15 @@ pub mod toy {
                 range: (-1.0, 1.0),
                 scale_bits: F,
             },
+            network: Default::default(),
+            objective: Default::default(),
             mpc_steps: vec![MpcStep {
                 name: "relu".into(),
                 kind: ActivationKind::Relu,
                 circuit: 0,
+                depth_circuit: 0,
+                gmw_variant: Default::default(),
+                backend: Default::default(),
                 instances: 3,
                 values_in: 3,
                 values_out: 3,

@@ -2,9 +2,14 @@
 //! `y = W2 · relu(W1 · x + b1) + b2`, checked against the same computation in f64, over real
 //! TCP on loopback; plus the handshake's refusals.
 
-use mp2ml_runtime::client::Batch;
-use mp2ml_runtime::local::run_local;
+use std::net::TcpListener;
+
+use mp2ml_ir::plan::MpcBackend;
+use mp2ml_mpc::TcpChannel;
+use mp2ml_runtime::client::{run_client, Batch};
+use mp2ml_runtime::local::{channel_config, client_setup_of, run_local};
 use mp2ml_runtime::plan::load_server;
+use mp2ml_runtime::server::serve;
 use mp2ml_runtime::session::SessionOptions;
 use mp2ml_tests::toy::{model, write_plan, write_plan_with};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -17,6 +22,10 @@ fn tmpdir(tag: &str) -> std::path::PathBuf {
 
 /// Runs the toy plan on `images` random inputs and checks the outputs against f64.
 fn run_toy(tag: &str, images: usize, mod_drop: bool) {
+    run_toy_with(tag, images, mod_drop, &SessionOptions::default())
+}
+
+fn run_toy_with(tag: &str, images: usize, mod_drop: bool, opts: &SessionOptions) {
     let mut rng = StdRng::seed_from_u64(7 + images as u64);
     let model = model(&mut rng);
     let dir = tmpdir(tag);
@@ -29,8 +38,7 @@ fn run_toy(tag: &str, images: usize, mod_drop: bool) {
         images,
         data: data.clone(),
     };
-    let (out, crep, srep) =
-        run_local(&setup, &batch, &SessionOptions::default()).expect("protocol runs");
+    let (out, crep, srep) = run_local(&setup, &batch, opts).expect("protocol runs");
     let mut max_err = 0f64;
     for j in 0..images {
         let want = model.eval(&data[j * 4..(j + 1) * 4]);
@@ -95,5 +103,57 @@ fn tampered_weights_and_plans_are_refused() {
         .expect("must fail")
         .to_string();
     assert!(err.contains("hash") || err.contains("insecure"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn gmw_override_matches_plaintext() {
+    let opts = SessionOptions {
+        mpc: Some(MpcBackend::Gmw),
+        ..SessionOptions::default()
+    };
+    run_toy_with("gmw", 3, false, &opts);
+}
+
+#[test]
+fn parties_with_different_mpc_overrides_are_refused_at_the_handshake() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let model = model(&mut rng);
+    let dir = tmpdir("mpc-mismatch");
+    let setup = load_server(&write_plan(&dir, &model), 128).expect("plan loads");
+    let client = client_setup_of(&setup);
+    let batch = Batch {
+        images: 1,
+        data: vec![0.5; 4],
+    };
+    for (s, c) in [
+        (Some(MpcBackend::Gmw), None),
+        (None, Some(MpcBackend::Yao)),
+        (Some(MpcBackend::Yao), Some(MpcBackend::Gmw)),
+    ] {
+        let so = SessionOptions {
+            mpc: s,
+            ..SessionOptions::default()
+        };
+        let co = SessionOptions {
+            mpc: c,
+            ..SessionOptions::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let cfg = channel_config(&setup.params, &so);
+        let (srv, cli) = std::thread::scope(|sc| {
+            let t = sc.spawn(|| {
+                let ch = TcpChannel::accept(&listener, cfg).expect("accept");
+                serve(&setup, ch, &so)
+            });
+            let ch = TcpChannel::connect(addr, cfg).expect("connect");
+            let cli = run_client(&client, ch, &batch, &co);
+            (t.join().expect("server thread"), cli)
+        });
+        let err = cli.expect_err("client refused").to_string();
+        assert!(err.contains("--mpc"), "{s:?}/{c:?}: {err}");
+        assert!(srv.is_err(), "{s:?}/{c:?}: the server ran the session");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -27,6 +27,10 @@ pub struct Options {
     pub batch: usize,
     /// Memory budget in bytes: steps whose estimate exceeds it are refused before they run.
     pub memory_budget: u64,
+    /// The network the cost model picks each step's back end for.
+    pub network: mp2ml_ir::plan::NetworkProfile,
+    /// What the cost model minimizes (online time or the whole session).
+    pub objective: mp2ml_ir::plan::MpcObjective,
 }
 
 impl Default for Options {
@@ -38,6 +42,8 @@ impl Default for Options {
             margin: 2.0,
             batch: 1,
             memory_budget: crate::budget::DEFAULT_BUDGET,
+            network: Default::default(),
+            objective: Default::default(),
         }
     }
 }
@@ -169,6 +175,8 @@ pub fn compile_graph(
         batch: opts.batch,
         session_images: params.session_images,
         input_range: opts.input_range,
+        network: opts.network,
+        objective: opts.objective,
     };
     let compiled = build_plan(&lowered, &chosen, &settings)?;
     Ok(Output {

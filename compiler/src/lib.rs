@@ -1,6 +1,7 @@
 //! `mp2ml-compiler`: ONNX import, passes, partition, parameters, plan writing, report.
 
 pub mod budget;
+pub mod cost;
 pub mod driver;
 pub mod error;
 pub mod npy;

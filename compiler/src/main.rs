@@ -74,6 +74,14 @@ struct Cli {
     /// Memory budget in MiB: a step whose estimate exceeds it is refused before it runs.
     #[arg(long, default_value_t = 4096)]
     memory_budget: u64,
+    /// Network between the parties: `lan` (0.2 ms, 1 Gbit/s), `wan` (40 ms, 100 Mbit/s) or
+    /// `RTT_ms:Mbit_s`; the cost model picks Yao or GMW per MPC step for it.
+    #[arg(long, default_value = "lan")]
+    network: String,
+    /// What the cost model minimizes when it picks Yao or GMW: `online` (the time after the
+    /// client's input is known) or `total` (offline and online).
+    #[arg(long, default_value = "online")]
+    mpc_objective: String,
 }
 
 /// `mp2mlc inspect PLAN.ron`.
@@ -155,6 +163,24 @@ fn main() -> ExitCode {
             format!("--security {} is not 128, 192 or 256", cli.security),
         ));
     };
+    let network = match cli.network.parse() {
+        Ok(n) => n,
+        Err(e) => {
+            return fail(&CompileError::new(
+                ErrorKind::Options,
+                format!("--network: {e}"),
+            ))
+        }
+    };
+    let objective = match cli.mpc_objective.parse() {
+        Ok(o) => o,
+        Err(e) => {
+            return fail(&CompileError::new(
+                ErrorKind::Options,
+                format!("--mpc-objective: {e}"),
+            ))
+        }
+    };
     let opts = Options {
         params: ParamOptions {
             scale_bits: cli.scale_bits,
@@ -169,6 +195,8 @@ fn main() -> ExitCode {
         margin: cli.margin,
         batch: cli.batch,
         memory_budget: cli.memory_budget.saturating_mul(1 << 20),
+        network,
+        objective,
     };
     let model_name = cli
         .model

@@ -17,6 +17,9 @@ use crate::packing::detect::{csr_bytes, detect, structured_bytes};
 use crate::params::{noise, Chosen};
 use crate::partition::{CircuitSpec, LinMap, Lowered, MKind, LEAKY_SHIFT};
 use mp2ml_ir::circuit::activations::{self as circuits, CircuitParams};
+use mp2ml_ir::circuit::Style;
+
+use crate::cost;
 
 /// Everything the compiler produces for one model.
 #[derive(Clone, Debug)]
@@ -74,6 +77,10 @@ pub struct PlanSettings {
     pub session_images: usize,
     /// Declared input range.
     pub input_range: (f32, f32),
+    /// The network the back ends are chosen for.
+    pub network: mp2ml_ir::plan::NetworkProfile,
+    /// What the cost model minimizes.
+    pub objective: mp2ml_ir::plan::MpcObjective,
 }
 
 /// Assembles the plans and the weights file.
@@ -83,22 +90,43 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         sigma: ch.value_sigma,
         style: Default::default(),
     };
+    let dp = CircuitParams {
+        style: Style::Depth,
+        ..cp
+    };
     // Circuits, deduplicated.
     let mut circuits: Vec<ShareCircuit> = Vec::new();
+    let mut intern = |c: ShareCircuit| match circuits.iter().position(|x| *x == c) {
+        Some(i) => i,
+        None => {
+            circuits.push(c);
+            circuits.len() - 1
+        }
+    };
     let mut steps = Vec::new();
     for st in &low.steps {
-        let c = circuit_for(&st.spec, &cp, s.scale_bits);
-        let idx = match circuits.iter().position(|x| *x == c) {
-            Some(i) => i,
-            None => {
-                circuits.push(c);
-                circuits.len() - 1
-            }
-        };
+        let size = circuit_for(&st.spec, &cp, s.scale_bits);
+        let depth = circuit_for(&st.spec, &dp, s.scale_bits);
+        let pick = cost::choose(
+            &size,
+            &depth,
+            st.instances * s.batch.max(1),
+            &s.network,
+            s.objective,
+        );
+        let idx = intern(size);
+        let depth_idx = intern(depth);
         steps.push(MpcStep {
             name: st.name.clone(),
             kind: st.kind.clone(),
             circuit: idx,
+            depth_circuit: depth_idx,
+            gmw_variant: if pick.gmw_depth_circuit {
+                Style::Depth
+            } else {
+                Style::Size
+            },
+            backend: pick.backend,
             instances: st.instances,
             values_in: st.instances * st.values_in,
             values_out: st.instances * st.values_out,
@@ -135,6 +163,8 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
                 s.scale_bits
             },
         },
+        network: s.network,
+        objective: s.objective,
         mpc_steps: steps,
         circuits,
         output: OutputSpec {

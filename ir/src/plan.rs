@@ -16,8 +16,139 @@ use sha2::{Digest, Sha256};
 
 use crate::circuit::ShareCircuit;
 
+/// The two-party protocol that evaluates an MPC step's circuit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MpcBackend {
+    /// Half-gates garbled circuits: constant rounds, 32 bytes per AND gate.
+    #[default]
+    Yao,
+    /// GMW on XOR shares with Beaver triples: one round per AND layer, 2 bits per AND gate
+    /// each way online.
+    Gmw,
+}
+
+impl MpcStep {
+    /// Index of the circuit `backend` runs for this step.
+    pub fn circuit_for(&self, backend: MpcBackend) -> usize {
+        match (backend, self.gmw_variant) {
+            (MpcBackend::Gmw, crate::circuit::Style::Depth) => self.depth_circuit,
+            _ => self.circuit,
+        }
+    }
+}
+
+impl MpcBackend {
+    /// `yao` or `gmw`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            MpcBackend::Yao => "yao",
+            MpcBackend::Gmw => "gmw",
+        }
+    }
+}
+
+impl std::str::FromStr for MpcBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "yao" => Ok(MpcBackend::Yao),
+            "gmw" => Ok(MpcBackend::Gmw),
+            other => Err(format!(
+                "unknown MPC back end `{other}` (expected yao or gmw)"
+            )),
+        }
+    }
+}
+
+/// What the compiler's cost model minimizes when it picks each step's back end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MpcObjective {
+    /// The time after the client's input is known (the offline phase runs ahead): GMW's
+    /// strength on fast links, as MP2ML's Table 2 shows.
+    #[default]
+    Online,
+    /// The whole session, offline and online.
+    Total,
+}
+
+impl MpcObjective {
+    /// `online` or `total`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            MpcObjective::Online => "online",
+            MpcObjective::Total => "total",
+        }
+    }
+}
+
+impl std::str::FromStr for MpcObjective {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "online" => Ok(MpcObjective::Online),
+            "total" => Ok(MpcObjective::Total),
+            other => Err(format!(
+                "unknown objective `{other}` (expected online or total)"
+            )),
+        }
+    }
+}
+
+/// A network between the parties, as the compiler's cost model sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetworkProfile {
+    /// Round-trip time in milliseconds.
+    pub rtt_ms: f64,
+    /// Bandwidth in Mbit/s (each direction).
+    pub mbit_s: f64,
+}
+
+impl NetworkProfile {
+    /// A LAN: 0.2 ms, 1 Gbit/s.
+    pub const LAN: NetworkProfile = NetworkProfile {
+        rtt_ms: 0.2,
+        mbit_s: 1000.0,
+    };
+    /// A WAN: 40 ms, 100 Mbit/s.
+    pub const WAN: NetworkProfile = NetworkProfile {
+        rtt_ms: 40.0,
+        mbit_s: 100.0,
+    };
+}
+
+impl Default for NetworkProfile {
+    fn default() -> Self {
+        NetworkProfile::LAN
+    }
+}
+
+impl std::str::FromStr for NetworkProfile {
+    type Err = String;
+
+    /// `lan`, `wan` or `RTT_ms:Mbit_s` (e.g. `40:100`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "lan" => return Ok(NetworkProfile::LAN),
+            "wan" => return Ok(NetworkProfile::WAN),
+            _ => {}
+        }
+        let bad = || format!("network `{s}` is not lan, wan or RTT_ms:Mbit_s (e.g. 40:100)");
+        let (r, m) = s.split_once(':').ok_or_else(bad)?;
+        let rtt_ms: f64 = r.trim().parse().map_err(|_| bad())?;
+        let mbit_s: f64 = m.trim().parse().map_err(|_| bad())?;
+        if !(rtt_ms.is_finite() && rtt_ms >= 0.0 && mbit_s.is_finite() && mbit_s > 0.0) {
+            return Err(format!(
+                "network `{s}`: the RTT must be ≥ 0 ms and the bandwidth > 0 Mbit/s"
+            ));
+        }
+        Ok(NetworkProfile { rtt_ms, mbit_s })
+    }
+}
+
 /// Version of the plan format; a plan of another version is refused.
-pub const PLAN_VERSION: u32 = 2;
+pub const PLAN_VERSION: u32 = 3;
 
 /// CKKS parameters of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,8 +218,17 @@ pub struct MpcStep {
     pub name: String,
     /// What it computes.
     pub kind: ActivationKind,
-    /// Index into [`ClientPlan::circuits`].
+    /// Index into [`ClientPlan::circuits`]: the size-optimal circuit, run under Yao.
     pub circuit: usize,
+    /// Index into [`ClientPlan::circuits`]: the depth-optimized circuit of the same function
+    /// and layout.
+    pub depth_circuit: usize,
+    /// The variant GMW runs (whichever the compiler's cost model found faster); Yao always
+    /// runs the size-optimal one.
+    pub gmw_variant: crate::circuit::Style,
+    /// The Boolean back end the compiler chose for the network it compiled for
+    /// (`mp2ml-run --mpc` overrides it for every step).
+    pub backend: MpcBackend,
     /// Circuit instances per image.
     pub instances: usize,
     /// Ciphertexts the client receives (`instances · values_in`); each holds one value for every
@@ -171,6 +311,10 @@ pub struct ClientPlan {
     pub session_images: usize,
     /// Input.
     pub input: InputSpec,
+    /// The network the compiler chose each step's back end for.
+    pub network: NetworkProfile,
+    /// What the choice minimized.
+    pub objective: MpcObjective,
     /// Non-linear steps in execution order.
     pub mpc_steps: Vec<MpcStep>,
     /// Deduplicated circuits referenced by the steps.

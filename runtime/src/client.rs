@@ -6,8 +6,9 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use mp2ml_ckks::{os_rng, SecretKey};
 use mp2ml_ir::plan::PostProcess;
-use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline};
+use mp2ml_mpc::{Channel, Evaluator, GmwClient};
 
+use crate::backend::{step_circuit, ClientMpc, ClientOffline};
 use crate::error::{Inconsistency, Result, RuntimeError};
 use crate::handshake;
 use crate::he2mpc;
@@ -90,7 +91,7 @@ pub fn run_client<C: Channel>(
         ..Default::default()
     };
     report.metered(&mut e, Step::offline("handshake"), |e| {
-        handshake::client(setup, e.channel_mut(), batch.images, &pk)
+        handshake::client(setup, e.channel_mut(), batch.images, opts.mpc, &pk)
     })?;
 
     let n = setup.params.n();
@@ -113,6 +114,7 @@ pub fn run_client<C: Channel>(
     let mut session = Session {
         setup,
         e,
+        gmw: GmwClient::new(os_rng()),
         sk,
         opts,
         report,
@@ -137,6 +139,8 @@ pub fn run_client<C: Channel>(
 struct Session<'a, C: Channel> {
     setup: &'a ClientSetup,
     e: Evaluator<C>,
+    /// GMW for the steps that run it (fresh randomness, base OTs and triples per session).
+    gmw: GmwClient,
     sk: SecretKey,
     opts: &'a SessionOptions,
     report: SessionReport,
@@ -207,15 +211,21 @@ impl<C: Channel> Session<'_, C> {
 
         // Offline: garbled tables and random OTs, when the tables fit the budget.
         let first = offline_first(plan, images, self.opts);
-        let offline_ands = if first { and_gates(plan, images) } else { 0 };
+        let offline_ands = if first {
+            and_gates(plan, images, self.opts)
+        } else {
+            0
+        };
         let step = Step::offline(format!("offline[{group}]")).gates(offline_ands, 0);
-        let mut handles: Vec<Option<EvaluatorOffline>> =
+        let (gmw, opts) = (&mut self.gmw, self.opts);
+        let mut handles: Vec<Option<ClientOffline>> =
             self.report.metered(&mut self.e, step, |e| {
+                let mut mpc = ClientMpc { yao: e, gmw };
                 let mut handles = Vec::new();
                 if first {
                     for s in &plan.mpc_steps {
-                        let sc = &plan.circuits[s.circuit];
-                        handles.push(Some(e.offline(&sc.circuit, s.instances * images)?));
+                        let (b, sc) = step_circuit(plan, s, opts)?;
+                        handles.push(Some(mpc.offline(b, sc, s.instances * images)?));
                     }
                 }
                 Ok::<_, RuntimeError>(handles)
@@ -239,7 +249,7 @@ impl<C: Channel> Session<'_, C> {
 
         // The MPC steps in plan order (the HE segments between them run on the server).
         for (si, step) in plan.mpc_steps.iter().enumerate() {
-            let sc = &plan.circuits[step.circuit];
+            let (backend, sc) = step_circuit(plan, step, self.opts)?;
             let n = step.instances * images;
             let ands = sc.circuit.stats().and * n as u64;
             let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
@@ -250,6 +260,7 @@ impl<C: Channel> Session<'_, C> {
                 .ok_or(Inconsistency::StepUsedTwice { step: si })?;
             let c1s = &step_c1_times_s[si];
             let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
+            let gmw = &mut self.gmw;
             self.report.metered(&mut self.e, metered, |e| {
                 // HE→MPC: decrypt the masked c0 windows into this party's shares.
                 let ch = e.channel_mut();
@@ -262,10 +273,7 @@ impl<C: Channel> Session<'_, C> {
 
                 // The circuit.
                 let bits = evaluator_bits(sc, step.instances, images, &shares);
-                let out = match handle {
-                    Some(h) => e.online(h, &bits)?,
-                    None => e.run_streaming(&sc.circuit, n, &bits)?,
-                };
+                let out = ClientMpc { yao: e, gmw }.online(backend, handle, sc, n, &bits)?;
                 let z = decode_outputs(sc, step.instances, images, &out)?;
                 if z.len() != pre.len() {
                     return Err(Inconsistency::CircuitOutputs {

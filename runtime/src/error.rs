@@ -118,6 +118,14 @@ pub enum Refusal {
     /// is the policy's.
     #[error("{0}")]
     NotAdmitted(String),
+    /// The parties' `--mpc` overrides differ (each MPC step must run one back end on both).
+    #[error("the client runs {client}, the server {server}: both must use the same --mpc")]
+    Backend {
+        /// The client's override.
+        client: String,
+        /// The server's.
+        server: String,
+    },
     /// A batch size outside `1..=max`.
     #[error("batch of {images} images is outside 1..={max} (the plan's session limit)")]
     BatchSize {

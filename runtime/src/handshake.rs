@@ -2,6 +2,7 @@
 //! brings; the server accepts or refuses with a reason; the client sends its public key.
 
 use mp2ml_ckks::{PublicKey, SecretKey};
+use mp2ml_ir::plan::MpcBackend;
 use mp2ml_mpc::Channel;
 
 use crate::error::{ProtocolError, Refusal, Result};
@@ -16,6 +17,7 @@ pub(crate) fn client(
     setup: &ClientSetup,
     ch: &mut impl Channel,
     images: usize,
+    mpc: Option<MpcBackend>,
     pk: &PublicKey,
 ) -> Result<()> {
     Phase::Handshake.enter(ch);
@@ -23,6 +25,7 @@ pub(crate) fn client(
         version: PROTOCOL_VERSION,
         plan_hash: setup.hash.clone(),
         images: images as u64,
+        mpc,
     };
     ch.send_frame(&hello.to_bytes())?;
     ch.flush()?;
@@ -34,23 +37,36 @@ pub(crate) fn client(
 /// `Err(reason)` refuses the session with that reason, which the client prints.
 pub type Admit<'a> = dyn FnMut(&Hello) -> std::result::Result<(), String> + 'a;
 
-/// Server: receives the hello, checks version, plan and batch size, asks `admit`, sends the
-/// verdict; on acceptance receives the client's public key. Returns the number of images and
-/// the key.
+/// Server: receives the hello, checks version, plan, batch size and the `--mpc` override
+/// (`mpc`, the server's), asks `admit`, sends the verdict; on acceptance receives the client's
+/// public key. Returns the number of images and the key.
 pub(crate) fn server(
     setup: &ServerSetup,
     ch: &mut impl Channel,
+    mpc: Option<MpcBackend>,
     admit: &mut Admit<'_>,
 ) -> Result<(usize, PublicKey)> {
     Phase::Handshake.enter(ch);
     let hello = Hello::from_bytes(&ch.recv_frame()?)?;
-    let refusal = refusal(setup, &hello).or_else(|| admit(&hello).err().map(Refusal::NotAdmitted));
+    let refusal = refusal(setup, &hello)
+        .or_else(|| {
+            (hello.mpc != mpc).then(|| Refusal::Backend {
+                client: tag(hello.mpc),
+                server: tag(mpc),
+            })
+        })
+        .or_else(|| admit(&hello).err().map(Refusal::NotAdmitted));
     wire::send_verdict(ch, refusal.as_ref().map(ToString::to_string).as_deref())?;
     if let Some(r) = refusal {
         return Err(ProtocolError::RefusedClient(r).into());
     }
     let pk = wire::recv_pk(ch, &setup.params)?;
     Ok((hello.images as usize, pk))
+}
+
+/// How an override shows in a refusal.
+fn tag(mpc: Option<MpcBackend>) -> String {
+    mpc.map_or("the plan's choice".into(), |b| format!("--mpc {}", b.tag()))
 }
 
 /// Why the server refuses `hello`, if it does.

@@ -8,6 +8,7 @@
 //! - [`plan`]: loading and checking plans and weights (untrusted input);
 //! - [`wire`]: the messages and the handshake's hello;
 //! - [`session`]: what both parties agree on without talking (groups, offline-first);
+//! - [`backend`]: each MPC step's Boolean back end (Yao or GMW) and its dispatch;
 //! - [`server`] and [`client`]: the two sides of a session, each its steps in protocol order;
 //! - `handshake`, `he2mpc`, `mpc2he`: both parties' halves of the handshake and of each
 //!   conversion (the input is an MPC→HE conversion without a mask, the output an HE→MPC
@@ -20,6 +21,7 @@
 //! - [`service`]: the server as a service (concurrent sessions, limits, deadlines, shutdown,
 //!   metrics).
 
+pub mod backend;
 pub mod client;
 pub mod error;
 mod handshake;

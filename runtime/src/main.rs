@@ -7,6 +7,9 @@
 //! mp2ml-run --role client plan.client.ron --connect 127.0.0.1:7000 --input x.npy --output y.npy [--labels y.npy] [--retries R]
 //! mp2ml-run local plan.ron --input x.npy [--labels y.npy] [--output y.npy]
 //! ```
+//!
+//! Every form takes `--mpc yao|gmw` to run all MPC steps with one back end instead of the
+//! plan's per-step choice.
 
 use std::io::IsTerminal;
 use std::net::TcpListener;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mp2ml_ir::plan::MpcBackend;
 use mp2ml_runtime::client::{check_batch, ClientOutput};
 use mp2ml_runtime::local::{channel_config, load_batch, run_local};
 use mp2ml_runtime::plan::{load_client, load_server};
@@ -65,6 +69,14 @@ struct Common {
     /// Print a machine-readable JSON summary on stdout.
     #[arg(long)]
     json: bool,
+    /// Run every MPC step with this Boolean back end instead of the plan's per-step choice
+    /// (`yao` or `gmw`); both parties must pass the same (checked at the handshake).
+    #[arg(long, value_parser = parse_mpc)]
+    mpc: Option<MpcBackend>,
+}
+
+fn parse_mpc(s: &str) -> std::result::Result<MpcBackend, String> {
+    s.parse()
 }
 
 #[derive(Args)]
@@ -174,6 +186,7 @@ fn options(c: &Common) -> SessionOptions {
         timeout: Duration::from_secs(c.timeout.max(1)),
         min_security: c.min_security,
         progress: !c.json && std::io::stderr().is_terminal(),
+        mpc: c.mpc,
     }
 }
 

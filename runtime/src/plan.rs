@@ -180,6 +180,38 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
                 ),
             )
         })?;
+        let gsc = plan.circuits.get(s.depth_circuit).ok_or_else(|| {
+            plan_err(
+                path,
+                format!(
+                    "step `{}` names depth-optimized circuit {} of {}",
+                    s.name,
+                    s.depth_circuit,
+                    plan.circuits.len()
+                ),
+            )
+        })?;
+        let layout = |c: &mp2ml_ir::circuit::ShareCircuit| {
+            (
+                c.q0,
+                c.share_bits,
+                c.values_in,
+                c.values_out,
+                c.input_offset,
+                c.out_bits,
+                c.mask_bits,
+                c.output_offset,
+            )
+        };
+        if layout(gsc) != layout(sc) {
+            return Err(plan_err(
+                path,
+                format!(
+                    "step `{}`: its depth-optimized circuit has another layout than its size-optimal one",
+                    s.name
+                ),
+            ));
+        }
         if s.instances > MAX_INSTANCES {
             return Err(plan_err(
                 path,

@@ -4,10 +4,11 @@
 
 use mp2ml_ckks::{linear_polys, os_rng, PublicKey, RnsPoly, RowBias};
 use mp2ml_ir::plan::{HeOp, MpcBinding, Segment};
-use mp2ml_mpc::{Channel, Garbler, GarblerOffline};
+use mp2ml_mpc::{Channel, Garbler, GmwServer};
 
 use rayon::prelude::*;
 
+use crate::backend::{step_circuit, ServerMpc, ServerOffline};
 use crate::error::{Inconsistency, Result, RuntimeError};
 use crate::he2mpc::{self, StepMasks};
 use crate::mpc2he;
@@ -43,7 +44,7 @@ pub fn serve_with<C: Channel>(
         ..Default::default()
     };
     let (images, pk) = report.metered(&mut g, Step::offline("handshake"), |g| {
-        handshake::server(setup, g.channel_mut(), admit)
+        handshake::server(setup, g.channel_mut(), opts.mpc, admit)
     })?;
     report.images = images;
     let gs = groups(images, setup.params.n());
@@ -52,6 +53,7 @@ pub fn serve_with<C: Channel>(
     let mut session = Session {
         setup,
         g,
+        gmw: GmwServer::new(os_rng()),
         pk,
         opts,
         report,
@@ -67,6 +69,8 @@ pub fn serve_with<C: Channel>(
 struct Session<'a, C: Channel> {
     setup: &'a ServerSetup,
     g: Garbler<C>,
+    /// GMW for the steps that run it (fresh randomness, base OTs and triples per session).
+    gmw: GmwServer,
     /// The client's public key (for the masks' encryptions).
     pk: PublicKey,
     opts: &'a SessionOptions,
@@ -93,10 +97,10 @@ impl<C: Channel> Session<'_, C> {
             .mpc_steps
             .iter()
             .map(|s| {
-                let sc = &public.circuits[s.circuit];
-                StepMasks::draw(s, sc, setup.params.q0(), images, &mut rng)
+                let (_, sc) = step_circuit(public, s, self.opts)?;
+                Ok(StepMasks::draw(s, sc, setup.params.q0(), images, &mut rng))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let (pk, drops) = (&self.pk, &self.drops);
         let out_pre0 = self.report.metered(
             &mut self.g,
@@ -106,16 +110,22 @@ impl<C: Channel> Session<'_, C> {
 
         // Offline: garbling, when the tables fit the budget.
         let first = offline_first(public, images, self.opts);
-        let offline_ands = if first { and_gates(public, images) } else { 0 };
+        let offline_ands = if first {
+            and_gates(public, images, self.opts)
+        } else {
+            0
+        };
         let step = Step::offline(format!("offline[{group}]")).gates(offline_ands, 0);
-        let mut handles: Vec<Option<GarblerOffline>> =
+        let (gmw, opts) = (&mut self.gmw, self.opts);
+        let mut handles: Vec<Option<ServerOffline>> =
             self.report.metered(&mut self.g, step, |g| {
+                let mut mpc = ServerMpc { yao: g, gmw };
                 let mut handles = Vec::new();
                 if first {
                     for (s, m) in public.mpc_steps.iter().zip(&masks) {
-                        let sc = &public.circuits[s.circuit];
+                        let (b, sc) = step_circuit(public, s, opts)?;
                         let bits = garbler_bits(sc, s.instances, images, &m.shares, &m.out);
-                        handles.push(Some(g.offline(&sc.circuit, s.instances * images, &bits)?));
+                        handles.push(Some(mpc.offline(b, sc, s.instances * images, &bits)?));
                     }
                 }
                 Ok::<_, RuntimeError>(handles)
@@ -180,17 +190,18 @@ impl<C: Channel> Session<'_, C> {
         tensors: &mut Tensors,
         b: &MpcBinding,
         masks: &StepMasks,
-        handle: Option<GarblerOffline>,
+        handle: Option<ServerOffline>,
         images: usize,
     ) -> Result<()> {
         let setup = self.setup;
         let public = &setup.plan.public;
         let step = &public.mpc_steps[b.step];
-        let sc = &public.circuits[step.circuit];
+        let (backend, sc) = step_circuit(public, step, self.opts)?;
         let n = step.instances * images;
         let ands = sc.circuit.stats().and * n as u64;
         let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
         let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
+        let gmw = &mut self.gmw;
         let out = self.report.metered(&mut self.g, metered, |g| {
             // HE→MPC: mod-drop to q0, re-randomize and mask with the pre-made encryption of
             // the mask, whose c1 half went out offline; send the c0 windows.
@@ -200,13 +211,9 @@ impl<C: Channel> Session<'_, C> {
             he2mpc::server_send(ch, input, Some(&b.gather), &masks.pre0, 0)?;
 
             // The circuits.
-            match handle {
-                Some(h) => g.online(h)?,
-                None => {
-                    let bits = garbler_bits(sc, step.instances, images, &masks.shares, &masks.out);
-                    g.run_streaming(&sc.circuit, n, &bits)?;
-                }
-            }
+            ServerMpc { yao: g, gmw }.online(backend, handle, sc, n, || {
+                garbler_bits(sc, step.instances, images, &masks.shares, &masks.out)
+            })?;
 
             // MPC→HE: the client's encryptions of z = y + offset + r'; remove offset and mask.
             let ch = g.channel_mut();

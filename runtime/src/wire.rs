@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use mp2ml_ckks::{Params, PublicKey, RnsPoly};
+use mp2ml_ir::plan::MpcBackend;
 use mp2ml_mpc::Channel;
 use rayon::prelude::*;
 
 use crate::error::{ProtocolError, Result, RuntimeError};
 
 /// Protocol version spoken by this runtime.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Magic opening the client's hello.
 pub const HELLO_MAGIC: &[u8; 8] = b"MP2MLRUN";
@@ -24,6 +25,9 @@ pub struct Hello {
     pub plan_hash: String,
     /// Number of images in the session.
     pub images: u64,
+    /// The client's `--mpc` override (`None`: every step runs the plan's back end); the
+    /// server refuses a session whose override differs from its own.
+    pub mpc: Option<MpcBackend>,
 }
 
 impl Hello {
@@ -32,19 +36,38 @@ impl Hello {
         let mut v = HELLO_MAGIC.to_vec();
         v.extend_from_slice(&self.version.to_le_bytes());
         v.extend_from_slice(&self.images.to_le_bytes());
+        v.push(match self.mpc {
+            None => 0,
+            Some(MpcBackend::Yao) => 1,
+            Some(MpcBackend::Gmw) => 2,
+        });
         v.extend_from_slice(self.plan_hash.as_bytes());
         v
     }
 
-    /// Decodes a hello, checking its framing.
+    /// Decodes a hello, checking its framing. A version-1 hello (no back-end byte) decodes
+    /// too, so that the server can refuse it by its version.
     pub fn from_bytes(b: &[u8]) -> Result<Hello> {
         let bad = || RuntimeError::Protocol(ProtocolError::MalformedHello);
-        if b.get(..8) != Some(&HELLO_MAGIC[..]) || b.len() != 8 + 4 + 8 + 64 {
+        if b.get(..8) != Some(&HELLO_MAGIC[..]) || b.len() < 20 {
             return Err(bad());
         }
         let version = u32::from_le_bytes(b[8..12].try_into().map_err(|_| bad())?);
         let images = u64::from_le_bytes(b[12..20].try_into().map_err(|_| bad())?);
-        let plan_hash = std::str::from_utf8(&b[20..])
+        let (mpc, hash_at) = match (version, b.len()) {
+            (1, 84) => (None, 20),
+            (v, 85) if v != 1 => (
+                match b[20] {
+                    0 => None,
+                    1 => Some(MpcBackend::Yao),
+                    2 => Some(MpcBackend::Gmw),
+                    _ => return Err(bad()),
+                },
+                21,
+            ),
+            _ => return Err(bad()),
+        };
+        let plan_hash = std::str::from_utf8(&b[hash_at..])
             .map_err(|_| bad())?
             .to_string();
         if !plan_hash.bytes().all(|c| c.is_ascii_hexdigit()) {
@@ -54,6 +77,7 @@ impl Hello {
             version,
             plan_hash,
             images,
+            mpc,
         })
     }
 }
@@ -229,11 +253,21 @@ mod tests {
     #[test]
     fn hello_round_trip_and_rejection() {
         let h = Hello {
-            version: 1,
+            version: PROTOCOL_VERSION,
             plan_hash: "ab".repeat(32),
             images: 7,
+            mpc: Some(MpcBackend::Gmw),
         };
         assert_eq!(Hello::from_bytes(&h.to_bytes()).expect("decodes"), h);
+        // A version-1 hello decodes (to be refused by its version), without an override.
+        let mut old = h.to_bytes();
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        old.remove(20);
+        let o = Hello::from_bytes(&old).expect("decodes");
+        assert_eq!((o.version, o.mpc, o.images), (1, None, 7));
+        let mut b = h.to_bytes();
+        b[20] = 3;
+        assert!(Hello::from_bytes(&b).is_err());
         let mut b = h.to_bytes();
         b.pop();
         assert!(Hello::from_bytes(&b).is_err());

@@ -15,7 +15,16 @@
 //!
 //! Run it through `bash scripts/bench.sh` (release build). Not part of `cargo test`; the smoke
 //! test `tests/bench_smoke.rs` runs `run::run` in quick mode on `tiny`.
+//!
+//! Yao against GMW (issue 14, `tests/bench/gmw.rs`):
+//!
+//! ```text
+//! mp2ml-bench cost [--repeats K]              per-AND compute constants of the cost model
+//! mp2ml-bench gmw [--repeats K] [--images B]  the "GMW and Yao" section of docs/BENCHMARKS.md
+//! mp2ml-bench relay --listen A --connect B [--rtt-ms 40] [--mbit 100]
+//! ```
 
+mod gmw;
 mod plots;
 mod run;
 
@@ -31,7 +40,79 @@ const USAGE: &str = "usage: mp2ml-bench [--quick] [--repeats K] [--out FILE.md] 
   --batch-seconds S  stop repeating a batch size once its sessions took S seconds (default 60)\n\
   --runner FILE      mp2ml-run for the per-party memory sessions (default: next to this binary)";
 
+/// `cost`, `gmw` and `relay`: the issue-14 subcommands.
+fn sub(cmd: &str, args: &[String]) -> Result<(), String> {
+    let flag = |name: &str| -> Option<&str> {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+    };
+    let num = |name: &str, default: f64| -> Result<f64, String> {
+        flag(name).map_or(Ok(default), |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or(format!("{name} {v}: not a number >= 0"))
+        })
+    };
+    let repeats = num("--repeats", 3.0)?.max(1.0) as usize;
+    // q0 of the compiled CryptoNets-ReLU plan (31 bits), as Table 2 uses.
+    let q0 = 2_147_483_647;
+    match cmd {
+        "cost" => {
+            let k = gmw::cost_constants(q0, 2000, repeats)?;
+            println!(
+                "per-AND seconds (yao offline, yao online, gmw offline, gmw online): [{:.3e}, {:.3e}, {:.3e}, {:.3e}]",
+                k[0], k[1], k[2], k[3]
+            );
+            Ok(())
+        }
+        "gmw" => {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let images = num("--images", 1.0)?.max(1.0) as usize;
+            print!("{}", gmw::section(&root, q0, repeats, images)?);
+            Ok(())
+        }
+        "relay" => {
+            let listen = flag("--listen").ok_or("relay needs --listen ADDR")?;
+            let connect = flag("--connect").ok_or("relay needs --connect ADDR")?;
+            let target = std::net::ToSocketAddrs::to_socket_addrs(connect)
+                .map_err(|e| format!("--connect {connect}: {e}"))?
+                .next()
+                .ok_or(format!("--connect {connect}: no address"))?;
+            let mbit = num("--mbit", 100.0)?;
+            if mbit <= 0.0 {
+                return Err("--mbit must be > 0".into());
+            }
+            let link = mp2ml_tests::netsim::Link::new(num("--rtt-ms", 40.0)?, mbit);
+            let relay = mp2ml_tests::netsim::Relay::start(listen, target, link)
+                .map_err(|e| format!("--listen {listen}: {e}"))?;
+            eprintln!("relay {} -> {target}: {link:?}", relay.addr());
+            relay.wait();
+            Ok(())
+        }
+        _ => Err(format!("unknown subcommand {cmd}")),
+    }
+}
+
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(cmd) = argv
+        .first()
+        .filter(|a| ["cost", "gmw", "relay"].contains(&a.as_str()))
+    {
+        return match sub(cmd, &argv[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mp2ml-bench {cmd}: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)

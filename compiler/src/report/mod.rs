@@ -16,6 +16,8 @@ use std::time::Instant;
 use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
 use serde::Serialize;
 
+use crate::cost;
+
 use crate::driver::Output;
 use crate::packing::estimate::{estimate, PackingEstimate};
 use crate::packing::traffic::batch_traffic;
@@ -101,6 +103,29 @@ pub struct FusionRow {
     pub decision: String,
 }
 
+/// One MPC step's back-end decision: both back ends' estimated costs and the choice.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendRow {
+    /// Step name.
+    pub step: String,
+    /// Instances per session (per image × batch).
+    pub instances: usize,
+    /// AND gates and AND depth of the size-optimal circuit.
+    pub size: (u64, u32),
+    /// AND gates and AND depth of the depth-optimized circuit.
+    pub depth: (u64, u32),
+    /// Yao's estimate (size-optimal circuit).
+    pub yao: cost::Cost,
+    /// GMW's estimate on the size-optimal circuit.
+    pub gmw_size: cost::Cost,
+    /// GMW's estimate on the depth-optimized circuit.
+    pub gmw_depth: cost::Cost,
+    /// The back end recorded in the plan.
+    pub backend: String,
+    /// The circuit variant GMW runs (`size` or `depth`).
+    pub gmw_variant: String,
+}
+
 /// The report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -147,6 +172,12 @@ pub struct Report {
     pub segments: Vec<SegmentRow>,
     /// Circuits.
     pub circuits: Vec<CircuitRow>,
+    /// The network profile the back ends were chosen for: (RTT ms, Mbit/s).
+    pub network: (f64, f64),
+    /// What the choice minimized (`online` or `total`).
+    pub objective: &'static str,
+    /// Per MPC step: Yao and GMW costs and the choice.
+    pub backends: Vec<BackendRow>,
     /// Fusion decisions.
     pub fusion: Vec<FusionRow>,
     /// Total MACs per image.
@@ -165,6 +196,31 @@ pub struct Report {
     pub sizes: Option<(usize, usize, usize)>,
     /// The HE part in both packings (needs the weights file), or why it could not be made.
     pub packings: Option<Result<PackingEstimate, String>>,
+}
+
+/// The back-end rows of a plan, recomputed with the compiler's cost model.
+fn backend_rows(p: &mp2ml_ir::plan::ClientPlan) -> Vec<BackendRow> {
+    p.mpc_steps
+        .iter()
+        .filter_map(|st| {
+            let size = p.circuits.get(st.circuit)?;
+            let depth = p.circuits.get(st.depth_circuit)?;
+            let n = st.instances * p.batch.max(1);
+            let c = cost::choose(size, depth, n, &p.network, p.objective);
+            let (ss, ds) = (size.circuit.stats(), depth.circuit.stats());
+            Some(BackendRow {
+                step: st.name.clone(),
+                instances: n,
+                size: (ss.and, ss.and_depth),
+                depth: (ds.and, ds.and_depth),
+                yao: c.yao,
+                gmw_size: c.gmw_size,
+                gmw_depth: c.gmw_depth,
+                backend: st.backend.tag().into(),
+                gmw_variant: st.gmw_variant.tag().into(),
+            })
+        })
+        .collect()
 }
 
 /// Measures coefficient multiply-accumulates per second (i64 weight × u64 coefficient into a
@@ -286,7 +342,7 @@ impl Report {
                     let Some(st) = p.mpc_steps.get(m.step) else {
                         continue;
                     };
-                    let Some(c) = p.circuits.get(st.circuit) else {
+                    let Some(c) = p.circuits.get(st.circuit_for(st.backend)) else {
                         continue;
                     };
                     let s = c.circuit.stats();
@@ -294,7 +350,7 @@ impl Report {
                     let bytes = traffic
                         .steps
                         .get(m.step)
-                        .map_or(0.0, |t| per_img(t.he + t.yao));
+                        .map_or(0.0, |t| per_img(t.he + t.mpc));
                     let secs = ands as f64 / AND_GATES_PER_SEC + bytes / NETWORK_BYTES_PER_SEC;
                     total_and += ands;
                     bytes_total += bytes;
@@ -406,6 +462,9 @@ impl Report {
             output_scale_bits: p.output.scale_bits,
             segments,
             circuits,
+            network: (p.network.rtt_ms, p.network.mbit_s),
+            objective: p.objective.tag(),
+            backends: backend_rows(p),
             fusion,
             total_macs,
             total_and,
@@ -565,6 +624,34 @@ impl Report {
                 let _ = write!(s, "  (≤ 6·w + σ_v = {b})");
             }
             let _ = writeln!(s);
+        }
+        let _ = writeln!(
+            s,
+            "== MPC back ends (network {} ms RTT, {} Mbit/s; minimizing {} time; est. ms per session: total / online) ==",
+            self.network.0, self.network.1, self.objective
+        );
+        for r in &self.backends {
+            let ms =
+                |c: &cost::Cost| format!("{:.2} / {:.2}", c.seconds * 1e3, c.online_seconds * 1e3);
+            let _ = writeln!(
+                s,
+                "  {:<22} ×{:<7} yao (AND {}, depth {}) {} | gmw size {} | gmw depth (AND {}, depth {}) {} -> {}{}",
+                r.step,
+                r.instances,
+                r.size.0,
+                r.size.1,
+                ms(&r.yao),
+                ms(&r.gmw_size),
+                r.depth.0,
+                r.depth.1,
+                ms(&r.gmw_depth),
+                r.backend,
+                if r.backend == "gmw" {
+                    format!(" ({})", r.gmw_variant)
+                } else {
+                    String::new()
+                }
+            );
         }
         let _ = writeln!(s, "== totals per image (batch {}) ==", self.batch);
         let _ = writeln!(

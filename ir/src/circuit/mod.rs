@@ -216,6 +216,33 @@ impl Circuit {
         s
     }
 
+    /// AND gates per AND layer, in depth order, empty layers left out: the rounds GMW runs
+    /// (`runtime/mpc/src/gmw.rs` schedules every AND at its depth over all gates, not only the
+    /// outputs' cones).
+    pub fn and_layers(&self) -> Vec<usize> {
+        let base = self.num_inputs() as usize;
+        let mut depth = vec![0usize; base + self.gates.len()];
+        let mut count: Vec<usize> = Vec::new();
+        for (i, g) in self.gates.iter().enumerate() {
+            let d = |w: Wire| depth.get(w as usize).copied().unwrap_or(0);
+            let (a, b) = g.inputs();
+            let din = d(a).max(b.map_or(0, d));
+            let out = if matches!(g, Gate::And(..)) {
+                if count.len() <= din {
+                    count.resize(din + 1, 0);
+                }
+                count[din] += 1;
+                din + 1
+            } else {
+                din
+            };
+            if let Some(slot) = depth.get_mut(base + i) {
+                *slot = out;
+            }
+        }
+        count.into_iter().filter(|&c| c > 0).collect()
+    }
+
     /// Evaluates one instance in plaintext. `garbler` and `evaluator` are the input bits.
     pub fn eval(&self, garbler: &[bool], evaluator: &[bool]) -> Result<Vec<bool>, CircuitError> {
         let g: Vec<u64> = garbler.iter().map(|&b| u64::from(b)).collect();

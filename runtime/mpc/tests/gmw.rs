@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{random_bits, random_circuit, relu_circuit, relu_inputs, relu_reference};
 use mp2ml_ir::circuit::activations::{clip, leaky_relu, maxpool, relu, square, CircuitParams};
-use mp2ml_ir::circuit::{from_bits, to_bits, Circuit, Gate, ShareCircuit};
+use mp2ml_ir::circuit::{from_bits, to_bits, Circuit, Gate, ShareCircuit, Style};
 use mp2ml_mpc::{
     Channel, ChannelConfig, ChannelStats, GmwClient, GmwConfig, GmwServer, MemChannel, MpcError,
     TcpChannel,
@@ -478,7 +478,15 @@ fn gmw_equals_plaintext_on_every_production_circuit() {
         sigma: 40,
         style: Default::default(),
     };
-    for sc in production(&full, 12) {
+    // The depth-optimized variants (what GMW runs on fast links) too.
+    let depth = CircuitParams {
+        style: Style::Depth,
+        ..full
+    };
+    for sc in production(&full, 12)
+        .into_iter()
+        .chain(production(&depth, 12))
+    {
         let q = full.q0;
         let pairs: Vec<Vec<(u64, u64)>> = (0..150)
             .map(|_| {
@@ -497,4 +505,85 @@ fn gmw_equals_plaintext_on_every_production_circuit() {
             sc.circuit.name
         );
     }
+}
+
+/// Records what a party opens online (its `d, e` bits per AND layer).
+struct Record {
+    inner: MemChannel,
+    opened: Vec<u8>,
+}
+
+impl Channel for Record {
+    fn send(&mut self, bytes: &[u8]) -> mp2ml_mpc::Result<()> {
+        self.inner.send(bytes)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> mp2ml_mpc::Result<()> {
+        self.inner.recv(buf)
+    }
+    fn flush(&mut self) -> mp2ml_mpc::Result<()> {
+        self.inner.flush()
+    }
+    fn exchange(&mut self, out: &[u8], inp: &mut [u8]) -> mp2ml_mpc::Result<()> {
+        self.opened.extend_from_slice(out);
+        self.inner.exchange(out, inp)
+    }
+    fn set_phase(&mut self, phase: &str) {
+        self.inner.set_phase(phase)
+    }
+    fn stats(&self) -> ChannelStats {
+        self.inner.stats()
+    }
+    fn max_frame(&self) -> usize {
+        self.inner.max_frame()
+    }
+}
+
+/// The client's opened bits of one session on fixed inputs, with parties from `make`.
+fn opened_bits(make: impl Fn() -> (GmwServer, GmwClient)) -> Vec<u8> {
+    let c = relu_circuit();
+    let mut r = rng(5);
+    let n = 70;
+    let (g, e, _) = relu_batch(&mut r, n);
+    let (sch, cch) = mem();
+    let (mut server, mut client) = make();
+    let c2 = c.clone();
+    let t = thread::spawn(move || -> mp2ml_mpc::Result<()> {
+        let mut ch = sch;
+        let h = server.offline(&mut ch, &c2, n, &g)?;
+        server.online(&mut ch, h)
+    });
+    let mut ch = Record {
+        inner: cch,
+        opened: Vec::new(),
+    };
+    let h = client.offline(&mut ch, &c, n).expect("offline");
+    client.online(&mut ch, h, &e).expect("online");
+    t.join().expect("server thread").expect("server");
+    ch.opened
+}
+
+#[test]
+fn triples_are_fresh_per_session() {
+    // Positive control: the same randomness opens the same bits, so the recording sees what
+    // the triples determine.
+    let seeded = || (GmwServer::new(rng(40)), GmwClient::new(rng(41)));
+    let a = opened_bits(seeded);
+    assert!(!a.is_empty());
+    assert_eq!(a, opened_bits(seeded));
+    // Two sessions from the operating system's randomness on the same inputs: the opened
+    // bits x ⊕ a differ (fresh triples and input sharings), about half of them.
+    let os = || {
+        (
+            GmwServer::from_os_rng().expect("entropy"),
+            GmwClient::from_os_rng().expect("entropy"),
+        )
+    };
+    let (x, y) = (opened_bits(os), opened_bits(os));
+    assert_eq!(x.len(), y.len());
+    let diff: u32 = x.iter().zip(&y).map(|(p, q)| (p ^ q).count_ones()).sum();
+    let bits = 8 * x.len() as u32;
+    assert!(
+        diff > bits / 3 && diff < 2 * bits / 3,
+        "{diff} of {bits} opened bits differ between sessions"
+    );
 }

@@ -176,7 +176,12 @@ fn group(setup: &ServerSetup, b: usize) -> Estimate {
             .saturating_add(mul(vi, poly_bytes(0, n) + poly_bytes(0, b)))
             .saturating_add(mul(vo, poly_bytes(s.out_level, b) + 32));
         encryptions = encryptions.saturating_add(vi).saturating_add(vo);
-        if let Some(c) = public.circuits.get(s.circuit) {
+        // The larger of the step's two circuits: either may run (`--mpc` overrides the plan).
+        let c = [s.circuit, s.depth_circuit]
+            .iter()
+            .filter_map(|&i| public.circuits.get(i))
+            .max_by_key(|c| c.circuit.stats().and);
+        if let Some(c) = c {
             let ands = mul(c.circuit.stats().and, inst);
             let inputs =
                 u64::from(c.circuit.garbler_inputs) + u64::from(c.circuit.evaluator_inputs);

@@ -119,6 +119,15 @@ impl ModelFig {
 }
 
 pub(super) fn compile_model(onnx: &Path, work: &Path) -> BenchResult<(PathBuf, f64)> {
+    compile_model_for(onnx, work, &Default::default())
+}
+
+/// `onnx` compiled for `network` into `work`: the plan path and the compile seconds.
+pub fn compile_model_for(
+    onnx: &Path,
+    work: &Path,
+    network: &mp2ml_ir::plan::NetworkProfile,
+) -> BenchResult<(PathBuf, f64)> {
     let name = onnx
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
@@ -130,6 +139,7 @@ pub(super) fn compile_model(onnx: &Path, work: &Path) -> BenchResult<(PathBuf, f
     let calib = onnx.with_file_name("mnist_calib.npy");
     let options = Options {
         calibration: calib.exists().then_some(calib),
+        network: *network,
         ..Options::default()
     };
     let out = compile_graph(&imported.graph, &name, &weights, &options)
