@@ -784,11 +784,16 @@ impl Report {
             s,
             "  the client learns: {}",
             if self.image {
-                "the parameters, input/output shapes, the MPC steps (type, size) and the layouts of \
-                 the packed tensors, which reveal every layer's shape (channels, kernel sizes, \
-                 strides, padding)"
+                "the parameters (N, every prime's size, q0's width, scale, sigma, mask and flood \
+                 widths), input/output shapes, the MPC steps (type, size, back end, level and scale \
+                 of each re-encryption) and the layouts of the packed tensors, which reveal every \
+                 layer's shape (channels, kernel sizes, strides, padding); not the weights"
             } else {
-                "the parameters, input/output shapes and the MPC steps (type, size); no layer shapes"
+                "the parameters (N, every prime's size, q0's width, scale, sigma, mask and flood \
+                 widths), input/output shapes and the MPC steps (type, size, back end, level and \
+                 scale of each re-encryption), hence the output size of every layer that feeds an \
+                 activation and the number of rescales per segment; not the weights, not the other \
+                 layer shapes"
             }
         );
         s
