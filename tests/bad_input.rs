@@ -317,7 +317,7 @@ fn bad_server_plans_are_refused() {
         ),
         (
             "edited parameter, stale hash",
-            text_edit("log_n: 12", "log_n: 11"),
+            text_edit("log_n: 13", "log_n: 12"),
             "the recorded hash does not match the plan's public part",
         ),
         (

@@ -66,7 +66,10 @@ fn check_with(name: &str, count: usize, mpc: Option<MpcBackend>) -> Vec<MpcBacke
         images: count,
         data: data.clone(),
     };
+    // The server's offline pass (entry floods: a public-key encryption per client ciphertext)
+    // can exceed the default 60 s of silence on a loaded 2-core machine.
     let opts = SessionOptions {
+        timeout: std::time::Duration::from_secs(300),
         mpc,
         ..SessionOptions::default()
     };

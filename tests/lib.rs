@@ -74,7 +74,7 @@ pub mod toy {
     use sha2::{Digest, Sha256};
 
     /// Ring dimension of the toy plan.
-    pub const N: usize = 4096;
+    pub const N: usize = 8192;
     /// Δ = 2^20, as the compiler picks by default.
     pub const F: u32 = 20;
 
@@ -142,11 +142,15 @@ pub mod toy {
         let q0 = ntt_primes(30, N, 1, &[]).expect("q0")[0];
         let p1 = ntt_primes(44, N, 1, &[q0]).expect("p1")[0];
         let p2 = ntt_primes(30, N, 1, &[q0, p1]).expect("p2")[0];
-        // σ = 40 per session of at most 64 images: the masks are σ_v = 40 + ⌈log2(64·(3 hidden
-        // + 2 outputs))⌉ = 49 bits wider than what they hide (`ClientPlan::value_sigma`).
+        // Entry-flood primes: F = p2·p3 above the input's level 1, F = p3·p4 above the ReLU
+        // outputs' level 2 (docs/ARCHITECTURE.md, "Flooding").
+        let p34 = ntt_primes(30, N, 2, &[q0, p1, p2]).expect("p3, p4");
+        // σ = 40 per session of at most 64 images: the masks are σ_v = 40 + ⌈log2(64·(2·3
+        // hidden + 4 inputs + 2 outputs))⌉ = 50 bits wider than what they hide
+        // (`ClientPlan::value_sigma`).
         let sc = relu(&CircuitParams {
             q0,
-            sigma: 49,
+            sigma: 50,
             style: Default::default(),
         });
         let mut ww = WeightsWriter::new();
@@ -157,8 +161,8 @@ pub mod toy {
         let public = ClientPlan {
             version: PLAN_VERSION,
             params: CkksParams {
-                log_n: 12,
-                moduli: vec![q0, p1, p2],
+                log_n: N.trailing_zeros(),
+                moduli: vec![q0, p1, p2, p34[0], p34[1]],
                 security_bits: 128,
                 error_std: 3.2,
             },
@@ -166,10 +170,14 @@ pub mod toy {
             sigma: 40,
             batch: 1,
             session_images: 64,
+            entry: EntryFlood {
+                bits: 55,
+                rescales: 2,
+            },
             input: InputSpec {
                 name: "x".into(),
                 shape: vec![4],
-                level: if mod_drop { 2 } else { 1 },
+                level: if mod_drop { 4 } else { 3 },
                 range: (-1.0, 1.0),
                 scale_bits: F,
             },
@@ -185,7 +193,7 @@ pub mod toy {
                 instances: 3,
                 values_in: 3,
                 values_out: 3,
-                out_level: 2,
+                out_level: 4,
                 out_scale_bits: F + 40,
             }],
             circuits: vec![sc],
@@ -206,7 +214,7 @@ pub mod toy {
             polys: None,
         };
         let mut tensors = vec![
-            t("x", 4, public.input.level),
+            t("x", 4, public.input.level - public.entry.rescales),
             t("h", 3, 0),
             t("r", 3, 2),
             t("y", 2, 1),

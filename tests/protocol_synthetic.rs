@@ -96,7 +96,7 @@ fn tampered_weights_and_plans_are_refused() {
     assert!(err.contains("weights file does not match"), "{err}");
     // An edited parameter changes the public hash → refused.
     let text = std::fs::read_to_string(&path).expect("read");
-    let edited = text.replacen("log_n: 12", "log_n: 11", 1);
+    let edited = text.replacen("log_n: 13", "log_n: 12", 1);
     std::fs::write(&path, edited).expect("write");
     let err = load_server(&path, 128)
         .err()

@@ -1,5 +1,6 @@
 //! The compile pipeline: validated graph → lowered partition → parameters → plan.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use crate::error::{CompileError, ErrorKind};
 use crate::packing::estimate::{estimate, PackingEstimate};
 use crate::packing::plan::image_plan;
 use crate::params::{choose, Chosen, ParamOptions};
-use crate::partition::{lower_with, Lowered, Ranges};
+use crate::partition::{lower_with, Lowered, NoiseCoeffs, Ranges};
 use crate::plan_writer::{build_plan, Compiled, PlanSettings};
 
 /// Compiler options (the CLI's flags).
@@ -319,18 +320,48 @@ fn compile_image(
     let mut lowered = lower_with(graph, ranges, params.scale_bits, false)?;
     let image_err =
         |e: String| CompileError::new(ErrorKind::Unsupported, format!("image packing: {e}"));
+    // The batch partition's noise of every tensor, before the image factors raise it.
+    let base: BTreeMap<String, NoiseCoeffs> = lowered
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.noise))
+        .collect();
     for _ in 0..4 {
         let chosen = choose(&mut lowered, params)?;
         let fused = build_plan(&lowered, &chosen, settings)?;
         let img = image_plan(&fused.server, &fused.weights).map_err(|e| image_err(e.0))?;
         let mut raised = false;
+        // Every packed op reads client tensors only, entry-flooded ([`NoiseCoeffs::ENTRY`]):
+        // its output noise is f·ENTRY plus its own rescale rounding, with f = Σ‖k‖₁/p of its
+        // worst output polynomial; the batch partition's constant (which holds the weight
+        // rounding) is kept on top. Raised only, so the loop settles.
         for t in &mut lowered.tensors {
-            if let Some(&f) = img.fresh.get(&t.name) {
-                if f > t.noise.fresh * (1.0 + 1e-9) {
-                    t.noise.fresh = f;
-                    raised = true;
+            let (Some(&f), Some(b)) = (img.fresh.get(&t.name), base.get(&t.name)) else {
+                continue;
+            };
+            let e = NoiseCoeffs::ENTRY;
+            let want = NoiseCoeffs {
+                fresh: b.fresh.max(f * e.fresh),
+                rescale: b.rescale.max(f * e.rescale + 1.0),
+                constant: b.constant + f * e.constant,
+            };
+            let grow = |new: f64, old: &mut f64| {
+                let up = new > *old * (1.0 + 1e-9);
+                if up {
+                    *old = new;
                 }
-            }
+                up
+            };
+            let n = &mut t.noise;
+            raised |= grow(want.fresh, &mut n.fresh);
+            raised |= grow(want.rescale, &mut n.rescale);
+            raised |= grow(want.constant, &mut n.constant);
+        }
+        // σ_v counts every coefficient the image plan's entry floods cover.
+        let flooded = img.server.public.entry_flooded_per_image();
+        if lowered.entry_flooded_per_image.is_none_or(|c| flooded > c) {
+            lowered.entry_flooded_per_image = Some(flooded);
+            raised = true;
         }
         if !raised {
             let rate = crate::report::measure_mac_rate();

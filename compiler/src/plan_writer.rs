@@ -130,7 +130,8 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
             instances: st.instances,
             values_in: st.instances * st.values_in,
             values_out: st.instances * st.values_out,
-            out_level: low.tensors[st.output].level,
+            // The client encrypts `entry.rescales` levels above the working level.
+            out_level: low.tensors[st.output].level + ch.entry.rescales,
             out_scale_bits: if low.tensors[st.output].output_scale {
                 ch.out_scale_bits
             } else {
@@ -152,10 +153,11 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         sigma: s.sigma,
         batch: s.batch,
         session_images: s.session_images,
+        entry: ch.entry,
         input: InputSpec {
             name: input.name.clone(),
             shape: input.shape.clone(),
-            level: input.level,
+            level: input.level + ch.entry.rescales,
             range: s.input_range,
             scale_bits: if input.output_scale {
                 ch.out_scale_bits

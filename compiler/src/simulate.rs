@@ -175,9 +175,12 @@ pub fn simulate(
                                     .ok_or_else(|| bad("level out of range"))?,
                             );
                             let mut y = Vec::with_capacity(positions.len());
+                            let overflow = || bad("accumulator overflow");
                             for (e, &(poly, coeff)) in positions.iter().enumerate() {
-                                let mut acc =
-                                    *bm.bias.get(e).ok_or_else(|| bad("bias too short"))?;
+                                // In two parts, as for Linear (values at the output scale
+                                // times kernels exceed 128 bits).
+                                let (mut hi, mut lo) =
+                                    (0i128, *bm.bias.get(e).ok_or_else(|| bad("bias too short"))?);
                                 let ts = terms
                                     .get(poly as usize)
                                     .ok_or_else(|| bad("output position outside the op"))?;
@@ -186,9 +189,12 @@ pub fn simulate(
                                         .get(i as usize)
                                         .and_then(|x| x.get(ip as usize))
                                         .ok_or_else(|| bad("term input out of range"))?;
-                                    acc += negacyclic_at(x, km.row(k as usize), coeff as usize, n)?;
+                                    let (h, l) =
+                                        negacyclic_at(x, km.row(k as usize), coeff as usize, n)?;
+                                    hi = hi.checked_add(h).ok_or_else(overflow)?;
+                                    lo = lo.checked_add(l).ok_or_else(overflow)?;
                                 }
-                                y.push(div_round(acc, p));
+                                y.push(div_round_split(hi, lo, p).ok_or_else(overflow)?);
                             }
                             *vals.get_mut(*output).ok_or_else(|| bad("bad tensor"))? = Some(y);
                         }
@@ -271,15 +277,17 @@ fn pack(x: &[i128], layout: &Layout, n: usize) -> Result<Vec<Vec<i128>>, SimErro
     Ok(polys)
 }
 
-/// Coefficient `c` of `x · k` in Z[X]/(X^N + 1), for a sparse kernel `k`.
+/// Coefficient `c` of `x · k` in Z[X]/(X^N + 1), for a sparse kernel `k`, as `(hi, lo)` with
+/// the value `hi·2^SPLIT + lo` (the inputs split at [`SPLIT`] bits).
 fn negacyclic_at(
     x: &[i128],
     k: impl Iterator<Item = (u32, i64)>,
     c: usize,
     n: usize,
-) -> Result<i128, SimError> {
-    let mut acc = 0i128;
+) -> Result<(i128, i128), SimError> {
+    let (mut hi, mut lo) = (0i128, 0i128);
     let out = || SimError::Plan("kernel or position outside N".into());
+    let overflow = || SimError::Plan("accumulator overflow".into());
     for (e, w) in k {
         let e = e as usize;
         // x_j·X^(j+e) lands on c for j = c − e, or on c + N (sign flip) for j = c + N − e.
@@ -289,9 +297,13 @@ fn negacyclic_at(
                 .get((c + n).checked_sub(e).ok_or_else(out)?)
                 .ok_or_else(out)?,
         };
-        acc += v * i128::from(w);
+        let (vh, vl) = (v >> SPLIT, v & ((1 << SPLIT) - 1));
+        let w = i128::from(w);
+        let (ph, pl) = (w.checked_mul(vh), w.checked_mul(vl));
+        hi = ph.and_then(|t| hi.checked_add(t)).ok_or_else(overflow)?;
+        lo = pl.and_then(|t| lo.checked_add(t)).ok_or_else(overflow)?;
     }
-    Ok(acc)
+    Ok((hi, lo))
 }
 
 /// Runs `instances` instances of a share circuit in plaintext, 64 at a time, on the signed

@@ -150,7 +150,7 @@ impl std::str::FromStr for NetworkProfile {
 }
 
 /// Version of the plan format; a plan of another version is refused.
-pub const PLAN_VERSION: u32 = 4;
+pub const PLAN_VERSION: u32 = 5;
 
 /// CKKS parameters of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -294,6 +294,18 @@ pub struct OutputSpec {
     pub post: PostProcess,
 }
 
+/// The entry flood (docs/ARCHITECTURE.md, "Flooding"): every ciphertext the client encrypts is
+/// encoded times the product F of the `rescales` primes above the tensor's working level; the
+/// server adds a public-key encryption of a flood of `bits` bits and rescales `rescales` times
+/// before any weight touches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryFlood {
+    /// Bits of the flood: σ_v + ⌈log2 B_fresh⌉.
+    pub bits: u32,
+    /// Primes of F (the extra rescales).
+    pub rescales: usize,
+}
+
 /// The public part of a plan: everything the client needs and may know.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientPlan {
@@ -311,6 +323,8 @@ pub struct ClientPlan {
     pub batch: usize,
     /// Most images one session may carry (both parties refuse more); σ counts over them.
     pub session_images: usize,
+    /// The entry flood of every client encryption.
+    pub entry: EntryFlood,
     /// Input.
     pub input: InputSpec,
     /// The network the compiler chose each step's back end for.
@@ -384,12 +398,38 @@ impl ClientPlan {
         Ok(hex::encode(Sha256::digest(text.as_bytes())))
     }
 
-    /// Values per image masked statistically: every circuit output (mask r') and every output
-    /// element (flood). The HE→MPC share masks are uniform mod q0 and do not count.
+    /// Values per image masked statistically: every circuit output (mask r'), every output
+    /// element (output flood) and every coefficient the entry flood covers — in batch packing
+    /// one per input element and per circuit output (a ciphertext's other coefficients never
+    /// mix into them), in image packing all N coefficients of every upload polynomial (the
+    /// kernel products mix every coefficient's noise into the wanted ones). The HE→MPC share
+    /// masks are uniform mod q0 and do not count.
     pub fn masked_per_image(&self) -> u128 {
         let outs: u128 = self.mpc_steps.iter().map(|s| s.values_out as u128).sum();
-        let elems: u128 = self.output.shape.iter().map(|&d| d as u128).product();
-        outs + elems
+        let elems = |s: &[usize]| s.iter().map(|&d| d as u128).product::<u128>();
+        outs + self.entry_flooded_per_image() + elems(&self.output.shape)
+    }
+
+    /// Coefficients per image the entry flood covers (see [`ClientPlan::masked_per_image`]).
+    pub fn entry_flooded_per_image(&self) -> u128 {
+        match &self.image {
+            None => {
+                let outs: u128 = self.mpc_steps.iter().map(|s| s.values_out as u128).sum();
+                let input: u128 = self.input.shape.iter().map(|&d| d as u128).product();
+                outs + input
+            }
+            Some(l) => {
+                let polys: u128 = l
+                    .input
+                    .iter()
+                    .chain(l.steps.iter().flat_map(|s| &s.uploads))
+                    .map(|u| u.layout.polys() as u128)
+                    .sum();
+                // Saturating on absurd (untrusted) plans: σ_v then exceeds 128 and is refused.
+                let n = 1u128.checked_shl(self.params.log_n).unwrap_or(u128::MAX);
+                polys.saturating_mul(n)
+            }
+        }
     }
 
     /// The per-value mask width of this plan: [`value_sigma`] over `session_images ×`

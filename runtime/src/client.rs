@@ -195,6 +195,14 @@ impl<C: Channel> Session<'_, C> {
                         Pending::encrypt_zeros(sk, s.values_out, s.out_level, images).map(Some)
                     })
                     .collect::<Result<Vec<_>>>()?;
+                #[cfg(feature = "test-hooks")]
+                if let Some(p) = &setup.probe {
+                    let r = plan.entry.rescales;
+                    p.record_noise(input.own_noise(sk, r)?);
+                    for pre in steps.iter().flatten() {
+                        p.record_noise(pre.own_noise(sk, r)?);
+                    }
+                }
                 Ok::<_, RuntimeError>((input, steps))
             },
         )?;
@@ -250,7 +258,8 @@ impl<C: Channel> Session<'_, C> {
         // only the c0 window over the batch is sent.
         self.report
             .metered(&mut self.e, Step::online(format!("input[{group}]")), |e| {
-                let factor = params.factor_residues(plan.input.level, 0, 0)?;
+                // Encoded times F, the entry flood's factor (docs/ARCHITECTURE.md, "Flooding").
+                let factor = params.factor_residues(plan.input.level, plan.entry.rescales, 0)?;
                 let ch = e.channel_mut();
                 Phase::Input.enter(ch);
                 input_pre.send(ch, &factor, |i| {
@@ -298,10 +307,10 @@ impl<C: Channel> Session<'_, C> {
                     .into());
                 }
 
-                // MPC→HE: encrypt the masked results z·2^shift at the next segment's level
-                // (exact per RNS limb, whatever the size of z·2^shift).
+                // MPC→HE: encrypt the masked results z·2^shift·F at the next segment's level
+                // (F the entry flood's factor), exact per RNS limb whatever their size.
                 let shift = step.out_scale_bits - plan.scale_bits;
-                let factor = params.factor_residues(step.out_level, 0, shift)?;
+                let factor = params.factor_residues(step.out_level, plan.entry.rescales, shift)?;
                 let ch = e.channel_mut();
                 Phase::Mpc2He.enter(ch);
                 pre.send(ch, &factor, |o| z[o].clone())

@@ -32,6 +32,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::error::{Inconsistency, Result, RuntimeError};
+use crate::flood;
 use crate::he2mpc::StepMasks;
 use crate::phase::Phase;
 use crate::plan::{ClientSetup, PackedOp, ServerSetup};
@@ -187,25 +188,61 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
     Ok(())
 }
 
-/// Every upload of the plan in wire order (input uploads, then each step's): its tensor (on
-/// the server) and layout.
+/// One upload of the plan: its tensor (on the server), its layout and working level
+/// (`upload.level`), and the level the client encrypts it at (its source's level, the input's
+/// or the MPC step's output level: the entry flood's primes above the source's working level).
+struct UploadAt<'a> {
+    tensor: Option<usize>,
+    upload: &'a Upload,
+    enc_level: usize,
+}
+
+/// Every upload of the plan in wire order (input uploads, then each step's).
 fn upload_order<'a>(
+    plan: &mp2ml_ir::plan::ClientPlan,
     l: &'a ImageLayouts,
     tensors: Option<&'a mp2ml_ir::plan::ImageTensors>,
-) -> Vec<(Option<usize>, &'a Upload)> {
+) -> Result<Vec<UploadAt<'a>>> {
     let mut v = Vec::new();
     for (i, u) in l.input.iter().enumerate() {
-        v.push((tensors.and_then(|t| t.input.get(i).copied()), u));
+        v.push(UploadAt {
+            tensor: tensors.and_then(|t| t.input.get(i).copied()),
+            upload: u,
+            enc_level: plan.input.level,
+        });
     }
     for (k, st) in l.steps.iter().enumerate() {
+        let step = plan
+            .mpc_steps
+            .get(k)
+            .ok_or(Inconsistency::StepOutOfRange { step: k })?;
         for (i, u) in st.uploads.iter().enumerate() {
-            let r = tensors
+            let tensor = tensors
                 .and_then(|t| t.steps.get(k))
                 .and_then(|s| s.get(i).copied());
-            v.push((r, u));
+            v.push(UploadAt {
+                tensor,
+                upload: u,
+                enc_level: step.out_level,
+            });
         }
     }
-    v
+    Ok(v)
+}
+
+/// Server: the entry flood of one upload (docs/ARCHITECTURE.md, "Flooding"): adds the
+/// pre-made halves `pre` to the received halves at the encryption level, rescales
+/// `rescales` times (the factor F the client encoded with) and mod-drops to the upload's
+/// working level, before any kernel touches the polynomials.
+fn entry(
+    polys: Vec<RnsPoly>,
+    pre: Option<&[RnsPoly]>,
+    rescales: usize,
+    level: usize,
+) -> Result<Vec<RnsPoly>> {
+    let mut polys = polys;
+    flood::apply_all(&mut polys, pre, rescales)?;
+    polys.par_iter().map(|p| Ok(p.mod_drop(level)?)).collect()
 }
 
 /// Server: the c0 halves of the mask encryptions of one step (or the output) of one image,
@@ -322,34 +359,49 @@ pub(crate) fn server_group<C: Channel>(
     let public = &plan.public;
     let params = &setup.params;
     let l = layouts(public)?;
-    let ups = upload_order(l, plan.image.as_ref());
+    let ups = upload_order(public, l, plan.image.as_ref())?;
+    let rescales = public.entry.rescales;
+    let flood_on = setup.entry_flood_on();
     let step_w: Vec<Windows> = l.steps.iter().map(|s| Windows::of(&s.input)).collect();
     let out_w = Windows::of(&l.output);
     let out_level = public.output.level;
     let q0 = params.q0();
 
-    // Offline: the seeds of every upload, the c1 pass, the masks' encryptions.
+    // Offline: the seeds of every upload, the c1 pass (after the entry floods' c1), the masks'
+    // encryptions. `entry0[image][upload]`: the c0 of the entry floods, for the online pass.
+    let n = params.n();
+    let mut entry0: Vec<Vec<Vec<RnsPoly>>> = vec![Vec::with_capacity(ups.len()); images];
     let mut masks: Vec<StepMasks> = Vec::with_capacity(public.mpc_steps.len());
     let mut pre: Vec<Vec<ImageMasks>> = Vec::with_capacity(public.mpc_steps.len());
     let out_pre = report.metered(g, Step::offline(format!("precompute[{group}]")), |g| {
         let ch = g.channel_mut();
         Phase::Precompute.enter(ch);
-        let per_image: usize = ups.iter().map(|(_, u)| u.layout.polys()).sum();
+        let per_image: usize = ups.iter().map(|u| u.upload.layout.polys()).sum();
         let seeds = wire::recv_seeds(ch, per_image * images)?;
         let mut t1: Vec<Tensors> = vec![vec![None; plan.tensors.len()]; images];
         let mut it = seeds.iter();
-        for t in t1.iter_mut() {
-            for (r, u) in &ups {
-                let r = r.ok_or_else(|| RuntimeError::Input("an upload without tensor".into()))?;
-                let polys = (0..u.layout.polys())
+        for (t, e0) in t1.iter_mut().zip(entry0.iter_mut()) {
+            for u in &ups {
+                let r = u
+                    .tensor
+                    .ok_or_else(|| RuntimeError::Input("an upload without tensor".into()))?;
+                let polys = (0..u.upload.layout.polys())
                     .map(|_| {
                         let s = it.next().ok_or_else(|| {
                             RuntimeError::Input("fewer seeds than uploads".into())
                         })?;
-                        Ok(RnsPoly::from_seed(params, u.level, s)?)
+                        Ok(RnsPoly::from_seed(params, u.enc_level, s)?)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                t[r] = Some(polys);
+                // The entry flood's c1 halves, over whole polynomials.
+                let (c1, c0) = if flood_on {
+                    let f = flood::draw(pk, polys.len(), u.enc_level, n, public.entry.bits)?;
+                    (Some(f.c1), f.c0)
+                } else {
+                    (None, Vec::new())
+                };
+                t[r] = Some(entry(polys, c1.as_deref(), rescales, u.upload.level)?);
+                e0.push(c0);
             }
         }
         let mut rng = os_rng();
@@ -444,22 +496,32 @@ pub(crate) fn server_group<C: Channel>(
         Ok::<_, RuntimeError>(handles)
     })?;
 
-    // Online: the input's c0 halves.
+    // Online: the input's c0 halves, entry-flooded before any kernel touches them.
     let mut t0: Vec<Tensors> = vec![vec![None; plan.tensors.len()]; images];
     let n_in = l.input.len();
+    // Index in wire order of each step's first upload.
+    let first_up: Vec<usize> = l
+        .steps
+        .iter()
+        .scan(n_in, |k, st| {
+            let f = *k;
+            *k += st.uploads.len();
+            Some(f)
+        })
+        .collect();
+    let pre0 = |j: usize, k: usize| -> Option<&[RnsPoly]> {
+        flood_on.then(|| entry0.get(j).and_then(|e| e.get(k)).map(Vec::as_slice))?
+    };
     report.metered(g, Step::online(format!("input[{group}]")), |g| {
         let ch = g.channel_mut();
         Phase::Input.enter(ch);
-        for t in t0.iter_mut() {
-            for (r, u) in ups.iter().take(n_in) {
-                let r = r.ok_or_else(|| RuntimeError::Input("an upload without tensor".into()))?;
-                t[r] = Some(wire::recv_polys(
-                    ch,
-                    params,
-                    u.level,
-                    params.n(),
-                    u.layout.polys(),
-                )?);
+        for (j, t) in t0.iter_mut().enumerate() {
+            for (k, u) in ups.iter().enumerate().take(n_in) {
+                let r = u
+                    .tensor
+                    .ok_or_else(|| RuntimeError::Input("an upload without tensor".into()))?;
+                let polys = wire::recv_polys(ch, params, u.enc_level, n, u.upload.layout.polys())?;
+                t[r] = Some(entry(polys, pre0(j, k), rescales, u.upload.level)?);
             }
         }
         Ok::<_, RuntimeError>(())
@@ -493,14 +555,12 @@ pub(crate) fn server_group<C: Channel>(
                 let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
                 let w = &step_w[b.step];
                 let per = &pre[b.step];
-                let uploads: Vec<(usize, &Upload)> = plan
-                    .image
-                    .as_ref()
-                    .and_then(|t| t.steps.get(b.step))
-                    .into_iter()
-                    .flatten()
-                    .copied()
-                    .zip(&l.steps[b.step].uploads)
+                let first = first_up.get(b.step).copied().unwrap_or(usize::MAX);
+                let uploads: Vec<(usize, &UploadAt)> = ups
+                    .iter()
+                    .enumerate()
+                    .skip(first)
+                    .take(l.steps[b.step].uploads.len())
                     .collect();
                 report.metered(g, metered, |g| {
                     let ch = g.channel_mut();
@@ -518,25 +578,30 @@ pub(crate) fn server_group<C: Channel>(
                     }
                     let ch = g.channel_mut();
                     Phase::Mpc2He.enter(ch);
+                    // The client encoded z·2^shift·F (F the entry flood's factor), exact per
+                    // RNS limb.
                     let shift = step.out_scale_bits - public.scale_bits;
+                    let factor = params.factor_residues(step.out_level, rescales, shift)?;
                     for (j, t) in t0.iter_mut().enumerate() {
-                        for &(r, u) in &uploads {
-                            let mut polys = wire::recv_polys(
-                                ch,
-                                params,
-                                u.level,
-                                params.n(),
-                                u.layout.polys(),
-                            )?;
-                            let sub = pack(&u.layout, params.n(), |e| {
-                                m.out.get(e).and_then(|v| v.get(j)).map_or(0i128, |&r| {
-                                    ((r + u128::from(sc.output_offset)) as i128) << shift
-                                })
+                        for &(k, u) in &uploads {
+                            let r = u.tensor.ok_or_else(|| {
+                                RuntimeError::Input("an upload without tensor".into())
+                            })?;
+                            let layout = &u.upload.layout;
+                            let ring = params.n();
+                            let mut polys =
+                                wire::recv_polys(ch, params, u.enc_level, ring, layout.polys())?;
+                            let sub = pack(layout, ring, |e| {
+                                m.out
+                                    .get(e)
+                                    .and_then(|v| v.get(j))
+                                    .map_or(0u128, |&r| r + u128::from(sc.output_offset))
                             });
                             for (c, s) in polys.iter_mut().zip(&sub) {
-                                c.sub_plain(s)?;
+                                c.sub_plain_scaled(s, &factor)?;
                             }
-                            t[r] = Some(polys);
+                            // The entry flood, before any kernel touches the values.
+                            t[r] = Some(entry(polys, pre0(j, k), rescales, u.upload.level)?);
                         }
                     }
                     Ok::<_, RuntimeError>(())
@@ -577,17 +642,13 @@ fn free(t: &mut Tensors, drops: &[usize]) {
 /// the plaintexts exist: (seed, whole c0) per polynomial, per upload in wire order.
 type PendingImage = Vec<Vec<([u8; 32], C0Window)>>;
 
-fn encrypt_zeros(
-    sk: &SecretKey,
-    ups: &[(Option<usize>, &Upload)],
-    n: usize,
-) -> Result<PendingImage> {
+fn encrypt_zeros(sk: &SecretKey, ups: &[UploadAt], n: usize) -> Result<PendingImage> {
     ups.iter()
-        .map(|(_, u)| {
-            (0..u.layout.polys())
+        .map(|u| {
+            (0..u.upload.layout.polys())
                 .into_par_iter()
                 .map_init(os_rng, |rng, _| {
-                    sk.encrypt_seeded_window::<i64, _>(&[], u.level, n, rng)
+                    sk.encrypt_seeded_window::<i64, _>(&[], u.enc_level, n, rng)
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(Into::into)
@@ -595,17 +656,20 @@ fn encrypt_zeros(
         .collect()
 }
 
-/// Client, online: adds `plain` (one vector per polynomial) to the pending c0s and sends them.
-fn send_upload(
+/// Client, online: adds `plain·F` (one vector per polynomial; F given by its residues, the
+/// entry flood's factor times any scale shift, formed per RNS limb) to the pending c0s and
+/// sends them.
+fn send_upload<M: mp2ml_ckks::IntCoeff>(
     ch: &mut impl Channel,
     pending: Vec<([u8; 32], C0Window)>,
-    plain: &[Vec<i128>],
+    plain: &[Vec<M>],
+    factor: &[u64],
 ) -> Result<()> {
     let out = pending
         .into_par_iter()
         .zip(plain.par_iter())
         .map(|((_, mut w), m)| {
-            w.poly_mut().add_plain(m)?;
+            w.poly_mut().add_plain_scaled(m, factor)?;
             Ok(w)
         })
         .collect::<Result<Vec<C0Window>>>()?;
@@ -685,7 +749,8 @@ pub(crate) fn client_group<C: Channel>(
     let params = &setup.params;
     let n = params.n();
     let l = layouts(plan)?;
-    let ups = upload_order(l, None);
+    let ups = upload_order(plan, l, None)?;
+    let rescales = plan.entry.rescales;
     let step_w: Vec<Windows> = l.steps.iter().map(|s| Windows::of(&s.input)).collect();
     let out_w = Windows::of(&l.output);
     let in_elems: usize = plan.input.shape.iter().product();
@@ -745,13 +810,15 @@ pub(crate) fn client_group<C: Channel>(
     report.metered(e, Step::online(format!("input[{group}]")), |e| {
         let ch = e.channel_mut();
         Phase::Input.enter(ch);
+        // Encoded times F, the entry flood's factor (docs/ARCHITECTURE.md, "Flooding").
+        let factor = params.factor_residues(plan.input.level, rescales, 0)?;
         for (j, p) in pending.iter_mut().enumerate() {
-            for (k, (_, u)) in ups.iter().enumerate().take(n_in) {
-                let plain = pack(&u.layout, n, |el| {
+            for (k, u) in ups.iter().enumerate().take(n_in) {
+                let plain = pack(&u.upload.layout, n, |el| {
                     data.get(j * in_elems + el)
                         .map_or(0i128, |&x| (f64::from(x) * in_scale).round() as i128)
                 });
-                send_upload(ch, std::mem::take(&mut p[k]), &plain)?;
+                send_upload(ch, std::mem::take(&mut p[k]), &plain, &factor)?;
             }
         }
         ch.flush()?;
@@ -788,19 +855,22 @@ pub(crate) fn client_group<C: Channel>(
             };
             let z = decode_outputs(sc, step.instances, images, &out)?;
             check_outputs(step, &z)?;
+            // MPC→HE: z·2^shift·F at the next segment's level (F the entry flood's factor),
+            // exact per RNS limb whatever the size.
             let shift = step.out_scale_bits - plan.scale_bits;
+            let factor = params.factor_residues(step.out_level, rescales, shift)?;
             let ch = e.channel_mut();
             Phase::Mpc2He.enter(ch);
             for (j, p) in pending.iter_mut().enumerate() {
                 for k in next..next + n_up {
-                    let u = ups[k].1;
-                    // Exact: the plan check bounds z_bits + shift by 126 bits.
+                    let u = ups
+                        .get(k)
+                        .ok_or_else(|| RuntimeError::Input(format!("upload {k} is missing")))?
+                        .upload;
                     let plain = pack(&u.layout, n, |el| {
-                        z.get(el)
-                            .and_then(|v| v.get(j))
-                            .map_or(0i128, |&v| (v as i128) << shift)
+                        z.get(el).and_then(|v| v.get(j)).copied().unwrap_or(0u128)
                     });
-                    send_upload(ch, std::mem::take(&mut p[k]), &plain)?;
+                    send_upload(ch, std::mem::take(&mut p[k]), &plain, &factor)?;
                 }
             }
             ch.flush()?;

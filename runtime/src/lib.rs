@@ -25,6 +25,7 @@
 pub mod backend;
 pub mod client;
 pub mod error;
+pub mod flood;
 mod handshake;
 mod he2mpc;
 mod image;

@@ -56,9 +56,15 @@ pub fn run_local(
         let ch = TcpChannel::connect(addr, cfg)?;
         let client_result = run_client(&client, ch, batch, opts);
         let server_result = srv.join().map_err(|_| RuntimeError::ServerPanicked)?;
-        let (out, crep) = client_result?;
-        let srep = server_result?;
-        Ok((out, crep, srep))
+        match (client_result, server_result) {
+            // When the server failed first, the client only sees the channel close: report
+            // the server's error then.
+            (Err(RuntimeError::Mpc(mp2ml_mpc::MpcError::Closed { .. })), Err(e)) => Err(e),
+            (c, s) => {
+                let (out, crep) = c?;
+                Ok((out, crep, s?))
+            }
+        }
     })
 }
 

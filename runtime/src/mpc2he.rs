@@ -43,6 +43,29 @@ impl Pending {
         Ok(Pending { cts })
     }
 
+    /// Test-only (feature `test-hooks`): the noise the client can compute for each ciphertext
+    /// (`[ciphertext][image]`) as it would be after the server's `rescales` entry rescales if
+    /// the server added nothing: its own e over F plus the rounding of its own c0 and
+    /// c1 = a(seed). Called before the plaintexts are added (the encryptions are of zero).
+    #[cfg(feature = "test-hooks")]
+    pub fn own_noise(&self, sk: &SecretKey, rescales: usize) -> Result<Vec<Vec<i64>>> {
+        use mp2ml_ckks::C1Half;
+        self.cts
+            .par_iter()
+            .map(|(seed, w)| {
+                let mut c0 = w.poly().clone();
+                let mut c1 = RnsPoly::from_seed(sk.params(), c0.level(), seed)?;
+                for _ in 0..rescales {
+                    c0.rescale_assign()?;
+                    c1.rescale_assign()?;
+                }
+                let c1s = sk.c1_times_s(&C1Half::new(c1)?, c0.width())?;
+                let v = sk.decrypt_halves(&C0Window::new(c0), &c1s)?;
+                Ok(v.iter().map(|&x| x as i64).collect())
+            })
+            .collect()
+    }
+
     /// Number of ciphertexts.
     pub fn len(&self) -> usize {
         self.cts.len()
@@ -92,19 +115,20 @@ pub(crate) fn server_expand(
 }
 
 /// Server, online, an MPC step: receives the client's encryptions of `z = y + offset + r'`
-/// (scaled up by `shift` bits) and subtracts `(offset + r') << shift`, leaving encryptions of
-/// the circuit's output `y`. The shifted values may exceed 128 bits (σ per session widens the
-/// masks), so the shift is applied per RNS limb.
+/// (scaled up by `shift` bits and by the entry flood's factor F, the product of the top
+/// `rescales` primes of the level) and subtracts `(offset + r')·2^shift·F`, leaving
+/// encryptions of the circuit's output `y` (at scale 2^shift·F, until the entry flood's
+/// rescales). The products exceed 128 bits, so they are formed per RNS limb.
 pub(crate) fn server_unmask(
     ch: &mut impl Channel,
     params: &Arc<Params>,
     step: &MpcStep,
     sc: &ShareCircuit,
-    shift: u32,
+    (shift, rescales): (u32, usize),
     images: usize,
     out_masks: &[Vec<u128>],
 ) -> Result<Vec<RnsPoly>> {
-    let factor = params.factor_residues(step.out_level, 0, shift)?;
+    let factor = params.factor_residues(step.out_level, rescales, shift)?;
     let mut outs = wire::recv_polys(ch, params, step.out_level, images, step.values_out)?;
     outs.par_iter_mut()
         .zip(out_masks.par_iter())

@@ -39,6 +39,29 @@ pub struct ServerSetup {
     pub matrices: Vec<Vec<Option<LoadedMatrix>>>,
     /// Weights of every `HeOp::PolyLinear`, indexed `[segment][op]` (None for other ops).
     pub packed: Vec<Vec<Option<PackedOp>>>,
+    /// Test-only: skip the entry floods (the positive control of the leakage tests). Private,
+    /// set only through [`ServerSetup::disable_entry_flood_for_tests`]; no CLI flag and no plan
+    /// field reaches it.
+    #[cfg(feature = "test-hooks")]
+    unflooded: bool,
+}
+
+impl ServerSetup {
+    /// Whether the entry floods run (always, unless a test switched them off).
+    pub(crate) fn entry_flood_on(&self) -> bool {
+        #[cfg(feature = "test-hooks")]
+        if self.unflooded {
+            return false;
+        }
+        true
+    }
+
+    /// Test-only (feature `test-hooks`, enabled only by the tests package): switches the entry
+    /// floods off or on, for the positive control that must see the client's noise leak.
+    #[cfg(feature = "test-hooks")]
+    pub fn disable_entry_flood_for_tests(&mut self, off: bool) {
+        self.unflooded = off;
+    }
 }
 
 /// A checked client plan.
@@ -263,6 +286,33 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
     if plan.input.level > max_level || plan.output.level > max_level {
         return Err(plan_err(path, "input or output level above the top level"));
     }
+    // The entry flood hides the client's fresh noise (≤ 21 < 2^5) with σ_v bits, and its
+    // factor F shrinks it below ½ at every encryption level.
+    let entry = plan.entry;
+    if entry.bits < value_sigma + 5 || entry.bits > 120 || entry.rescales == 0 {
+        return Err(RuntimeError::Insecure(format!(
+            "entry flood of {} bits over {} primes: needs at least σ_v + 5 = {} bits and one prime",
+            entry.bits,
+            entry.rescales,
+            value_sigma + 5
+        )));
+    }
+    let levels =
+        std::iter::once(plan.input.level).chain(plan.mpc_steps.iter().map(|s| s.out_level));
+    for l in levels {
+        let f = l
+            .checked_sub(entry.rescales)
+            .map(|w| params.log2_q_level(l) - params.log2_q_level(w));
+        if f.is_none_or(|f| f < f64::from(entry.bits) + 1.0) {
+            return Err(plan_err(
+                path,
+                format!(
+                    "the entry flood's factor at level {l} does not exceed 2^{}",
+                    entry.bits + 1
+                ),
+            ));
+        }
+    }
     if plan.input.scale_bits == 0 || plan.input.scale_bits > 100 || plan.output.scale_bits > 120 {
         return Err(plan_err(path, "input or output scale out of range"));
     }
@@ -290,7 +340,7 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
         ));
     }
     if plan.image.is_some() {
-        check_image_public(plan, params.n(), max_level).map_err(|e| plan_err(path, e))?;
+        check_image_public(plan, params.n()).map_err(|e| plan_err(path, e))?;
     }
     Ok(params)
 }
@@ -328,6 +378,9 @@ fn check_positions(
     Ok(())
 }
 
+/// Every upload holds `len` values inside N, at a working level `max_level` or below: the
+/// client encrypts it at its source's level and the server's entry flood rescales it
+/// `entry.rescales` times, so `max_level` is the source's level minus those.
 fn check_uploads(
     ups: &[Upload],
     len: usize,
@@ -350,20 +403,18 @@ fn check_uploads(
 
 /// Checks an image-packed plan's layouts (untrusted input: every position inside N and its
 /// polynomials, layouts consistent with the values they hold).
-fn check_image_public(
-    plan: &ClientPlan,
-    n: usize,
-    max_level: usize,
-) -> std::result::Result<(), String> {
+fn check_image_public(plan: &ClientPlan, n: usize) -> std::result::Result<(), String> {
     let Some(im) = &plan.image else {
         return Ok(());
     };
     let elems = |s: &[usize]| s.iter().product::<usize>();
+    // The working level below an encryption level (checked above to exceed the rescales).
+    let work = |l: usize| l.saturating_sub(plan.entry.rescales);
     check_uploads(
         &im.input,
         elems(&plan.input.shape),
         n,
-        max_level,
+        work(plan.input.level),
         "input upload",
     )?;
     if im.steps.len() != plan.mpc_steps.len() {
@@ -376,7 +427,7 @@ fn check_image_public(
     for (st, s) in im.steps.iter().zip(&plan.mpc_steps) {
         let what = format!("step `{}`", s.name);
         check_positions(&st.input, n, s.values_in, &what)?;
-        check_uploads(&st.uploads, s.values_out, n, max_level, &what)?;
+        check_uploads(&st.uploads, s.values_out, n, work(s.out_level), &what)?;
     }
     check_positions(&im.output, n, elems(&plan.output.shape), "output")?;
     Ok(())
@@ -504,6 +555,8 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
         params,
         matrices,
         packed,
+        #[cfg(feature = "test-hooks")]
+        unflooded: false,
     })
 }
 
@@ -601,7 +654,11 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
     };
     let input = get(0)?;
     let pubp = &plan.public;
-    if input.len() != pubp.input.shape.iter().product::<usize>() || input.level != pubp.input.level
+    // The client's encryptions are `entry.rescales` levels above their tensors' working levels
+    // (checked ≤ the encryption levels by check_public).
+    let entry = pubp.entry.rescales;
+    if input.len() != pubp.input.shape.iter().product::<usize>()
+        || input.level.checked_add(entry) != Some(pubp.input.level)
     {
         return Err(plan_err(path, "tensor 0 does not match the declared input"));
     }
@@ -754,7 +811,8 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
                         ),
                     ));
                 }
-                if o.len() != step.values_out || o.level != step.out_level {
+                if o.len() != step.values_out || o.level.checked_add(entry) != Some(step.out_level)
+                {
                     return Err(plan_err(
                         path,
                         format!("MPC step `{}`: output tensor does not match", step.name),

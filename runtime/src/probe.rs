@@ -2,7 +2,10 @@
 //! package as a dev-dependency feature; no CLI flag and no plan field reaches them).
 //!
 //! A [`Probe`] attached to a [`crate::plan::ClientSetup`] records what the client knows anyway —
-//! its decrypted shares — so that the leakage tests can check them on real sessions.
+//! its decrypted shares, and the noise of its own encryptions as far as it can compute it — so
+//! that the leakage tests can check them and regress the outputs on them.
+//! [`crate::plan::ServerSetup::disable_entry_flood_for_tests`] switches the entry flood off
+//! (the positive control of those tests).
 
 use std::sync::Mutex;
 
@@ -11,9 +14,19 @@ use std::sync::Mutex;
 pub struct Probe {
     /// Per MPC step (in execution order, groups appended), the decrypted shares `a[value][image]`.
     pub shares: Mutex<Vec<Vec<Vec<u64>>>>,
+    /// Per batch of client encryptions (per group: the input, then each MPC step's
+    /// re-encryptions), the noise `[value][image]` the client can compute for each after the
+    /// server's entry rescales, were nothing added ([`crate::mpc2he`]'s `own_noise`).
+    pub noise: Mutex<Vec<Vec<Vec<i64>>>>,
 }
 
 impl Probe {
+    pub(crate) fn record_noise(&self, noise: Vec<Vec<i64>>) {
+        if let Ok(mut n) = self.noise.lock() {
+            n.push(noise);
+        }
+    }
+
     pub(crate) fn record_shares(&self, shares: &[Vec<u64>]) {
         if let Ok(mut s) = self.shares.lock() {
             s.push(shares.to_vec());

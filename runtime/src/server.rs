@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::backend::{step_circuit, ServerMpc, ServerOffline};
 use crate::error::{Inconsistency, Result, RuntimeError};
+use crate::flood;
 use crate::he2mpc::{self, StepMasks};
 use crate::mpc2he;
 use crate::phase::Phase;
@@ -114,7 +115,7 @@ impl<C: Channel> Session<'_, C> {
             })
             .collect::<Result<_>>()?;
         let (pk, drops) = (&self.pk, &self.drops);
-        let out_pre0 = self.report.metered(
+        let (out_pre0, entry0) = self.report.metered(
             &mut self.g,
             Step::offline(format!("precompute[{group}]")),
             |g| precompute_c1(setup, g.channel_mut(), pk, images, &mut masks, drops),
@@ -143,7 +144,8 @@ impl<C: Channel> Session<'_, C> {
                 Ok::<_, RuntimeError>(handles)
             })?;
 
-        // Input: the c0 windows of the client's encryptions.
+        // Input: the c0 windows of the client's encryptions, entry-flooded before any weight
+        // touches them.
         let mut tensors: Tensors = vec![None; plan.tensors.len()];
         tensors[0] = Some(self.report.metered(
             &mut self.g,
@@ -151,13 +153,15 @@ impl<C: Channel> Session<'_, C> {
             |g| {
                 let ch = g.channel_mut();
                 Phase::Input.enter(ch);
-                wire::recv_polys(
+                let mut input = wire::recv_polys(
                     ch,
                     &setup.params,
                     public.input.level,
                     images,
                     plan.tensors[0].len(),
-                )
+                )?;
+                flood::apply_all(&mut input, entry0.input(), public.entry.rescales)?;
+                Ok::<_, RuntimeError>(input)
             },
         )?);
 
@@ -180,7 +184,8 @@ impl<C: Channel> Session<'_, C> {
                 }
                 Segment::Mpc(b) => {
                     let handle = handles.get_mut(b.step).and_then(Option::take);
-                    self.run_mpc_step(&mut tensors, b, &masks[b.step], handle, images)?;
+                    let entry = entry0.step(b.step)?;
+                    self.run_mpc_step(&mut tensors, b, &masks[b.step], entry, handle, images)?;
                 }
             }
             free(&mut tensors, &self.drops[si]);
@@ -202,6 +207,7 @@ impl<C: Channel> Session<'_, C> {
         tensors: &mut Tensors,
         b: &MpcBinding,
         masks: &StepMasks,
+        entry0: Option<&[RnsPoly]>,
         handle: Option<ServerOffline>,
         images: usize,
     ) -> Result<()> {
@@ -231,7 +237,12 @@ impl<C: Channel> Session<'_, C> {
             let ch = g.channel_mut();
             Phase::Mpc2He.enter(ch);
             let shift = step.out_scale_bits - public.scale_bits;
-            mpc2he::server_unmask(ch, &setup.params, step, sc, shift, images, &masks.out)
+            let scale = (shift, public.entry.rescales);
+            let mut out =
+                mpc2he::server_unmask(ch, &setup.params, step, sc, scale, images, &masks.out)?;
+            // The entry flood, before any weight touches the re-encrypted values.
+            flood::apply_all(&mut out, entry0, public.entry.rescales)?;
+            Ok::<_, RuntimeError>(out)
         })?;
         tensors[b.output] = Some(out);
         Ok(())
@@ -243,8 +254,9 @@ impl<C: Channel> Session<'_, C> {
 /// every HE segment on the c1 halves now, encrypts its masks (and the output's
 /// re-randomization and flooding) with the client's public key, adds their c1 halves, and
 /// sends the client the c1 of every ciphertext the client will decrypt, so that the client can
-/// compute c1·s before its input exists. The c0 windows of the mask encryptions are kept in
-/// `masks`; those of the output's are returned. Tensors are freed after their last use.
+/// compute c1·s before its input exists. The client's encryptions get the c1 halves of their
+/// entry floods here. The c0 windows of the mask encryptions are kept in `masks`; those of the
+/// output's and of the entry floods are returned. Tensors are freed after their last use.
 fn precompute_c1(
     setup: &ServerSetup,
     ch: &mut impl Channel,
@@ -252,18 +264,22 @@ fn precompute_c1(
     images: usize,
     masks: &mut [StepMasks],
     drops: &[Vec<usize>],
-) -> Result<Vec<RnsPoly>> {
+) -> Result<(Vec<RnsPoly>, EntryC0)> {
     let plan = &setup.plan;
     let public = &plan.public;
     let params = &setup.params;
     Phase::Precompute.enter(ch);
     let mut tensors: Tensors = vec![None; plan.tensors.len()];
     let input_seeds = wire::recv_seeds(ch, plan.tensors[0].len())?;
-    tensors[0] = Some(mpc2he::server_expand(
-        params,
-        &input_seeds,
-        public.input.level,
-    )?);
+    let mut entry0 = EntryC0 {
+        on: setup.entry_flood_on(),
+        input: Vec::new(),
+        steps: vec![Vec::new(); public.mpc_steps.len()],
+    };
+    let input = mpc2he::server_expand(params, &input_seeds, public.input.level)?;
+    let (input, c0) = entry_flood_c1(setup, pk, input, public.input.level, images)?;
+    entry0.input = c0;
+    tensors[0] = Some(input);
     let mut step_seeds: Vec<Option<Vec<[u8; 32]>>> = public
         .mpc_steps
         .iter()
@@ -287,7 +303,10 @@ fn precompute_c1(
                     .get_mut(b.step)
                     .and_then(Option::take)
                     .ok_or(Inconsistency::StepUsedTwice { step: b.step })?;
-                tensors[b.output] = Some(mpc2he::server_expand(params, &seeds, step.out_level)?);
+                let out = mpc2he::server_expand(params, &seeds, step.out_level)?;
+                let (out, c0) = entry_flood_c1(setup, pk, out, step.out_level, images)?;
+                entry0.steps[b.step] = c0;
+                tensors[b.output] = Some(out);
             }
         }
         free(&mut tensors, &drops[si]);
@@ -302,7 +321,53 @@ fn precompute_c1(
         public.output.flood_bits,
     )?;
     ch.flush()?;
-    Ok(out0)
+    Ok((out0, entry0))
+}
+
+/// The c0 parts of a group's entry floods, kept from the offline pass for the online one.
+struct EntryC0 {
+    /// False only in the tests' unflooded control.
+    on: bool,
+    /// For the input's ciphertexts.
+    input: Vec<RnsPoly>,
+    /// For each MPC step's re-encrypted outputs.
+    steps: Vec<Vec<RnsPoly>>,
+}
+
+impl EntryC0 {
+    fn input(&self) -> Option<&[RnsPoly]> {
+        self.on.then_some(&self.input[..])
+    }
+
+    fn step(&self, step: usize) -> Result<Option<&[RnsPoly]>> {
+        if !self.on {
+            return Ok(None);
+        }
+        let c0 = self
+            .steps
+            .get(step)
+            .ok_or(Inconsistency::StepOutOfRange { step })?;
+        Ok(Some(c0))
+    }
+}
+
+/// Offline: draws the entry floods of a client tensor encrypted at `level` and applies their c1
+/// halves to its c1 halves (which end at the working level); returns those and the floods' c0.
+fn entry_flood_c1(
+    setup: &ServerSetup,
+    pk: &PublicKey,
+    mut c1: Vec<RnsPoly>,
+    level: usize,
+    images: usize,
+) -> Result<(Vec<RnsPoly>, Vec<RnsPoly>)> {
+    let entry = setup.plan.public.entry;
+    if !setup.entry_flood_on() {
+        flood::apply_all(&mut c1, None, entry.rescales)?;
+        return Ok((c1, Vec::new()));
+    }
+    let f = flood::draw(pk, c1.len(), level, images, entry.bits)?;
+    flood::apply_all(&mut c1, Some(&f.c1), entry.rescales)?;
+    Ok((c1, f.c0))
 }
 
 /// For each segment, the tensors to drop after it: those no later segment reads (the output

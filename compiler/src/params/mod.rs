@@ -93,6 +93,8 @@ pub struct Chosen {
     pub value_sigma: u32,
     /// Flooding bits (σ_v + ⌈log2 B_e⌉).
     pub flood_bits: u32,
+    /// The entry flood: bits σ_v + ⌈log2 B_fresh⌉ and the number of primes of its factor F.
+    pub entry: mp2ml_ir::plan::EntryFlood,
     /// Scale bits of the tensors that feed the output (`flood_bits + scale_bits`).
     pub out_scale_bits: u32,
     /// Sum of the primes' bit lengths.
@@ -232,8 +234,10 @@ fn share_too_wide(
 }
 
 /// σ_v = σ + ⌈log2 M⌉ with M the statistically masked values of a session: `session_images`
-/// times (every circuit output, masked by r', and every output element, flooded) — the same
-/// count [`mp2ml_ir::plan::ClientPlan::value_sigma`] makes from the plan.
+/// times (every circuit output, masked by r', every output element, flooded, and every
+/// coefficient the entry flood covers: in batch packing one per input element and circuit
+/// output, in image packing [`Lowered::entry_flooded_per_image`]) — the same count
+/// [`mp2ml_ir::plan::ClientPlan::value_sigma`] makes from the plan.
 pub fn session_value_sigma(low: &Lowered, opts: &ParamOptions) -> Result<u32, CompileError> {
     if opts.session_images == 0 {
         return Err(Error::Parameters("--session-images must be at least 1".into()).into());
@@ -243,13 +247,17 @@ pub fn session_value_sigma(low: &Lowered, opts: &ParamOptions) -> Result<u32, Co
         .iter()
         .map(|s| s.instances as u128 * s.values_out as u128)
         .sum();
-    let elems: u128 = low.tensors[low.output]
-        .shape
+    let elems = |t: usize| -> u128 { low.tensors[t].shape.iter().map(|&d| d as u128).product() };
+    let input = low
+        .tensors
         .iter()
-        .map(|&d| d as u128)
-        .product();
+        .position(|t| matches!(t.kind, MKind::Input))
+        .ok_or_else(|| CompileError::internal("no input tensor"))?;
+    let entry = low
+        .entry_flooded_per_image
+        .unwrap_or_else(|| outs + elems(input));
     (opts.session_images as u128)
-        .checked_mul(outs + elems)
+        .checked_mul(outs + entry + elems(low.output))
         .and_then(|m| mp2ml_ir::plan::value_sigma(opts.sigma, m))
         .filter(|&s| s <= 128)
         .ok_or_else(|| {
@@ -291,10 +299,26 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
     }
     let delta = 2f64.powi(opts.scale_bits as i32);
     let value_sigma = session_value_sigma(low, opts)?;
+    // Entry flood: hides the client's fresh noise (|e| ≤ B_fresh) with σ_v bits to spare; its
+    // factor F spans enough primes under the cap to exceed 2^(bits+1).
+    let entry_bits = value_sigma + noise::fresh().log2().ceil() as u32;
+    let entry = mp2ml_ir::plan::EntryFlood {
+        bits: entry_bits,
+        rescales: (f64::from(entry_bits + 1) / cap_bits.floor()).ceil() as usize,
+    };
+    // Working levels of the client's encryptions (input, re-encrypted circuit outputs); they are
+    // encrypted `entry.rescales` levels higher.
+    let client_levels: Vec<usize> = low
+        .tensors
+        .iter()
+        .filter(|t| matches!(t.kind, MKind::Input | MKind::MpcOut { .. }))
+        .map(|t| t.level)
+        .collect();
     let max_level = low
         .tensors
         .iter()
         .map(|t| t.level)
+        .chain(client_levels.iter().map(|l| l + entry.rescales))
         .fold(OUTPUT_LEVEL, usize::max);
     // The search starts at the smallest table entry (N = 1024) or the forced N.
     let mut log_n = opts.log_n.map_or(10, |l| l.max(10));
@@ -380,12 +404,22 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         // Primes bottom-up.
         let mut moduli = vec![q0];
         let mut log_q = (q0 as f64).log2();
+        let mut log_q_at = vec![log_q];
         for l in 1..=max_level {
-            let need = cons
+            let mut need = cons
                 .iter()
                 .filter(|c| c.level == l)
                 .map(|c| c.log2)
                 .fold(0.0f64, f64::max);
+            // Entry floods: the primes above a client tensor's working level ℓ multiply to
+            // F ≥ 2^(bits+1); spread what is missing evenly over the remaining ones.
+            for &lt in &client_levels {
+                if lt < l && l <= lt + entry.rescales {
+                    let missing = log_q_at[lt] + f64::from(entry.bits + 1) - log_q;
+                    let remaining = (lt + entry.rescales + 1 - l) as f64;
+                    need = need.max(log_q + missing / remaining);
+                }
+            }
             let min_bits = if rescale_levels.contains(&l) {
                 f64::from(opts.weight_bits - 1)
             } else {
@@ -404,6 +438,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             let p = primes::ntt_prime_at_least(lower, two_n, &moduli)
                 .ok_or(Error::NoPrime { bits: want, n })?;
             log_q += (p as f64).log2();
+            log_q_at.push(log_q);
             moduli.push(p);
         }
         let log_q_bits: u32 = moduli.iter().map(|&p| bits(p)).sum();
@@ -430,6 +465,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                     output_noise: out_noise,
                     value_sigma,
                     flood_bits,
+                    entry,
                     out_scale_bits,
                     log_q_bits,
                     constraints: cons,
@@ -452,6 +488,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                     output_noise: out_noise,
                     value_sigma,
                     flood_bits,
+                    entry,
                     out_scale_bits,
                     log_q_bits,
                     constraints: cons,

@@ -305,5 +305,6 @@ pub(super) fn build(
         post,
         decisions,
         out_level: OUTPUT_LEVEL,
+        entry_flooded_per_image: None,
     })
 }

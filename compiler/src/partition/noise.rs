@@ -19,11 +19,13 @@ pub struct NoiseCoeffs {
 }
 
 impl NoiseCoeffs {
-    /// A freshly encrypted ciphertext (the input, or a client-encrypted MPC output).
-    pub const FRESH: NoiseCoeffs = NoiseCoeffs {
-        fresh: 1.0,
-        rescale: 0.0,
-        constant: 0.0,
+    /// A client encryption after the server's entry flood and its rescales (docs/
+    /// ARCHITECTURE.md, "Flooding"): one rescale rounding, the flood's residue (< ½) and the
+    /// client's fresh noise over F (≪ 1).
+    pub const ENTRY: NoiseCoeffs = NoiseCoeffs {
+        fresh: 0.0,
+        rescale: 1.0,
+        constant: 1.0,
     };
 }
 

@@ -96,7 +96,7 @@ pub(super) fn analyze_ranges(
                         (-m, m)
                     }
                 };
-                (vec![a; len], vec![b; len], NoiseCoeffs::FRESH)
+                (vec![a; len], vec![b; len], NoiseCoeffs::ENTRY)
             }
             MKind::MpcOut { step } => {
                 let st = low.steps.get(*step).ok_or_else(|| {
@@ -106,7 +106,7 @@ pub(super) fn analyze_ranges(
                     lo[i] = Vec::new();
                     hi[i] = Vec::new();
                     low.tensors[i].bound = observed(&name)?;
-                    low.tensors[i].noise = NoiseCoeffs::FRESH;
+                    low.tensors[i].noise = NoiseCoeffs::ENTRY;
                     continue;
                 }
                 let (il, ih) = (&lo[st.input], &hi[st.input]);
@@ -150,7 +150,11 @@ pub(super) fn analyze_ranges(
                         l.len()
                     )));
                 }
-                (l, h, NoiseCoeffs::FRESH)
+                // After the entry flood and its rescales (docs/ARCHITECTURE.md, "Flooding").
+                // The noise e of the circuit's input also passes on through the activation;
+                // carrying its worst-case bound (Σ|W| per layer) makes deep models infeasible
+                // (ResNet-20 would need a 75-bit q0), so it is not tracked here (issue 13).
+                (l, h, NoiseCoeffs::ENTRY)
             }
             MKind::Linear { inputs, map, .. } => {
                 let missing = || {

@@ -1,0 +1,170 @@
+//! Issue 13, part 1, with its positive control: the outputs a client decrypts do not depend on
+//! the noise of its own encryptions (which it knows), because the server entry-floods every
+//! client encryption before any weight touches it (`runtime/src/flood.rs`).
+//!
+//! The client records, through the test-only probe (feature `test-hooks`, enabled only by this
+//! package), the noise of its own input encryptions and re-encryptions of the first ReLU's
+//! outputs as it can compute it; it sends the same input in every coefficient of a full batch
+//! and regresses the logit on that noise. With the entry flood switched off by the test-only
+//! library call `ServerSetup::disable_entry_flood_for_tests` (no CLI flag, no plan field) the
+//! regression finds the dependence; with the shipped protocol it does not.
+
+use std::sync::Arc;
+
+use mp2ml_compiler::driver::{compile_graph, Options};
+use mp2ml_compiler::plan_writer::write_all;
+use mp2ml_ir::graph::{Graph, Node};
+use mp2ml_ir::op::Op;
+use mp2ml_ir::tensor::{Tensor, TensorId};
+use mp2ml_mpc::MemChannel;
+use mp2ml_runtime::client::{run_client, Batch};
+use mp2ml_runtime::local::{channel_config, client_setup_of};
+use mp2ml_runtime::plan::load_server;
+use mp2ml_runtime::probe::Probe;
+use mp2ml_runtime::server::serve;
+use mp2ml_runtime::session::SessionOptions;
+
+/// `x → relu(x + 1) → relu(5·h) → Σ` on 4 values: every pre-activation is positive, so the noise
+/// of the first ReLU's re-encryption would pass linearly into the logit.
+fn noise_model() -> Graph {
+    let mut g = Graph::new("noise");
+    let gemm = |g: &mut Graph, name: &str, x: TensorId, w: Vec<f32>, b: Vec<f32>, n: usize| {
+        let k = w.len() / n;
+        let wt = g.add_const(format!("{name}.w"), Tensor::new(vec![k, n], w).expect("w"));
+        let bt = g.add_const(format!("{name}.b"), Tensor::new(vec![n], b).expect("b"));
+        let y = g.add_value(format!("{name}.y"), vec![1, n]);
+        g.add_node(Node {
+            name: name.into(),
+            onnx_op: "Gemm".into(),
+            op: Op::Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: false,
+            },
+            inputs: vec![x, wt, bt],
+            outputs: vec![y],
+            line: 0,
+        });
+        y
+    };
+    let relu = |g: &mut Graph, name: &str, x: TensorId| {
+        let y = g.add_value(format!("{name}.y"), vec![1, 4]);
+        g.add_node(Node {
+            name: name.into(),
+            onnx_op: "Relu".into(),
+            op: Op::Relu,
+            inputs: vec![x],
+            outputs: vec![y],
+            line: 0,
+        });
+        y
+    };
+    let eye = |s: f32| -> Vec<f32> { (0..16).map(|i| if i % 5 == 0 { s } else { 0.0 }).collect() };
+    let x = g.add_input("x", vec![1, 4]);
+    let a = gemm(&mut g, "g1", x, eye(1.0), vec![1.0; 4], 4);
+    let a = relu(&mut g, "r1", a);
+    let b = gemm(&mut g, "g2", a, eye(5.0), vec![0.0; 4], 4);
+    let b = relu(&mut g, "r2", b);
+    let y = gemm(&mut g, "g3", b, vec![1.0; 4], vec![0.0], 1);
+    g.set_outputs(vec![y]);
+    g
+}
+
+/// F statistic of the least-squares regression of `y` on the columns `x` (with intercept).
+fn regression_f(y: &[f64], x: &[Vec<f64>]) -> f64 {
+    let (n, d) = (y.len(), x.len());
+    // Normal equations over [1, x_1 … x_d], solved by Gauss–Jordan elimination.
+    let col = |i: usize, j: usize| if i == 0 { 1.0 } else { x[i - 1][j] };
+    let k = d + 1;
+    let mut a = vec![vec![0.0f64; k + 1]; k];
+    for (r, row) in a.iter_mut().enumerate() {
+        for (c, v) in row.iter_mut().enumerate().take(k) {
+            *v = (0..n).map(|j| col(r, j) * col(c, j)).sum();
+        }
+        row[k] = (0..n).map(|j| col(r, j) * y[j]).sum();
+    }
+    for p in 0..k {
+        let piv = a[p][p];
+        assert!(piv.abs() > 1e-9, "singular regression");
+        let pivot_row = a[p].clone();
+        for (r, row) in a.iter_mut().enumerate() {
+            if r != p {
+                let f = row[p] / piv;
+                for (x, &y) in row.iter_mut().zip(&pivot_row).skip(p) {
+                    *x -= f * y;
+                }
+            }
+        }
+    }
+    let beta: Vec<f64> = (0..k).map(|r| a[r][k] / a[r][r]).collect();
+    let mean = y.iter().sum::<f64>() / n as f64;
+    let tss: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
+    let rss: f64 = (0..n)
+        .map(|j| {
+            let fit: f64 = (0..k).map(|r| beta[r] * col(r, j)).sum();
+            (y[j] - fit).powi(2)
+        })
+        .sum();
+    ((tss - rss) / d as f64) / (rss / (n - d - 1) as f64)
+}
+
+#[test]
+fn outputs_do_not_depend_on_the_clients_noise() {
+    let dir = std::env::temp_dir().join(format!("mp2ml-entry-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmpdir");
+    let mut opts = Options::default();
+    opts.params.session_images = 16384;
+    let out = compile_graph(&noise_model(), "noise", "noise.weights.bin", &opts).expect("compile");
+    write_all(&out.compiled, &dir.join("noise.ron")).expect("write");
+    let mut setup = load_server(&dir.join("noise.ron"), 128).expect("load");
+    // One full group: N samples of the same input.
+    let images = setup.params.n();
+    let batch = Batch {
+        images,
+        data: vec![0.5; images * 4],
+    };
+    // F(8, ∞) exceeds 5 with probability below 1e-5 (χ²_8 > 40).
+    const F_CRIT: f64 = 5.0;
+    let mut stats = Vec::new();
+    for unflooded in [true, false] {
+        setup.disable_entry_flood_for_tests(unflooded);
+        let mut cs = client_setup_of(&setup);
+        let probe = Arc::new(Probe::default());
+        cs.probe = Some(probe.clone());
+        let o = SessionOptions::default();
+        let (a, b) = MemChannel::pair(channel_config(&setup.params, &o));
+        let (y, _) = std::thread::scope(|s| {
+            let h = s.spawn(|| serve(&setup, a, &o));
+            let r = run_client(&cs, b, &batch, &o).expect("client");
+            h.join().expect("server thread").expect("server");
+            r
+        });
+        let noise = probe.noise.lock().expect("probe");
+        // The input's encryptions, then the first and second ReLU's re-encryptions (4 values
+        // each): the first 8 are regressors.
+        assert_eq!(noise.len(), 3, "one group: input and two steps");
+        let e: Vec<Vec<f64>> = (0..8)
+            .map(|k| noise[k / 4][k % 4].iter().map(|&x| x as f64).collect())
+            .collect();
+        let logits: Vec<f64> = y.logits.iter().map(|&v| f64::from(v)).collect();
+        assert_eq!(logits.len(), images);
+        // The logit is 5·Σ(x + 1) = 30 up to noise.
+        let worst = logits.iter().map(|v| (v - 30.0).abs()).fold(0.0, f64::max);
+        assert!(worst < 0.1, "outputs off by {worst}");
+        let f = regression_f(&logits, &e);
+        println!("unflooded = {unflooded}: F = {f:.2} over {images} samples");
+        stats.push(f);
+    }
+    assert!(
+        stats[0] > F_CRIT,
+        "positive control: without the entry flood the regression must find the client's noise in the logits (F = {:.2})",
+        stats[0]
+    );
+    assert!(
+        stats[1] < F_CRIT,
+        "the logits depend on the client's own encryption noise (F = {:.2})",
+        stats[1]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
