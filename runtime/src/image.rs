@@ -221,13 +221,13 @@ struct ImageMasks {
 fn server_mask_offline(
     ch: &mut impl Channel,
     pk: &PublicKey,
-    params: &Arc<Params>,
     input: &[RnsPoly],
     w: &Windows,
     level: usize,
     flood: Option<u32>,
     weak: &Weakened,
 ) -> Result<ImageMasks> {
+    let params = pk.params();
     let n = params.n();
     let q0 = params.q0();
     let bits = 64 - q0.leading_zeros();
@@ -385,7 +385,6 @@ pub(crate) fn server_group<C: Channel>(
                         let m = server_mask_offline(
                             ch,
                             pk,
-                            params,
                             take(t, b.input)?,
                             w,
                             0,
@@ -426,7 +425,6 @@ pub(crate) fn server_group<C: Channel>(
             out.push(server_mask_offline(
                 ch,
                 pk,
-                params,
                 o,
                 &out_w,
                 out_level,
