@@ -150,7 +150,7 @@ impl std::str::FromStr for NetworkProfile {
 }
 
 /// Version of the plan format; a plan of another version is refused.
-pub const PLAN_VERSION: u32 = 5;
+pub const PLAN_VERSION: u32 = 6;
 
 /// CKKS parameters of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -39,6 +39,9 @@ pub struct ServerSetup {
     pub matrices: Vec<Vec<Option<LoadedMatrix>>>,
     /// Weights of every `HeOp::PolyLinear`, indexed `[segment][op]` (None for other ops).
     pub packed: Vec<Vec<Option<PackedOp>>>,
+    /// Test-only: protections switched off ([`crate::probe::Weakened`]).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) weakened: crate::he2mpc::Weakened,
     /// Test-only: skip the entry floods (the positive control of the leakage tests). Private,
     /// set only through [`ServerSetup::disable_entry_flood_for_tests`]; no CLI flag and no plan
     /// field reaches it.
@@ -557,6 +560,7 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
         packed,
         #[cfg(feature = "test-hooks")]
         unflooded: false,
+        weakened: Default::default(),
     })
 }
 
