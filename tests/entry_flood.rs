@@ -7,11 +7,13 @@
 //! outputs as it can compute it; it sends the same input in every coefficient of a full batch
 //! and regresses the logit on that noise. With the entry flood switched off by the test-only
 //! library call `ServerSetup::disable_entry_flood_for_tests` (no CLI flag, no plan field) the
-//! regression finds the dependence; with the shipped protocol it does not.
+//! regression finds the dependence; with the shipped protocol it does not. The same holds in
+//! image packing, where the flood covers whole polynomials
+//! (`image_outputs_do_not_depend_on_the_clients_noise`).
 
 use std::sync::Arc;
 
-use mp2ml_compiler::driver::{compile_graph, Options};
+use mp2ml_compiler::driver::{compile_graph, Options, Packing};
 use mp2ml_compiler::plan_writer::write_all;
 use mp2ml_ir::graph::{Graph, Node};
 use mp2ml_ir::op::Op;
@@ -19,10 +21,24 @@ use mp2ml_ir::tensor::{Tensor, TensorId};
 use mp2ml_mpc::MemChannel;
 use mp2ml_runtime::client::{run_client, Batch};
 use mp2ml_runtime::local::{channel_config, client_setup_of};
-use mp2ml_runtime::plan::load_server;
+use mp2ml_runtime::plan::{load_server, ServerSetup};
 use mp2ml_runtime::probe::Probe;
 use mp2ml_runtime::server::serve;
 use mp2ml_runtime::session::SessionOptions;
+
+/// A ReLU node on `x` with output shape `shape`.
+fn relu(g: &mut Graph, name: &str, x: TensorId, shape: Vec<usize>) -> TensorId {
+    let y = g.add_value(format!("{name}.y"), shape);
+    g.add_node(Node {
+        name: name.into(),
+        onnx_op: "Relu".into(),
+        op: Op::Relu,
+        inputs: vec![x],
+        outputs: vec![y],
+        line: 0,
+    });
+    y
+}
 
 /// `x → relu(x + 1) → relu(5·h) → Σ` on 4 values: every pre-activation is positive, so the noise
 /// of the first ReLU's re-encryption would pass linearly into the logit.
@@ -48,18 +64,7 @@ fn noise_model() -> Graph {
         });
         y
     };
-    let relu = |g: &mut Graph, name: &str, x: TensorId| {
-        let y = g.add_value(format!("{name}.y"), vec![1, 4]);
-        g.add_node(Node {
-            name: name.into(),
-            onnx_op: "Relu".into(),
-            op: Op::Relu,
-            inputs: vec![x],
-            outputs: vec![y],
-            line: 0,
-        });
-        y
-    };
+    let relu = |g: &mut Graph, name: &str, x: TensorId| relu(g, name, x, vec![1, 4]);
     let eye = |s: f32| -> Vec<f32> { (0..16).map(|i| if i % 5 == 0 { s } else { 0.0 }).collect() };
     let x = g.add_input("x", vec![1, 4]);
     let a = gemm(&mut g, "g1", x, eye(1.0), vec![1.0; 4], 4);
@@ -67,6 +72,48 @@ fn noise_model() -> Graph {
     let b = gemm(&mut g, "g2", a, eye(5.0), vec![0.0; 4], 4);
     let b = relu(&mut g, "r2", b);
     let y = gemm(&mut g, "g3", b, vec![1.0; 4], vec![0.0], 1);
+    g.set_outputs(vec![y]);
+    g
+}
+
+/// `x → relu(x + 1) → relu(5·h) → h` on one 64×64 plane, as 1×1 convolutions (one value per
+/// coefficient in image packing, so one image gives 4096 samples of the same structure).
+fn plane_model() -> Graph {
+    let mut g = Graph::new("plane");
+    let shape = vec![1, 1, 64, 64];
+    let conv = |g: &mut Graph, name: &str, x: TensorId, w: f32, b: f32| {
+        let wt = g.add_const(
+            format!("{name}.w"),
+            Tensor::new(vec![1, 1, 1, 1], vec![w]).expect("w"),
+        );
+        let bt = g.add_const(
+            format!("{name}.b"),
+            Tensor::new(vec![1], vec![b]).expect("b"),
+        );
+        let y = g.add_value(format!("{name}.y"), vec![1, 1, 64, 64]);
+        g.add_node(Node {
+            name: name.into(),
+            onnx_op: "Conv".into(),
+            op: Op::Conv {
+                kernel: [1, 1],
+                strides: [1, 1],
+                pads: [0; 4],
+                dilations: [1, 1],
+                group: 1,
+            },
+            inputs: vec![x, wt, bt],
+            outputs: vec![y],
+            line: 0,
+        });
+        y
+    };
+    let relu = |g: &mut Graph, name: &str, x: TensorId| relu(g, name, x, vec![1, 1, 64, 64]);
+    let x = g.add_input("x", shape);
+    let a = conv(&mut g, "c1", x, 1.0, 1.0);
+    let a = relu(&mut g, "r1", a);
+    let b = conv(&mut g, "c2", a, 5.0, 0.0);
+    let b = relu(&mut g, "r2", b);
+    let y = conv(&mut g, "c3", b, 1.0, 0.0);
     g.set_outputs(vec![y]);
     g
 }
@@ -109,45 +156,74 @@ fn regression_f(y: &[f64], x: &[Vec<f64>]) -> f64 {
     ((tss - rss) / d as f64) / (rss / (n - d - 1) as f64)
 }
 
+/// One session of `batch` on `setup` with the entry flood off (`unflooded`) or shipped: the
+/// logits and the client's own noise as the probe recorded it.
+fn session(
+    setup: &mut ServerSetup,
+    batch: &Batch,
+    unflooded: bool,
+) -> (Vec<f64>, Vec<Vec<Vec<i64>>>) {
+    setup.disable_entry_flood_for_tests(unflooded);
+    let mut cs = client_setup_of(setup);
+    let probe = Arc::new(Probe::default());
+    cs.probe = Some(probe.clone());
+    let o = SessionOptions::default();
+    let (a, b) = MemChannel::pair(channel_config(&setup.params, &o));
+    let setup = &*setup;
+    let (y, _) = std::thread::scope(|s| {
+        let h = s.spawn(|| serve(setup, a, &o));
+        let r = run_client(&cs, b, batch, &o).expect("client");
+        h.join().expect("server thread").expect("server");
+        r
+    });
+    let noise = std::mem::take(&mut *probe.noise.lock().expect("probe"));
+    (y.logits.iter().map(|&v| f64::from(v)).collect(), noise)
+}
+
+/// Compiles `g` with `opts` into a temporary directory and loads the server's setup.
+fn compiled(g: &Graph, name: &str, opts: &Options) -> (ServerSetup, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("mp2ml-entry-flood-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmpdir");
+    let out = compile_graph(g, name, &format!("{name}.weights.bin"), opts).expect("compile");
+    let plan = dir.join(format!("{name}.ron"));
+    write_all(&out.compiled, &plan).expect("write");
+    (load_server(&plan, 128).expect("load"), dir)
+}
+
+/// The positive control rejects independence (F above `crit`), the shipped protocol does not.
+fn assert_control(stats: &[f64], crit: f64) {
+    assert!(
+        stats[0] > crit,
+        "positive control: without the entry flood the regression must find the client's noise in the logits (F = {:.2})",
+        stats[0]
+    );
+    assert!(
+        stats[1] < crit,
+        "the logits depend on the client's own encryption noise (F = {:.2})",
+        stats[1]
+    );
+}
+
 #[test]
 fn outputs_do_not_depend_on_the_clients_noise() {
-    let dir = std::env::temp_dir().join(format!("mp2ml-entry-flood-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmpdir");
     let mut opts = Options::default();
     opts.params.session_images = 16384;
-    let out = compile_graph(&noise_model(), "noise", "noise.weights.bin", &opts).expect("compile");
-    write_all(&out.compiled, &dir.join("noise.ron")).expect("write");
-    let mut setup = load_server(&dir.join("noise.ron"), 128).expect("load");
+    let (mut setup, dir) = compiled(&noise_model(), "noise", &opts);
     // One full group: N samples of the same input.
     let images = setup.params.n();
     let batch = Batch {
         images,
         data: vec![0.5; images * 4],
     };
-    // F(8, ∞) exceeds 5 with probability below 1e-5 (χ²_8 > 40).
-    const F_CRIT: f64 = 5.0;
     let mut stats = Vec::new();
     for unflooded in [true, false] {
-        setup.disable_entry_flood_for_tests(unflooded);
-        let mut cs = client_setup_of(&setup);
-        let probe = Arc::new(Probe::default());
-        cs.probe = Some(probe.clone());
-        let o = SessionOptions::default();
-        let (a, b) = MemChannel::pair(channel_config(&setup.params, &o));
-        let (y, _) = std::thread::scope(|s| {
-            let h = s.spawn(|| serve(&setup, a, &o));
-            let r = run_client(&cs, b, &batch, &o).expect("client");
-            h.join().expect("server thread").expect("server");
-            r
-        });
-        let noise = probe.noise.lock().expect("probe");
+        let (logits, noise) = session(&mut setup, &batch, unflooded);
         // The input's encryptions, then the first and second ReLU's re-encryptions (4 values
         // each): the first 8 are regressors.
         assert_eq!(noise.len(), 3, "one group: input and two steps");
         let e: Vec<Vec<f64>> = (0..8)
             .map(|k| noise[k / 4][k % 4].iter().map(|&x| x as f64).collect())
             .collect();
-        let logits: Vec<f64> = y.logits.iter().map(|&v| f64::from(v)).collect();
         assert_eq!(logits.len(), images);
         // The logit is 5·Σ(x + 1) = 30 up to noise.
         let worst = logits.iter().map(|v| (v - 30.0).abs()).fold(0.0, f64::max);
@@ -156,15 +232,74 @@ fn outputs_do_not_depend_on_the_clients_noise() {
         println!("unflooded = {unflooded}: F = {f:.2} over {images} samples");
         stats.push(f);
     }
-    assert!(
-        stats[0] > F_CRIT,
-        "positive control: without the entry flood the regression must find the client's noise in the logits (F = {:.2})",
-        stats[0]
-    );
-    assert!(
-        stats[1] < F_CRIT,
-        "the logits depend on the client's own encryption noise (F = {:.2})",
-        stats[1]
-    );
+    // F(8, ∞) exceeds 5 with probability below 1e-5 (χ²_8 > 40).
+    assert_control(&stats, 5.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Image packing: two images of 4096 values each (8192 samples); the regressors of output
+/// element e are the client's own noise at e's coefficient in every upload (the input's and
+/// each ReLU's re-encryption), read from the public layouts.
+#[test]
+fn image_outputs_do_not_depend_on_the_clients_noise() {
+    let mut opts = Options::default();
+    opts.packing = Packing::Image;
+    let (mut setup, dir) = compiled(&plane_model(), "plane", &opts);
+    let (images, elems) = (2, 64 * 64);
+    let batch = Batch {
+        images,
+        data: vec![0.5; images * elems],
+    };
+    let l = setup
+        .plan
+        .public
+        .image
+        .clone()
+        .expect("an image-packed plan");
+    // Every upload in wire order: element → (polynomial, coefficient).
+    let slots: Vec<Vec<(usize, usize)>> = l
+        .input
+        .iter()
+        .chain(l.steps.iter().flat_map(|s| &s.uploads))
+        .map(|u| {
+            let mut at = vec![(usize::MAX, 0); elems];
+            for (p, c, e) in u.layout.slots() {
+                if at[e as usize].0 == usize::MAX {
+                    at[e as usize] = (p as usize, c as usize);
+                }
+            }
+            at
+        })
+        .collect();
+    let ups = slots.len();
+    assert_eq!(ups, 3, "the input and one upload per ReLU");
+    let mut stats = Vec::new();
+    for unflooded in [true, false] {
+        let (logits, noise) = session(&mut setup, &batch, unflooded);
+        assert_eq!(noise.len(), images * ups, "one entry per image and upload");
+        let x: Vec<Vec<f64>> = (0..ups)
+            .map(|u| {
+                (0..images * elems)
+                    .map(|k| {
+                        let (img, e) = (k / elems, k % elems);
+                        let (p, c) = slots[u][e];
+                        noise[img * ups + u][p][c] as f64
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(logits.len(), images * elems);
+        // 5·(0.5 + 1) = 7.5 up to noise.
+        let worst = logits.iter().map(|v| (v - 7.5).abs()).fold(0.0, f64::max);
+        assert!(worst < 0.1, "outputs off by {worst}");
+        let f = regression_f(&logits, &x);
+        println!(
+            "image packing, unflooded = {unflooded}: F = {f:.2} over {} samples",
+            logits.len()
+        );
+        stats.push(f);
+    }
+    // F(3, ∞) exceeds 8 with probability below 3e-5 (χ²_3 > 24).
+    assert_control(&stats, 8.0);
     let _ = std::fs::remove_dir_all(&dir);
 }

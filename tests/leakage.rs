@@ -495,9 +495,16 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
         .filter(|r| r.sent && r.framed && r.phase == "precompute")
         .flat_map(|r| r.bytes.chunks(32).map(|c| c.try_into().expect("seed")))
         .collect();
-    let expand = |s: &[[u8; 32]], level| -> Vec<RnsPoly> {
+    // a(seed) at the encryption level, through the entry flood's rescales (without its
+    // re-randomization) down to the working level `work`.
+    let expand = |s: &[[u8; 32]], work: usize| -> Vec<RnsPoly> {
+        let r = plan.public.entry.rescales;
         s.iter()
-            .map(|s| RnsPoly::from_seed(params, level, s).expect("a(seed)"))
+            .map(|s| {
+                let mut c = RnsPoly::from_seed(params, work + r, s).expect("a(seed)");
+                (0..r).for_each(|_| c.rescale_assign().expect("rescale"));
+                c
+            })
             .collect()
     };
     // The tensors of one image (image packing) or of the batch, until the first MPC step.
@@ -594,7 +601,12 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
                 let mut tensors = vec![None; plan.tensors.len()];
                 let mut at = j * per_image;
                 for (u, &r) in l.input.iter().zip(&t.input) {
-                    tensors[r] = Some(expand(&seeds[at..at + u.layout.polys()], u.level));
+                    let work = plan.public.input.level - plan.public.entry.rescales;
+                    let polys = expand(&seeds[at..at + u.layout.polys()], work)
+                        .iter()
+                        .map(|c| c.mod_drop(u.level).expect("drop"))
+                        .collect();
+                    tensors[r] = Some(polys);
                     at += u.layout.polys();
                 }
                 let (input, _) = first(&mut tensors);
@@ -609,7 +621,7 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
         _ => {
             let n_in = plan.tensors[0].len();
             let mut tensors = vec![None; plan.tensors.len()];
-            tensors[0] = Some(expand(&seeds[..n_in], plan.public.input.level));
+            tensors[0] = Some(expand(&seeds[..n_in], plan.tensors[0].level));
             let (input, gather) = first(&mut tensors);
             let x = tensors[input].as_ref().expect("step input");
             out.extend(
@@ -739,7 +751,9 @@ fn check(model: &str, packing: Packing, images: usize, controls: bool) {
         std::fs::remove_dir_all(&c.dir).ok();
         return;
     }
-    // Positive controls.
+    // Positive controls (the entry flood off too: its public-key encryption re-randomizes c1
+    // as well).
+    setup.disable_entry_flood_for_tests(true);
     setup.weaken_for_tests(Weakened {
         no_share_mask: true,
         no_rerandomize: true,
@@ -765,6 +779,7 @@ fn check(model: &str, packing: Packing, images: usize, controls: bool) {
         short0 > 0.99 && chi0 > bound0,
         "{what}: the c1 detector misses Σ W·a(seed)"
     );
+    setup.disable_entry_flood_for_tests(false);
 
     let plant: Vec<i128> = w.iter().step_by((w.len() / 64).max(1)).copied().collect();
     setup.weaken_for_tests(Weakened {

@@ -777,6 +777,20 @@ pub(crate) fn client_group<C: Channel>(
                 .map(|_| encrypt_zeros(sk, &ups, n))
                 .collect::<Result<Vec<_>>>()
         })?;
+    // Test-only: the noise of every upload polynomial as the client can compute it after the
+    // server's entry rescales (one probe entry per image and upload, `[polynomial][coeff]`).
+    #[cfg(feature = "test-hooks")]
+    if let Some(p) = &setup.probe {
+        for img in &pending {
+            for up in img {
+                let noise = up
+                    .par_iter()
+                    .map(|(seed, w)| crate::mpc2he::own_noise(sk, seed, w, rescales))
+                    .collect::<Result<Vec<_>>>()?;
+                p.record_noise(noise);
+            }
+        }
+    }
     let (step_c1s, out_c1s) =
         report.metered(e, Step::offline(format!("precompute[{group}]")), |e| {
             let ch = e.channel_mut();
@@ -878,15 +892,12 @@ pub(crate) fn client_group<C: Channel>(
             let ch = e.channel_mut();
             Phase::Mpc2He.enter(ch);
             for (j, p) in pending.iter_mut().enumerate() {
-                for k in next..next + n_up {
-                    let u = ups
-                        .get(k)
-                        .ok_or_else(|| RuntimeError::Input(format!("upload {k} is missing")))?
-                        .upload;
-                    let plain = pack(&u.layout, n, |el| {
+                let these = p.iter_mut().zip(&ups).skip(next).take(n_up);
+                for (pend, u) in these {
+                    let plain = pack(&u.upload.layout, n, |el| {
                         z.get(el).and_then(|v| v.get(j)).copied().unwrap_or(0u128)
                     });
-                    send_upload(ch, std::mem::take(&mut p[k]), &plain, &factor)?;
+                    send_upload(ch, std::mem::take(pend), &plain, &factor)?;
                 }
             }
             ch.flush()?;

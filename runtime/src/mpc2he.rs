@@ -19,6 +19,29 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::wire;
 
+/// Test-only (feature `test-hooks`): the noise the client can compute, per coefficient of its
+/// c0 window `w`, for its seeded encryption of zero as it would be after the server's
+/// `rescales` entry rescales if the server added nothing: its own e over F plus the rounding
+/// of its own c0 and c1 = a(seed). Serves both packings (a window of B coefficients, or N).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn own_noise(
+    sk: &SecretKey,
+    seed: &[u8; 32],
+    w: &C0Window,
+    rescales: usize,
+) -> Result<Vec<i64>> {
+    use mp2ml_ckks::C1Half;
+    let mut c0 = w.poly().clone();
+    let mut c1 = RnsPoly::from_seed(sk.params(), c0.level(), seed)?;
+    for _ in 0..rescales {
+        c0.rescale_assign()?;
+        c1.rescale_assign()?;
+    }
+    let c1s = sk.c1_times_s(&C1Half::new(c1)?, c0.width())?;
+    let v = sk.decrypt_halves(&C0Window::new(c0), &c1s)?;
+    Ok(v.iter().map(|&x| x as i64).collect())
+}
+
 /// Client: seeded encryptions of zero made before their plaintexts exist.
 pub(crate) struct Pending {
     /// For each ciphertext, the seed of c1 and the c0 window over the batch's coefficients.
@@ -49,20 +72,9 @@ impl Pending {
     /// c1 = a(seed). Called before the plaintexts are added (the encryptions are of zero).
     #[cfg(feature = "test-hooks")]
     pub fn own_noise(&self, sk: &SecretKey, rescales: usize) -> Result<Vec<Vec<i64>>> {
-        use mp2ml_ckks::C1Half;
         self.cts
             .par_iter()
-            .map(|(seed, w)| {
-                let mut c0 = w.poly().clone();
-                let mut c1 = RnsPoly::from_seed(sk.params(), c0.level(), seed)?;
-                for _ in 0..rescales {
-                    c0.rescale_assign()?;
-                    c1.rescale_assign()?;
-                }
-                let c1s = sk.c1_times_s(&C1Half::new(c1)?, c0.width())?;
-                let v = sk.decrypt_halves(&C0Window::new(c0), &c1s)?;
-                Ok(v.iter().map(|&x| x as i64).collect())
-            })
+            .map(|(seed, w)| own_noise(sk, seed, w, rescales))
             .collect()
     }
 

@@ -560,6 +560,7 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
         packed,
         #[cfg(feature = "test-hooks")]
         unflooded: false,
+        #[cfg(feature = "test-hooks")]
         weakened: Default::default(),
     })
 }

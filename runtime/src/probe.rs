@@ -25,9 +25,11 @@ impl crate::plan::ServerSetup {
 pub struct Probe {
     /// Per MPC step (in execution order, groups appended), the decrypted shares `a[value][image]`.
     pub shares: Mutex<Vec<Vec<Vec<u64>>>>,
-    /// Per batch of client encryptions (per group: the input, then each MPC step's
-    /// re-encryptions), the noise `[value][image]` the client can compute for each after the
-    /// server's entry rescales, were nothing added ([`crate::mpc2he`]'s `own_noise`).
+    /// The noise the client can compute for its own encryptions after the server's entry
+    /// rescales, were nothing added ([`crate::mpc2he`]'s `own_noise`). Batch packing: per
+    /// batch of client encryptions (per group: the input, then each MPC step's
+    /// re-encryptions), `[value][image]`. Image packing: per image and upload in wire order,
+    /// `[polynomial][coefficient]`.
     pub noise: Mutex<Vec<Vec<Vec<i64>>>>,
 }
 

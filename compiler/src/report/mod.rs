@@ -166,6 +166,8 @@ pub struct Report {
     pub output_noise: Option<f64>,
     /// Flooding bits.
     pub flood_bits: u32,
+    /// The entry flood of every client encryption: its bits and its primes.
+    pub entry: mp2ml_ir::plan::EntryFlood,
     /// Scale bits of the output (and of the tensors feeding it).
     pub output_scale_bits: u32,
     /// Segments.
@@ -499,6 +501,7 @@ impl Report {
             mpc_noise: out.map(|o| o.chosen.mpc_noise),
             output_noise: out.map(|o| o.chosen.output_noise),
             flood_bits: p.output.flood_bits,
+            entry: p.entry,
             output_scale_bits: p.output.scale_bits,
             segments,
             circuits,
@@ -594,6 +597,11 @@ impl Report {
         } else {
             let _ = writeln!(s, "  flooding bits = {}", self.flood_bits);
         }
+        let _ = writeln!(
+            s,
+            "  entry flood: {} bits, then {} rescales, before any weight touches a client encryption",
+            self.entry.bits, self.entry.rescales
+        );
         if !self.fusion.is_empty() {
             let _ = writeln!(s, "== linear fusion (cost = MACs × limbs) ==");
             for f in &self.fusion {
@@ -782,7 +790,8 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  the client learns: {}",
+            "  the client learns: {}; the entry flood's width ({} bits = σ_v + 5) and its {} \
+             primes, which do not depend on the weights",
             if self.image {
                 "the parameters (N, every prime's size, q0's width, scale, sigma, mask and flood \
                  widths), input/output shapes, the MPC steps (type, size, back end, level and scale \
@@ -794,7 +803,9 @@ impl Report {
                  scale of each re-encryption), hence the output size of every layer that feeds an \
                  activation and the number of rescales per segment; not the weights, not the other \
                  layer shapes"
-            }
+            },
+            self.entry.bits,
+            self.entry.rescales
         );
         s
     }
