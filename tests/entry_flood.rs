@@ -242,8 +242,10 @@ fn outputs_do_not_depend_on_the_clients_noise() {
 /// each ReLU's re-encryption), read from the public layouts.
 #[test]
 fn image_outputs_do_not_depend_on_the_clients_noise() {
-    let mut opts = Options::default();
-    opts.packing = Packing::Image;
+    let opts = Options {
+        packing: Packing::Image,
+        ..Options::default()
+    };
     let (mut setup, dir) = compiled(&plane_model(), "plane", &opts);
     let (images, elems) = (2, 64 * 64);
     let batch = Batch {
