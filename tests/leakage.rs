@@ -211,7 +211,7 @@ fn client_plans_hold_no_weights_and_no_linear_layers() {
         for s in &file.plan.mpc_steps {
             assert_eq!(
                 s.values_in,
-                s.instances * file.plan.circuits[s.circuit].values_in as usize
+                s.instances * file.plan.circuits[s.circuit.index()].values_in as usize
             );
         }
     }
