@@ -217,7 +217,7 @@ pub struct IndexError {
 }
 
 /// Version of the plan format; a plan of another version is refused.
-pub const PLAN_VERSION: u32 = 4;
+pub const PLAN_VERSION: u32 = 5;
 
 /// CKKS parameters of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

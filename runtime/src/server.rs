@@ -110,7 +110,14 @@ impl<C: Channel> Session<'_, C> {
             .iter()
             .map(|s| {
                 let (_, sc) = step_circuit(public, s, self.opts)?;
-                Ok(StepMasks::draw(s, sc, setup.params.q0(), images, &mut rng))
+                Ok(StepMasks::draw(
+                    s,
+                    sc,
+                    setup.params.q0(),
+                    images,
+                    setup.weakened(),
+                    &mut rng,
+                ))
             })
             .collect::<Result<_>>()?;
         let (pk, drops) = (&self.pk, &self.drops);
@@ -281,7 +288,7 @@ fn precompute_c1(
                     .get_mut(b.step.index())
                     .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
                 let input = take_tensor(&tensors, b.input)?;
-                he2mpc::server_offline(ch, pk, images, m, input, &b.gather)?;
+                he2mpc::server_offline(ch, pk, images, m, input, &b.gather, setup.weakened())?;
                 let step = &public.mpc_steps[b.step.index()];
                 let seeds = step_seeds
                     .get_mut(b.step.index())
@@ -301,6 +308,7 @@ fn precompute_c1(
         out,
         public.output.level,
         public.output.flood_bits,
+        setup.weakened(),
     )?;
     ch.flush()?;
     Ok(out0)
