@@ -296,7 +296,7 @@ pub fn estimate(
                 }
             }
             Segment::Mpc(bind) => {
-                let Some(st) = p.step(bind.step).ok() else {
+                let Ok(st) = p.step(bind.step) else {
                     continue;
                 };
                 // c1 of the polynomials holding the step's inputs, and the wanted c0s.

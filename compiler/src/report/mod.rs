@@ -301,12 +301,12 @@ impl Report {
                                 depth = depth.max(d);
                                 for &i in ins {
                                     if !depth_of.contains_key(&i) {
-                                        if let Some(t) = plan.tensor(i).ok() {
+                                        if let Ok(t) = plan.tensor(i) {
                                             inputs.push(t.shape.clone());
                                         }
                                     }
                                 }
-                                if let Some(t) = plan.tensor(*output).ok() {
+                                if let Ok(t) = plan.tensor(*output) {
                                     outputs.push(t.shape.clone());
                                     cts += t.len();
                                 }
@@ -326,11 +326,11 @@ impl Report {
                                 depth_of.insert(*output, 1);
                                 depth = depth.max(1);
                                 for &i in ins {
-                                    if let Some(t) = plan.tensor(i).ok() {
+                                    if let Ok(t) = plan.tensor(i) {
                                         inputs.push(t.shape.clone());
                                     }
                                 }
-                                if let Some(t) = plan.tensor(*output).ok() {
+                                if let Ok(t) = plan.tensor(*output) {
                                     outputs.push(t.shape.clone());
                                     cts += t.polys.unwrap_or(0);
                                 }
@@ -380,10 +380,10 @@ impl Report {
                     });
                 }
                 Segment::Mpc(m) => {
-                    let Some(st) = p.step(m.step).ok() else {
+                    let Ok(st) = p.step(m.step) else {
                         continue;
                     };
-                    let Some(c) = p.circuit(st.circuit_for(st.backend)).ok() else {
+                    let Ok(c) = p.circuit(st.circuit_for(st.backend)) else {
                         continue;
                     };
                     let s = c.circuit.stats();
