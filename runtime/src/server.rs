@@ -38,7 +38,7 @@ pub fn serve_with<C: Channel>(
     opts: &SessionOptions,
     admit: &mut Admit<'_>,
 ) -> Result<SessionReport> {
-    let mut g = Garbler::new(ch, os_rng());
+    let mut g = Garbler::new(ch, setup.weakened().mpc_rng());
     let mut report = SessionReport {
         role: "server".into(),
         ..Default::default()
@@ -53,7 +53,7 @@ pub fn serve_with<C: Channel>(
     let mut session = Session {
         setup,
         g,
-        gmw: GmwServer::new(os_rng()),
+        gmw: GmwServer::new(setup.weakened().mpc_rng()),
         pk,
         opts,
         report,
