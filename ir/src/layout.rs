@@ -325,7 +325,9 @@ pub enum Layout {
         /// Elements per polynomial.
         chunk: usize,
     },
-    /// Arbitrary positions (the output of a product): element `e` at `positions[e]`.
+    /// Arbitrary positions (the output of a product): element `e` at `positions[e]`, or
+    /// nowhere when its polynomial is [`NOT_PACKED`] (an input element no kernel reads, as
+    /// the skipped rows and columns of a strided 1×1 shortcut).
     Scattered {
         /// Polynomials.
         polys: usize,
@@ -333,6 +335,9 @@ pub enum Layout {
         positions: Vec<(u32, u32)>,
     },
 }
+
+/// The polynomial index of an element a [`Layout::Scattered`] does not pack.
+pub const NOT_PACKED: u32 = u32::MAX;
 
 impl Layout {
     /// Number of polynomials.
@@ -418,6 +423,7 @@ impl Layout {
                 let mut v: Vec<(u32, u32, u32)> = positions
                     .iter()
                     .enumerate()
+                    .filter(|(_, &(p, _))| p != NOT_PACKED)
                     .map(|(e, &(p, c))| (p, c, e as u32))
                     .collect();
                 v.sort_unstable();
@@ -550,5 +556,21 @@ mod tests {
         assert!(s.iter().filter(|x| x.2 == 0).count() == 1);
         // Row 1 (padded 2) is in both row blocks (the halo).
         assert_eq!(s.iter().filter(|x| x.2 == 4).count(), 2);
+    }
+
+    #[test]
+    fn scattered_elements_may_be_left_out() {
+        let l = Layout::Scattered {
+            polys: 1,
+            positions: vec![(0, 3), (NOT_PACKED, 0), (0, 1), (NOT_PACKED, 0)],
+        };
+        l.check(8).expect("valid");
+        assert_eq!(l.slots(), vec![(0, 1, 2), (0, 3, 0)]);
+        // Any other polynomial past the last is refused.
+        let bad = Layout::Scattered {
+            polys: 1,
+            positions: vec![(1, 0)],
+        };
+        assert!(bad.check(8).is_err());
     }
 }

@@ -25,14 +25,14 @@ use mp2ml_ckks::{
     os_rng, poly_dot, C0Window, C1Half, C1TimesS, NttPoly, Params, PublicKey, RnsPoly, SecretKey,
 };
 use mp2ml_ir::layout::Layout;
-use mp2ml_ir::plan::{HeOp, ImageLayouts, MpcStep, Positions, Segment, Upload};
+use mp2ml_ir::plan::{HeOp, ImageLayouts, MpcStep, Positions, Segment, TensorRef, Upload};
 use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline, Garbler, GarblerOffline};
 use rand::RngCore;
 use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::error::{Inconsistency, Result, RuntimeError};
-use crate::he2mpc::StepMasks;
+use crate::he2mpc::{self, StepMasks, Weakened};
 use crate::phase::Phase;
 use crate::plan::{ClientSetup, PackedOp, ServerSetup};
 use crate::report::{SessionReport, Step};
@@ -102,8 +102,8 @@ fn layouts(plan: &mp2ml_ir::plan::ClientPlan) -> Result<&ImageLayouts> {
 /// One image's tensors: polynomials per tensor.
 type Tensors = Vec<Option<Vec<RnsPoly>>>;
 
-fn take(t: &Tensors, r: usize) -> Result<&Vec<RnsPoly>> {
-    t.get(r)
+fn take(t: &Tensors, r: TensorRef) -> Result<&Vec<RnsPoly>> {
+    t.get(r.index())
         .and_then(Option::as_ref)
         .ok_or(RuntimeError::Inconsistent(
             Inconsistency::TensorNotComputed { tensor: r },
@@ -167,7 +167,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
                     Ok(y)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            t[*output] = Some(out);
+            t[output.index()] = Some(out);
         }
         HeOp::ModDrop {
             input,
@@ -178,7 +178,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
                 .iter()
                 .map(|p| p.mod_drop(*level))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            t[*output] = Some(x);
+            t[output.index()] = Some(x);
         }
         HeOp::Linear { name, .. } => {
             return Err(Inconsistency::NoWeights { op: name.clone() }.into());
@@ -192,7 +192,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
 fn upload_order<'a>(
     l: &'a ImageLayouts,
     tensors: Option<&'a mp2ml_ir::plan::ImageTensors>,
-) -> Vec<(Option<usize>, &'a Upload)> {
+) -> Vec<(Option<TensorRef>, &'a Upload)> {
     let mut v = Vec::new();
     for (i, u) in l.input.iter().enumerate() {
         v.push((tensors.and_then(|t| t.input.get(i).copied()), u));
@@ -221,12 +221,13 @@ struct ImageMasks {
 fn server_mask_offline(
     ch: &mut impl Channel,
     pk: &PublicKey,
-    params: &Arc<Params>,
     input: &[RnsPoly],
     w: &Windows,
     level: usize,
     flood: Option<u32>,
+    weak: &Weakened,
 ) -> Result<ImageMasks> {
+    let params = pk.params();
     let n = params.n();
     let q0 = params.q0();
     let bits = 64 - q0.leading_zeros();
@@ -241,6 +242,9 @@ fn server_mask_offline(
                     // Uniform mod q0 by rejection on `bits` bits (acceptance > ½).
                     let x = loop {
                         let x = rng.next_u64() >> (64 - bits);
+                        if weak.no_share_mask {
+                            break 0;
+                        }
                         if x < q0 {
                             break x;
                         }
@@ -249,7 +253,7 @@ fn server_mask_offline(
                     r.push(((*p, c), x));
                 }
             }
-            let (mut c0, c1) = pk.encrypt_halves(&m, level, n, rng)?;
+            let (mut c0, c1) = he2mpc::mask_halves(pk, &m, level, n, weak, rng)?;
             if let Some(b) = flood {
                 c0.poly_mut().flood(b, rng)?;
             }
@@ -267,7 +271,7 @@ fn server_mask_offline(
         r: BTreeMap::new(),
     };
     for (c0, half, r) in made {
-        wire::send_poly(ch, &half)?;
+        he2mpc::send_c1(ch, &half, weak)?;
         masks.pre0.push(c0);
         masks.r.extend(r);
     }
@@ -349,7 +353,7 @@ pub(crate) fn server_group<C: Channel>(
                         Ok(RnsPoly::from_seed(params, u.level, s)?)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                t[r] = Some(polys);
+                t[r.index()] = Some(polys);
             }
         }
         let mut rng = os_rng();
@@ -370,15 +374,23 @@ pub(crate) fn server_group<C: Channel>(
                 Segment::Mpc(b) => {
                     let step = public
                         .mpc_steps
-                        .get(b.step)
+                        .get(b.step.index())
                         .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
                     let sc = yao_circuit(public, step, opts)?;
-                    let w = &step_w[b.step];
-                    let pos = &l.steps[b.step].input;
+                    let w = &step_w[b.step.index()];
+                    let pos = &l.steps[b.step.index()].input;
                     let mut per = Vec::with_capacity(images);
                     let mut shares = vec![vec![0u64; images]; step.values_in];
                     for (j, t) in t1.iter().enumerate() {
-                        let m = server_mask_offline(ch, pk, params, take(t, b.input)?, w, 0, None)?;
+                        let m = server_mask_offline(
+                            ch,
+                            pk,
+                            take(t, b.input)?,
+                            w,
+                            0,
+                            None,
+                            setup.weakened(),
+                        )?;
                         for (i, s) in shares.iter_mut().enumerate() {
                             let r = pos.at.get(i).and_then(|p| m.r.get(p)).copied().ok_or_else(
                                 || RuntimeError::Input("unmasked circuit input".into()),
@@ -413,11 +425,11 @@ pub(crate) fn server_group<C: Channel>(
             out.push(server_mask_offline(
                 ch,
                 pk,
-                params,
                 o,
                 &out_w,
                 out_level,
                 Some(public.output.flood_bits),
+                setup.weakened(),
             )?);
         }
         ch.flush()?;
@@ -453,7 +465,7 @@ pub(crate) fn server_group<C: Channel>(
         for t in t0.iter_mut() {
             for (r, u) in ups.iter().take(n_in) {
                 let r = r.ok_or_else(|| RuntimeError::Input("an upload without tensor".into()))?;
-                t[r] = Some(wire::recv_polys(
+                t[r.index()] = Some(wire::recv_polys(
                     ch,
                     params,
                     u.level,
@@ -483,24 +495,24 @@ pub(crate) fn server_group<C: Channel>(
                 })?;
             }
             Segment::Mpc(b) => {
-                let step = &public.mpc_steps[b.step];
+                let step = &public.mpc_steps[b.step.index()];
                 let sc = yao_circuit(public, step, opts)?;
                 let n = step.instances * images;
                 let ands = sc.circuit.stats().and * n as u64;
                 let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
-                let handle = handles.get_mut(b.step).and_then(Option::take);
-                let m = &masks[b.step];
+                let handle = handles.get_mut(b.step.index()).and_then(Option::take);
+                let m = &masks[b.step.index()];
                 let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
-                let w = &step_w[b.step];
-                let per = &pre[b.step];
-                let uploads: Vec<(usize, &Upload)> = plan
+                let w = &step_w[b.step.index()];
+                let per = &pre[b.step.index()];
+                let uploads: Vec<(TensorRef, &Upload)> = plan
                     .image
                     .as_ref()
-                    .and_then(|t| t.steps.get(b.step))
+                    .and_then(|t| t.steps.get(b.step.index()))
                     .into_iter()
                     .flatten()
                     .copied()
-                    .zip(&l.steps[b.step].uploads)
+                    .zip(&l.steps[b.step.index()].uploads)
                     .collect();
                 report.metered(g, metered, |g| {
                     let ch = g.channel_mut();
@@ -536,7 +548,7 @@ pub(crate) fn server_group<C: Channel>(
                             for (c, s) in polys.iter_mut().zip(&sub) {
                                 c.sub_plain(s)?;
                             }
-                            t[r] = Some(polys);
+                            t[r.index()] = Some(polys);
                         }
                     }
                     Ok::<_, RuntimeError>(())
@@ -579,7 +591,7 @@ type PendingImage = Vec<Vec<([u8; 32], C0Window)>>;
 
 fn encrypt_zeros(
     sk: &SecretKey,
-    ups: &[(Option<usize>, &Upload)],
+    ups: &[(Option<TensorRef>, &Upload)],
     n: usize,
 ) -> Result<PendingImage> {
     ups.iter()
@@ -780,6 +792,10 @@ pub(crate) fn client_group<C: Channel>(
                     let v = dec.get(w.slot(pos, i)?).copied().ok_or_else(short)?;
                     s[j] = v as u64;
                 }
+            }
+            #[cfg(feature = "test-hooks")]
+            if let Some(p) = &setup.probe {
+                p.record_shares(&shares);
             }
             let bits = evaluator_bits(sc, step.instances, images, &shares);
             let out = match handle {

@@ -16,8 +16,17 @@
 //! Several output channels share one product when they fit: `X^(q·S)·K_{o_q}` for
 //! `q < packs` with `S = max(C_b·H_b·W_b, O + H_b·W_b)` separates their outputs, and
 //! `(packs−1)·S + O + C_b·H_b·W_b ≤ N` keeps every term below N (no wrap at all).
+//!
+//! A 1×1 unpadded convolution of any stride onto the same output (the strided shortcut of a
+//! residual block) adds into a blocking's output polynomials ([`ConvPacking::embed`]): its
+//! input element `(c, i·s_h, j·s_w)` sits where the blocking's input layout holds the first
+//! tap `(l, m) = (0, 0)` of output `(i, j)` (coefficient `c_l·H_b·W_b + i_l·sh·W_b + j·sw`),
+//! and its kernel polynomial has the one entry `w[o, c]` at `q·S + O − c_l·H_b·W_b`. That is
+//! the blocking's own product with a kernel that is zero off that tap and an input block that
+//! is zero off those positions, so every argument above holds as long as its channel blocks
+//! are no larger (`c_l < C_b`); the elements no output reads are not packed.
 
-use mp2ml_ir::layout::{ConvGeom, Layout};
+use mp2ml_ir::layout::{ConvGeom, Layout, NOT_PACKED};
 
 /// A chosen HomConv blocking for one convolution at ring dimension N.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,6 +244,95 @@ impl ConvPacking {
                     .count()
             })
             .sum()
+    }
+
+    /// Whether [`ConvPacking::embed`] can add convolution `t` into this blocking's output.
+    pub fn embeds(&self, t: &ConvGeom) -> bool {
+        t.kernel == [1, 1] && t.pads == [0, 0] && t.output == self.geom.output
+    }
+
+    /// Channels per block of an embedded convolution over `c` input channels.
+    fn embed_c_b(&self, c: usize) -> usize {
+        self.c_b.min(c).max(1)
+    }
+
+    /// The input layout of embedded convolution `t` ([`ConvPacking::embeds`]): element
+    /// `(c, i·sh, j·sw)` at the first tap of output `(i, j)`, the others not packed.
+    pub fn embed_layout(&self, t: &ConvGeom) -> Layout {
+        let [c, h, w] = t.input;
+        let [_, oh, ow] = t.output;
+        let c_b = self.embed_c_b(c);
+        let plane = self.h_b * self.w_b;
+        let mut positions = vec![(NOT_PACKED, 0); c * h * w];
+        for ch in 0..c {
+            let (cb, cl) = (ch / c_b, ch % c_b);
+            for i in 0..oh {
+                let (rb, il) = (i / self.oh_b, i % self.oh_b);
+                for j in 0..ow {
+                    let (y, x) = (i * t.strides[0], j * t.strides[1]);
+                    if y >= h || x >= w {
+                        continue;
+                    }
+                    let coeff = cl * plane
+                        + il * self.geom.strides[0] * self.w_b
+                        + j * self.geom.strides[1];
+                    positions[(ch * h + y) * w + x] =
+                        ((cb * self.row_blocks + rb) as u32, coeff as u32);
+                }
+            }
+        }
+        Layout::Scattered {
+            polys: c.div_ceil(c_b) * self.row_blocks,
+            positions,
+        }
+    }
+
+    /// The products of embedded convolution `t` with kernel `kernel`:
+    /// `(output polynomial, input polynomial, kernel polynomial)`, the kernel polynomials
+    /// (sparse, increasing) pushed onto `kernels`.
+    pub fn embed_products(
+        &self,
+        t: &ConvGeom,
+        kernel: &[i64],
+        kernels: &mut Vec<Vec<(u32, i64)>>,
+    ) -> Vec<(usize, usize, u32)> {
+        let c = t.input[0];
+        let c_b = self.embed_c_b(c);
+        let plane = self.h_b * self.w_b;
+        let mut out = Vec::new();
+        for og in 0..self.out_groups() {
+            for cb in 0..c.div_ceil(c_b) {
+                let mut poly = Vec::new();
+                for q in 0..self.packs {
+                    let o = og * self.packs + q;
+                    if o >= t.output[0] {
+                        break;
+                    }
+                    let base = (o / t.group_out()) * t.group_in();
+                    for cl in 0..c_b {
+                        let ch = cb * c_b + cl;
+                        if ch >= c || ch < base || ch >= base + t.group_in() {
+                            continue;
+                        }
+                        let v = kernel.get(t.kernel_index(o, ch - base, 0, 0)).copied();
+                        if let Some(v) = v.filter(|&v| v != 0) {
+                            let e = q * self.pack_stride + self.offset - cl * plane;
+                            poly.push((e as u32, v));
+                        }
+                    }
+                }
+                if poly.is_empty() {
+                    continue;
+                }
+                poly.sort_unstable();
+                kernels.push(poly);
+                let k = (kernels.len() - 1) as u32;
+                for rb in 0..self.row_blocks {
+                    out.push((self.out_poly(og, rb), cb * self.row_blocks + rb, k));
+                }
+            }
+        }
+        out
     }
 
     /// Products: `(output polynomial, input polynomial, kernel (og, cb))` for every block pair

@@ -146,10 +146,8 @@ impl PolyMap {
         if let Some(st) = st.filter(|s| s.extra.is_empty()) {
             let (copies, convs): (Vec<&ConvTerm>, Vec<&ConvTerm>) =
                 st.convs.iter().partition(|t| copy_weight(t).is_some());
-            if convs.len() <= 1 && !(convs.is_empty() && copies.is_empty()) {
-                if let Some(map) =
-                    Self::conv_map(st, convs.first().copied(), &copies, &offsets, &lens, n)?
-                {
+            if !(convs.is_empty() && copies.is_empty()) {
+                if let Some(map) = Self::conv_map(st, &convs, &copies, &offsets, &lens, n)? {
                     return Ok(map);
                 }
             }
@@ -157,9 +155,12 @@ impl PolyMap {
         Ok(Self::dense_map(m, &offsets, &lens, n))
     }
 
+    /// HomConv of the convolution with the largest window among `convs`, the others
+    /// embedded into its output ([`ConvPacking::embed_layout`]), plus scaled `copies`; `None`
+    /// when they do not fit one output layout.
     fn conv_map(
         st: &StructuredMatrix,
-        conv: Option<&ConvTerm>,
+        convs: &[&ConvTerm],
         copies: &[&ConvTerm],
         offsets: &[usize],
         lens: &[usize],
@@ -167,12 +168,35 @@ impl PolyMap {
     ) -> Result<Option<PolyMap>, PackError> {
         let mut layouts: Vec<Option<Layout>> = vec![None; lens.len()];
         let mut kernels = Vec::new();
-        let (output, mut outputs, kind) = match conv {
-            Some(t) => {
+        let main = convs
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, t)| (t.geom.kernel[0] * t.geom.kernel[1], std::cmp::Reverse(*i)))
+            .map(|(i, _)| i);
+        let (output, mut outputs, kind) = match main {
+            Some(mi) => {
+                let t = convs[mi];
                 let p = ConvPacking::choose(&t.geom, n)?;
                 let k = input_of(offsets, t.geom.col_offset);
                 layouts[k] = Some(p.input_layout());
-                let outputs = conv_products(&p, &t.kernel, k as u32, &mut kernels);
+                let mut outputs = conv_products(&p, &t.kernel, k as u32, &mut kernels);
+                for (i, e) in convs.iter().enumerate() {
+                    if i == mi {
+                        continue;
+                    }
+                    let k = input_of(offsets, e.geom.col_offset);
+                    if !p.embeds(&e.geom) || layouts[k].is_some() {
+                        return Ok(None);
+                    }
+                    layouts[k] = Some(p.embed_layout(&e.geom));
+                    for (op, ip, kid) in p.embed_products(&e.geom, &e.kernel, &mut kernels) {
+                        outputs[op].push(Product::Kernel {
+                            input: k as u32,
+                            poly: ip as u32,
+                            kernel: kid,
+                        });
+                    }
+                }
                 (p.output_layout(), outputs, MapKind::Conv)
             }
             None => {

@@ -374,3 +374,84 @@ fn detected_structure_packs_like_the_matrix() {
         assert_eq!(map.eval_mod(&[x], Q), expect, "{g:?}");
     }
 }
+
+#[test]
+fn strided_shortcut_adds_into_the_conv_output_layout() {
+    // A residual block with a projection: a convolution plus a 1×1 convolution of stride
+    // 1–3 from another input onto the same output, against the two plain convolutions.
+    let mut rng = StdRng::seed_from_u64(20);
+    let mut packed = 0;
+    for _ in 0..40 {
+        let g = random_geom(&mut rng, 12);
+        let s = [rng.random_range(1..4), rng.random_range(1..4)];
+        let groups = [1, 1, 2][rng.random_range(0..3)];
+        let (c, o) = (groups * rng.random_range(1..5), g.output[0]);
+        if !o.is_multiple_of(groups) {
+            continue;
+        }
+        let h = (g.output[1] - 1) * s[0] + 1 + rng.random_range(0..s[0]);
+        let w = (g.output[2] - 1) * s[1] + 1 + rng.random_range(0..s[1]);
+        let short = ConvGeom {
+            col_offset: g.in_len(),
+            input: [c, h, w],
+            output: g.output,
+            kernel: [1, 1],
+            strides: s,
+            pads: [0, 0],
+            dilations: [1, 1],
+            groups,
+        };
+        let k1: Vec<i64> = (0..g.kernel_len())
+            .map(|_| rng.random_range(-1 << 20..1 << 20))
+            .collect();
+        let k2: Vec<i64> = (0..short.kernel_len())
+            .map(|_| rng.random_range(-1 << 20..1 << 20))
+            .collect();
+        let bias: Vec<i128> = (0..o).map(|_| rng.random_range(-999..999)).collect();
+        let st = StructuredMatrix {
+            rows: g.out_len(),
+            cols: g.in_len() + short.in_len(),
+            convs: vec![
+                ConvTerm {
+                    geom: g.clone(),
+                    kernel: k1.clone(),
+                },
+                ConvTerm {
+                    geom: short.clone(),
+                    kernel: k2.clone(),
+                },
+            ],
+            extra: vec![],
+            bias: Bias::PerChannel(bias.clone()),
+        };
+        let m = st.to_csr().expect("valid");
+        let shapes = [g.input.to_vec(), short.input.to_vec()];
+        let Ok(map) = PolyMap::build(&m, Some(&st), &shapes, 1024) else {
+            continue;
+        };
+        if g.kernel != [1, 1] {
+            assert_eq!(map.kind, MapKind::Conv, "{g:?} + {short:?}");
+        }
+        if map.kind != MapKind::Conv {
+            continue;
+        }
+        packed += 1;
+        let a: Vec<i64> = (0..g.in_len())
+            .map(|_| rng.random_range(-1 << 16..1 << 16))
+            .collect();
+        let b: Vec<i64> = (0..short.in_len())
+            .map(|_| rng.random_range(-1 << 16..1 << 16))
+            .collect();
+        let zero = vec![0; o];
+        let expect: Vec<i64> = conv_ref(&g, &k1, &bias, &a)
+            .iter()
+            .zip(conv_ref(&short, &k2, &zero, &b))
+            .map(|(x, y)| x + y)
+            .collect();
+        assert_eq!(map.eval_mod(&[a, b], Q), expect, "{g:?} + {short:?}");
+        // Only the elements a kernel reads are packed.
+        let placed = map.inputs[1].slots().len();
+        assert_eq!(placed, c * short.output[1] * short.output[2]);
+    }
+    assert!(packed >= 20, "only {packed} of 40 packed");
+}
