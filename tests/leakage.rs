@@ -1,22 +1,53 @@
-//! Leakage tests: what MP2ML promises is that the client learns only the number, type and size
-//! of the non-linear layers and the output, and the server learns nothing of the input.
+//! Leakage tests on recorded real sessions. Each session runs the real server
+//! (`mp2ml_runtime::server::serve`) and the real client (`client::run_client`) over loopback
+//! TCP; the client's channel is wrapped in a [`Recorder`] that keeps every frame and every
+//! unframed chunk it sends and receives, with the protocol phase it belongs to. The client's
+//! decrypted HE→MPC shares come from the client's own code path through the test-only
+//! [`Probe`] (feature `test-hooks`). Models: every bundled model except ResNet-20, in image
+//! packing (cheap); in batch packing `tiny` and `cryptonets_relu`, while `maxpool_cnn` and
+//! `residual` (tens of seconds per batch-packed session) are `#[ignore]`d variants of the same
+//! checks.
 //!
-//! (a) The client plan of every bundled model and every byte the client receives in a session
-//!     contain no encoded weight (as little-endian integers or as decimal text) and no
-//!     description of the linear layers.
-//! (b) The masked shares the client decrypts in HE→MPC are uniform mod q0 (chi-square over
-//!     ≥ 100k coefficients) and differ between two runs on the same input.
-//! (c) The ciphertexts the server receives look uniform without the secret key (chi-square of
-//!     c0 residues).
-//! (d) Parameters below the configured security level are refused by both parties, with the
-//!     plan's hash recomputed so that the security check is what refuses.
+//! What is checked, per model and packing, on two sessions with the same input:
+//! 1. **Shares.** The client's decrypted shares are uniform mod q0: chi-square over
+//!    k = min(256, n/40) equal buckets of [0, q0) and over the low byte, below
+//!    (k−1) + 6·√(2(k−1)) (false alarm < 1e-6); and fresh: fewer than 1 in 1000 are related
+//!    between the two sessions (same position, difference mod q0 below q0/2^16).
+//! 2. **Seeds.** Every seed on the wire is distinct within and across the two sessions: the
+//!    32-byte `a` seeds of the client's seeded encryptions (its precompute frames), the seed of
+//!    its public key, and every single 128-bit block moved on its own (Yao's garbler seed, the
+//!    GMW PRG seeds).
+//! 3. **Weights.** No scaled integer weight or bias of the weights file (entries of every
+//!    `Linear` matrix, `PolyLinear` kernel and bias, |w| > 2^20 since smaller integers are what
+//!    headers and counters hold, and no multiple W·p of a public prime) appears as its residue `w mod q_i` in limb i of any
+//!    polynomial frame the client receives (every frame is parsed as an RNS polynomial; per
+//!    prime, the hits must stay below the Poisson bound λ + 6√λ + 6 of uniform limbs, with
+//!    λ = limbs·|R_i|/q_i), nor as a full 64-bit word at any 8-byte-aligned offset of the
+//!    other bytes it receives (garbled tables, OT, unparsable frames; residues ≥ 2^32, no hit
+//!    allowed), nor as a decimal integer in the client plan (no hit allowed).
+//! 4. **Re-randomization.** The c1 halves the client receives for the first MPC step, minus
+//!    what they would be without the server's re-randomization (the plan's linear ops run by
+//!    this test on a(seed) of the client's recorded input seeds, mod-dropped to q0), are
+//!    full-width: fewer than 1e-3 of the coefficients mod q0 are short (|d| < q0/2^16), and
+//!    they pass the chi-square bound of 1.
+//!
+//! Positive controls: the same detectors run on sessions whose server had protections
+//! switched off by `ServerSetup::weaken_for_tests` (a library call of feature `test-hooks`,
+//! unreachable from the CLI and from plan files) and must fire: no HE→MPC mask (1: the
+//! chi-square and the repeat count exceed their bounds), no re-randomization (4: every
+//! difference is zero), weights planted in the clear in place of the c1 halves (3). For 2 the
+//! detector must fire on a replayed session (the same seeds twice), and for the client plan on
+//! a plan with one weight residue written into it.
+//!
+//! Kept from before: parameters below the security level are refused by both parties, and
+//! extreme values in an edited plan are refused without overflow.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use mp2ml_ckks::{ntt_primes, os_rng, Params, PublicKey, SecretKey, SecurityLevel};
-use mp2ml_compiler::driver::{compile_graph, Options};
+use mp2ml_ckks::{linear_polys, ntt_primes, poly_dot, NttPoly, Params, RnsPoly};
+use mp2ml_compiler::driver::{compile_graph, Options, Packing};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
 use mp2ml_compiler::plan_writer::write_all;
 use mp2ml_ir::plan::{ClientPlanFile, HeOp, Segment, ServerPlan};
@@ -24,85 +55,399 @@ use mp2ml_ir::weights::WeightsFile;
 use mp2ml_mpc::{Channel, ChannelStats, TcpChannel};
 use mp2ml_runtime::client::{run_client, Batch};
 use mp2ml_runtime::local::{channel_config, client_setup_of};
-use mp2ml_runtime::plan::{load_client, load_server};
+use mp2ml_runtime::plan::{load_client, load_server, ServerSetup};
+use mp2ml_runtime::probe::{Probe, Weakened};
 use mp2ml_runtime::server::serve;
 use mp2ml_runtime::session::SessionOptions;
-use rand::Rng;
 
-const MODELS: &[&str] = &["tiny", "cryptonets_relu", "maxpool_cnn", "residual"];
-
-fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Every bundled model compiled (library API) into one temp folder, once per process.
-fn compiled() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("mp2ml-leak-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("tmpdir");
-        for m in MODELS {
-            let imported = import_file(
-                &models_dir().join(format!("{m}.onnx")),
-                &ImportOptions::default(),
-            )
-            .unwrap_or_else(|d| panic!("{m}: import failed: {d}"));
-            let out = compile_graph(
-                &imported.graph,
-                m,
-                &format!("{m}.weights.bin"),
-                &Options::default(),
-            )
-            .unwrap_or_else(|e| panic!("{m}: compile failed: {e:?}"));
-            write_all(&out.compiled, &dir.join(format!("{m}.ron"))).expect("write plan");
+/// A compiled plan on disk (server plan, client plan, weights), once per model and packing.
+struct Compiled {
+    dir: PathBuf,
+    name: String,
+}
+
+impl Compiled {
+    fn server_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.ron", self.name))
+    }
+    fn client_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.client.ron", self.name))
+    }
+}
+
+fn compile(model: &str, packing: Packing) -> Compiled {
+    let tag = match packing {
+        Packing::Image => "image",
+        _ => "batch",
+    };
+    // One folder per call: tests compiling the same model run in parallel.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("mp2ml-leak-{pid}-{model}-{tag}-{call}"));
+    std::fs::create_dir_all(&dir).expect("tmpdir");
+    let imported = import_file(
+        &root().join(format!("models/{model}.onnx")),
+        &ImportOptions::default(),
+    )
+    .unwrap_or_else(|d| panic!("{model}: import failed: {}", d.render()));
+    let opts = Options {
+        packing,
+        ..Options::default()
+    };
+    let out = compile_graph(
+        &imported.graph,
+        model,
+        &format!("{model}.weights.bin"),
+        &opts,
+    )
+    .unwrap_or_else(|e| panic!("{model}: compile failed: {e:?}"));
+    let c = Compiled {
+        dir,
+        name: model.to_string(),
+    };
+    write_all(&out.compiled, &c.server_path()).expect("write plan");
+    c
+}
+
+/// The batch-packed `tiny` plan, shared by the tests that edit plans.
+fn tiny_batch() -> &'static Compiled {
+    static C: OnceLock<Compiled> = OnceLock::new();
+    C.get_or_init(|| compile("tiny", Packing::Batch))
+}
+
+/// `count` test digits, image-major.
+fn digits(count: usize) -> Batch {
+    let bytes = std::fs::read(root().join("models/mnist_test_x.npy")).expect("test digits");
+    let all = mp2ml_compiler::npy::read_f32(&bytes).expect("npy");
+    let per: usize = all.shape.iter().skip(1).product();
+    let images = count.min(all.shape[0]);
+    Batch {
+        images,
+        data: all.data[..images * per].to_vec(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording
+
+/// One thing the client's channel moved.
+#[derive(Clone, Debug)]
+struct Rec {
+    /// Sent by the client (else received).
+    sent: bool,
+    /// The protocol phase (`mp2ml_runtime::phase::Phase::name`) it was moved in.
+    phase: String,
+    /// A frame (`send_frame`/`recv_frame`) or an unframed chunk (`send`/`recv`).
+    framed: bool,
+    bytes: Vec<u8>,
+}
+
+/// Records everything the wrapped channel sends and receives.
+struct Recorder<C: Channel> {
+    inner: C,
+    phase: String,
+    log: Arc<Mutex<Vec<Rec>>>,
+}
+
+impl<C: Channel> Recorder<C> {
+    fn push(&self, sent: bool, framed: bool, bytes: &[u8]) {
+        if let Ok(mut l) = self.log.lock() {
+            l.push(Rec {
+                sent,
+                phase: self.phase.clone(),
+                framed,
+                bytes: bytes.to_vec(),
+            });
         }
-        dir
-    })
+    }
 }
 
-/// Encoded weights and biases of a server plan with |value| > 2^20, except exact multiples of
-/// a modulus: an integer weight W (e.g. the 1 of a residual connection) encodes as W·p, and p
-/// is public anyway.
-fn big_weights(dir: &Path, model: &str) -> (Vec<i64>, Vec<i128>) {
-    let plan: ServerPlan =
-        ron::from_str(&std::fs::read_to_string(dir.join(format!("{model}.ron"))).expect("read"))
-            .expect("parse");
-    let moduli: Vec<i128> = plan
-        .public
-        .params
-        .moduli
-        .iter()
-        .map(|&q| i128::from(q))
+impl<C: Channel> Channel for Recorder<C> {
+    fn send(&mut self, bytes: &[u8]) -> mp2ml_mpc::Result<()> {
+        self.push(true, false, bytes);
+        self.inner.send(bytes)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> mp2ml_mpc::Result<()> {
+        self.inner.recv(buf)?;
+        self.push(false, false, buf);
+        Ok(())
+    }
+    fn send_frame(&mut self, data: &[u8]) -> mp2ml_mpc::Result<()> {
+        self.push(true, true, data);
+        self.inner.send_frame(data)
+    }
+    fn recv_frame(&mut self) -> mp2ml_mpc::Result<Vec<u8>> {
+        let f = self.inner.recv_frame()?;
+        self.push(false, true, &f);
+        Ok(f)
+    }
+    fn flush(&mut self) -> mp2ml_mpc::Result<()> {
+        self.inner.flush()
+    }
+    fn set_phase(&mut self, phase: &str) {
+        self.phase = phase.to_string();
+        self.inner.set_phase(phase)
+    }
+    fn stats(&self) -> ChannelStats {
+        self.inner.stats()
+    }
+    fn max_frame(&self) -> usize {
+        self.inner.max_frame()
+    }
+    fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.inner.set_deadline(deadline)
+    }
+}
+
+/// A recorded session: what the client's channel moved and the shares the client decrypted.
+struct Session {
+    log: Vec<Rec>,
+    /// All decrypted shares of the session (every step, value and image).
+    shares: Vec<u64>,
+}
+
+/// Runs one real session of `setup` on `batch` with the client's channel recorded.
+fn record(setup: &ServerSetup, batch: &Batch) -> Session {
+    let probe = Arc::new(Probe::default());
+    let mut cs = client_setup_of(setup);
+    cs.probe = Some(probe.clone());
+    let o = SessionOptions::default();
+    let cfg = channel_config(&setup.params, &o);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            serve(
+                setup,
+                TcpChannel::accept(&listener, cfg).expect("accept"),
+                &o,
+            )
+        });
+        let ch = Recorder {
+            inner: TcpChannel::connect(addr, cfg).expect("connect"),
+            phase: String::new(),
+            log: log.clone(),
+        };
+        run_client(&cs, ch, batch, &o).expect("client");
+        h.join().expect("server thread").expect("server");
+    });
+    let log = std::mem::take(&mut *log.lock().expect("log"));
+    let shares = std::mem::take(&mut *probe.shares.lock().expect("shares"))
+        .into_iter()
+        .flatten()
+        .flatten()
         .collect();
-    let informative = |v: i128| v.unsigned_abs() > 1 << 20 && moduli.iter().all(|q| v % q != 0);
-    let wf = WeightsFile::from_bytes(std::fs::read(dir.join(&plan.weights.file)).expect("weights"))
+    Session { log, shares }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Shares
+
+/// Chi-square statistic of `values` (each < `q`) over `buckets` equal-width buckets.
+fn chi_square(values: impl Iterator<Item = u64>, q: u64, buckets: usize) -> f64 {
+    let mut counts = vec![0u64; buckets];
+    let mut n = 0usize;
+    for v in values {
+        assert!(v < q);
+        counts[(u128::from(v) * buckets as u128 / u128::from(q)) as usize] += 1;
+        n += 1;
+    }
+    let e = n as f64 / buckets as f64;
+    counts.iter().map(|&c| (c as f64 - e).powi(2) / e).sum()
+}
+
+/// Buckets for `n` values (≥ 40 expected per bucket) and the chi-square bound: mean + 6 sd of
+/// chi-square with k − 1 degrees of freedom.
+fn buckets_and_bound(n: usize) -> (usize, f64) {
+    let k = (n / 40).clamp(8, 256);
+    let df = (k - 1) as f64;
+    (k, df + 6.0 * (2.0 * df).sqrt())
+}
+
+/// The shares statistics: chi-square over [0, q0) and its bound, chi-square of the low byte
+/// and its bound (over a power of two of buckets, so that they are equal).
+fn shares_stats(shares: &[u64], q0: u64) -> (f64, f64, f64, f64) {
+    let (k, bound) = buckets_and_bound(shares.len());
+    let hi = chi_square(shares.iter().copied(), q0, k);
+    let k_lo = 1 << k.ilog2();
+    let (_, bound_lo) = buckets_and_bound(40 * k_lo);
+    let lo = chi_square(shares.iter().map(|&v| v % 256), 256, k_lo);
+    (hi, bound, lo, bound_lo)
+}
+
+/// Shares at the same position in two sessions that are related: their difference mod q0 is
+/// short (|a − b| < q0/2^16; probability 2^-15 for independent uniform shares, 1 for unmasked
+/// shares of the same input, which differ only by encryption noise).
+fn related(a: &[u64], b: &[u64], q0: u64) -> usize {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "the two sessions decrypt different share counts"
+    );
+    a.iter()
+        .zip(b)
+        .filter(|&(&x, &y)| {
+            let d = (x + q0 - y) % q0;
+            d.min(q0 - d) < q0 >> 16
+        })
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Seeds
+
+/// Every seed of a session on the wire: the client's seeded-encryption seeds (its precompute
+/// frames), its public key's seed (the last 32 bytes of its second handshake frame) and every
+/// lone 128-bit block either way (garbler seed, GMW PRG seeds).
+fn seeds(s: &Session) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut handshake_sent = 0;
+    for r in &s.log {
+        if r.sent && r.framed && r.phase == "precompute" {
+            assert_eq!(
+                r.bytes.len() % 32,
+                0,
+                "a precompute frame of the client that is not seeds"
+            );
+            out.extend(r.bytes.chunks(32).map(<[u8]>::to_vec));
+        }
+        if r.sent && r.framed && r.phase == "handshake" {
+            handshake_sent += 1;
+            if handshake_sent == 2 {
+                out.push(r.bytes[r.bytes.len() - 32..].to_vec());
+            }
+        }
+        if !r.framed && r.bytes.len() == 16 {
+            out.push(r.bytes.clone());
+        }
+    }
+    out
+}
+
+/// Seeds seen more than once over `sessions`, and the number of seeds.
+fn repeated_seeds(sessions: &[&Session]) -> (usize, usize) {
+    let all: Vec<Vec<u8>> = sessions.iter().flat_map(|s| seeds(s)).collect();
+    let distinct: HashSet<&Vec<u8>> = all.iter().collect();
+    (all.len() - distinct.len(), all.len())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Weights
+
+/// Every scaled integer weight and bias of the plan's weights file with |w| > 2^20: entries
+/// and biases of `Linear` matrices, kernel coefficients and biases of `PolyLinear` ops. Exact
+/// multiples of a modulus are left out: an integer weight W (the 1 of a residual connection)
+/// is encoded as W·p, and p is public.
+fn weights(c: &Compiled, moduli: &[u64]) -> Vec<i128> {
+    let plan: ServerPlan =
+        ron::from_str(&std::fs::read_to_string(c.server_path()).expect("read")).expect("parse");
+    let wf = WeightsFile::from_bytes(std::fs::read(c.dir.join(&plan.weights.file)).expect("w"))
         .expect("magic");
-    let (mut w, mut b) = (HashSet::new(), HashSet::new());
+    let mut out = HashSet::new();
+    let mut add = |m: mp2ml_ir::weights::IntMatrix| {
+        out.extend(m.val.iter().map(|&v| i128::from(v)));
+        out.extend(m.bias.iter().copied());
+    };
     for seg in &plan.segments {
         if let Segment::He(he) = seg {
             for op in &he.ops {
-                if let HeOp::Linear { matrix, .. } = op {
-                    let m = wf.matrix(matrix).expect("matrix");
-                    w.extend(
-                        m.val
-                            .iter()
-                            .copied()
-                            .filter(|&v| informative(i128::from(v))),
-                    );
-                    b.extend(m.bias.iter().copied().filter(|&v| informative(v)));
+                match op {
+                    HeOp::Linear { matrix, .. } => add(wf.matrix(matrix).expect("matrix")),
+                    HeOp::PolyLinear { kernels, bias, .. } => {
+                        add(wf.matrix(kernels).expect("kernels"));
+                        add(wf.matrix(bias).expect("bias"));
+                    }
+                    HeOp::ModDrop { .. } => {}
                 }
             }
         }
     }
-    (w.into_iter().collect(), b.into_iter().collect())
+    let mut v: Vec<i128> = out
+        .into_iter()
+        .filter(|w| w.unsigned_abs() > 1 << 20)
+        .filter(|w| moduli.iter().all(|&q| w % i128::from(q) != 0))
+        .collect();
+    v.sort_unstable();
+    v
 }
 
-/// Whether `hay` contains `needle` anywhere (byte windows of the needle's length, hashed).
-fn windows(hay: &[u8], len: usize) -> HashSet<&[u8]> {
-    hay.windows(len).collect()
+/// Residues `w mod q_i` of the weights, per prime (0 excluded: a weight that is a multiple of
+/// q_i is 0 there, which says nothing).
+fn residues(w: &[i128], moduli: &[u64]) -> Vec<HashSet<u64>> {
+    moduli
+        .iter()
+        .map(|&q| {
+            w.iter()
+                .map(|&v| v.rem_euclid(i128::from(q)) as u64)
+                .filter(|&r| r != 0)
+                .collect()
+        })
+        .collect()
 }
 
-/// Integer tokens of a text (optionally signed).
+/// The weight search over what the client received in `s`.
+struct WeightHits {
+    /// Per prime: (limbs scanned, hits, Poisson bound).
+    per_prime: Vec<(usize, usize, f64)>,
+    /// Hits among the 8-byte-aligned words of the bytes that are not polynomials.
+    raw_hits: usize,
+    raw_words: usize,
+}
+
+impl WeightHits {
+    fn fired(&self) -> bool {
+        self.raw_hits > 0 || self.per_prime.iter().any(|&(_, h, b)| h as f64 > b)
+    }
+}
+
+fn weight_hits(s: &Session, params: &Arc<Params>, res: &[HashSet<u64>]) -> WeightHits {
+    let moduli = params.moduli();
+    let mut limbs = vec![0usize; moduli.len()];
+    let mut hits = vec![0usize; moduli.len()];
+    let big: HashSet<u64> = res
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|&r| r >= 1 << 32)
+        .collect();
+    let (mut raw_hits, mut raw_words) = (0, 0);
+    for r in s.log.iter().filter(|r| !r.sent) {
+        if r.framed {
+            if let Ok(p) = RnsPoly::from_bytes(params, &r.bytes) {
+                let w = p.width();
+                for (i, limb) in p.data().chunks(w).enumerate() {
+                    limbs[i] += w;
+                    hits[i] += limb.iter().filter(|x| res[i].contains(x)).count();
+                }
+                continue;
+            }
+        }
+        for word in r.bytes.chunks_exact(8) {
+            raw_words += 1;
+            let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            raw_hits += usize::from(big.contains(&x));
+        }
+    }
+    let per_prime = (0..moduli.len())
+        .map(|i| {
+            let lambda = limbs[i] as f64 * res[i].len() as f64 / moduli[i] as f64;
+            (limbs[i], hits[i], lambda + 6.0 * lambda.sqrt() + 6.0)
+        })
+        .collect();
+    WeightHits {
+        per_prime,
+        raw_hits,
+        raw_words,
+    }
+}
+
+/// Decimal integers of a text (optionally signed).
 fn int_tokens(text: &str) -> HashSet<i128> {
     let mut out = HashSet::new();
     let b = text.as_bytes();
@@ -126,61 +471,408 @@ fn int_tokens(text: &str) -> HashSet<i128> {
     out
 }
 
-fn assert_no_weights(what: &str, bytes: &[u8], w: &[i64], b: &[i128]) {
-    let w8 = windows(bytes, 8);
-    let w16 = windows(bytes, 16);
-    for v in w {
-        assert!(
-            !w8.contains(&v.to_le_bytes()[..]),
-            "{what}: contains the encoded weight {v} as i64 LE"
-        );
-    }
-    for v in b {
-        assert!(
-            !w16.contains(&v.to_le_bytes()[..]),
-            "{what}: contains the encoded bias {v} as i128 LE"
-        );
-        if let Ok(x) = i64::try_from(*v) {
-            assert!(
-                !w8.contains(&x.to_le_bytes()[..]),
-                "{what}: contains the encoded bias {v} as i64 LE"
+/// Weights (as themselves or as a residue) among the decimal integers > 2^20 of a plan text.
+fn plan_hits(text: &str, w: &[i128], res: &[HashSet<u64>]) -> Vec<i128> {
+    let ws: HashSet<i128> = w.iter().copied().collect();
+    int_tokens(text)
+        .into_iter()
+        .filter(|t| t.unsigned_abs() > 1 << 20)
+        .filter(|t| {
+            ws.contains(t) || u64::try_from(*t).is_ok_and(|u| res.iter().any(|r| r.contains(&u)))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Re-randomization
+
+/// What the c1 halves of the first MPC step's inputs would be without the server's
+/// re-randomization, computed from the client's recorded input seeds: batch packing runs the
+/// `Linear` ops (then a rescale) on a(seed); image packing the `PolyLinear` products with the
+/// kernels; both mod-drop to q0. In the order the client receives them.
+fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -> Vec<RnsPoly> {
+    let plan = &setup.plan;
+    let params = &setup.params;
+    let seeds: Vec<[u8; 32]> = s
+        .log
+        .iter()
+        .filter(|r| r.sent && r.framed && r.phase == "precompute")
+        .flat_map(|r| r.bytes.chunks(32).map(|c| c.try_into().expect("seed")))
+        .collect();
+    let expand = |s: &[[u8; 32]], level| -> Vec<RnsPoly> {
+        s.iter()
+            .map(|s| RnsPoly::from_seed(params, level, s).expect("a(seed)"))
+            .collect()
+    };
+    // The tensors of one image (image packing) or of the batch, until the first MPC step.
+    let first = |tensors: &mut Vec<Option<Vec<RnsPoly>>>| -> (usize, Vec<u32>) {
+        for (si, seg) in plan.segments.iter().enumerate() {
+            match seg {
+                Segment::Mpc(b) => return (b.input, b.gather.clone()),
+                Segment::He(he) => {
+                    for (oi, op) in he.ops.iter().enumerate() {
+                        let get = |t: &Vec<Option<Vec<RnsPoly>>>, i: usize| -> Vec<RnsPoly> {
+                            t[i].clone().expect("tensor computed")
+                        };
+                        match op {
+                            HeOp::Linear { inputs, output, .. } => {
+                                let m = setup.matrices[si][oi].as_ref().expect("weights");
+                                let ins: Vec<RnsPoly> =
+                                    inputs.iter().flat_map(|&i| get(tensors, i)).collect();
+                                let refs: Vec<&RnsPoly> = ins.iter().collect();
+                                let mut y = linear_polys(&refs, &m.matrix, None).expect("linear");
+                                y.iter_mut()
+                                    .for_each(|c| c.rescale_assign().expect("rescale"));
+                                tensors[*output] = Some(y);
+                            }
+                            HeOp::PolyLinear {
+                                inputs,
+                                output,
+                                terms,
+                                level_in,
+                                ..
+                            } => {
+                                let k = setup.packed[si][oi].as_ref().expect("kernels");
+                                let mut flat = Vec::new();
+                                let mut offset = Vec::new();
+                                for &i in inputs {
+                                    offset.push(flat.len() as u32);
+                                    flat.extend(get(tensors, i));
+                                }
+                                let ntt: Vec<NttPoly> = flat
+                                    .iter()
+                                    .map(|p| NttPoly::from_half(p).expect("ntt"))
+                                    .collect();
+                                let y = terms
+                                    .iter()
+                                    .map(|ts| {
+                                        let pairs: Vec<(u32, u32)> = ts
+                                            .iter()
+                                            .map(|&(i, p, kk)| (offset[i as usize] + p, kk))
+                                            .collect();
+                                        let mut y = if pairs.is_empty() {
+                                            RnsPoly::zero(params, *level_in, params.n())
+                                                .expect("zero")
+                                        } else {
+                                            poly_dot(&ntt, &k.kernels, &pairs).expect("dot")
+                                        };
+                                        y.rescale_assign().expect("rescale");
+                                        y
+                                    })
+                                    .collect();
+                                tensors[*output] = Some(y);
+                            }
+                            HeOp::ModDrop {
+                                input,
+                                output,
+                                level,
+                            } => {
+                                let y = get(tensors, *input)
+                                    .iter()
+                                    .map(|c| c.mod_drop(*level).expect("drop"))
+                                    .collect();
+                                tensors[*output] = Some(y);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        panic!("a plan without MPC step")
+    };
+    let mut out = Vec::new();
+    match (&plan.public.image, &plan.image) {
+        (Some(l), Some(t)) => {
+            let per_image: usize = l
+                .input
+                .iter()
+                .chain(l.steps.iter().flat_map(|s| &s.uploads))
+                .map(|u| u.layout.polys())
+                .sum();
+            assert_eq!(seeds.len(), per_image * images);
+            // The polynomials holding the step's inputs, ascending (the server's windows).
+            let mut polys: Vec<u32> = l.steps[0].input.at.iter().map(|&(p, _)| p).collect();
+            polys.sort_unstable();
+            polys.dedup();
+            for j in 0..images {
+                let mut tensors = vec![None; plan.tensors.len()];
+                let mut at = j * per_image;
+                for (u, &r) in l.input.iter().zip(&t.input) {
+                    tensors[r] = Some(expand(&seeds[at..at + u.layout.polys()], u.level));
+                    at += u.layout.polys();
+                }
+                let (input, _) = first(&mut tensors);
+                let x = tensors[input].as_ref().expect("step input");
+                out.extend(
+                    polys
+                        .iter()
+                        .map(|&p| x[p as usize].mod_drop(0).expect("drop")),
+                );
+            }
+        }
+        _ => {
+            let n_in = plan.tensors[0].len();
+            let mut tensors = vec![None; plan.tensors.len()];
+            tensors[0] = Some(expand(&seeds[..n_in], plan.public.input.level));
+            let (input, gather) = first(&mut tensors);
+            let x = tensors[input].as_ref().expect("step input");
+            out.extend(
+                gather
+                    .iter()
+                    .map(|&g| x[g as usize].mod_drop(0).expect("drop")),
             );
         }
     }
-    let toks = int_tokens(&String::from_utf8_lossy(bytes));
-    for v in w.iter().map(|&v| i128::from(v)).chain(b.iter().copied()) {
-        assert!(
-            !toks.contains(&v),
-            "{what}: contains the encoded weight/bias {v} as text"
-        );
+    out
+}
+
+/// The differences (mod q0) between the first MPC step's received c1 halves and
+/// [`c1_without_rerandomization`]: (fraction short, chi-square, bound, coefficients).
+fn rerandomization_stats(
+    setup: &ServerSetup,
+    s: &Session,
+    images: usize,
+) -> (f64, f64, f64, usize) {
+    let params = &setup.params;
+    let q0 = params.q0();
+    let expected = c1_without_rerandomization(setup, s, images);
+    let received: Vec<RnsPoly> = s
+        .log
+        .iter()
+        .filter(|r| !r.sent && r.framed && r.phase == "precompute")
+        .take(expected.len())
+        .map(|r| RnsPoly::from_bytes(params, &r.bytes).expect("a c1 half"))
+        .collect();
+    assert_eq!(received.len(), expected.len());
+    let n = params.n();
+    let mut d = Vec::with_capacity(expected.len() * n);
+    for (r, e) in received.iter().zip(&expected) {
+        assert_eq!((r.level(), r.width()), (0, n), "c1 of an HE→MPC input");
+        let mut x = r.clone();
+        x.sub_assign(e).expect("same shape");
+        d.extend_from_slice(x.data());
     }
+    let short = d.iter().filter(|&&v| v.min(q0 - v) < q0 >> 16).count();
+    let (k, bound) = buckets_and_bound(d.len());
+    let chi = chi_square(d.iter().copied(), q0, k);
+    (short as f64 / d.len() as f64, chi, bound, d.len())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks on one model and packing
+
+/// Records two shipped sessions and the weakened ones, runs every detector on each and
+/// asserts that the shipped sessions pass and the weakened ones are caught.
+/// `controls`: also record the weakened sessions (the positive controls; run on the cheap
+/// models, as the detectors are the same code for every model).
+fn check(model: &str, packing: Packing, images: usize, controls: bool) {
+    let c = compile(model, packing);
+    let mut setup = load_server(&c.server_path(), 128).expect("load");
+    let params = setup.params.clone();
+    let q0 = params.q0();
+    let batch = digits(images);
+    let what = format!("{model} ({packing:?} packing, {images} images)");
+    let t = std::time::Instant::now();
+
+    let a = record(&setup, &batch);
+    let b = record(&setup, &batch);
+
+    // 1. Shares: uniform and fresh.
+    let n = a.shares.len();
+    let (hi, bound, lo, bound_lo) = shares_stats(&a.shares, q0);
+    let same = related(&a.shares, &b.shares, q0);
+    println!(
+        "{what}: {n} shares, chi-square {hi:.0} (bound {bound:.0}), low byte {lo:.0} \
+         (bound {bound_lo:.0}); {same} related across sessions"
+    );
+    assert!(n >= 256, "{what}: only {n} shares");
+    assert!(
+        hi < bound && lo < bound_lo,
+        "{what}: shares are not uniform mod q0"
+    );
+    assert!(
+        same * 1000 < n,
+        "{what}: {same} of {n} shares related between sessions"
+    );
+
+    // 2. Seeds distinct within and across sessions.
+    let (rep, count) = repeated_seeds(&[&a, &b]);
+    println!("{what}: {count} seeds, {rep} repeated");
+    assert!(count >= 8, "{what}: only {count} seeds found");
+    assert_eq!(rep, 0, "{what}: seeds repeat");
+    let (rep_replay, _) = repeated_seeds(&[&a, &a]);
+    assert!(
+        rep_replay * 2 >= count,
+        "{what}: the seed detector misses a replayed session"
+    );
+
+    // 3. No weight residue in what the client received, nor in its plan.
+    let w = weights(&c, params.moduli());
+    assert!(w.len() > 10, "{what}: only {} weights", w.len());
+    let res = residues(&w, params.moduli());
+    for s in [&a, &b] {
+        let h = weight_hits(s, &params, &res);
+        println!(
+            "{what}: weight residues per prime (limbs, hits, bound): {:?}; raw words {} hits {}",
+            h.per_prime, h.raw_words, h.raw_hits
+        );
+        assert!(!h.fired(), "{what}: weight residues in the received frames");
+    }
+    let text = std::fs::read_to_string(c.client_path()).expect("client plan");
+    assert_eq!(
+        plan_hits(&text, &w, &res),
+        [],
+        "{what}: weights in the client plan"
+    );
+    let planted = text.replacen("sigma", &format!("{}, sigma", w[w.len() / 2]), 1);
+    assert!(
+        !plan_hits(&planted, &w, &res).is_empty(),
+        "{what}: plan detector misses a weight"
+    );
+
+    // 4. c1 re-randomized.
+    let (short, chi, bound, n) = rerandomization_stats(&setup, &a, batch.images);
+    println!("{what}: c1 − Σ W·a(seed): {short:.2e} short, chi-square {chi:.0} (bound {bound:.0}) over {n}");
+    assert!(
+        short < 1e-3 && chi < bound,
+        "{what}: c1 is not re-randomized"
+    );
+
+    if !controls {
+        println!("{what}: {:.1} s", t.elapsed().as_secs_f64());
+        std::fs::remove_dir_all(&c.dir).ok();
+        return;
+    }
+    // Positive controls.
+    setup.weaken_for_tests(Weakened {
+        no_share_mask: true,
+        no_rerandomize: true,
+        ..Weakened::default()
+    });
+    let a0 = record(&setup, &batch);
+    let b0 = record(&setup, &batch);
+    let n0 = a0.shares.len();
+    let (hi0, bound0, _, _) = shares_stats(&a0.shares, q0);
+    let same0 = related(&a0.shares, &b0.shares, q0);
+    println!("{what}, no mask: shares chi-square {hi0:.0} (bound {bound0:.0}); {same0} of {n0} related across sessions");
+    assert!(
+        hi0 > 10.0 * bound0,
+        "{what}: the share detector misses unmasked shares"
+    );
+    assert!(
+        same0 * 1000 >= n0,
+        "{what}: the freshness detector misses unmasked shares"
+    );
+    let (short0, chi0, bound0, _) = rerandomization_stats(&setup, &a0, batch.images);
+    println!("{what}, no re-randomization: c1 − Σ W·a(seed): {short0:.3} short, chi-square {chi0:.0} (bound {bound0:.0})");
+    assert!(
+        short0 > 0.99 && chi0 > bound0,
+        "{what}: the c1 detector misses Σ W·a(seed)"
+    );
+
+    setup.weaken_for_tests(Weakened {
+        fixed_mpc_rng: Some(7),
+        ..Weakened::default()
+    });
+    let (f1, f2) = (record(&setup, &batch), record(&setup, &batch));
+    let (rep0, count0) = repeated_seeds(&[&f1, &f2]);
+    println!("{what}, fixed MPC randomness: {rep0} of {count0} seeds repeated");
+    assert!(
+        rep0 > 0,
+        "{what}: the seed detector misses the server's fixed MPC randomness"
+    );
+
+    let plant: Vec<i128> = w.iter().step_by((w.len() / 64).max(1)).copied().collect();
+    setup.weaken_for_tests(Weakened {
+        plant,
+        ..Weakened::default()
+    });
+    let p = record(&setup, &batch);
+    let h = weight_hits(&p, &params, &res);
+    println!(
+        "{what}, planted: per prime (limbs, hits, bound): {:?}",
+        h.per_prime
+    );
+    assert!(
+        h.fired(),
+        "{what}: the weight detector misses planted weights"
+    );
+    println!("{what}: {:.1} s", t.elapsed().as_secs_f64());
+    std::fs::remove_dir_all(&c.dir).ok();
 }
 
 #[test]
+fn tiny_batch_packed_sessions_leak_nothing() {
+    check("tiny", Packing::Batch, 16, true);
+}
+
+#[test]
+fn cryptonets_relu_batch_packed_sessions_leak_nothing() {
+    check("cryptonets_relu", Packing::Batch, 8, false);
+}
+
+#[test]
+#[ignore = "tens of seconds per batch-packed session; tiny and cryptonets_relu cover the same checks"]
+fn maxpool_cnn_batch_packed_sessions_leak_nothing() {
+    check("maxpool_cnn", Packing::Batch, 2, false);
+}
+
+#[test]
+#[ignore = "tens of seconds per batch-packed session; tiny and cryptonets_relu cover the same checks"]
+fn residual_batch_packed_sessions_leak_nothing() {
+    check("residual", Packing::Batch, 2, false);
+}
+
+#[test]
+fn tiny_image_packed_sessions_leak_nothing() {
+    check("tiny", Packing::Image, 16, true);
+}
+
+#[test]
+fn cryptonets_relu_image_packed_sessions_leak_nothing() {
+    check("cryptonets_relu", Packing::Image, 2, true);
+}
+
+#[test]
+fn maxpool_cnn_image_packed_sessions_leak_nothing() {
+    check("maxpool_cnn", Packing::Image, 1, false);
+}
+
+#[test]
+fn residual_image_packed_sessions_leak_nothing() {
+    check("residual", Packing::Image, 1, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plans
+
+/// The client plans of every bundled model in batch packing (those whose sessions are
+/// `#[ignore]`d included; image-packed plans are checked in their session tests): no weight
+/// residue, no server-only word, no linear-layer or HE-segment name, and exactly the server
+/// plan's public part.
+#[test]
 fn client_plans_hold_no_weights_and_no_linear_layers() {
-    let dir = compiled();
-    for m in MODELS {
-        let (w, b) = big_weights(dir, m);
-        assert!(
-            w.len() > 10,
-            "{m}: expected non-trivial encoded weights, got {}",
-            w.len()
+    for m in ["tiny", "cryptonets_relu", "maxpool_cnn", "residual"] {
+        let c = compile(m, Packing::Batch);
+        let text = std::fs::read_to_string(c.client_path()).expect("client plan");
+        let file: ClientPlanFile = ron::from_str(&text).expect("client plan parses");
+        let moduli = &file.plan.params.moduli;
+        let w = weights(&c, moduli);
+        let res = residues(&w, moduli);
+        assert!(w.len() > 10, "{m}: only {} weights", w.len());
+        assert_eq!(
+            plan_hits(&text, &w, &res),
+            [],
+            "{m}: weights in the client plan"
         );
-        let cpath = dir.join(format!("{m}.client.ron"));
-        let bytes = std::fs::read(&cpath).expect("client plan");
-        assert_no_weights(&format!("{m}.client.ron"), &bytes, &w, &b);
-        let text = String::from_utf8(bytes).expect("utf-8");
-        // No server-side structure: segments, HE ops, tensors, matrices, weights file.
         for word in [
             "Linear", "ModDrop", "segments", "tensors", "matrix", "weights", "macs", "sha256",
             "level_in", "gather",
         ] {
             assert!(!text.contains(word), "{m}: client plan mentions `{word}`");
         }
-        // No linear layer's name (from the model) appears.
         let plan: ServerPlan =
-            ron::from_str(&std::fs::read_to_string(dir.join(format!("{m}.ron"))).expect("read"))
-                .expect("parse");
+            ron::from_str(&std::fs::read_to_string(c.server_path()).expect("read")).expect("parse");
         let mut linear_names = 0;
         for seg in &plan.segments {
             if let Segment::He(he) = seg {
@@ -193,255 +885,21 @@ fn client_plans_hold_no_weights_and_no_linear_layers() {
                         );
                     }
                 }
-                assert!(
-                    !text.contains(&format!("\"{}\"", he.name)),
-                    "{m}: client plan names the HE segment `{}`",
-                    he.name
-                );
+                assert!(!text.contains(&format!("\"{}\"", he.name)));
             }
         }
         assert!(linear_names > 0);
-        // The parsed client plan is exactly the public part (no extra fields smuggled in).
-        let file: ClientPlanFile = ron::from_str(&text).expect("client plan parses");
         assert_eq!(
             file.plan, plan.public,
             "{m}: client plan differs from the server's public part"
         );
-        // The values per MPC step are the only sizes: none exceeds the step's own sizes.
-        for s in &file.plan.mpc_steps {
-            assert_eq!(
-                s.values_in,
-                s.instances * file.plan.circuits[s.circuit].values_in as usize
-            );
-        }
+        std::fs::remove_dir_all(&c.dir).ok();
     }
-}
-
-/// Records every byte the wrapped channel receives.
-struct Recorder<C: Channel> {
-    inner: C,
-    log: Arc<Mutex<Vec<u8>>>,
-}
-
-impl<C: Channel> Channel for Recorder<C> {
-    fn send(&mut self, bytes: &[u8]) -> mp2ml_mpc::Result<()> {
-        self.inner.send(bytes)
-    }
-    fn recv(&mut self, buf: &mut [u8]) -> mp2ml_mpc::Result<()> {
-        self.inner.recv(buf)?;
-        if let Ok(mut l) = self.log.lock() {
-            l.extend_from_slice(buf);
-        }
-        Ok(())
-    }
-    fn flush(&mut self) -> mp2ml_mpc::Result<()> {
-        self.inner.flush()
-    }
-    fn set_phase(&mut self, phase: &str) {
-        self.inner.set_phase(phase)
-    }
-    fn stats(&self) -> ChannelStats {
-        self.inner.stats()
-    }
-    fn max_frame(&self) -> usize {
-        self.inner.max_frame()
-    }
-}
-
-#[test]
-fn bytes_the_client_receives_hold_no_weights() {
-    let dir = compiled();
-    let m = "tiny";
-    let (w, b) = big_weights(dir, m);
-    let setup = load_server(&dir.join(format!("{m}.ron")), 128).expect("load");
-    let cs = client_setup_of(&setup);
-    let o = SessionOptions::default();
-    let cfg = channel_config(&setup.params, &o);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let elems: usize = cs.plan.input.shape.iter().product();
-    let x: Vec<f32> = (0..2 * elems).map(|i| (i % 13) as f32 / 13.0).collect();
-    let batch = Batch { images: 2, data: x };
-    let log = Arc::new(Mutex::new(Vec::new()));
-    std::thread::scope(|s| {
-        let h = s.spawn(|| {
-            serve(
-                &setup,
-                TcpChannel::accept(&listener, cfg).expect("accept"),
-                &o,
-            )
-        });
-        let ch = Recorder {
-            inner: TcpChannel::connect(addr, cfg).expect("connect"),
-            log: log.clone(),
-        };
-        run_client(&cs, ch, &batch, &o).expect("client");
-        h.join().expect("server thread").expect("server");
-    });
-    let got = log.lock().expect("log").clone();
-    assert!(got.len() > 100_000, "recorded only {} bytes", got.len());
-    assert_no_weights("bytes received by the client", &got, &w, &b);
-}
-
-/// Chi-square statistic of `values` (each < `q`) over `buckets` equal-width buckets.
-fn chi_square(values: impl Iterator<Item = u64>, q: u64, buckets: usize) -> (f64, usize) {
-    let mut counts = vec![0u64; buckets];
-    let mut n = 0usize;
-    for v in values {
-        assert!(v < q);
-        counts[(u128::from(v) * buckets as u128 / u128::from(q)) as usize] += 1;
-        n += 1;
-    }
-    let e = n as f64 / buckets as f64;
-    (counts.iter().map(|&c| (c as f64 - e).powi(2) / e).sum(), n)
-}
-
-/// Bound on chi-square with k = 255 degrees of freedom: mean 255, sd √510 ≈ 22.6; mean + 6 sd
-/// (false alarm probability below 1e-6).
-const CHI_255: f64 = 255.0 + 6.0 * 22.6;
-
-fn test_params() -> Arc<Params> {
-    let n = 4096;
-    let q0 = ntt_primes(30, n, 1, &[]).expect("q0")[0];
-    let p1 = ntt_primes(44, n, 1, &[q0]).expect("p1")[0];
-    let p2 = ntt_primes(30, n, 1, &[q0, p1]).expect("p2")[0];
-    Params::new_secure(n, &[q0, p1, p2], SecurityLevel::Bits128).expect("params")
-}
-
-/// HE→MPC as the server runs it: mod-drop to level 0, re-randomize with Enc_pk(0), add r
-/// uniform mod q0 to every coefficient; the client decrypts mod q0.
-fn he2mpc_shares(
-    params: &Arc<Params>,
-    sk: &SecretKey,
-    pk: &PublicKey,
-    m: &[i64],
-    cts: usize,
-) -> Vec<u64> {
-    let mut rng = os_rng();
-    let q0 = params.q0();
-    let mut out = Vec::new();
-    let n = params.n();
-    for _ in 0..cts {
-        // As the runtime does it: the client's seeded window encryption, c1 = a(seed) on the
-        // server; mod-drop to q0, add the pre-made Enc_pk(r) half by half; the client decrypts
-        // the c0 window with its precomputed c1·s.
-        let (seed, w) = sk
-            .encrypt_seeded_window(m, 2, n, &mut rng)
-            .expect("encrypt");
-        let c1 = mp2ml_ckks::C1Half::from_seed(params, 2, &seed).expect("c1");
-        let r: Vec<i64> = (0..n).map(|_| rng.random_range(0..q0) as i64).collect();
-        let (pre0, pre1) = pk.encrypt_halves(&r, 0, n, &mut rng).expect("mask");
-        let mut c0 = w.poly().mod_drop(0).expect("mod-drop");
-        c0.add_assign(pre0.poly()).expect("add");
-        let mut c1 = c1.poly().mod_drop(0).expect("mod-drop");
-        c1.add_assign(pre1.poly()).expect("add");
-        let c0 = mp2ml_ckks::C0Window::new(c0);
-        let c1 = mp2ml_ckks::C1Half::new(c1).expect("whole c1");
-        let d = sk.c1_times_s(&c1, n).expect("c1 s");
-        out.extend(sk.decrypt_halves_mod_q0(&c0, &d).expect("decrypt"));
-    }
-    out
-}
-
-#[test]
-fn decrypted_shares_are_uniform_mod_q0_and_fresh_per_run() {
-    let params = test_params();
-    let mut rng = os_rng();
-    let sk = SecretKey::generate(&params, &mut rng);
-    let pk = PublicKey::generate(&sk, &mut rng);
-    let q0 = params.q0();
-    // A highly structured input: the same small values (Δ = 2^20 times 0.5) everywhere.
-    let m: Vec<i64> = (0..params.n())
-        .map(|j| ((j % 3) as i64 - 1) << 19)
-        .collect();
-    let cts = 100_000usize.div_ceil(params.n()) + 1;
-    let a = he2mpc_shares(&params, &sk, &pk, &m, cts);
-    assert!(a.len() >= 100_000);
-    let (chi, n) = chi_square(a.iter().copied(), q0, 256);
-    println!("HE→MPC shares: chi-square {chi:.1} over {n} coefficients, 256 buckets (bound {CHI_255:.0})");
-    assert!(
-        chi < CHI_255,
-        "shares are not uniform mod q0: chi-square {chi}"
-    );
-    // Low bits too (bucket by a mod 256: would catch a mask that leaves low bits alone).
-    let (chi_low, _) = chi_square(a.iter().map(|&v| v % 256), 256, 256);
-    assert!(
-        chi_low < CHI_255,
-        "low bits of shares are not uniform: {chi_low}"
-    );
-    // Power check: without the mask the same statistic is enormous.
-    let mut unmasked = Vec::new();
-    for _ in 0..cts {
-        let mut c = sk
-            .encrypt_seeded(&m, 2, &mut rng)
-            .expect("encrypt")
-            .expand()
-            .mod_drop(0)
-            .expect("drop");
-        c.rerandomize(&pk, &mut rng).expect("rerandomize");
-        unmasked.extend(sk.decrypt_mod_q0(&c).expect("decrypt"));
-    }
-    let (chi0, _) = chi_square(unmasked.into_iter(), q0, 256);
-    assert!(
-        chi0 > 100.0 * CHI_255,
-        "the test has no power: unmasked chi-square {chi0}"
-    );
-    // Two runs on the same input give different shares.
-    let b = he2mpc_shares(&params, &sk, &pk, &m, cts);
-    let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
-    assert!(
-        same * 1000 < a.len(),
-        "{same} of {} shares repeat between runs",
-        a.len()
-    );
-}
-
-#[test]
-fn ciphertexts_the_server_receives_look_uniform() {
-    let params = test_params();
-    let mut rng = os_rng();
-    let sk = SecretKey::generate(&params, &mut rng);
-    // The client's input upload (seeded secret-key encryptions, sent and decoded as the
-    // server does) of an all-zero and an all-constant input: the worst case for structure.
-    for (label, v) in [("zeros", 0i64), ("constant", 1 << 20)] {
-        let m = vec![v; params.n()];
-        let mut per_limb: Vec<Vec<u64>> = vec![Vec::new(); 3];
-        for _ in 0..25 {
-            let wire = sk
-                .encrypt_seeded(&m, 2, &mut rng)
-                .expect("encrypt")
-                .to_bytes();
-            let ct = mp2ml_ckks::SeededCiphertext::from_bytes(&params, &wire)
-                .expect("decode")
-                .expand();
-            for (l, limb) in ct.c0().chunks(params.n()).enumerate() {
-                per_limb[l].extend_from_slice(limb);
-            }
-        }
-        for (l, vals) in per_limb.iter().enumerate() {
-            let q = params.moduli()[l];
-            let (chi, n) = chi_square(vals.iter().copied(), q, 256);
-            println!(
-                "input ciphertexts ({label}), limb {l}: chi-square {chi:.1} over {n} residues"
-            );
-            assert!(
-                n >= 100_000 && chi < CHI_255,
-                "c0 of {label} input, limb {l}, is not uniform: chi-square {chi}"
-            );
-        }
-    }
-    // Power check: the plaintext itself (what c0 would be without the mask a·s) is not uniform.
-    let (chi, _) = chi_square(
-        (0..100_000u64).map(|i| (i % 3) << 20),
-        params.moduli()[0],
-        256,
-    );
-    assert!(chi > 100.0 * CHI_255);
 }
 
 #[test]
 fn insecure_parameters_are_refused_by_both_parties() {
-    let dir = compiled();
+    let dir = &tiny_batch().dir;
     let m = "tiny";
     let tmp = std::env::temp_dir().join(format!("mp2ml-leak-insecure-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("tmpdir");
@@ -512,8 +970,7 @@ fn insecure_parameters_are_refused_by_both_parties() {
 /// Extreme values in an edited plan (hash recomputed) must be refused, not overflow.
 #[test]
 fn extreme_sigma_and_flooding_are_refused_without_overflow() {
-    let dir = compiled();
-    let text = std::fs::read_to_string(dir.join("tiny.client.ron")).expect("read");
+    let text = std::fs::read_to_string(tiny_batch().client_path()).expect("read");
     let file: ClientPlanFile = ron::from_str(&text).expect("parse");
     for (case, edit) in [
         (

@@ -21,8 +21,86 @@ use rand::RngCore;
 use rayon::prelude::*;
 
 use crate::error::{Inconsistency, Result};
+use crate::plan::ServerSetup;
 use crate::shares::uniform_bits;
 use crate::wire;
+
+/// Protections of the server's conversions that a leakage test may switch off, to show that
+/// its detector fires (positive controls). Set only through
+/// `ServerSetup::weaken_for_tests` (feature `test-hooks`, enabled only by the tests package);
+/// no CLI flag and no plan field reaches it, and without the feature every field is off.
+#[derive(Clone, Debug, Default)]
+pub struct Weakened {
+    /// HE→MPC masks are r = 0: the client decrypts the step inputs themselves as its shares.
+    pub no_share_mask: bool,
+    /// The masks (and the output's flood) are added as trivial encryptions (r, 0) instead of
+    /// public-key encryptions: c1 is not re-randomized and stays Σ W·a(seed).
+    pub no_rerandomize: bool,
+    /// When not empty, every c1 half the server sends is replaced by the plaintext polynomial
+    /// whose first coefficients are these integers (a weight leaked in the clear).
+    pub plant: Vec<i128>,
+    /// When set, the server's garbling and GMW randomness (Δ, its seeds, its OT choices) comes
+    /// from this fixed seed instead of the OS: the same in every session.
+    pub fixed_mpc_rng: Option<u64>,
+}
+
+#[cfg(not(feature = "test-hooks"))]
+static SHIPPED: Weakened = Weakened {
+    no_share_mask: false,
+    no_rerandomize: false,
+    plant: Vec::new(),
+    fixed_mpc_rng: None,
+};
+
+impl ServerSetup {
+    /// The protections a test switched off; none outside the tests.
+    pub(crate) fn weakened(&self) -> &Weakened {
+        #[cfg(feature = "test-hooks")]
+        return &self.weakened;
+        #[cfg(not(feature = "test-hooks"))]
+        &SHIPPED
+    }
+}
+
+impl Weakened {
+    /// The server's MPC randomness: fresh from the OS (or fixed, [`Weakened::fixed_mpc_rng`]).
+    pub(crate) fn mpc_rng(&self) -> rand_chacha::ChaCha20Rng {
+        match self.fixed_mpc_rng {
+            Some(s) => rand::SeedableRng::seed_from_u64(s),
+            None => os_rng(),
+        }
+    }
+}
+
+/// Server: a public-key encryption of the mask `m` at `level`, split into (c0 window over
+/// `width` coefficients, c1); with [`Weakened::no_rerandomize`] the trivial encryption (m, 0).
+pub(crate) fn mask_halves<R: rand_core::CryptoRng + ?Sized>(
+    pk: &PublicKey,
+    m: &[i64],
+    level: usize,
+    width: usize,
+    weak: &Weakened,
+    rng: &mut R,
+) -> Result<(C0Window, C1Half)> {
+    if !weak.no_rerandomize {
+        return Ok(pk.encrypt_halves(m, level, width, rng)?);
+    }
+    let params = pk.params();
+    let mut c0 = RnsPoly::zero(params, level, width)?;
+    c0.add_plain(m)?;
+    let c1 = RnsPoly::zero(params, level, params.n())?;
+    Ok((C0Window::new(c0), C1Half::new(c1)?))
+}
+
+/// Server: sends a c1 half (or, with [`Weakened::plant`], the planted plaintext in its place).
+pub(crate) fn send_c1(ch: &mut impl Channel, c1: &RnsPoly, weak: &Weakened) -> Result<()> {
+    if weak.plant.is_empty() {
+        return wire::send_poly(ch, c1);
+    }
+    let mut p = RnsPoly::zero(c1.params(), c1.level(), c1.width())?;
+    p.add_plain(&weak.plant[..weak.plant.len().min(c1.width())])?;
+    wire::send_poly(ch, &p)
+}
 
 /// Server: its material for one MPC step of one group, made before the client's input exists.
 pub(crate) struct StepMasks {
@@ -40,11 +118,13 @@ pub(crate) struct StepMasks {
 
 impl StepMasks {
     /// Draws the masks of `step` for a group of `images` images.
+    /// With [`Weakened::no_share_mask`] every r is 0.
     pub fn draw(
         step: &MpcStep,
         sc: &ShareCircuit,
         q0: u64,
         images: usize,
+        weak: &Weakened,
         rng: &mut impl RngCore,
     ) -> StepMasks {
         let bits = sc.share_bits;
@@ -55,6 +135,9 @@ impl StepMasks {
                 (0..images)
                     .map(|_| loop {
                         let x = rng.next_u64() >> (64 - bits);
+                        if weak.no_share_mask {
+                            break 0;
+                        }
                         if x < q0 {
                             break x as i64;
                         }
@@ -95,12 +178,13 @@ fn encrypt_masks(
     level: usize,
     images: usize,
     flood: Option<u32>,
+    weak: &Weakened,
 ) -> Result<(Vec<RnsPoly>, Vec<RnsPoly>)> {
     (0..count)
         .into_par_iter()
         .map_init(os_rng, |rng, i| {
             let m = r.get(i).map_or(&[][..], Vec::as_slice);
-            let (mut c0, c1) = pk.encrypt_halves(m, level, images, rng)?;
+            let (mut c0, c1) = mask_halves(pk, m, level, images, weak, rng)?;
             if let Some(bits) = flood {
                 c0.poly_mut().flood(bits, rng)?;
             }
@@ -149,11 +233,12 @@ pub(crate) fn server_offline(
     m: &mut StepMasks,
     input_c1: &[RnsPoly],
     gather: &[u32],
+    weak: &Weakened,
 ) -> Result<()> {
-    let (pre0, pre1) = encrypt_masks(pk, &m.r, m.r.len(), 0, images, None)?;
+    let (pre0, pre1) = encrypt_masks(pk, &m.r, m.r.len(), 0, images, None, weak)?;
     m.pre0 = pre0;
     for c in masked_halves(input_c1, gather, &pre1, 0)? {
-        wire::send_poly(ch, &c)?;
+        send_c1(ch, &c, weak)?;
     }
     Ok(())
 }
@@ -168,10 +253,11 @@ pub(crate) fn server_output_offline(
     out_c1: &[RnsPoly],
     level: usize,
     flood_bits: u32,
+    weak: &Weakened,
 ) -> Result<Vec<RnsPoly>> {
-    let (out0, out1) = encrypt_masks(pk, &[], out_c1.len(), level, images, Some(flood_bits))?;
+    let (out0, out1) = encrypt_masks(pk, &[], out_c1.len(), level, images, Some(flood_bits), weak)?;
     for c in masked_halves(out_c1, &all(out_c1.len()), &out1, level)? {
-        wire::send_poly(ch, &c)?;
+        send_c1(ch, &c, weak)?;
     }
     Ok(out0)
 }

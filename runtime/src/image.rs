@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::error::{Inconsistency, Result, RuntimeError};
-use crate::he2mpc::StepMasks;
+use crate::he2mpc::{self, StepMasks, Weakened};
 use crate::phase::Phase;
 use crate::plan::{ClientSetup, PackedOp, ServerSetup};
 use crate::report::{SessionReport, Step};
@@ -221,12 +221,13 @@ struct ImageMasks {
 fn server_mask_offline(
     ch: &mut impl Channel,
     pk: &PublicKey,
-    params: &Arc<Params>,
     input: &[RnsPoly],
     w: &Windows,
     level: usize,
     flood: Option<u32>,
+    weak: &Weakened,
 ) -> Result<ImageMasks> {
+    let params = pk.params();
     let n = params.n();
     let q0 = params.q0();
     let bits = 64 - q0.leading_zeros();
@@ -241,6 +242,9 @@ fn server_mask_offline(
                     // Uniform mod q0 by rejection on `bits` bits (acceptance > ½).
                     let x = loop {
                         let x = rng.next_u64() >> (64 - bits);
+                        if weak.no_share_mask {
+                            break 0;
+                        }
                         if x < q0 {
                             break x;
                         }
@@ -249,7 +253,7 @@ fn server_mask_offline(
                     r.push(((*p, c), x));
                 }
             }
-            let (mut c0, c1) = pk.encrypt_halves(&m, level, n, rng)?;
+            let (mut c0, c1) = he2mpc::mask_halves(pk, &m, level, n, weak, rng)?;
             if let Some(b) = flood {
                 c0.poly_mut().flood(b, rng)?;
             }
@@ -267,7 +271,7 @@ fn server_mask_offline(
         r: BTreeMap::new(),
     };
     for (c0, half, r) in made {
-        wire::send_poly(ch, &half)?;
+        he2mpc::send_c1(ch, &half, weak)?;
         masks.pre0.push(c0);
         masks.r.extend(r);
     }
@@ -378,7 +382,15 @@ pub(crate) fn server_group<C: Channel>(
                     let mut per = Vec::with_capacity(images);
                     let mut shares = vec![vec![0u64; images]; step.values_in];
                     for (j, t) in t1.iter().enumerate() {
-                        let m = server_mask_offline(ch, pk, params, take(t, b.input)?, w, 0, None)?;
+                        let m = server_mask_offline(
+                            ch,
+                            pk,
+                            take(t, b.input)?,
+                            w,
+                            0,
+                            None,
+                            setup.weakened(),
+                        )?;
                         for (i, s) in shares.iter_mut().enumerate() {
                             let r = pos.at.get(i).and_then(|p| m.r.get(p)).copied().ok_or_else(
                                 || RuntimeError::Input("unmasked circuit input".into()),
@@ -413,11 +425,11 @@ pub(crate) fn server_group<C: Channel>(
             out.push(server_mask_offline(
                 ch,
                 pk,
-                params,
                 o,
                 &out_w,
                 out_level,
                 Some(public.output.flood_bits),
+                setup.weakened(),
             )?);
         }
         ch.flush()?;
@@ -780,6 +792,10 @@ pub(crate) fn client_group<C: Channel>(
                     let v = dec.get(w.slot(pos, i)?).copied().ok_or_else(short)?;
                     s[j] = v as u64;
                 }
+            }
+            #[cfg(feature = "test-hooks")]
+            if let Some(p) = &setup.probe {
+                p.record_shares(&shares);
             }
             let bits = evaluator_bits(sc, step.instances, images, &shares);
             let out = match handle {

@@ -39,6 +39,9 @@ pub struct ServerSetup {
     pub matrices: Vec<Vec<Option<LoadedMatrix>>>,
     /// Weights of every `HeOp::PolyLinear`, indexed `[segment][op]` (None for other ops).
     pub packed: Vec<Vec<Option<PackedOp>>>,
+    /// Test-only: protections switched off ([`crate::probe::Weakened`]).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) weakened: crate::he2mpc::Weakened,
 }
 
 /// A checked client plan.
@@ -504,6 +507,8 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
         params,
         matrices,
         packed,
+        #[cfg(feature = "test-hooks")]
+        weakened: Default::default(),
     })
 }
 

@@ -3,8 +3,20 @@
 //!
 //! A [`Probe`] attached to a [`crate::plan::ClientSetup`] records what the client knows anyway —
 //! its decrypted shares — so that the leakage tests can check them on real sessions.
+//! [`crate::plan::ServerSetup::weaken_for_tests`] switches protections of the server off
+//! ([`Weakened`]), for the positive controls of those tests.
 
 use std::sync::Mutex;
+
+pub use crate::he2mpc::Weakened;
+
+impl crate::plan::ServerSetup {
+    /// Test-only (feature `test-hooks`): runs the following sessions with the protections in
+    /// `w` switched off (`Weakened::default()` restores the shipped protocol).
+    pub fn weaken_for_tests(&mut self, w: Weakened) {
+        self.weakened = w;
+    }
+}
 
 /// What one client session exposes to a test.
 #[derive(Debug, Default)]

@@ -38,7 +38,7 @@ pub fn serve_with<C: Channel>(
     opts: &SessionOptions,
     admit: &mut Admit<'_>,
 ) -> Result<SessionReport> {
-    let mut g = Garbler::new(ch, os_rng());
+    let mut g = Garbler::new(ch, setup.weakened().mpc_rng());
     let mut report = SessionReport {
         role: "server".into(),
         ..Default::default()
@@ -53,7 +53,7 @@ pub fn serve_with<C: Channel>(
     let mut session = Session {
         setup,
         g,
-        gmw: GmwServer::new(os_rng()),
+        gmw: GmwServer::new(setup.weakened().mpc_rng()),
         pk,
         opts,
         report,
@@ -110,7 +110,14 @@ impl<C: Channel> Session<'_, C> {
             .iter()
             .map(|s| {
                 let (_, sc) = step_circuit(public, s, self.opts)?;
-                Ok(StepMasks::draw(s, sc, setup.params.q0(), images, &mut rng))
+                Ok(StepMasks::draw(
+                    s,
+                    sc,
+                    setup.params.q0(),
+                    images,
+                    setup.weakened(),
+                    &mut rng,
+                ))
             })
             .collect::<Result<_>>()?;
         let (pk, drops) = (&self.pk, &self.drops);
@@ -281,7 +288,7 @@ fn precompute_c1(
                     .get_mut(b.step)
                     .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
                 let input = take_tensor(&tensors, b.input)?;
-                he2mpc::server_offline(ch, pk, images, m, input, &b.gather)?;
+                he2mpc::server_offline(ch, pk, images, m, input, &b.gather, setup.weakened())?;
                 let step = &public.mpc_steps[b.step];
                 let seeds = step_seeds
                     .get_mut(b.step)
@@ -300,6 +307,7 @@ fn precompute_c1(
         out,
         public.output.level,
         public.output.flood_bits,
+        setup.weakened(),
     )?;
     ch.flush()?;
     Ok(out0)
