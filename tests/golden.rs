@@ -287,7 +287,7 @@ fn cryptonets_structure() {
         "N = {n} is larger than needed for log Q = {logq}"
     );
     // ReLU circuit within 6w + σ_v (σ_v the per-value mask width of a session).
-    let c = &s.public.circuits[steps[0].circuit];
+    let c = &s.public.circuits[steps[0].circuit.index()];
     let sv = s.public.value_sigma().expect("σ_v");
     assert!(c.circuit.stats().and <= u64::from(6 * c.share_bits + sv));
     let text = mp2ml_compiler::report::Report::from_plan(s, Some(&o)).text();

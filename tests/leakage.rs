@@ -53,7 +53,7 @@ use mp2ml_ckks::{linear_polys, ntt_primes, poly_dot, NttPoly, Params, RnsPoly};
 use mp2ml_compiler::driver::{compile_graph, Options, Packing};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
 use mp2ml_compiler::plan_writer::write_all;
-use mp2ml_ir::plan::{ClientPlanFile, HeOp, Segment, ServerPlan};
+use mp2ml_ir::plan::{ClientPlanFile, HeOp, Segment, ServerPlan, TensorRef};
 use mp2ml_ir::weights::WeightsFile;
 use mp2ml_mpc::{Channel, ChannelStats, TcpChannel};
 use mp2ml_runtime::client::{run_client, Batch};
@@ -519,14 +519,14 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
             .collect()
     };
     // The tensors of one image (image packing) or of the batch, until the first MPC step.
-    let first = |tensors: &mut Vec<Option<Vec<RnsPoly>>>| -> (usize, Vec<u32>) {
+    let first = |tensors: &mut Vec<Option<Vec<RnsPoly>>>| -> (TensorRef, Vec<u32>) {
         for (si, seg) in plan.segments.iter().enumerate() {
             match seg {
                 Segment::Mpc(b) => return (b.input, b.gather.clone()),
                 Segment::He(he) => {
                     for (oi, op) in he.ops.iter().enumerate() {
-                        let get = |t: &Vec<Option<Vec<RnsPoly>>>, i: usize| -> Vec<RnsPoly> {
-                            t[i].clone().expect("tensor computed")
+                        let get = |t: &Vec<Option<Vec<RnsPoly>>>, i: TensorRef| -> Vec<RnsPoly> {
+                            t[i.index()].clone().expect("tensor computed")
                         };
                         match op {
                             HeOp::Linear { inputs, output, .. } => {
@@ -537,7 +537,7 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
                                 let mut y = linear_polys(&refs, &m.matrix, None).expect("linear");
                                 y.iter_mut()
                                     .for_each(|c| c.rescale_assign().expect("rescale"));
-                                tensors[*output] = Some(y);
+                                tensors[output.index()] = Some(y);
                             }
                             HeOp::PolyLinear {
                                 inputs,
@@ -574,7 +574,7 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
                                         y
                                     })
                                     .collect();
-                                tensors[*output] = Some(y);
+                                tensors[output.index()] = Some(y);
                             }
                             HeOp::ModDrop {
                                 input,
@@ -585,7 +585,7 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
                                     .iter()
                                     .map(|c| c.mod_drop(*level).expect("drop"))
                                     .collect();
-                                tensors[*output] = Some(y);
+                                tensors[output.index()] = Some(y);
                             }
                         }
                     }
@@ -612,11 +612,11 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
                 let mut tensors = vec![None; plan.tensors.len()];
                 let mut at = j * per_image;
                 for (u, &r) in l.input.iter().zip(&t.input) {
-                    tensors[r] = Some(expand(&seeds[at..at + u.layout.polys()], u.level));
+                    tensors[r.index()] = Some(expand(&seeds[at..at + u.layout.polys()], u.level));
                     at += u.layout.polys();
                 }
                 let (input, _) = first(&mut tensors);
-                let x = tensors[input].as_ref().expect("step input");
+                let x = tensors[input.index()].as_ref().expect("step input");
                 out.extend(
                     polys
                         .iter()
@@ -629,7 +629,7 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
             let mut tensors = vec![None; plan.tensors.len()];
             tensors[0] = Some(expand(&seeds[..n_in], plan.public.input.level));
             let (input, gather) = first(&mut tensors);
-            let x = tensors[input].as_ref().expect("step input");
+            let x = tensors[input.index()].as_ref().expect("step input");
             out.extend(
                 gather
                     .iter()

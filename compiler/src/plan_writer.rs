@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::plan::{
-    CkksParams, ClientPlan, ClientPlanFile, HeOp, HeSegment, HeTensor, InputSpec, MpcBinding,
-    MpcStep, OutputSpec, Segment, ServerPlan, WeightsRef, PLAN_VERSION,
+    CircuitRef, CkksParams, ClientPlan, ClientPlanFile, HeOp, HeSegment, HeTensor, InputSpec,
+    MpcBinding, MpcStep, OutputSpec, Segment, ServerPlan, StepRef, TensorRef, WeightsRef,
+    PLAN_VERSION,
 };
 use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
 use sha2::{Digest, Sha256};
@@ -97,10 +98,10 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
     // Circuits, deduplicated.
     let mut circuits: Vec<ShareCircuit> = Vec::new();
     let mut intern = |c: ShareCircuit| match circuits.iter().position(|x| *x == c) {
-        Some(i) => i,
+        Some(i) => CircuitRef(i),
         None => {
             circuits.push(c);
-            circuits.len() - 1
+            CircuitRef(circuits.len() - 1)
         }
     };
     let mut steps = Vec::new();
@@ -189,7 +190,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         weights: WeightsWriter::new(),
     };
     let t0 = b.plan_tensor(0);
-    debug_assert_eq!(t0, 0);
+    debug_assert_eq!(t0, TensorRef(0));
     let mut segments = Vec::new();
     for (k, st) in low.steps.iter().enumerate() {
         let mut seg = HeSegment {
@@ -201,7 +202,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         segments.push(Segment::He(seg));
         let output = b.plan_tensor(st.output);
         segments.push(Segment::Mpc(MpcBinding {
-            step: k,
+            step: StepRef(k),
             input,
             gather: st.gather.clone(),
             output,
@@ -214,7 +215,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
     };
     let mut output_tensor = b.emit(low.output, &mut seg)?;
     let ol = low.out_level;
-    if b.tensors[output_tensor].level > ol {
+    if b.tensors[output_tensor.index()].level > ol {
         output_tensor = b.drop_to(output_tensor, ol, &mut seg);
     }
     segments.push(Segment::He(seg));
@@ -246,13 +247,13 @@ struct Builder<'a> {
     ch: &'a Chosen,
     s: &'a PlanSettings,
     tensors: Vec<HeTensor>,
-    plan_of: Vec<Option<usize>>,
-    drops: BTreeMap<(usize, usize), usize>,
+    plan_of: Vec<Option<TensorRef>>,
+    drops: BTreeMap<(TensorRef, usize), TensorRef>,
     weights: WeightsWriter,
 }
 
 impl Builder<'_> {
-    fn plan_tensor(&mut self, m: usize) -> usize {
+    fn plan_tensor(&mut self, m: usize) -> TensorRef {
         if let Some(i) = self.plan_of[m] {
             return i;
         }
@@ -263,16 +264,16 @@ impl Builder<'_> {
             level: t.level,
             polys: None,
         });
-        let i = self.tensors.len() - 1;
+        let i = TensorRef(self.tensors.len() - 1);
         self.plan_of[m] = Some(i);
         i
     }
 
-    fn drop_to(&mut self, t: usize, level: usize, seg: &mut HeSegment) -> usize {
+    fn drop_to(&mut self, t: TensorRef, level: usize, seg: &mut HeSegment) -> TensorRef {
         if let Some(&d) = self.drops.get(&(t, level)) {
             return d;
         }
-        let src = &self.tensors[t];
+        let src = &self.tensors[t.index()];
         let name = format!("{}@{level}", src.name);
         let shape = src.shape.clone();
         self.tensors.push(HeTensor {
@@ -281,7 +282,7 @@ impl Builder<'_> {
             level,
             polys: None,
         });
-        let out = self.tensors.len() - 1;
+        let out = TensorRef(self.tensors.len() - 1);
         seg.ops.push(HeOp::ModDrop {
             input: t,
             output: out,
@@ -292,7 +293,7 @@ impl Builder<'_> {
     }
 
     /// Emits the ops producing materialized tensor `m` (and what it needs) into `seg`.
-    fn emit(&mut self, m: usize, seg: &mut HeSegment) -> Result<usize, CompileError> {
+    fn emit(&mut self, m: usize, seg: &mut HeSegment) -> Result<TensorRef, CompileError> {
         if let Some(i) = self.plan_of[m] {
             return Ok(i);
         }
@@ -304,7 +305,7 @@ impl Builder<'_> {
         let mut ins = Vec::with_capacity(inputs.len());
         for &f in inputs {
             let pi = self.emit(f, seg)?;
-            let pi = if self.tensors[pi].level > level_in {
+            let pi = if self.tensors[pi.index()].level > level_in {
                 self.drop_to(pi, level_in, seg)
             } else {
                 pi

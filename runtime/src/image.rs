@@ -25,7 +25,7 @@ use mp2ml_ckks::{
     os_rng, poly_dot, C0Window, C1Half, C1TimesS, NttPoly, Params, PublicKey, RnsPoly, SecretKey,
 };
 use mp2ml_ir::layout::Layout;
-use mp2ml_ir::plan::{HeOp, ImageLayouts, MpcStep, Positions, Segment, Upload};
+use mp2ml_ir::plan::{HeOp, ImageLayouts, MpcStep, Positions, Segment, TensorRef, Upload};
 use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline, Garbler, GarblerOffline};
 use rand::RngCore;
 use rayon::prelude::*;
@@ -102,8 +102,8 @@ fn layouts(plan: &mp2ml_ir::plan::ClientPlan) -> Result<&ImageLayouts> {
 /// One image's tensors: polynomials per tensor.
 type Tensors = Vec<Option<Vec<RnsPoly>>>;
 
-fn take(t: &Tensors, r: usize) -> Result<&Vec<RnsPoly>> {
-    t.get(r)
+fn take(t: &Tensors, r: TensorRef) -> Result<&Vec<RnsPoly>> {
+    t.get(r.index())
         .and_then(Option::as_ref)
         .ok_or(RuntimeError::Inconsistent(
             Inconsistency::TensorNotComputed { tensor: r },
@@ -167,7 +167,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
                     Ok(y)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            t[*output] = Some(out);
+            t[output.index()] = Some(out);
         }
         HeOp::ModDrop {
             input,
@@ -178,7 +178,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
                 .iter()
                 .map(|p| p.mod_drop(*level))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            t[*output] = Some(x);
+            t[output.index()] = Some(x);
         }
         HeOp::Linear { name, .. } => {
             return Err(Inconsistency::NoWeights { op: name.clone() }.into());
@@ -192,7 +192,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
 fn upload_order<'a>(
     l: &'a ImageLayouts,
     tensors: Option<&'a mp2ml_ir::plan::ImageTensors>,
-) -> Vec<(Option<usize>, &'a Upload)> {
+) -> Vec<(Option<TensorRef>, &'a Upload)> {
     let mut v = Vec::new();
     for (i, u) in l.input.iter().enumerate() {
         v.push((tensors.and_then(|t| t.input.get(i).copied()), u));
@@ -353,7 +353,7 @@ pub(crate) fn server_group<C: Channel>(
                         Ok(RnsPoly::from_seed(params, u.level, s)?)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                t[r] = Some(polys);
+                t[r.index()] = Some(polys);
             }
         }
         let mut rng = os_rng();
@@ -374,11 +374,11 @@ pub(crate) fn server_group<C: Channel>(
                 Segment::Mpc(b) => {
                     let step = public
                         .mpc_steps
-                        .get(b.step)
+                        .get(b.step.index())
                         .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
                     let sc = yao_circuit(public, step, opts)?;
-                    let w = &step_w[b.step];
-                    let pos = &l.steps[b.step].input;
+                    let w = &step_w[b.step.index()];
+                    let pos = &l.steps[b.step.index()].input;
                     let mut per = Vec::with_capacity(images);
                     let mut shares = vec![vec![0u64; images]; step.values_in];
                     for (j, t) in t1.iter().enumerate() {
@@ -465,7 +465,7 @@ pub(crate) fn server_group<C: Channel>(
         for t in t0.iter_mut() {
             for (r, u) in ups.iter().take(n_in) {
                 let r = r.ok_or_else(|| RuntimeError::Input("an upload without tensor".into()))?;
-                t[r] = Some(wire::recv_polys(
+                t[r.index()] = Some(wire::recv_polys(
                     ch,
                     params,
                     u.level,
@@ -495,24 +495,24 @@ pub(crate) fn server_group<C: Channel>(
                 })?;
             }
             Segment::Mpc(b) => {
-                let step = &public.mpc_steps[b.step];
+                let step = &public.mpc_steps[b.step.index()];
                 let sc = yao_circuit(public, step, opts)?;
                 let n = step.instances * images;
                 let ands = sc.circuit.stats().and * n as u64;
                 let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
-                let handle = handles.get_mut(b.step).and_then(Option::take);
-                let m = &masks[b.step];
+                let handle = handles.get_mut(b.step.index()).and_then(Option::take);
+                let m = &masks[b.step.index()];
                 let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
-                let w = &step_w[b.step];
-                let per = &pre[b.step];
-                let uploads: Vec<(usize, &Upload)> = plan
+                let w = &step_w[b.step.index()];
+                let per = &pre[b.step.index()];
+                let uploads: Vec<(TensorRef, &Upload)> = plan
                     .image
                     .as_ref()
-                    .and_then(|t| t.steps.get(b.step))
+                    .and_then(|t| t.steps.get(b.step.index()))
                     .into_iter()
                     .flatten()
                     .copied()
-                    .zip(&l.steps[b.step].uploads)
+                    .zip(&l.steps[b.step.index()].uploads)
                     .collect();
                 report.metered(g, metered, |g| {
                     let ch = g.channel_mut();
@@ -548,7 +548,7 @@ pub(crate) fn server_group<C: Channel>(
                             for (c, s) in polys.iter_mut().zip(&sub) {
                                 c.sub_plain(s)?;
                             }
-                            t[r] = Some(polys);
+                            t[r.index()] = Some(polys);
                         }
                     }
                     Ok::<_, RuntimeError>(())
@@ -591,7 +591,7 @@ type PendingImage = Vec<Vec<([u8; 32], C0Window)>>;
 
 fn encrypt_zeros(
     sk: &SecretKey,
-    ups: &[(Option<usize>, &Upload)],
+    ups: &[(Option<TensorRef>, &Upload)],
     n: usize,
 ) -> Result<PendingImage> {
     ups.iter()

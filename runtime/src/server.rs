@@ -3,7 +3,7 @@
 //! steps (HE→MPC, circuit, MPC→HE) in plan order, and the output.
 
 use mp2ml_ckks::{linear_polys, os_rng, PublicKey, RnsPoly, RowBias};
-use mp2ml_ir::plan::{HeOp, MpcBinding, Segment};
+use mp2ml_ir::plan::{HeOp, MpcBinding, Segment, TensorRef};
 use mp2ml_mpc::{Channel, Garbler, GmwServer};
 
 use rayon::prelude::*;
@@ -186,8 +186,8 @@ impl<C: Channel> Session<'_, C> {
                     })?;
                 }
                 Segment::Mpc(b) => {
-                    let handle = handles.get_mut(b.step).and_then(Option::take);
-                    self.run_mpc_step(&mut tensors, b, &masks[b.step], handle, images)?;
+                    let handle = handles.get_mut(b.step.index()).and_then(Option::take);
+                    self.run_mpc_step(&mut tensors, b, &masks[b.step.index()], handle, images)?;
                 }
             }
             free(&mut tensors, &self.drops[si]);
@@ -214,7 +214,7 @@ impl<C: Channel> Session<'_, C> {
     ) -> Result<()> {
         let setup = self.setup;
         let public = &setup.plan.public;
-        let step = &public.mpc_steps[b.step];
+        let step = &public.mpc_steps[b.step.index()];
         let (backend, sc) = step_circuit(public, step, self.opts)?;
         let n = step.instances * images;
         let ands = sc.circuit.stats().and * n as u64;
@@ -240,7 +240,7 @@ impl<C: Channel> Session<'_, C> {
             let shift = step.out_scale_bits - public.scale_bits;
             mpc2he::server_unmask(ch, &setup.params, step, sc, shift, images, &masks.out)
         })?;
-        tensors[b.output] = Some(out);
+        tensors[b.output.index()] = Some(out);
         Ok(())
     }
 }
@@ -285,16 +285,17 @@ fn precompute_c1(
             }
             Segment::Mpc(b) => {
                 let m = masks
-                    .get_mut(b.step)
+                    .get_mut(b.step.index())
                     .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
                 let input = take_tensor(&tensors, b.input)?;
                 he2mpc::server_offline(ch, pk, images, m, input, &b.gather, setup.weakened())?;
-                let step = &public.mpc_steps[b.step];
+                let step = &public.mpc_steps[b.step.index()];
                 let seeds = step_seeds
-                    .get_mut(b.step)
+                    .get_mut(b.step.index())
                     .and_then(Option::take)
                     .ok_or(Inconsistency::StepUsedTwice { step: b.step })?;
-                tensors[b.output] = Some(mpc2he::server_expand(params, &seeds, step.out_level)?);
+                tensors[b.output.index()] =
+                    Some(mpc2he::server_expand(params, &seeds, step.out_level)?);
             }
         }
         free(&mut tensors, &drops[si]);
@@ -318,7 +319,7 @@ fn precompute_c1(
 fn drops_after(plan: &mp2ml_ir::plan::ServerPlan) -> Vec<Vec<usize>> {
     let mut last = vec![0usize; plan.tensors.len()];
     for (si, seg) in plan.segments.iter().enumerate() {
-        let reads: Vec<usize> = match seg {
+        let reads: Vec<TensorRef> = match seg {
             Segment::He(he) => he
                 .ops
                 .iter()
@@ -330,14 +331,14 @@ fn drops_after(plan: &mp2ml_ir::plan::ServerPlan) -> Vec<Vec<usize>> {
             Segment::Mpc(b) => vec![b.input],
         };
         for t in reads {
-            if let Some(l) = last.get_mut(t) {
+            if let Some(l) = last.get_mut(t.index()) {
                 *l = si;
             }
         }
     }
     let mut drops = vec![Vec::new(); plan.segments.len()];
     for (t, &l) in last.iter().enumerate() {
-        if t != plan.output_tensor {
+        if t != plan.output_tensor.index() {
             if let Some(d) = drops.get_mut(l) {
                 d.push(t);
             }
@@ -355,9 +356,9 @@ fn free(tensors: &mut Tensors, drops: &[usize]) {
     }
 }
 
-fn take_tensor(tensors: &[Option<Vec<RnsPoly>>], t: usize) -> Result<&Vec<RnsPoly>> {
+fn take_tensor(tensors: &[Option<Vec<RnsPoly>>], t: TensorRef) -> Result<&Vec<RnsPoly>> {
     tensors
-        .get(t)
+        .get(t.index())
         .and_then(Option::as_ref)
         .ok_or(RuntimeError::Inconsistent(
             Inconsistency::TensorNotComputed { tensor: t },
@@ -409,6 +410,6 @@ fn run_he_op(
             )
         }
     };
-    tensors[out_ref] = Some(out);
+    tensors[out_ref.index()] = Some(out);
     Ok(())
 }

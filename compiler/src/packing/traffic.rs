@@ -291,7 +291,7 @@ pub fn batch_traffic_with(p: &ClientPlan, images: usize, mpc: Option<MpcBackend>
     let (mut any_yao, mut any_gmw) = (false, false);
     for s in &p.mpc_steps {
         let backend = mpc.unwrap_or(s.backend);
-        let Some(c) = p.circuits.get(s.circuit_for(backend)) else {
+        let Ok(c) = p.circuit(s.circuit_for(backend)) else {
             continue;
         };
         let inst = (s.instances * images) as f64;
