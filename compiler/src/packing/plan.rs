@@ -281,7 +281,7 @@ fn yao_only(public: &mut mp2ml_ir::plan::ClientPlan) {
     let mut keep: BTreeMap<usize, usize> = BTreeMap::new();
     for st in &public.mpc_steps {
         let k = keep.len();
-        keep.entry(st.circuit).or_insert(k);
+        keep.entry(st.circuit.index()).or_insert(k);
     }
     let old = std::mem::take(&mut public.circuits);
     let mut kept: Vec<(usize, mp2ml_ir::circuit::ShareCircuit)> = old
@@ -293,7 +293,7 @@ fn yao_only(public: &mut mp2ml_ir::plan::ClientPlan) {
     public.circuits = kept.into_iter().map(|(_, c)| c).collect();
     for st in &mut public.mpc_steps {
         st.backend = mp2ml_ir::plan::MpcBackend::Yao;
-        st.circuit = keep[&st.circuit];
+        st.circuit = mp2ml_ir::plan::CircuitRef(keep[&st.circuit.index()]);
         st.depth_circuit = st.circuit;
         st.gmw_variant = mp2ml_ir::circuit::Style::Size;
     }

@@ -240,7 +240,7 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
     t.output = im * out_w.iter().map(|&w| poly(p.output.level, w)).sum::<f64>();
     let mut any_yao = false;
     for (s, st) in p.mpc_steps.iter().zip(&l.steps) {
-        let Some(c) = p.circuits.get(s.circuit) else {
+        let Ok(c) = p.circuit(s.circuit) else {
             continue;
         };
         let inst = (s.instances * images) as f64;
