@@ -441,14 +441,19 @@ pub fn output_paths(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
 /// (circuit gates, layouts, positions) goes on one line each, which makes a plan with large
 /// circuits less than half as long and faster to load.
 pub fn to_ron<T: serde::Serialize>(v: &T) -> Result<String, CompileError> {
-    ron::ser::to_string_pretty(v, ron::ser::PrettyConfig::default().depth_limit(4))
+    ron::ser::to_string_pretty(v, pretty())
         .map_err(|e| CompileError::new(ErrorKind::Plan, format!("cannot serialize the plan: {e}")))
+}
+
+/// The layout of every plan text ([`to_ron`], [`write_all`], [`ron_len`]).
+fn pretty() -> ron::ser::PrettyConfig {
+    ron::ser::PrettyConfig::default().depth_limit(4)
 }
 
 /// Pretty RON of `v` written to `w` as it is produced.
 fn ron_to(w: &mut dyn std::io::Write, v: &impl serde::Serialize) -> std::io::Result<()> {
     ron::Options::default()
-        .to_io_writer_pretty(w, v, ron::ser::PrettyConfig::default())
+        .to_io_writer_pretty(w, v, pretty())
         .map_err(std::io::Error::other)
 }
 
@@ -462,7 +467,7 @@ pub fn ron_len(v: &impl serde::Serialize) -> Result<usize, CompileError> {
         }
     }
     let mut n = Count(0);
-    ron::ser::to_writer_pretty(&mut n, v, ron::ser::PrettyConfig::default()).map_err(|e| {
+    ron::ser::to_writer_pretty(&mut n, v, pretty()).map_err(|e| {
         CompileError::new(ErrorKind::Plan, format!("cannot serialize the plan: {e}"))
     })?;
     Ok(n.0)
