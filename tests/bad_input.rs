@@ -348,6 +348,37 @@ fn bad_server_plans_are_refused() {
             "below the required 128 bits",
         ),
         (
+            "output tensor out of range, hash recomputed",
+            Box::new(|d: &Path| {
+                rewrite_server(d, |p| {
+                    p.output_tensor = mp2ml_ir::plan::TensorRef(p.tensors.len() + 7)
+                })
+            }),
+            "does not exist (the plan has",
+        ),
+        (
+            "binding names a missing step, hash recomputed",
+            Box::new(|d: &Path| {
+                rewrite_server(d, |p| {
+                    for s in &mut p.segments {
+                        if let mp2ml_ir::plan::Segment::Mpc(b) = s {
+                            b.step = mp2ml_ir::plan::StepRef(99);
+                        }
+                    }
+                })
+            }),
+            "MPC step 99 does not exist",
+        ),
+        (
+            "step names a missing circuit, hash recomputed",
+            Box::new(|d: &Path| {
+                rewrite_server(d, |p| {
+                    p.public.mpc_steps[0].depth_circuit = mp2ml_ir::plan::CircuitRef(99)
+                })
+            }),
+            "depth-optimized circuit 99 does not exist",
+        ),
+        (
             "weights missing",
             Box::new(|d: &Path| std::fs::remove_file(d.join("small.weights.bin")).expect("rm")),
             "small.weights.bin",

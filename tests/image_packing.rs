@@ -220,7 +220,7 @@ fn bundled_models_repack_exactly() {
                 };
                 let shapes: Vec<Vec<usize>> = inputs
                     .iter()
-                    .map(|&i| plan.tensors[i].shape.clone())
+                    .map(|&i| plan.tensors[i.index()].shape.clone())
                     .collect();
                 let map = PolyMap::build(&m, st.as_ref(), &shapes, n).expect("packs");
                 convs += usize::from(map.kind == MapKind::Conv);

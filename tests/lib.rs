@@ -186,8 +186,8 @@ pub mod toy {
             mpc_steps: vec![MpcStep {
                 name: "relu".into(),
                 kind: ActivationKind::Relu,
-                circuit: 0,
-                depth_circuit: 0,
+                circuit: CircuitRef(0),
+                depth_circuit: CircuitRef(0),
                 gmw_variant: Default::default(),
                 backend: Default::default(),
                 instances: 3,
@@ -219,10 +219,10 @@ pub mod toy {
             t("r", 3, 2),
             t("y", 2, 1),
         ];
-        let fc1 = |input: usize| HeOp::Linear {
+        let fc1 = |input: TensorRef| HeOp::Linear {
             name: "fc1".into(),
             inputs: vec![input],
-            output: 1,
+            output: TensorRef(1),
             matrix: m1,
             level_in: 1,
         };
@@ -230,14 +230,14 @@ pub mod toy {
             tensors.push(t("x_dropped", 4, 1));
             vec![
                 HeOp::ModDrop {
-                    input: 0,
-                    output: 4,
+                    input: TensorRef(0),
+                    output: TensorRef(4),
                     level: 1,
                 },
-                fc1(4),
+                fc1(TensorRef(4)),
             ]
         } else {
-            vec![fc1(0)]
+            vec![fc1(TensorRef(0))]
         };
         let plan = ServerPlan {
             version: PLAN_VERSION,
@@ -245,7 +245,7 @@ pub mod toy {
             public_hash: public.hash().expect("hash"),
             public,
             tensors,
-            output_tensor: 3,
+            output_tensor: TensorRef(3),
             segments: vec![
                 Segment::He(HeSegment {
                     name: "fc1".into(),
@@ -253,17 +253,17 @@ pub mod toy {
                     macs: 12,
                 }),
                 Segment::Mpc(MpcBinding {
-                    step: 0,
-                    input: 1,
+                    step: StepRef(0),
+                    input: TensorRef(1),
                     gather: vec![0, 1, 2],
-                    output: 2,
+                    output: TensorRef(2),
                 }),
                 Segment::He(HeSegment {
                     name: "fc2".into(),
                     ops: vec![HeOp::Linear {
                         name: "fc2".into(),
-                        inputs: vec![2],
-                        output: 3,
+                        inputs: vec![TensorRef(2)],
+                        output: TensorRef(3),
                         matrix: m2,
                         level_in: 2,
                     }],

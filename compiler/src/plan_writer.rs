@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::plan::{
-    CkksParams, ClientPlan, ClientPlanFile, HeOp, HeSegment, HeTensor, InputSpec, MpcBinding,
-    MpcStep, OutputSpec, Segment, ServerPlan, WeightsRef, PLAN_VERSION,
+    CircuitRef, CkksParams, ClientPlan, ClientPlanFile, ClientPlanFileRef, HeOp, HeSegment,
+    HeTensor, InputSpec, MpcBinding, MpcStep, OutputSpec, Segment, ServerPlan, StepRef, TensorRef,
+    WeightsRef, PLAN_VERSION,
 };
 use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
 use sha2::{Digest, Sha256};
@@ -31,7 +32,16 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The client plan file.
+    /// The client plan file, borrowing the plan (what [`write_all`] writes).
+    pub fn client_file_ref(&self) -> ClientPlanFileRef<'_> {
+        ClientPlanFileRef {
+            version: PLAN_VERSION,
+            public_hash: &self.server.public_hash,
+            plan: &self.server.public,
+        }
+    }
+
+    /// The client plan file (a copy of the public part).
     pub fn client_file(&self) -> ClientPlanFile {
         ClientPlanFile {
             version: PLAN_VERSION,
@@ -97,10 +107,10 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
     // Circuits, deduplicated.
     let mut circuits: Vec<ShareCircuit> = Vec::new();
     let mut intern = |c: ShareCircuit| match circuits.iter().position(|x| *x == c) {
-        Some(i) => i,
+        Some(i) => CircuitRef(i),
         None => {
             circuits.push(c);
-            circuits.len() - 1
+            CircuitRef(circuits.len() - 1)
         }
     };
     let mut steps = Vec::new();
@@ -191,7 +201,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         weights: WeightsWriter::new(),
     };
     let t0 = b.plan_tensor(0);
-    debug_assert_eq!(t0, 0);
+    debug_assert_eq!(t0, TensorRef(0));
     let mut segments = Vec::new();
     for (k, st) in low.steps.iter().enumerate() {
         let mut seg = HeSegment {
@@ -203,7 +213,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         segments.push(Segment::He(seg));
         let output = b.plan_tensor(st.output);
         segments.push(Segment::Mpc(MpcBinding {
-            step: k,
+            step: StepRef(k),
             input,
             gather: st.gather.clone(),
             output,
@@ -216,7 +226,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
     };
     let mut output_tensor = b.emit(low.output, &mut seg)?;
     let ol = low.out_level;
-    if b.tensors[output_tensor].level > ol {
+    if b.tensors[output_tensor.index()].level > ol {
         output_tensor = b.drop_to(output_tensor, ol, &mut seg);
     }
     segments.push(Segment::He(seg));
@@ -248,13 +258,13 @@ struct Builder<'a> {
     ch: &'a Chosen,
     s: &'a PlanSettings,
     tensors: Vec<HeTensor>,
-    plan_of: Vec<Option<usize>>,
-    drops: BTreeMap<(usize, usize), usize>,
+    plan_of: Vec<Option<TensorRef>>,
+    drops: BTreeMap<(TensorRef, usize), TensorRef>,
     weights: WeightsWriter,
 }
 
 impl Builder<'_> {
-    fn plan_tensor(&mut self, m: usize) -> usize {
+    fn plan_tensor(&mut self, m: usize) -> TensorRef {
         if let Some(i) = self.plan_of[m] {
             return i;
         }
@@ -265,16 +275,16 @@ impl Builder<'_> {
             level: t.level,
             polys: None,
         });
-        let i = self.tensors.len() - 1;
+        let i = TensorRef(self.tensors.len() - 1);
         self.plan_of[m] = Some(i);
         i
     }
 
-    fn drop_to(&mut self, t: usize, level: usize, seg: &mut HeSegment) -> usize {
+    fn drop_to(&mut self, t: TensorRef, level: usize, seg: &mut HeSegment) -> TensorRef {
         if let Some(&d) = self.drops.get(&(t, level)) {
             return d;
         }
-        let src = &self.tensors[t];
+        let src = &self.tensors[t.index()];
         let name = format!("{}@{level}", src.name);
         let shape = src.shape.clone();
         self.tensors.push(HeTensor {
@@ -283,7 +293,7 @@ impl Builder<'_> {
             level,
             polys: None,
         });
-        let out = self.tensors.len() - 1;
+        let out = TensorRef(self.tensors.len() - 1);
         seg.ops.push(HeOp::ModDrop {
             input: t,
             output: out,
@@ -294,7 +304,7 @@ impl Builder<'_> {
     }
 
     /// Emits the ops producing materialized tensor `m` (and what it needs) into `seg`.
-    fn emit(&mut self, m: usize, seg: &mut HeSegment) -> Result<usize, CompileError> {
+    fn emit(&mut self, m: usize, seg: &mut HeSegment) -> Result<TensorRef, CompileError> {
         if let Some(i) = self.plan_of[m] {
             return Ok(i);
         }
@@ -306,7 +316,7 @@ impl Builder<'_> {
         let mut ins = Vec::with_capacity(inputs.len());
         for &f in inputs {
             let pi = self.emit(f, seg)?;
-            let pi = if self.tensors[pi].level > level_in {
+            let pi = if self.tensors[pi.index()].level > level_in {
                 self.drop_to(pi, level_in, seg)
             } else {
                 pi
@@ -402,8 +412,11 @@ impl Builder<'_> {
 }
 
 /// Writes `bytes` to a temporary file next to `path`.
-fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, CompileError> {
-    mp2ml_ir::files::write_temp(path, bytes).map_err(|e| {
+fn write_temp_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<PathBuf, CompileError> {
+    mp2ml_ir::files::write_temp_with(path, fill).map_err(|e| {
         CompileError::new(
             ErrorKind::Io,
             format!("cannot write next to `{}`: {e}", path.display()),
@@ -426,24 +439,56 @@ pub fn output_paths(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-/// Serializes a value as pretty RON.
+/// Serializes a value as pretty RON down to the fields of a plan's parts; the bulk below
+/// (circuit gates, layouts, positions) goes on one line each, which makes a plan with large
+/// circuits less than half as long and faster to load.
 pub fn to_ron<T: serde::Serialize>(v: &T) -> Result<String, CompileError> {
-    ron::ser::to_string_pretty(v, ron::ser::PrettyConfig::default())
+    ron::ser::to_string_pretty(v, pretty())
         .map_err(|e| CompileError::new(ErrorKind::Plan, format!("cannot serialize the plan: {e}")))
 }
 
+/// The layout of every plan text ([`to_ron`], [`write_all`], [`ron_len`]).
+fn pretty() -> ron::ser::PrettyConfig {
+    ron::ser::PrettyConfig::default().depth_limit(4)
+}
+
+/// Pretty RON of `v` written to `w` as it is produced.
+fn ron_to(w: &mut dyn std::io::Write, v: &impl serde::Serialize) -> std::io::Result<()> {
+    ron::Options::default()
+        .to_io_writer_pretty(w, v, pretty())
+        .map_err(std::io::Error::other)
+}
+
+/// Length in bytes of [`to_ron`]'s text, without holding it.
+pub fn ron_len(v: &impl serde::Serialize) -> Result<usize, CompileError> {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    ron::ser::to_writer_pretty(&mut n, v, pretty()).map_err(|e| {
+        CompileError::new(ErrorKind::Plan, format!("cannot serialize the plan: {e}"))
+    })?;
+    Ok(n.0)
+}
+
 /// Writes the plan, client plan and weights atomically: all three are written to temporary
-/// files first and renamed only when every write succeeded; on error nothing remains.
+/// files first and renamed only when every write succeeded; on error nothing remains. The
+/// plan texts are streamed to their files (an ImageNet-size plan is over a gigabyte of RON).
 pub fn write_all(c: &Compiled, out: &Path) -> Result<(), CompileError> {
     let (plan, client, weights) = output_paths(out);
-    let texts = [
-        (plan, to_ron(&c.server)?.into_bytes()),
-        (client, to_ron(&c.client_file())?.into_bytes()),
-        (weights, c.weights.clone()),
+    type Fill<'a> = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + 'a>;
+    let texts: [(PathBuf, Fill); 3] = [
+        (plan, Box::new(|w| ron_to(w, &c.server))),
+        (client, Box::new(|w| ron_to(w, &c.client_file_ref()))),
+        (weights, Box::new(|w| w.write_all(&c.weights))),
     ];
     let mut temps = Vec::new();
-    for (path, bytes) in &texts {
-        match write_temp(path, bytes) {
+    for (path, fill) in texts {
+        match write_temp_with(&path, fill) {
             Ok(t) => temps.push((t, path.clone())),
             Err(e) => {
                 for (t, _) in &temps {

@@ -13,7 +13,7 @@ use mp2ml_ir::circuit::ShareCircuit;
 use std::collections::BTreeMap;
 
 use mp2ml_ir::layout::Layout;
-use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
+use mp2ml_ir::plan::{HeOp, Segment, ServerPlan, StepRef, TensorRef};
 use mp2ml_ir::weights::{WeightsError, WeightsFile};
 
 /// A simulation failure.
@@ -37,7 +37,7 @@ pub enum SimError {
     #[error("value {value} entering MPC step {step} exceeds q0/2 (range analysis violated)")]
     Overflow {
         /// Step.
-        step: usize,
+        step: StepRef,
         /// Value.
         value: i128,
     },
@@ -85,9 +85,9 @@ pub fn simulate(
     );
     // Image packing: an upload holds its source's elements (the input or a step's outputs).
     let uploads = upload_sources(plan);
-    let get = |vals: &[Option<Vec<i128>>], t: usize| -> Result<Vec<i128>, SimError> {
+    let get = |vals: &[Option<Vec<i128>>], t: TensorRef| -> Result<Vec<i128>, SimError> {
         let t = uploads.get(&t).map_or(t, |u| u.0);
-        vals.get(t)
+        vals.get(t.index())
             .and_then(Clone::clone)
             .ok_or_else(|| SimError::Plan(format!("tensor {t} used before it is computed")))
     };
@@ -98,7 +98,9 @@ pub fn simulate(
                     match op {
                         HeOp::ModDrop { input, output, .. } => {
                             let v = get(&vals, *input)?;
-                            *vals.get_mut(*output).ok_or_else(|| bad("bad tensor"))? = Some(v);
+                            *vals
+                                .get_mut(output.index())
+                                .ok_or_else(|| bad("bad tensor"))? = Some(v);
                         }
                         HeOp::Linear {
                             inputs,
@@ -145,7 +147,9 @@ pub fn simulate(
                                         .ok_or_else(|| bad("accumulator overflow"))?,
                                 );
                             }
-                            *vals.get_mut(*output).ok_or_else(|| bad("bad tensor"))? = Some(y);
+                            *vals
+                                .get_mut(output.index())
+                                .ok_or_else(|| bad("bad tensor"))? = Some(y);
                         }
                         HeOp::PolyLinear {
                             inputs,
@@ -196,17 +200,18 @@ pub fn simulate(
                                 }
                                 y.push(div_round_split(hi, lo, p).ok_or_else(overflow)?);
                             }
-                            *vals.get_mut(*output).ok_or_else(|| bad("bad tensor"))? = Some(y);
+                            *vals
+                                .get_mut(output.index())
+                                .ok_or_else(|| bad("bad tensor"))? = Some(y);
                         }
                     }
                 }
             }
             Segment::Mpc(b) => {
-                let step = pubp.mpc_steps.get(b.step).ok_or_else(|| bad("bad step"))?;
+                let step = pubp.step(b.step).map_err(|e| bad(&e.to_string()))?;
                 let circ = pubp
-                    .circuits
-                    .get(step.circuit)
-                    .ok_or_else(|| bad("bad circuit"))?;
+                    .circuit(step.circuit)
+                    .map_err(|e| bad(&e.to_string()))?;
                 let x = get(&vals, b.input)?;
                 let gathered: Vec<i128> = b
                     .gather
@@ -232,7 +237,9 @@ pub fn simulate(
                     .into_iter()
                     .map(|v| v << up)
                     .collect();
-                *vals.get_mut(b.output).ok_or_else(|| bad("bad tensor"))? = Some(y);
+                *vals
+                    .get_mut(b.output.index())
+                    .ok_or_else(|| bad("bad tensor"))? = Some(y);
             }
         }
     }
@@ -241,17 +248,18 @@ pub fn simulate(
 }
 
 /// Image packing: every upload tensor with (its source tensor, its layout).
-fn upload_sources(plan: &ServerPlan) -> BTreeMap<usize, (usize, &Layout)> {
+fn upload_sources(plan: &ServerPlan) -> BTreeMap<TensorRef, (TensorRef, &Layout)> {
     let mut m = BTreeMap::new();
     let (Some(t), Some(l)) = (&plan.image, &plan.public.image) else {
         return m;
     };
     for (&r, u) in t.input.iter().zip(&l.input) {
-        m.insert(r, (0, &u.layout));
+        m.insert(r, (TensorRef(0), &u.layout));
     }
     for seg in &plan.segments {
         if let Segment::Mpc(b) = seg {
-            if let (Some(rs), Some(st)) = (t.steps.get(b.step), l.steps.get(b.step)) {
+            if let (Some(rs), Some(st)) = (t.steps.get(b.step.index()), l.steps.get(b.step.index()))
+            {
                 for (&r, u) in rs.iter().zip(&st.uploads) {
                     m.insert(r, (b.output, &u.layout));
                 }

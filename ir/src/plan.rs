@@ -31,7 +31,7 @@ pub enum MpcBackend {
 
 impl MpcStep {
     /// Index of the circuit `backend` runs for this step.
-    pub fn circuit_for(&self, backend: MpcBackend) -> usize {
+    pub fn circuit_for(&self, backend: MpcBackend) -> CircuitRef {
         match (backend, self.gmw_variant) {
             (MpcBackend::Gmw, crate::circuit::Style::Depth) => self.depth_circuit,
             _ => self.circuit,
@@ -149,6 +149,73 @@ impl std::str::FromStr for NetworkProfile {
     }
 }
 
+/// Declares a typed index into one of a plan's vectors. `#[serde(transparent)]`: it is written
+/// as the bare number, so the plan format is that of a `usize`.
+macro_rules! plan_index {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub usize);
+
+        impl $name {
+            /// What the index names, for error messages.
+            pub const WHAT: &'static str = $what;
+
+            /// The raw position.
+            pub fn index(self) -> usize {
+                self.0
+            }
+
+            /// The element it names in `items`, or an [`IndexError`] if it is out of range
+            /// (an untrusted plan may hold any number).
+            pub fn get<T>(self, items: &[T]) -> Result<&T, IndexError> {
+                items.get(self.0).ok_or(IndexError {
+                    what: $what,
+                    index: self.0,
+                    len: items.len(),
+                })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+plan_index!(
+    /// Index of a ciphertext tensor in [`ServerPlan::tensors`].
+    TensorRef,
+    "tensor"
+);
+plan_index!(
+    /// Index of a circuit in [`ClientPlan::circuits`].
+    CircuitRef,
+    "circuit"
+);
+plan_index!(
+    /// Index of an MPC step in [`ClientPlan::mpc_steps`].
+    StepRef,
+    "MPC step"
+);
+
+/// A plan index that points past the end of the vector it names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {index} does not exist (the plan has {len})")]
+pub struct IndexError {
+    /// What the index names (`tensor`, `circuit`, `MPC step`).
+    pub what: &'static str,
+    /// The index.
+    pub index: usize,
+    /// How many there are.
+    pub len: usize,
+}
+
 /// Version of the plan format; a plan of another version is refused.
 pub const PLAN_VERSION: u32 = 6;
 
@@ -221,10 +288,10 @@ pub struct MpcStep {
     /// What it computes.
     pub kind: ActivationKind,
     /// Index into [`ClientPlan::circuits`]: the size-optimal circuit, run under Yao.
-    pub circuit: usize,
+    pub circuit: CircuitRef,
     /// Index into [`ClientPlan::circuits`]: the depth-optimized circuit of the same function
     /// and layout.
-    pub depth_circuit: usize,
+    pub depth_circuit: CircuitRef,
     /// The variant GMW runs (whichever the compiler's cost model found faster); Yao always
     /// runs the size-optimal one.
     pub gmw_variant: crate::circuit::Style,
@@ -394,8 +461,21 @@ impl ClientPlan {
     /// SHA-256 (hex) of the canonical RON text of the public part; fails if the plan cannot be
     /// serialized (never the hash of an empty text).
     pub fn hash(&self) -> Result<String, ron::Error> {
-        let text = ron::ser::to_string(self)?;
-        Ok(hex::encode(Sha256::digest(text.as_bytes())))
+        // Hashes the compact RON text as it is produced (an ImageNet-size plan's text is
+        // over a gigabyte).
+        let mut h = HashWriter(Sha256::new());
+        ron::ser::to_writer(&mut h, self)?;
+        Ok(hex::encode(h.0.finalize()))
+    }
+
+    /// The circuit `r` names.
+    pub fn circuit(&self, r: CircuitRef) -> Result<&ShareCircuit, IndexError> {
+        r.get(&self.circuits)
+    }
+
+    /// The MPC step `r` names.
+    pub fn step(&self, r: StepRef) -> Result<&MpcStep, IndexError> {
+        r.get(&self.mpc_steps)
     }
 
     /// Values per image masked statistically: every circuit output (mask r'), every output
@@ -439,9 +519,6 @@ impl ClientPlan {
         value_sigma(self.sigma, count)
     }
 }
-
-/// Index of a ciphertext tensor in [`ServerPlan::tensors`].
-pub type TensorRef = usize;
 
 /// A tensor the server holds as ciphertexts: one ciphertext per element (per ciphertext group).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -553,7 +630,7 @@ pub struct HeSegment {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MpcBinding {
     /// Index into [`ClientPlan::mpc_steps`].
-    pub step: usize,
+    pub step: StepRef,
     /// Tensor whose elements feed the circuits (mod-dropped to level 0 before sharing).
     pub input: TensorRef,
     /// Element indices of `input` in circuit order (`instances · values_in`).
@@ -607,6 +684,13 @@ pub struct ServerPlan {
     pub image: Option<ImageTensors>,
 }
 
+impl ServerPlan {
+    /// The tensor `r` names.
+    pub fn tensor(&self, r: TensorRef) -> Result<&HeTensor, IndexError> {
+        r.get(&self.tensors)
+    }
+}
+
 /// The tensors of the client's uploads in an image-packed plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImageTensors {
@@ -614,6 +698,29 @@ pub struct ImageTensors {
     pub input: Vec<TensorRef>,
     /// Per MPC step, one per upload of its outputs.
     pub steps: Vec<Vec<TensorRef>>,
+}
+
+/// A SHA-256 fed by `fmt::Write` (what the RON serializer writes to).
+struct HashWriter(Sha256);
+
+impl std::fmt::Write for HashWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// [`ClientPlanFile`] borrowing its parts, to write one without copying the plan (it
+/// serializes exactly as [`ClientPlanFile`]).
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename = "ClientPlanFile")]
+pub struct ClientPlanFileRef<'a> {
+    /// [`PLAN_VERSION`].
+    pub version: u32,
+    /// SHA-256 of `plan`.
+    pub public_hash: &'a str,
+    /// The public part.
+    pub plan: &'a ClientPlan,
 }
 
 /// The client's plan file: the public part and its hash.
@@ -625,4 +732,40 @@ pub struct ClientPlanFile {
     pub public_hash: String,
     /// The public part.
     pub plan: ClientPlan,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_are_written_as_bare_numbers() {
+        // `#[serde(transparent)]`: the plan format is that of a usize.
+        let b = MpcBinding {
+            step: StepRef(2),
+            input: TensorRef(5),
+            gather: vec![1],
+            output: TensorRef(6),
+        };
+        let text = ron::ser::to_string(&b).expect("ron");
+        assert_eq!(text, "(step:2,input:5,gather:[1],output:6)");
+        let back: MpcBinding = ron::from_str(&text).expect("parse");
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn out_of_range_index_is_an_error() {
+        let v = [10, 20, 30];
+        assert_eq!(TensorRef(2).get(&v), Ok(&30));
+        let e = TensorRef(3).get(&v).expect_err("out of range");
+        assert_eq!(
+            e,
+            IndexError {
+                what: "tensor",
+                index: 3,
+                len: 3
+            }
+        );
+        assert_eq!(e.to_string(), "tensor 3 does not exist (the plan has 3)");
+    }
 }

@@ -51,12 +51,9 @@ pub fn step_circuit<'a>(
     opts: &SessionOptions,
 ) -> Result<(MpcBackend, &'a ShareCircuit)> {
     let b = backend(step, opts);
-    let sc =
-        plan.circuits
-            .get(step.circuit_for(b))
-            .ok_or_else(|| Inconsistency::StepOutOfRange {
-                step: step.circuit_for(b),
-            })?;
+    let sc = plan
+        .circuit(step.circuit_for(b))
+        .map_err(Inconsistency::from)?;
     Ok((b, sc))
 }
 

@@ -5,7 +5,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use mp2ml_ckks::{os_rng, SecretKey};
-use mp2ml_ir::plan::PostProcess;
+use mp2ml_ir::plan::{PostProcess, StepRef};
 use mp2ml_mpc::{Channel, Evaluator, GmwClient};
 
 use crate::backend::{step_circuit, ClientMpc, ClientOffline};
@@ -280,7 +280,7 @@ impl<C: Channel> Session<'_, C> {
             let pre = step_pre
                 .get_mut(si)
                 .and_then(Option::take)
-                .ok_or(Inconsistency::StepUsedTwice { step: si })?;
+                .ok_or(Inconsistency::StepUsedTwice { step: StepRef(si) })?;
             let c1s = &step_c1_times_s[si];
             let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
             let gmw = &mut self.gmw;

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use mp2ml_ir::plan::{IndexError, StepRef, TensorRef};
+
 /// Everything that can go wrong while loading a plan or running the protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -143,13 +145,13 @@ pub enum Inconsistency {
     #[error("MPC step {step} out of range")]
     StepOutOfRange {
         /// The step.
-        step: usize,
+        step: StepRef,
     },
     /// Two segments refer to the same MPC step.
     #[error("MPC step {step} used twice")]
     StepUsedTwice {
         /// The step.
-        step: usize,
+        step: StepRef,
     },
     /// A tensor's pre-made entry floods do not match its ciphertexts.
     #[error("{floods} entry floods for {ciphertexts} ciphertexts")]
@@ -163,8 +165,11 @@ pub enum Inconsistency {
     #[error("tensor {tensor} is used before it is computed")]
     TensorNotComputed {
         /// The tensor.
-        tensor: usize,
+        tensor: TensorRef,
     },
+    /// An index of the plan out of range.
+    #[error(transparent)]
+    Index(#[from] IndexError),
     /// A linear op without loaded weights.
     #[error("no weights for `{op}`")]
     NoWeights {

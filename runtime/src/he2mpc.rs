@@ -39,6 +39,9 @@ pub struct Weakened {
     /// When not empty, every c1 half the server sends is replaced by the plaintext polynomial
     /// whose first coefficients are these integers (a weight leaked in the clear).
     pub plant: Vec<i128>,
+    /// When set, the server's garbling and GMW randomness (Δ, its seeds, its OT choices) comes
+    /// from this fixed seed instead of the OS: the same in every session.
+    pub fixed_mpc_rng: Option<u64>,
 }
 
 #[cfg(not(feature = "test-hooks"))]
@@ -46,6 +49,7 @@ static SHIPPED: Weakened = Weakened {
     no_share_mask: false,
     no_rerandomize: false,
     plant: Vec::new(),
+    fixed_mpc_rng: None,
 };
 
 impl ServerSetup {
@@ -55,6 +59,16 @@ impl ServerSetup {
         return &self.weakened;
         #[cfg(not(feature = "test-hooks"))]
         &SHIPPED
+    }
+}
+
+impl Weakened {
+    /// The server's MPC randomness: fresh from the OS (or fixed, [`Weakened::fixed_mpc_rng`]).
+    pub(crate) fn mpc_rng(&self) -> rand_chacha::ChaCha20Rng {
+        match self.fixed_mpc_rng {
+            Some(s) => rand::SeedableRng::seed_from_u64(s),
+            None => os_rng(),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use mp2ml_ckks::{
     os_rng, poly_dot, C0Window, C1Half, C1TimesS, NttPoly, Params, PublicKey, RnsPoly, SecretKey,
 };
 use mp2ml_ir::layout::Layout;
-use mp2ml_ir::plan::{HeOp, ImageLayouts, MpcStep, Positions, Segment, Upload};
+use mp2ml_ir::plan::{HeOp, ImageLayouts, MpcStep, Positions, Segment, TensorRef, Upload};
 use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline, Garbler, GarblerOffline};
 use rand::RngCore;
 use rayon::prelude::*;
@@ -103,8 +103,8 @@ fn layouts(plan: &mp2ml_ir::plan::ClientPlan) -> Result<&ImageLayouts> {
 /// One image's tensors: polynomials per tensor.
 type Tensors = Vec<Option<Vec<RnsPoly>>>;
 
-fn take(t: &Tensors, r: usize) -> Result<&Vec<RnsPoly>> {
-    t.get(r)
+fn take(t: &Tensors, r: TensorRef) -> Result<&Vec<RnsPoly>> {
+    t.get(r.index())
         .and_then(Option::as_ref)
         .ok_or(RuntimeError::Inconsistent(
             Inconsistency::TensorNotComputed { tensor: r },
@@ -168,7 +168,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
                     Ok(y)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            t[*output] = Some(out);
+            t[output.index()] = Some(out);
         }
         HeOp::ModDrop {
             input,
@@ -179,7 +179,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
                 .iter()
                 .map(|p| p.mod_drop(*level))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            t[*output] = Some(x);
+            t[output.index()] = Some(x);
         }
         HeOp::Linear { name, .. } => {
             return Err(Inconsistency::NoWeights { op: name.clone() }.into());
@@ -192,7 +192,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
 /// (`upload.level`), and the level the client encrypts it at (its source's level, the input's
 /// or the MPC step's output level: the entry flood's primes above the source's working level).
 struct UploadAt<'a> {
-    tensor: Option<usize>,
+    tensor: Option<TensorRef>,
     upload: &'a Upload,
     enc_level: usize,
 }
@@ -212,10 +212,9 @@ fn upload_order<'a>(
         });
     }
     for (k, st) in l.steps.iter().enumerate() {
-        let step = plan
-            .mpc_steps
-            .get(k)
-            .ok_or(Inconsistency::StepOutOfRange { step: k })?;
+        let step = plan.mpc_steps.get(k).ok_or(Inconsistency::StepOutOfRange {
+            step: mp2ml_ir::plan::StepRef(k),
+        })?;
         for (i, u) in st.uploads.iter().enumerate() {
             let tensor = tensors
                 .and_then(|t| t.steps.get(k))
@@ -404,7 +403,7 @@ pub(crate) fn server_group<C: Channel>(
                 } else {
                     (None, Vec::new())
                 };
-                t[r] = Some(entry(polys, c1.as_deref(), rescales, u.upload.level)?);
+                t[r.index()] = Some(entry(polys, c1.as_deref(), rescales, u.upload.level)?);
                 e0.push(c0);
             }
         }
@@ -426,11 +425,11 @@ pub(crate) fn server_group<C: Channel>(
                 Segment::Mpc(b) => {
                     let step = public
                         .mpc_steps
-                        .get(b.step)
+                        .get(b.step.index())
                         .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
                     let sc = yao_circuit(public, step, opts)?;
-                    let w = &step_w[b.step];
-                    let pos = &l.steps[b.step].input;
+                    let w = &step_w[b.step.index()];
+                    let pos = &l.steps[b.step.index()].input;
                     let mut per = Vec::with_capacity(images);
                     let mut shares = vec![vec![0u64; images]; step.values_in];
                     for (j, t) in t1.iter().enumerate() {
@@ -533,7 +532,7 @@ pub(crate) fn server_group<C: Channel>(
                     .tensor
                     .ok_or_else(|| RuntimeError::Input("an upload without tensor".into()))?;
                 let polys = wire::recv_polys(ch, params, u.enc_level, n, u.upload.layout.polys())?;
-                t[r] = Some(entry(polys, pre0(j, k), rescales, u.upload.level)?);
+                t[r.index()] = Some(entry(polys, pre0(j, k), rescales, u.upload.level)?);
             }
         }
         Ok::<_, RuntimeError>(())
@@ -557,22 +556,22 @@ pub(crate) fn server_group<C: Channel>(
                 })?;
             }
             Segment::Mpc(b) => {
-                let step = &public.mpc_steps[b.step];
+                let step = &public.mpc_steps[b.step.index()];
                 let sc = yao_circuit(public, step, opts)?;
                 let n = step.instances * images;
                 let ands = sc.circuit.stats().and * n as u64;
                 let ots = u64::from(sc.circuit.evaluator_inputs) * n as u64;
-                let handle = handles.get_mut(b.step).and_then(Option::take);
-                let m = &masks[b.step];
+                let handle = handles.get_mut(b.step.index()).and_then(Option::take);
+                let m = &masks[b.step.index()];
                 let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
-                let w = &step_w[b.step];
-                let per = &pre[b.step];
-                let first = first_up.get(b.step).copied().unwrap_or(usize::MAX);
+                let w = &step_w[b.step.index()];
+                let per = &pre[b.step.index()];
+                let first = first_up.get(b.step.index()).copied().unwrap_or(usize::MAX);
                 let uploads: Vec<(usize, &UploadAt)> = ups
                     .iter()
                     .enumerate()
                     .skip(first)
-                    .take(l.steps[b.step].uploads.len())
+                    .take(l.steps[b.step.index()].uploads.len())
                     .collect();
                 report.metered(g, metered, |g| {
                     let ch = g.channel_mut();
@@ -613,7 +612,8 @@ pub(crate) fn server_group<C: Channel>(
                                 c.sub_plain_scaled(s, &factor)?;
                             }
                             // The entry flood, before any kernel touches the values.
-                            t[r] = Some(entry(polys, pre0(j, k), rescales, u.upload.level)?);
+                            t[r.index()] =
+                                Some(entry(polys, pre0(j, k), rescales, u.upload.level)?);
                         }
                     }
                     Ok::<_, RuntimeError>(())

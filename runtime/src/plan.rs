@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use mp2ml_ckks::{CsrMatrix, NttPoly, Params, SecurityLevel};
 use mp2ml_ir::plan::{
-    ClientPlan, ClientPlanFile, HeOp, Positions, Segment, ServerPlan, Upload, PLAN_VERSION,
+    ClientPlan, ClientPlanFile, HeOp, Positions, Segment, ServerPlan, TensorRef, Upload,
+    PLAN_VERSION,
 };
 use mp2ml_ir::weights::WeightsFile;
 use sha2::{Digest, Sha256};
@@ -207,28 +208,12 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
         }
     }
     for s in &plan.mpc_steps {
-        let sc = plan.circuits.get(s.circuit).ok_or_else(|| {
-            plan_err(
-                path,
-                format!(
-                    "step `{}` names circuit {} of {}",
-                    s.name,
-                    s.circuit,
-                    plan.circuits.len()
-                ),
-            )
-        })?;
-        let gsc = plan.circuits.get(s.depth_circuit).ok_or_else(|| {
-            plan_err(
-                path,
-                format!(
-                    "step `{}` names depth-optimized circuit {} of {}",
-                    s.name,
-                    s.depth_circuit,
-                    plan.circuits.len()
-                ),
-            )
-        })?;
+        let sc = plan
+            .circuit(s.circuit)
+            .map_err(|e| plan_err(path, format!("step `{}`: {e}", s.name)))?;
+        let gsc = plan
+            .circuit(s.depth_circuit)
+            .map_err(|e| plan_err(path, format!("step `{}`: depth-optimized {e}", s.name)))?;
         let layout = |c: &mp2ml_ir::circuit::ShareCircuit| {
             (
                 c.q0,
@@ -649,15 +634,8 @@ fn load_packed(
 /// index without further checks.
 fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> Result<()> {
     let t = &plan.tensors;
-    let get = |r: usize| {
-        t.get(r).ok_or_else(|| {
-            plan_err(
-                path,
-                format!("tensor {r} does not exist ({} tensors)", t.len()),
-            )
-        })
-    };
-    let input = get(0)?;
+    let get = |r: TensorRef| plan.tensor(r).map_err(|e| plan_err(path, e.to_string()));
+    let input = get(TensorRef(0))?;
     let pubp = &plan.public;
     // The client's encryptions are `entry.rescales` levels above their tensors' working levels
     // (checked ≤ the encryption levels by check_public).
@@ -797,10 +775,9 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
             }
             Segment::Mpc(b) => {
                 let step = pubp
-                    .mpc_steps
-                    .get(b.step)
-                    .ok_or_else(|| plan_err(path, format!("MPC binding names step {}", b.step)))?;
-                if b.step != mpc_seen {
+                    .step(b.step)
+                    .map_err(|e| plan_err(path, format!("MPC binding: {e}")))?;
+                if b.step.index() != mpc_seen {
                     return Err(plan_err(path, "MPC steps are bound out of order"));
                 }
                 mpc_seen += 1;
@@ -847,7 +824,7 @@ fn check_image_tensors(path: &Path, plan: &ServerPlan) -> Result<()> {
         }
     };
     let bad = |m: String| plan_err(path, m);
-    let check = |refs: &[usize], ups: &[Upload], what: &str| -> Result<()> {
+    let check = |refs: &[TensorRef], ups: &[Upload], what: &str| -> Result<()> {
         if refs.len() != ups.len() {
             return Err(bad(format!(
                 "{what}: {} tensors for {} uploads",
@@ -856,10 +833,7 @@ fn check_image_tensors(path: &Path, plan: &ServerPlan) -> Result<()> {
             )));
         }
         for (&r, u) in refs.iter().zip(ups) {
-            let t = plan
-                .tensors
-                .get(r)
-                .ok_or_else(|| bad(format!("{what}: tensor {r} does not exist")))?;
+            let t = plan.tensor(r).map_err(|e| bad(format!("{what}: {e}")))?;
             if t.polys != Some(u.layout.polys()) || t.level != u.level {
                 return Err(bad(format!(
                     "{what}: tensor `{}` does not match its layout",
@@ -883,8 +857,8 @@ fn check_image_tensors(path: &Path, plan: &ServerPlan) -> Result<()> {
     }
     for seg in &plan.segments {
         if let Segment::Mpc(b) = seg {
-            let polys = plan.tensors.get(b.input).and_then(|t| t.polys);
-            let want = layouts.steps.get(b.step).map(|s| s.input.polys);
+            let polys = plan.tensor(b.input).ok().and_then(|t| t.polys);
+            let want = layouts.steps.get(b.step.index()).map(|s| s.input.polys);
             if polys.is_none() || polys != want {
                 return Err(bad(format!(
                     "MPC step {}: its input is not packed as declared",
@@ -893,7 +867,7 @@ fn check_image_tensors(path: &Path, plan: &ServerPlan) -> Result<()> {
             }
         }
     }
-    let out = plan.tensors.get(plan.output_tensor);
+    let out = plan.tensor(plan.output_tensor).ok();
     if out.and_then(|t| t.polys) != Some(layouts.output.polys) {
         return Err(bad("the output tensor is not packed as declared".into()));
     }

@@ -3,7 +3,7 @@
 //! steps (HE→MPC, circuit, MPC→HE) in plan order, and the output.
 
 use mp2ml_ckks::{linear_polys, os_rng, PublicKey, RnsPoly, RowBias};
-use mp2ml_ir::plan::{HeOp, MpcBinding, Segment};
+use mp2ml_ir::plan::{HeOp, MpcBinding, Segment, StepRef, TensorRef};
 use mp2ml_mpc::{Channel, Garbler, GmwServer};
 
 use rayon::prelude::*;
@@ -39,7 +39,7 @@ pub fn serve_with<C: Channel>(
     opts: &SessionOptions,
     admit: &mut Admit<'_>,
 ) -> Result<SessionReport> {
-    let mut g = Garbler::new(ch, os_rng());
+    let mut g = Garbler::new(ch, setup.weakened().mpc_rng());
     let mut report = SessionReport {
         role: "server".into(),
         ..Default::default()
@@ -54,7 +54,7 @@ pub fn serve_with<C: Channel>(
     let mut session = Session {
         setup,
         g,
-        gmw: GmwServer::new(os_rng()),
+        gmw: GmwServer::new(setup.weakened().mpc_rng()),
         pk,
         opts,
         report,
@@ -190,9 +190,10 @@ impl<C: Channel> Session<'_, C> {
                     })?;
                 }
                 Segment::Mpc(b) => {
-                    let handle = handles.get_mut(b.step).and_then(Option::take);
+                    let handle = handles.get_mut(b.step.index()).and_then(Option::take);
                     let entry = entry0.step(b.step)?;
-                    self.run_mpc_step(&mut tensors, b, &masks[b.step], entry, handle, images)?;
+                    let m = &masks[b.step.index()];
+                    self.run_mpc_step(&mut tensors, b, m, entry, handle, images)?;
                 }
             }
             free(&mut tensors, &self.drops[si]);
@@ -220,7 +221,7 @@ impl<C: Channel> Session<'_, C> {
     ) -> Result<()> {
         let setup = self.setup;
         let public = &setup.plan.public;
-        let step = &public.mpc_steps[b.step];
+        let step = &public.mpc_steps[b.step.index()];
         let (backend, sc) = step_circuit(public, step, self.opts)?;
         let n = step.instances * images;
         let ands = sc.circuit.stats().and * n as u64;
@@ -251,7 +252,7 @@ impl<C: Channel> Session<'_, C> {
             flood::apply_all(&mut out, entry0, public.entry.rescales)?;
             Ok::<_, RuntimeError>(out)
         })?;
-        tensors[b.output] = Some(out);
+        tensors[b.output.index()] = Some(out);
         Ok(())
     }
 }
@@ -301,19 +302,19 @@ fn precompute_c1(
             }
             Segment::Mpc(b) => {
                 let m = masks
-                    .get_mut(b.step)
+                    .get_mut(b.step.index())
                     .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
                 let input = take_tensor(&tensors, b.input)?;
                 he2mpc::server_offline(ch, pk, images, m, input, &b.gather, setup.weakened())?;
-                let step = &public.mpc_steps[b.step];
+                let step = &public.mpc_steps[b.step.index()];
                 let seeds = step_seeds
-                    .get_mut(b.step)
+                    .get_mut(b.step.index())
                     .and_then(Option::take)
                     .ok_or(Inconsistency::StepUsedTwice { step: b.step })?;
                 let out = mpc2he::server_expand(params, &seeds, step.out_level)?;
                 let (out, c0) = entry_flood_c1(setup, pk, out, step.out_level, images)?;
-                entry0.steps[b.step] = c0;
-                tensors[b.output] = Some(out);
+                entry0.steps[b.step.index()] = c0;
+                tensors[b.output.index()] = Some(out);
             }
         }
         free(&mut tensors, &drops[si]);
@@ -347,13 +348,13 @@ impl EntryC0 {
         self.on.then_some(&self.input[..])
     }
 
-    fn step(&self, step: usize) -> Result<Option<&[RnsPoly]>> {
+    fn step(&self, step: StepRef) -> Result<Option<&[RnsPoly]>> {
         if !self.on {
             return Ok(None);
         }
         let c0 = self
             .steps
-            .get(step)
+            .get(step.index())
             .ok_or(Inconsistency::StepOutOfRange { step })?;
         Ok(Some(c0))
     }
@@ -383,7 +384,7 @@ fn entry_flood_c1(
 fn drops_after(plan: &mp2ml_ir::plan::ServerPlan) -> Vec<Vec<usize>> {
     let mut last = vec![0usize; plan.tensors.len()];
     for (si, seg) in plan.segments.iter().enumerate() {
-        let reads: Vec<usize> = match seg {
+        let reads: Vec<TensorRef> = match seg {
             Segment::He(he) => he
                 .ops
                 .iter()
@@ -395,14 +396,14 @@ fn drops_after(plan: &mp2ml_ir::plan::ServerPlan) -> Vec<Vec<usize>> {
             Segment::Mpc(b) => vec![b.input],
         };
         for t in reads {
-            if let Some(l) = last.get_mut(t) {
+            if let Some(l) = last.get_mut(t.index()) {
                 *l = si;
             }
         }
     }
     let mut drops = vec![Vec::new(); plan.segments.len()];
     for (t, &l) in last.iter().enumerate() {
-        if t != plan.output_tensor {
+        if t != plan.output_tensor.index() {
             if let Some(d) = drops.get_mut(l) {
                 d.push(t);
             }
@@ -420,9 +421,9 @@ fn free(tensors: &mut Tensors, drops: &[usize]) {
     }
 }
 
-fn take_tensor(tensors: &[Option<Vec<RnsPoly>>], t: usize) -> Result<&Vec<RnsPoly>> {
+fn take_tensor(tensors: &[Option<Vec<RnsPoly>>], t: TensorRef) -> Result<&Vec<RnsPoly>> {
     tensors
-        .get(t)
+        .get(t.index())
         .and_then(Option::as_ref)
         .ok_or(RuntimeError::Inconsistent(
             Inconsistency::TensorNotComputed { tensor: t },
@@ -474,6 +475,6 @@ fn run_he_op(
             )
         }
     };
-    tensors[out_ref] = Some(out);
+    tensors[out_ref.index()] = Some(out);
     Ok(())
 }

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use mp2ml_ir::layout::StructuredMatrix;
-use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
+use mp2ml_ir::plan::{HeOp, Segment, ServerPlan, TensorRef};
 use mp2ml_ir::weights::{IntMatrix, Section, WeightsFile};
 use serde::Serialize;
 
@@ -195,7 +195,7 @@ pub fn estimate(
         |level: usize, coeffs: f64| coeffs * bits.iter().take(level + 1).sum::<f64>() / 8.0;
     let residues = |level: usize| limb_bytes(level, nf);
     // Producer of every tensor: linear op output or MPC output (or the input, tensor 0).
-    let mut linear_out: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut linear_out: BTreeMap<TensorRef, usize> = BTreeMap::new();
     let mut maps: Vec<(PolyMap, usize)> = Vec::new();
     let mut est = PackingEstimate {
         n,
@@ -210,8 +210,8 @@ pub fn estimate(
     let traffic = batch_traffic(p, p.batch);
     est.batch_bytes = traffic.he_total() / traffic.images as f64;
     // Mod-drops are limb truncations: every tensor a mod-drop makes is its source.
-    let mut alias: BTreeMap<usize, usize> = BTreeMap::new();
-    let resolve = |alias: &BTreeMap<usize, usize>, mut t: usize| {
+    let mut alias: BTreeMap<TensorRef, TensorRef> = BTreeMap::new();
+    let resolve = |alias: &BTreeMap<TensorRef, TensorRef>, mut t: TensorRef| {
         while let Some(&s) = alias.get(&t) {
             t = s;
         }
@@ -233,8 +233,8 @@ pub fn estimate(
                             let shapes: Vec<Vec<usize>> = inputs
                                 .iter()
                                 .map(|&i| {
-                                    plan.tensors
-                                        .get(i)
+                                    plan.tensor(i)
+                                        .ok()
                                         .map(|t| t.shape.clone())
                                         .unwrap_or_default()
                                 })
@@ -263,7 +263,7 @@ pub fn estimate(
                             // outputs; the client encrypts one copy per consuming layout).
                             for (l, &i) in map.inputs.iter().zip(inputs) {
                                 if !linear_out.contains_key(&resolve(&alias, i)) {
-                                    let lvl = plan.tensors.get(i).map_or(0, |t| t.level);
+                                    let lvl = plan.tensor(i).ok().map_or(0, |t| t.level);
                                     est.image_bytes += l.polys() as f64 * (residues(lvl) + 32.0);
                                 }
                             }
@@ -296,7 +296,7 @@ pub fn estimate(
                 }
             }
             Segment::Mpc(bind) => {
-                let Some(st) = p.mpc_steps.get(bind.step) else {
+                let Ok(st) = p.step(bind.step) else {
                     continue;
                 };
                 // c1 of the polynomials holding the step's inputs, and the wanted c0s.

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use mp2ml_ir::layout::Layout;
 use mp2ml_ir::plan::{
     HeOp, HeSegment, HeTensor, ImageLayouts, ImageStep, ImageTensors, MpcBinding, Positions,
-    Segment, ServerPlan, TensorRef, Upload, WeightsRef,
+    Segment, ServerPlan, StepRef, TensorRef, Upload, WeightsRef,
 };
 use mp2ml_ir::weights::{IntMatrix, Section, WeightsFile, WeightsWriter};
 use sha2::{Digest, Sha256};
@@ -46,7 +46,7 @@ pub struct ImagePlan {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Source {
     Input,
-    Step(usize),
+    Step(StepRef),
 }
 
 fn err(s: impl Into<String>) -> PackError {
@@ -135,7 +135,7 @@ impl Converter<'_> {
         if let Some((_, _, r)) = self.uploads.iter().find(|(s, u, _)| *s == src && *u == up) {
             return *r;
         }
-        let base = &self.plan.tensors[t];
+        let base = &self.plan.tensors[t.index()];
         let k = self.uploads.iter().filter(|(s, _, _)| *s == src).count();
         self.tensors.push(HeTensor {
             name: format!("{}#{k}", base.name),
@@ -143,7 +143,7 @@ impl Converter<'_> {
             level,
             polys: Some(up.layout.polys()),
         });
-        let r = self.tensors.len() - 1;
+        let r = TensorRef(self.tensors.len() - 1);
         self.positions.insert(r, element_positions(&up.layout));
         self.uploads.push((src, up, r));
         r
@@ -153,7 +153,7 @@ impl Converter<'_> {
     fn readable(&mut self, t: TensorRef, level: usize) -> Result<TensorRef, PackError> {
         let src = self.resolve(t);
         if let Some(&s) = self.sources.get(&src) {
-            let len = self.plan.tensors[src].len();
+            let len = self.plan.tensors[src.index()].len();
             let chunk = self.n;
             return Ok(self.upload(s, src, Layout::Flat { len, chunk }, level));
         }
@@ -192,7 +192,7 @@ impl Converter<'_> {
         };
         let shapes: Vec<Vec<usize>> = inputs
             .iter()
-            .map(|&i| self.plan.tensors[i].shape.clone())
+            .map(|&i| self.plan.tensors[i.index()].shape.clone())
             .collect();
         let map = PolyMap::build(&m, st.as_ref(), &shapes, self.n)
             .map_err(|e| err(format!("`{name}`: {e}")))?;
@@ -254,7 +254,7 @@ impl Converter<'_> {
             .get(*level_in)
             .ok_or_else(|| err(format!("`{name}`: level {level_in} above the chain")))?
             as f64;
-        let out = &mut self.tensors[*output];
+        let out = &mut self.tensors[output.index()];
         out.polys = Some(terms.len());
         self.fresh.insert(out.name.clone(), worst / p);
         let products: usize = terms.iter().map(Vec::len).sum();
@@ -274,12 +274,37 @@ impl Converter<'_> {
     }
 }
 
+/// The image path of the runtime runs its MPC steps with Yao only: every step on Yao, and
+/// only the size-optimal circuits kept (the depth-optimized ones are more than half of a
+/// plan's text, and loading it is most of a small model's start-up time).
+fn yao_only(public: &mut mp2ml_ir::plan::ClientPlan) {
+    let mut keep: BTreeMap<usize, usize> = BTreeMap::new();
+    for st in &public.mpc_steps {
+        let k = keep.len();
+        keep.entry(st.circuit.index()).or_insert(k);
+    }
+    let old = std::mem::take(&mut public.circuits);
+    let mut kept: Vec<(usize, mp2ml_ir::circuit::ShareCircuit)> = old
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| keep.get(&i).map(|&k| (k, c)))
+        .collect();
+    kept.sort_by_key(|(k, _)| *k);
+    public.circuits = kept.into_iter().map(|(_, c)| c).collect();
+    for st in &mut public.mpc_steps {
+        st.backend = mp2ml_ir::plan::MpcBackend::Yao;
+        st.circuit = mp2ml_ir::plan::CircuitRef(keep[&st.circuit.index()]);
+        st.depth_circuit = st.circuit;
+        st.gmw_variant = mp2ml_ir::circuit::Style::Size;
+    }
+}
+
 /// Re-packs the batch plan `plan` (with its weights file) for image packing.
 pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackError> {
     let wf = WeightsFile::from_bytes(weights.to_vec()).map_err(|e| err(e.to_string()))?;
     let n = plan.public.params.n();
     let mut sources = BTreeMap::new();
-    sources.insert(0, Source::Input);
+    sources.insert(TensorRef(0), Source::Input);
     for seg in &plan.segments {
         if let Segment::Mpc(b) = seg {
             sources.insert(b.output, Source::Step(b.step));
@@ -319,7 +344,7 @@ pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackEr
                             let pos = c.positions.get(input).cloned().ok_or_else(|| {
                                 err(format!("mod-drop of tensor {input} before it exists"))
                             })?;
-                            c.tensors[*output].polys = c.tensors[*input].polys;
+                            c.tensors[output.index()].polys = c.tensors[input.index()].polys;
                             c.positions.insert(*output, pos);
                             ops.push(HeOp::ModDrop {
                                 input: *input,
@@ -351,7 +376,7 @@ pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackEr
                             .ok_or_else(|| err(format!("gather index {g} outside its tensor")))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let polys = c.tensors[input].polys.unwrap_or(0);
+                let polys = c.tensors[input.index()].polys.unwrap_or(0);
                 step_inputs.push(Positions { polys, at });
                 segments.push(Segment::Mpc(MpcBinding {
                     step: b.step,
@@ -365,7 +390,7 @@ pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackEr
     let out_level = plan.public.output.level;
     let output_tensor = c.readable(plan.output_tensor, out_level)?;
     let output = Positions {
-        polys: c.tensors[output_tensor].polys.unwrap_or(0),
+        polys: c.tensors[output_tensor.index()].polys.unwrap_or(0),
         at: c.positions[&output_tensor].clone(),
     };
     let of = |s: Source| -> (Vec<Upload>, Vec<TensorRef>) {
@@ -379,15 +404,12 @@ pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackEr
     let mut steps = Vec::new();
     let mut step_tensors = Vec::new();
     for (k, input) in step_inputs.into_iter().enumerate() {
-        let (uploads, ts) = of(Source::Step(k));
+        let (uploads, ts) = of(Source::Step(StepRef(k)));
         steps.push(ImageStep { input, uploads });
         step_tensors.push(ts);
     }
     let mut public = plan.public.clone();
-    // The image path of the runtime runs its MPC steps with Yao only.
-    for st in &mut public.mpc_steps {
-        st.backend = mp2ml_ir::plan::MpcBackend::Yao;
-    }
+    yao_only(&mut public);
     public.image = Some(ImageLayouts {
         input: input_uploads,
         steps,

@@ -13,14 +13,14 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
+use mp2ml_ir::plan::{HeOp, Segment, ServerPlan, TensorRef};
 use serde::Serialize;
 
 use crate::cost;
 
 use crate::driver::Output;
 use crate::packing::estimate::{estimate, PackingEstimate};
-use crate::packing::traffic::batch_traffic;
+use crate::packing::traffic::session_traffic;
 use mp2ml_ir::weights::WeightsFile;
 
 /// Assumed garbling + evaluation throughput (AND gates per second, one core each side).
@@ -209,8 +209,8 @@ fn backend_rows(p: &mp2ml_ir::plan::ClientPlan) -> Vec<BackendRow> {
     p.mpc_steps
         .iter()
         .filter_map(|st| {
-            let size = p.circuits.get(st.circuit)?;
-            let depth = p.circuits.get(st.depth_circuit)?;
+            let size = p.circuit(st.circuit).ok()?;
+            let depth = p.circuit(st.depth_circuit).ok()?;
             let n = st.instances * p.batch.max(1);
             let c = cost::choose(size, depth, n, &p.network, p.objective);
             let (ss, ds) = (size.circuit.stats(), depth.circuit.stats());
@@ -259,7 +259,7 @@ impl Report {
         let b = p.batch.clamp(1, n) as f64;
         let bits = |q: u64| 64 - q.leading_zeros();
         let rate = measure_mac_rate();
-        let traffic = batch_traffic(p, p.batch);
+        let traffic = session_traffic(p, p.batch);
         let per_img = |bytes: f64| bytes / traffic.images as f64;
         let mut segments = Vec::new();
         let mut total_macs = 0;
@@ -278,7 +278,8 @@ impl Report {
                     let mut outputs = Vec::new();
                     let mut cts = 0;
                     let mut coeff = 0.0;
-                    let mut depth_of: std::collections::BTreeMap<usize, usize> = Default::default();
+                    let mut depth_of: std::collections::BTreeMap<TensorRef, usize> =
+                        Default::default();
                     let mut depth = 0;
                     for op in &h.ops {
                         match op {
@@ -302,12 +303,12 @@ impl Report {
                                 depth = depth.max(d);
                                 for &i in ins {
                                     if !depth_of.contains_key(&i) {
-                                        if let Some(t) = plan.tensors.get(i) {
+                                        if let Ok(t) = plan.tensor(i) {
                                             inputs.push(t.shape.clone());
                                         }
                                     }
                                 }
-                                if let Some(t) = plan.tensors.get(*output) {
+                                if let Ok(t) = plan.tensor(*output) {
                                     outputs.push(t.shape.clone());
                                     cts += t.len();
                                 }
@@ -327,11 +328,11 @@ impl Report {
                                 depth_of.insert(*output, 1);
                                 depth = depth.max(1);
                                 for &i in ins {
-                                    if let Some(t) = plan.tensors.get(i) {
+                                    if let Ok(t) = plan.tensor(i) {
                                         inputs.push(t.shape.clone());
                                     }
                                 }
-                                if let Some(t) = plan.tensors.get(*output) {
+                                if let Ok(t) = plan.tensor(*output) {
                                     outputs.push(t.shape.clone());
                                     cts += t.polys.unwrap_or(0);
                                 }
@@ -341,7 +342,7 @@ impl Report {
                                 let polys = terms.len()
                                     + ins
                                         .iter()
-                                        .filter_map(|&i| plan.tensors.get(i)?.polys)
+                                        .filter_map(|&i| plan.tensor(i).ok()?.polys)
                                         .sum::<usize>();
                                 let nf = n as f64;
                                 coeff += 2.0
@@ -352,7 +353,7 @@ impl Report {
                             HeOp::ModDrop { input, output, .. } => {
                                 ops.push(format!(
                                     "moddrop({})",
-                                    plan.tensors.get(*input).map_or("?", |t| t.name.as_str())
+                                    plan.tensor(*input).ok().map_or("?", |t| t.name.as_str())
                                 ));
                                 let d = depth_of.get(input).copied().unwrap_or(0);
                                 depth_of.insert(*output, d);
@@ -381,17 +382,17 @@ impl Report {
                     });
                 }
                 Segment::Mpc(m) => {
-                    let Some(st) = p.mpc_steps.get(m.step) else {
+                    let Ok(st) = p.step(m.step) else {
                         continue;
                     };
-                    let Some(c) = p.circuits.get(st.circuit_for(st.backend)) else {
+                    let Ok(c) = p.circuit(st.circuit_for(st.backend)) else {
                         continue;
                     };
                     let s = c.circuit.stats();
                     let ands = s.and * st.instances as u64;
                     let bytes = traffic
                         .steps
-                        .get(m.step)
+                        .get(m.step.index())
                         .map_or(0.0, |t| per_img(t.he + t.mpc));
                     let secs = ands as f64 / AND_GATES_PER_SEC + bytes / NETWORK_BYTES_PER_SEC;
                     total_and += ands;
@@ -402,13 +403,13 @@ impl Report {
                         name: st.name.clone(),
                         ops: vec![format!("{:?}", st.kind)],
                         inputs: plan
-                            .tensors
-                            .get(m.input)
+                            .tensor(m.input)
+                            .ok()
                             .map(|t| vec![t.shape.clone()])
                             .unwrap_or_default(),
                         outputs: plan
-                            .tensors
-                            .get(m.output)
+                            .tensor(m.output)
+                            .ok()
                             .map(|t| vec![t.shape.clone()])
                             .unwrap_or_default(),
                         level_in: Some(0),
@@ -470,10 +471,8 @@ impl Report {
             })
             .unwrap_or_default();
         let sizes = out.and_then(|o| {
-            let s = crate::plan_writer::to_ron(&o.compiled.server).ok()?.len();
-            let c = crate::plan_writer::to_ron(&o.compiled.client_file())
-                .ok()?
-                .len();
+            let s = crate::plan_writer::ron_len(&o.compiled.server).ok()?;
+            let c = crate::plan_writer::ron_len(&o.compiled.client_file_ref()).ok()?;
             Some((s, c, o.compiled.weights.len()))
         });
         let report = Report {

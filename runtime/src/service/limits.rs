@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use mp2ml_ir::plan::{HeOp, Segment};
+use mp2ml_ir::plan::{HeOp, Segment, TensorRef};
 
 use crate::plan::ServerSetup;
 
@@ -111,7 +111,7 @@ fn group(setup: &ServerSetup, b: usize) -> Estimate {
     let mut born = vec![0usize; tensors.len()];
     let mut last = vec![0usize; tensors.len()];
     for (si, seg) in plan.segments.iter().enumerate() {
-        let (reads, writes): (Vec<usize>, Vec<usize>) = match seg {
+        let (reads, writes): (Vec<TensorRef>, Vec<TensorRef>) = match seg {
             Segment::He(he) => {
                 let mut r = Vec::new();
                 let mut w = Vec::new();
@@ -133,17 +133,17 @@ fn group(setup: &ServerSetup, b: usize) -> Estimate {
             Segment::Mpc(m) => (vec![m.input], vec![m.output]),
         };
         for t in reads {
-            if let Some(l) = last.get_mut(t) {
+            if let Some(l) = last.get_mut(t.index()) {
                 *l = (*l).max(si);
             }
         }
         for t in writes {
-            if let Some(x) = born.get_mut(t) {
+            if let Some(x) = born.get_mut(t.index()) {
                 *x = si;
             }
         }
     }
-    if let Some(l) = last.get_mut(plan.output_tensor) {
+    if let Some(l) = last.get_mut(plan.output_tensor.index()) {
         *l = segs;
     }
     let peak = |width: usize| -> u64 {
@@ -159,7 +159,7 @@ fn group(setup: &ServerSetup, b: usize) -> Estimate {
     };
 
     let mut est = Estimate::default();
-    let out_len = tensors.get(plan.output_tensor).map_or(0, |t| t.len()) as u64;
+    let out_len = plan.tensor(plan.output_tensor).map_or(0, |t| t.len()) as u64;
     let out_level = public.output.level;
     let t0 = tensors.first().map_or(0, |t| t.len()) as u64;
     // Masks: r and shares per input value, output masks, the pre-made c0 windows.
@@ -182,7 +182,7 @@ fn group(setup: &ServerSetup, b: usize) -> Estimate {
         // The larger of the step's two circuits: either may run (`--mpc` overrides the plan).
         let c = [s.circuit, s.depth_circuit]
             .iter()
-            .filter_map(|&i| public.circuits.get(i))
+            .filter_map(|&i| public.circuit(i).ok())
             .max_by_key(|c| c.circuit.stats().and);
         if let Some(c) = c {
             let ands = mul(c.circuit.stats().and, inst);

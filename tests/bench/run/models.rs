@@ -323,8 +323,8 @@ pub(super) fn bench_model(
             setup
                 .plan
                 .public
-                .circuits
-                .get(s.circuit)
+                .circuit(s.circuit)
+                .ok()
                 .map_or(0, |c| c.circuit.stats().and)
                 * s.instances as u64
         })
