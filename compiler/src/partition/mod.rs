@@ -30,7 +30,7 @@ use crate::passes::{fold_constants, post_tail};
 pub use apply::SPARSE_LIMIT;
 pub use levels::assign_levels;
 pub use lowered::{
-    CircuitSpec, Decision, LinMap, Lowered, MKind, MTensor, Ranges, Step, LEAKY_SHIFT, OUTPUT_LEVEL,
+    CircuitSpec, Decision, LinMap, Lowered, MKind, MTensor, Ranges, Step, OUTPUT_LEVEL,
 };
 pub use noise::NoiseCoeffs;
 
