@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 
 use mp2ml_ir::graph::Graph;
 use mp2ml_ir::tensor::TensorId;
+use mp2ml_ir::validate::GraphInfo;
 
 use crate::error::{CompileError, ErrorKind};
 use crate::passes::{fold_constants, post_tail};
@@ -42,9 +43,15 @@ fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
-/// Lowers a validated graph.
-pub fn lower(graph: &Graph, ranges: &Ranges, scale_bits: u32) -> Result<Lowered, CompileError> {
-    lower_with(graph, ranges, scale_bits, true)
+/// Lowers a validated graph (`info` is what [`validate`](mp2ml_ir::validate::validate)
+/// returned for it).
+pub fn lower(
+    graph: &Graph,
+    info: &GraphInfo,
+    ranges: &Ranges,
+    scale_bits: u32,
+) -> Result<Lowered, CompileError> {
+    lower_with(graph, info, ranges, scale_bits, true)
 }
 
 /// Lowers a validated graph; with `chains` false every materialized tensor is one fused
@@ -52,13 +59,12 @@ pub fn lower(graph: &Graph, ranges: &Ranges, scale_bits: u32) -> Result<Lowered,
 /// and MPC outputs, whose layouts the client packs).
 pub fn lower_with(
     graph: &Graph,
+    info: &GraphInfo,
     ranges: &Ranges,
     scale_bits: u32,
     chains: bool,
 ) -> Result<Lowered, CompileError> {
-    let order = graph
-        .topo_order()
-        .map_err(|n| CompileError::node(graph, n, "the graph has a cycle".into()))?;
+    let order = info.order.clone();
     let folded = fold_constants(graph, &order)?;
     let inputs: Vec<TensorId> = graph
         .inputs()
