@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use mp2ml_compiler::driver::{compile_graph, Options, Packing};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
+use mp2ml_compiler::packing::traffic::image_traffic;
 use mp2ml_compiler::plan_writer::{to_ron, write_all};
 use mp2ml_compiler::simulate::simulate;
 use mp2ml_ir::plan::{ClientPlanFile, HeOp, Segment};
@@ -82,7 +83,15 @@ fn check(name: &str, count: usize) {
             images: b,
             data: data[start * per..(start + b) * per].to_vec(),
         };
-        let (secure, _crep, _srep) = run_local(&setup, &batch, &opts).expect("two-party run");
+        let (secure, crep, _srep) = run_local(&setup, &batch, &opts).expect("two-party run");
+        // The report's traffic model against the bytes the session moved (both directions
+        // pass through the client), as tests/e2e_models.rs checks batch packing.
+        let est = image_traffic(&server.public, b).total();
+        let measured = crep.bytes(None) as f64;
+        assert!(
+            (est - measured).abs() <= measured * 1e-3,
+            "{name} (batch {b}): estimated {est} bytes, the session moved {measured}"
+        );
         let outs = secure.logits.len() / b;
         for k in 0..b {
             let j = start + k;

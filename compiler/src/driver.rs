@@ -30,6 +30,10 @@ pub struct Options {
     pub batch: usize,
     /// Memory budget in bytes: steps whose estimate exceeds it are refused before they run.
     pub memory_budget: u64,
+    /// Largest fused map (stored entries) the lowering builds as expanded rows; larger maps
+    /// stay convolution terms ([`crate::partition::SPARSE_LIMIT`] by default; tests lower it
+    /// to run the structured path on small graphs).
+    pub expand_limit: u64,
     /// Packing of the plan.
     pub packing: Packing,
     /// The network the cost model picks each step's back end for.
@@ -81,6 +85,7 @@ impl Default for Options {
             margin: 2.0,
             batch: 1,
             memory_budget: crate::budget::DEFAULT_BUDGET,
+            expand_limit: crate::partition::SPARSE_LIMIT,
             packing: Packing::Batch,
             network: Default::default(),
             objective: Default::default(),
@@ -237,7 +242,14 @@ pub fn compile_validated(
         objective: opts.objective,
     };
     let batch = || -> Result<(Compiled, Lowered, Chosen), CompileError> {
-        let mut lowered = lower_with(graph, info, &ranges, opts.params.scale_bits, true)?;
+        let mut lowered = lower_with(
+            graph,
+            info,
+            &ranges,
+            opts.params.scale_bits,
+            true,
+            opts.expand_limit,
+        )?;
         let chosen = choose(&mut lowered, &params)?;
         let compiled = build_plan(&lowered, &chosen, &settings)?;
         Ok((compiled, lowered, chosen))
@@ -248,7 +260,8 @@ pub fn compile_validated(
             (c, l, ch, None)
         }
         Packing::Image => {
-            let (c, l, ch, est) = compile_image(graph, info, &ranges, &params, &settings)?;
+            let (c, l, ch, est) =
+                compile_image(graph, info, &ranges, &params, &settings, opts.expand_limit)?;
             let choice = PackingChoice {
                 packing: "image",
                 why: "--packing image".into(),
@@ -263,7 +276,7 @@ pub fn compile_validated(
                 .map_err(|e| e.to_string())
                 .and_then(|w| estimate(&bc.server, &w, rate));
             match (
-                compile_image(graph, info, &ranges, &params, &settings),
+                compile_image(graph, info, &ranges, &params, &settings, opts.expand_limit),
                 batch_est,
             ) {
                 (Ok((ic, il, ich, Some(ie))), Ok(be)) => {
@@ -338,8 +351,9 @@ fn compile_image(
     ranges: &Ranges,
     params: &ParamOptions,
     settings: &PlanSettings,
+    expand_limit: u64,
 ) -> Result<(Compiled, Lowered, Chosen, Option<PackingEstimate>), CompileError> {
-    let mut lowered = lower_with(graph, info, ranges, params.scale_bits, false)?;
+    let mut lowered = lower_with(graph, info, ranges, params.scale_bits, false, expand_limit)?;
     let image_err =
         |e: String| CompileError::new(ErrorKind::Unsupported, format!("image packing: {e}"));
     for _ in 0..4 {

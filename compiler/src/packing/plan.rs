@@ -274,6 +274,31 @@ impl Converter<'_> {
     }
 }
 
+/// The image path of the runtime runs its MPC steps with Yao only: every step on Yao, and
+/// only the size-optimal circuits kept (the depth-optimized ones are more than half of a
+/// plan's text, and loading it is most of a small model's start-up time).
+fn yao_only(public: &mut mp2ml_ir::plan::ClientPlan) {
+    let mut keep: BTreeMap<usize, usize> = BTreeMap::new();
+    for st in &public.mpc_steps {
+        let k = keep.len();
+        keep.entry(st.circuit.index()).or_insert(k);
+    }
+    let old = std::mem::take(&mut public.circuits);
+    let mut kept: Vec<(usize, mp2ml_ir::circuit::ShareCircuit)> = old
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| keep.get(&i).map(|&k| (k, c)))
+        .collect();
+    kept.sort_by_key(|(k, _)| *k);
+    public.circuits = kept.into_iter().map(|(_, c)| c).collect();
+    for st in &mut public.mpc_steps {
+        st.backend = mp2ml_ir::plan::MpcBackend::Yao;
+        st.circuit = mp2ml_ir::plan::CircuitRef(keep[&st.circuit.index()]);
+        st.depth_circuit = st.circuit;
+        st.gmw_variant = mp2ml_ir::circuit::Style::Size;
+    }
+}
+
 /// Re-packs the batch plan `plan` (with its weights file) for image packing.
 pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackError> {
     let wf = WeightsFile::from_bytes(weights.to_vec()).map_err(|e| err(e.to_string()))?;
@@ -384,10 +409,7 @@ pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackEr
         step_tensors.push(ts);
     }
     let mut public = plan.public.clone();
-    // The image path of the runtime runs its MPC steps with Yao only.
-    for st in &mut public.mpc_steps {
-        st.backend = mp2ml_ir::plan::MpcBackend::Yao;
-    }
+    yao_only(&mut public);
     public.image = Some(ImageLayouts {
         input: input_uploads,
         steps,

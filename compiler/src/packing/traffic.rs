@@ -1,6 +1,7 @@
-//! The bytes a batch-packed session moves, message by message, as the runtime sends them.
+//! The bytes a session moves, message by message, as the runtime sends them.
 //!
-//! One function, [`batch_traffic`], used by the report and by the packing choice. It follows the
+//! [`batch_traffic`] (batch packing; the report and the packing choice) and [`image_traffic`]
+//! (image packing; the report of an image-packed plan), both through [`session_traffic`]. It follows the
 //! runtime's wire format (`runtime/src/wire.rs`, `runtime/ckks/src/serial.rs`,
 //! `runtime/mpc/src/{yao,ot}.rs`):
 //! - every frame carries a 4-byte length; a polynomial (a c1 half or a c0 window) is a 16-byte
@@ -126,6 +127,139 @@ fn gmw_bytes(c: &ShareCircuit, inst: usize) -> f64 {
     b + 16.0
 }
 
+/// The bytes of Yao on `inst` instances of `c` (one step, base OTs excluded).
+fn yao_bytes(c: &ShareCircuit, inst: f64) -> f64 {
+    let stats = c.circuit.stats();
+    let ots = f64::from(c.circuit.evaluator_inputs) * inst;
+    let outs = c.circuit.outputs.len() as f64 * inst;
+    32.0 + 8.0
+        + 8.0
+        + 16.0
+        + KAPPA * 16.0 * (ots / KAPPA).ceil()
+        + 32.0 * stats.and as f64 * inst
+        + (outs / 8.0).ceil()
+        + (ots / 8.0).ceil()
+        + 32.0 * ots
+}
+
+/// Bit widths of the plan's primes.
+fn prime_bits(p: &ClientPlan) -> Vec<f64> {
+    p.params
+        .moduli
+        .iter()
+        .map(|&q| f64::from(64 - q.leading_zeros()))
+        .collect()
+}
+
+/// One framed polynomial of `width` coefficients at `level`.
+fn framed_poly(bits: &[f64], level: usize, width: usize) -> f64 {
+    FRAME
+        + POLY_HEADER
+        + bits
+            .iter()
+            .take(level + 1)
+            .map(|b| (width as f64 * b / 8.0).ceil())
+            .sum::<f64>()
+}
+
+/// `count` seeds in frames of [`SEEDS_PER_FRAME`].
+fn seed_bytes(count: usize) -> f64 {
+    let c = count as f64;
+    32.0 * c + FRAME * (c / SEEDS_PER_FRAME).ceil()
+}
+
+/// Hello, verdict and public key.
+fn handshake_bytes(p: &ClientPlan, bits: &[f64]) -> f64 {
+    let top = p.params.moduli.len().saturating_sub(1);
+    let hash_len = 64.0;
+    FRAME + 8.0 + 4.0 + 8.0 + hash_len + FRAME + (framed_poly(bits, top, p.params.n()) + 32.0)
+}
+
+/// Base OTs once per session: Yao's one IKNP direction, GMW's two.
+fn base_ot_bytes(any_yao: bool, any_gmw: bool) -> f64 {
+    let base = 32.0 + 32.0 * KAPPA;
+    f64::from(u8::from(any_yao) + 2 * u8::from(any_gmw)) * base
+}
+
+/// The bytes of a session of `images` images under plan `p` in its packing
+/// ([`batch_traffic`] or [`image_traffic`]).
+pub fn session_traffic(p: &ClientPlan, images: usize) -> Traffic {
+    if p.image.is_some() {
+        image_traffic(p, images)
+    } else {
+        batch_traffic(p, images)
+    }
+}
+
+/// Coefficients per polynomial of the distinct positions in `at` (the windows the runtime
+/// masks, sends and decrypts), by polynomial.
+fn window_widths(at: &[(u32, u32)]) -> Vec<usize> {
+    let mut m: std::collections::BTreeMap<u32, std::collections::BTreeSet<u32>> =
+        Default::default();
+    for &(q, c) in at {
+        m.entry(q).or_default().insert(c);
+    }
+    m.values().map(|s| s.len()).collect()
+}
+
+/// The bytes of an image-packed session of `images` images (`runtime/src/image.rs`; every
+/// MPC step on Yao): per image, the seeds of every upload polynomial; offline the masked c1
+/// (full N) of every window polynomial of every step (level 0) and of the output (output
+/// level); online the full c0 of every upload polynomial at its level, the window
+/// coefficients of c0 per step and of the output, and Yao as in batch packing.
+pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
+    let n = p.params.n();
+    let images = images.max(1);
+    let bits = prime_bits(p);
+    let poly = |level: usize, width: usize| framed_poly(&bits, level, width);
+    let mut t = Traffic {
+        images,
+        handshake: handshake_bytes(p, &bits),
+        ..Default::default()
+    };
+    let Some(l) = p.image.as_ref() else {
+        return t;
+    };
+    let im = images as f64;
+    let upload = |u: &mp2ml_ir::plan::Upload| u.layout.polys() as f64 * poly(u.level, n);
+    let upload_polys: usize = l
+        .input
+        .iter()
+        .chain(l.steps.iter().flat_map(|s| &s.uploads))
+        .map(|u| u.layout.polys())
+        .sum();
+    let out_w = window_widths(&l.output.at);
+    t.precompute = seed_bytes(upload_polys * images)
+        + im * l
+            .steps
+            .iter()
+            .map(|s| window_widths(&s.input.at).len() as f64 * poly(0, n))
+            .sum::<f64>()
+        + im * out_w.len() as f64 * poly(p.output.level, n);
+    t.input = im * l.input.iter().map(upload).sum::<f64>();
+    t.output = im * out_w.iter().map(|&w| poly(p.output.level, w)).sum::<f64>();
+    let mut any_yao = false;
+    for (s, st) in p.mpc_steps.iter().zip(&l.steps) {
+        let Ok(c) = p.circuit(s.circuit) else {
+            continue;
+        };
+        let inst = (s.instances * images) as f64;
+        any_yao |= c.circuit.evaluator_inputs > 0 && inst > 0.0;
+        let windows: f64 = window_widths(&st.input.at)
+            .iter()
+            .map(|&w| poly(0, w))
+            .sum();
+        t.steps.push(StepTraffic {
+            name: s.name.clone(),
+            he: im * (windows + st.uploads.iter().map(upload).sum::<f64>()),
+            mpc: yao_bytes(c, inst),
+            backend: MpcBackend::Yao,
+        });
+    }
+    t.base_ots = base_ot_bytes(any_yao, false);
+    t
+}
+
 /// The bytes of a session of `images` images (at most N: one ciphertext group) under plan `p`,
 /// every step on the plan's back end.
 pub fn batch_traffic(p: &ClientPlan, images: usize) -> Traffic {
@@ -136,37 +270,17 @@ pub fn batch_traffic(p: &ClientPlan, images: usize) -> Traffic {
 pub fn batch_traffic_with(p: &ClientPlan, images: usize, mpc: Option<MpcBackend>) -> Traffic {
     let n = p.params.n();
     let images = images.clamp(1, n.max(1));
-    let bits: Vec<f64> = p
-        .params
-        .moduli
-        .iter()
-        .map(|&q| f64::from(64 - q.leading_zeros()))
-        .collect();
-    // One framed polynomial of `width` coefficients at `level`.
-    let poly = |level: usize, width: usize| {
-        FRAME
-            + POLY_HEADER
-            + bits
-                .iter()
-                .take(level + 1)
-                .map(|b| (width as f64 * b / 8.0).ceil())
-                .sum::<f64>()
-    };
-    let seeds = |count: usize| {
-        let c = count as f64;
-        32.0 * c + FRAME * (c / SEEDS_PER_FRAME).ceil()
-    };
-    let top = p.params.moduli.len().saturating_sub(1);
+    let bits = prime_bits(p);
+    let poly = |level: usize, width: usize| framed_poly(&bits, level, width);
     let in_len: usize = p.input.shape.iter().product();
     let out_len: usize = p.output.shape.iter().product();
-    let hash_len = 64.0;
     let mut t = Traffic {
         images,
-        handshake: FRAME + 8.0 + 4.0 + 8.0 + hash_len + FRAME + (poly(top, n) + 32.0),
+        handshake: handshake_bytes(p, &bits),
         ..Default::default()
     };
     let uploads: usize = in_len + p.mpc_steps.iter().map(|s| s.values_out).sum::<usize>();
-    t.precompute = seeds(uploads)
+    t.precompute = seed_bytes(uploads)
         + p.mpc_steps
             .iter()
             .map(|s| s.values_in as f64 * poly(0, n))
@@ -185,18 +299,8 @@ pub fn batch_traffic_with(p: &ClientPlan, images: usize, mpc: Option<MpcBackend>
             s.values_in as f64 * poly(0, images) + s.values_out as f64 * poly(s.out_level, images);
         let mpc_bytes = match backend {
             MpcBackend::Yao => {
-                let stats = c.circuit.stats();
-                let ots = f64::from(c.circuit.evaluator_inputs) * inst;
-                let outs = c.circuit.outputs.len() as f64 * inst;
-                any_yao |= ots > 0.0;
-                32.0 + 8.0
-                    + 8.0
-                    + 16.0
-                    + KAPPA * 16.0 * (ots / KAPPA).ceil()
-                    + 32.0 * stats.and as f64 * inst
-                    + (outs / 8.0).ceil()
-                    + (ots / 8.0).ceil()
-                    + 32.0 * ots
+                any_yao |= c.circuit.evaluator_inputs > 0 && inst > 0.0;
+                yao_bytes(c, inst)
             }
             MpcBackend::Gmw => {
                 any_gmw = true;
@@ -210,8 +314,6 @@ pub fn batch_traffic_with(p: &ClientPlan, images: usize, mpc: Option<MpcBackend>
             backend,
         });
     }
-    // Base OTs once per session: Yao's one IKNP direction, GMW's two.
-    let base = 32.0 + 32.0 * KAPPA;
-    t.base_ots = f64::from(u8::from(any_yao) + 2 * u8::from(any_gmw)) * base;
+    t.base_ots = base_ot_bytes(any_yao, any_gmw);
     t
 }

@@ -20,7 +20,7 @@ use crate::cost;
 
 use crate::driver::Output;
 use crate::packing::estimate::{estimate, PackingEstimate};
-use crate::packing::traffic::batch_traffic;
+use crate::packing::traffic::session_traffic;
 use mp2ml_ir::weights::WeightsFile;
 
 /// Assumed garbling + evaluation throughput (AND gates per second, one core each side).
@@ -257,7 +257,7 @@ impl Report {
         let b = p.batch.clamp(1, n) as f64;
         let bits = |q: u64| 64 - q.leading_zeros();
         let rate = measure_mac_rate();
-        let traffic = batch_traffic(p, p.batch);
+        let traffic = session_traffic(p, p.batch);
         let per_img = |bytes: f64| bytes / traffic.images as f64;
         let mut segments = Vec::new();
         let mut total_macs = 0;
@@ -469,10 +469,8 @@ impl Report {
             })
             .unwrap_or_default();
         let sizes = out.and_then(|o| {
-            let s = crate::plan_writer::to_ron(&o.compiled.server).ok()?.len();
-            let c = crate::plan_writer::to_ron(&o.compiled.client_file())
-                .ok()?
-                .len();
+            let s = crate::plan_writer::ron_len(&o.compiled.server).ok()?;
+            let c = crate::plan_writer::ron_len(&o.compiled.client_file_ref()).ok()?;
             Some((s, c, o.compiled.weights.len()))
         });
         let report = Report {
