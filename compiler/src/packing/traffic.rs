@@ -221,7 +221,9 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
         return t;
     };
     let im = images as f64;
-    let upload = |u: &mp2ml_ir::plan::Upload| u.layout.polys() as f64 * poly(u.level, n);
+    // Uploads are encrypted at their source's level (the entry flood's primes above it).
+    let upload_at =
+        |u: &mp2ml_ir::plan::Upload, level: usize| u.layout.polys() as f64 * poly(level, n);
     let upload_polys: usize = l
         .input
         .iter()
@@ -236,7 +238,11 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
             .map(|s| window_widths(&s.input.at).len() as f64 * poly(0, n))
             .sum::<f64>()
         + im * out_w.len() as f64 * poly(p.output.level, n);
-    t.input = im * l.input.iter().map(upload).sum::<f64>();
+    t.input = im
+        * l.input
+            .iter()
+            .map(|u| upload_at(u, p.input.level))
+            .sum::<f64>();
     t.output = im * out_w.iter().map(|&w| poly(p.output.level, w)).sum::<f64>();
     let mut any_yao = false;
     for (s, st) in p.mpc_steps.iter().zip(&l.steps) {
@@ -251,7 +257,12 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
             .sum();
         t.steps.push(StepTraffic {
             name: s.name.clone(),
-            he: im * (windows + st.uploads.iter().map(upload).sum::<f64>()),
+            he: im
+                * (windows
+                    + st.uploads
+                        .iter()
+                        .map(|u| upload_at(u, s.out_level))
+                        .sum::<f64>()),
             mpc: yao_bytes(c, inst),
             backend: MpcBackend::Yao,
         });
