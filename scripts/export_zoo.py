@@ -10,7 +10,9 @@ Writes, for every model, `<name>.onnx` (input "input" float32 [batch, 3, 224, 22
 `zoo_calib.npy` (float32 [2, 3, 224, 224], uniform in [0, 1], numpy seed 0). The files are
 large (up to ~100 MB) and are NOT committed: this script regenerates them bit for bit
 (torch.manual_seed(0) before building each model; the weights are torchvision's random
-initialization, no pretrained weights are downloaded: none can be on this machine).
+initialization, no pretrained weights are downloaded: none can be on this machine). The
+BatchNorm running statistics are then measured on random images (`--bn-batches`, default 2
+batches of 4), as a trained network's are on its data, so activations keep their scale.
 
 Models (torchvision 0.14 names):
     resnet50             ResNet-50 (He et al. 2016)
@@ -47,10 +49,31 @@ CALIB_COUNT = 2
 SIZE = 224
 
 
-def export(name, path, opset):
+def set_bn_statistics(model, batches):
+    """BatchNorm running statistics of the random-weight model on `batches` batches of uniform
+    random images (train-mode forward passes, cumulative average), so activations stay O(1)
+    layer after layer as in a trained network. With torchvision's initial statistics (mean 0,
+    variance 1) Inception v3's activations grow by orders of magnitude with depth and need
+    shares wider than a plan can hold."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches == 0:
+        return
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.rand(4, 3, SIZE, SIZE, generator=gen))
+    model.eval()
+
+
+def export(name, path, opset, bn_batches):
     import onnx
     torch.manual_seed(0)
     model = MODELS[name]().eval()
+    set_bn_statistics(model, bn_batches)
     dummy = torch.zeros(1, 3, SIZE, SIZE)
     torch.onnx.export(
         model, dummy, path, input_names=["input"], output_names=["logits"],
@@ -75,6 +98,9 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated model names")
     ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bn-batches", type=int, default=2,
+                    help="batches of 4 random images for the BatchNorm statistics (0: keep "
+                         "torchvision's initial mean 0, variance 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = [n for n in MODELS if not args.only or n in args.only.split(",")]
@@ -85,7 +111,7 @@ def main():
     calib = np.random.RandomState(0).uniform(0, 1, (CALIB_COUNT, 3, SIZE, SIZE))
     np.save(os.path.join(args.out, "zoo_calib.npy"), calib.astype(np.float32))
     for name in names:
-        export(name, os.path.join(args.out, f"{name}.onnx"), args.opset)
+        export(name, os.path.join(args.out, f"{name}.onnx"), args.opset, args.bn_batches)
 
 
 if __name__ == "__main__":

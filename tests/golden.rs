@@ -450,7 +450,17 @@ fn tampered_weights_are_detected() {
     let o = compile("tiny", &Options::default());
     let plan = dir.join("tiny.ron");
     write_all(&o.compiled, &plan).expect("write");
-    assert!(dir.join("tiny.client.ron").exists() && dir.join("tiny.weights.bin").exists());
+    // The streamed files hold exactly the texts `to_ron` gives (and the weights).
+    let read = |n: &str| std::fs::read(dir.join(n)).expect("written file");
+    assert_eq!(
+        read("tiny.ron"),
+        to_ron(&o.compiled.server).expect("ron").into_bytes()
+    );
+    assert_eq!(
+        read("tiny.client.ron"),
+        to_ron(&o.compiled.client_file()).expect("ron").into_bytes()
+    );
+    assert_eq!(read("tiny.weights.bin"), o.compiled.weights);
     load_checked(&plan).expect("untampered plan loads");
     let wpath = dir.join("tiny.weights.bin");
     let mut bytes = std::fs::read(&wpath).expect("read");

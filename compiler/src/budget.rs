@@ -167,8 +167,13 @@ pub fn estimate_lowering(graph: &Graph) -> Result<LoweringEstimate, CompileError
     })
 }
 
+/// Bytes in GB, or MB below 1 GB (so a small budget's message is readable).
 fn gb(b: u64) -> String {
-    format!("{:.1} GB", b as f64 / 1e9)
+    if b >= 1_000_000_000 {
+        format!("{:.1} GB", b as f64 / 1e9)
+    } else {
+        format!("{:.1} MB", b as f64 / 1e6)
+    }
 }
 
 /// Refuses the batch-packing lowering when its estimate exceeds `budget` bytes.

@@ -29,6 +29,10 @@ pub struct Options {
     pub batch: usize,
     /// Memory budget in bytes: steps whose estimate exceeds it are refused before they run.
     pub memory_budget: u64,
+    /// Largest fused map (stored entries) the lowering builds as expanded rows; larger maps
+    /// stay convolution terms ([`crate::partition::SPARSE_LIMIT`] by default; tests lower it
+    /// to run the structured path on small graphs).
+    pub expand_limit: u64,
     /// Packing of the plan.
     pub packing: Packing,
     /// The network the cost model picks each step's back end for.
@@ -80,6 +84,7 @@ impl Default for Options {
             margin: 2.0,
             batch: 1,
             memory_budget: crate::budget::DEFAULT_BUDGET,
+            expand_limit: crate::partition::SPARSE_LIMIT,
             packing: Packing::Batch,
             network: Default::default(),
             objective: Default::default(),
@@ -218,7 +223,13 @@ pub fn compile_graph(
         objective: opts.objective,
     };
     let batch = || -> Result<(Compiled, Lowered, Chosen), CompileError> {
-        let mut lowered = lower_with(graph, &ranges, opts.params.scale_bits, true)?;
+        let mut lowered = lower_with(
+            graph,
+            &ranges,
+            opts.params.scale_bits,
+            true,
+            opts.expand_limit,
+        )?;
         let chosen = choose(&mut lowered, &params)?;
         let compiled = build_plan(&lowered, &chosen, &settings)?;
         Ok((compiled, lowered, chosen))
@@ -229,7 +240,8 @@ pub fn compile_graph(
             (c, l, ch, None)
         }
         Packing::Image => {
-            let (c, l, ch, est) = compile_image(graph, &ranges, &params, &settings)?;
+            let (c, l, ch, est) =
+                compile_image(graph, &ranges, &params, &settings, opts.expand_limit)?;
             let choice = PackingChoice {
                 packing: "image",
                 why: "--packing image".into(),
@@ -243,7 +255,10 @@ pub fn compile_graph(
             let batch_est = mp2ml_ir::weights::WeightsFile::from_bytes(bc.weights.clone())
                 .map_err(|e| e.to_string())
                 .and_then(|w| estimate(&bc.server, &w, rate));
-            match (compile_image(graph, &ranges, &params, &settings), batch_est) {
+            match (
+                compile_image(graph, &ranges, &params, &settings, opts.expand_limit),
+                batch_est,
+            ) {
                 (Ok((ic, il, ich, Some(ie))), Ok(be)) => {
                     // Batch cost from the plan batch packing would run (chains allowed),
                     // image cost from the fused plan image packing runs.
@@ -315,8 +330,9 @@ fn compile_image(
     ranges: &Ranges,
     params: &ParamOptions,
     settings: &PlanSettings,
+    expand_limit: u64,
 ) -> Result<(Compiled, Lowered, Chosen, Option<PackingEstimate>), CompileError> {
-    let mut lowered = lower_with(graph, ranges, params.scale_bits, false)?;
+    let mut lowered = lower_with(graph, ranges, params.scale_bits, false, expand_limit)?;
     let image_err =
         |e: String| CompileError::new(ErrorKind::Unsupported, format!("image packing: {e}"));
     for _ in 0..4 {

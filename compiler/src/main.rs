@@ -199,6 +199,7 @@ fn main() -> ExitCode {
         margin: cli.margin,
         batch: cli.batch,
         memory_budget: cli.memory_budget.saturating_mul(1 << 20),
+        expand_limit: mp2ml_compiler::partition::SPARSE_LIMIT,
         packing: match cli.packing.parse() {
             Ok(p) => p,
             Err(e) => return fail(&CompileError::new(ErrorKind::Options, e)),

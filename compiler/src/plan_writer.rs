@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::plan::{
-    CircuitRef, CkksParams, ClientPlan, ClientPlanFile, HeOp, HeSegment, HeTensor, InputSpec,
-    MpcBinding, MpcStep, OutputSpec, Segment, ServerPlan, StepRef, TensorRef, WeightsRef,
-    PLAN_VERSION,
+    CircuitRef, CkksParams, ClientPlan, ClientPlanFile, ClientPlanFileRef, HeOp, HeSegment,
+    HeTensor, InputSpec, MpcBinding, MpcStep, OutputSpec, Segment, ServerPlan, StepRef, TensorRef,
+    WeightsRef, PLAN_VERSION,
 };
 use mp2ml_ir::weights::{IntMatrix, WeightsWriter};
 use sha2::{Digest, Sha256};
@@ -32,7 +32,16 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The client plan file.
+    /// The client plan file, borrowing the plan (what [`write_all`] writes).
+    pub fn client_file_ref(&self) -> ClientPlanFileRef<'_> {
+        ClientPlanFileRef {
+            version: PLAN_VERSION,
+            public_hash: &self.server.public_hash,
+            plan: &self.server.public,
+        }
+    }
+
+    /// The client plan file (a copy of the public part).
     pub fn client_file(&self) -> ClientPlanFile {
         ClientPlanFile {
             version: PLAN_VERSION,
@@ -401,8 +410,11 @@ impl Builder<'_> {
 }
 
 /// Writes `bytes` to a temporary file next to `path`.
-fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, CompileError> {
-    mp2ml_ir::files::write_temp(path, bytes).map_err(|e| {
+fn write_temp_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<PathBuf, CompileError> {
+    mp2ml_ir::files::write_temp_with(path, fill).map_err(|e| {
         CompileError::new(
             ErrorKind::Io,
             format!("cannot write next to `{}`: {e}", path.display()),
@@ -429,22 +441,52 @@ pub fn output_paths(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
 /// (circuit gates, layouts, positions) goes on one line each, which makes a plan with large
 /// circuits less than half as long and faster to load.
 pub fn to_ron<T: serde::Serialize>(v: &T) -> Result<String, CompileError> {
-    ron::ser::to_string_pretty(v, ron::ser::PrettyConfig::default().depth_limit(4))
+    ron::ser::to_string_pretty(v, pretty())
         .map_err(|e| CompileError::new(ErrorKind::Plan, format!("cannot serialize the plan: {e}")))
 }
 
+/// The layout of every plan text ([`to_ron`], [`write_all`], [`ron_len`]).
+fn pretty() -> ron::ser::PrettyConfig {
+    ron::ser::PrettyConfig::default().depth_limit(4)
+}
+
+/// Pretty RON of `v` written to `w` as it is produced.
+fn ron_to(w: &mut dyn std::io::Write, v: &impl serde::Serialize) -> std::io::Result<()> {
+    ron::Options::default()
+        .to_io_writer_pretty(w, v, pretty())
+        .map_err(std::io::Error::other)
+}
+
+/// Length in bytes of [`to_ron`]'s text, without holding it.
+pub fn ron_len(v: &impl serde::Serialize) -> Result<usize, CompileError> {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    ron::ser::to_writer_pretty(&mut n, v, pretty()).map_err(|e| {
+        CompileError::new(ErrorKind::Plan, format!("cannot serialize the plan: {e}"))
+    })?;
+    Ok(n.0)
+}
+
 /// Writes the plan, client plan and weights atomically: all three are written to temporary
-/// files first and renamed only when every write succeeded; on error nothing remains.
+/// files first and renamed only when every write succeeded; on error nothing remains. The
+/// plan texts are streamed to their files (an ImageNet-size plan is over a gigabyte of RON).
 pub fn write_all(c: &Compiled, out: &Path) -> Result<(), CompileError> {
     let (plan, client, weights) = output_paths(out);
-    let texts = [
-        (plan, to_ron(&c.server)?.into_bytes()),
-        (client, to_ron(&c.client_file())?.into_bytes()),
-        (weights, c.weights.clone()),
+    type Fill<'a> = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + 'a>;
+    let texts: [(PathBuf, Fill); 3] = [
+        (plan, Box::new(|w| ron_to(w, &c.server))),
+        (client, Box::new(|w| ron_to(w, &c.client_file_ref()))),
+        (weights, Box::new(|w| w.write_all(&c.weights))),
     ];
     let mut temps = Vec::new();
-    for (path, bytes) in &texts {
-        match write_temp(path, bytes) {
+    for (path, fill) in texts {
+        match write_temp_with(&path, fill) {
             Ok(t) => temps.push((t, path.clone())),
             Err(e) => {
                 for (t, _) in &temps {

@@ -68,6 +68,15 @@ pub fn f32_to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, NpyError> 
 /// Writes `bytes` to a temporary file next to `path` (same folder, so a rename is atomic) and
 /// returns its path; on error nothing is left behind.
 pub fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    write_temp_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_temp`], with the contents written by `fill` through a buffered writer (so a
+/// large file never exists in memory as a whole).
+pub fn write_temp_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+) -> io::Result<PathBuf> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -77,7 +86,12 @@ pub fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).inspect_err(|_| {
+    let write = || -> io::Result<()> {
+        let mut w = io::BufWriter::new(std::fs::File::create(&tmp)?);
+        fill(&mut w)?;
+        io::Write::flush(&mut w)
+    };
+    write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })?;
     Ok(tmp)

@@ -109,6 +109,19 @@ pub enum Op {
         /// Axis (may be negative).
         axis: i64,
     },
+    /// ONNX `Slice`: along each listed axis, the elements `start, start + step, …` short of
+    /// `end`, with ONNX's clamping of negative and out-of-range bounds (see
+    /// [`crate::shape::slice_indices`]).
+    Slice {
+        /// Axes (normalized to `0..rank`, distinct).
+        axes: Vec<usize>,
+        /// Start per axis (negative counts from the end).
+        starts: Vec<i64>,
+        /// Exclusive end per axis (negative counts from the end; clamped).
+        ends: Vec<i64>,
+        /// Step per axis (nonzero).
+        steps: Vec<i64>,
+    },
     /// Constant-mode padding.
     Pad {
         /// ONNX layout: all begins, then all ends (negative values crop).
@@ -169,6 +182,7 @@ impl Op {
             Op::Reshape { .. } => "Reshape",
             Op::Transpose { .. } => "Transpose",
             Op::Concat { .. } => "Concat",
+            Op::Slice { .. } => "Slice",
             Op::Pad { .. } => "Pad",
             Op::Squeeze { .. } => "Squeeze",
             Op::Unsqueeze { .. } => "Unsqueeze",
@@ -199,6 +213,7 @@ impl Op {
                 | Op::Reshape { .. }
                 | Op::Transpose { .. }
                 | Op::Concat { .. }
+                | Op::Slice { .. }
                 | Op::Pad { .. }
                 | Op::Squeeze { .. }
                 | Op::Unsqueeze { .. }
@@ -215,6 +230,7 @@ impl Op {
                 | Op::Reshape { .. }
                 | Op::Transpose { .. }
                 | Op::Concat { .. }
+                | Op::Slice { .. }
                 | Op::Squeeze { .. }
                 | Op::Unsqueeze { .. }
                 | Op::Identity
@@ -248,6 +264,10 @@ impl fmt::Display for Op {
             Op::Reshape { shape } => write!(f, "Reshape shape={shape:?}"),
             Op::Transpose { perm } => write!(f, "Transpose perm={perm:?}"),
             Op::Concat { axis } => write!(f, "Concat axis={axis}"),
+            Op::Slice { axes, starts, ends, steps } => write!(
+                f,
+                "Slice axes={axes:?} starts={starts:?} ends={ends:?} steps={steps:?}"
+            ),
             Op::Pad { pads, value } => write!(f, "Pad pads={pads:?} value={value}"),
             Op::Squeeze { axes } => write!(f, "Squeeze axes={axes:?}"),
             Op::Unsqueeze { axes } => write!(f, "Unsqueeze axes={axes:?}"),

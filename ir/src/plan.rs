@@ -447,8 +447,11 @@ impl ClientPlan {
     /// SHA-256 (hex) of the canonical RON text of the public part; fails if the plan cannot be
     /// serialized (never the hash of an empty text).
     pub fn hash(&self) -> Result<String, ron::Error> {
-        let text = ron::ser::to_string(self)?;
-        Ok(hex::encode(Sha256::digest(text.as_bytes())))
+        // Hashes the compact RON text as it is produced (an ImageNet-size plan's text is
+        // over a gigabyte).
+        let mut h = HashWriter(Sha256::new());
+        ron::ser::to_writer(&mut h, self)?;
+        Ok(hex::encode(h.0.finalize()))
     }
 
     /// The circuit `r` names.
@@ -655,6 +658,29 @@ pub struct ImageTensors {
     pub input: Vec<TensorRef>,
     /// Per MPC step, one per upload of its outputs.
     pub steps: Vec<Vec<TensorRef>>,
+}
+
+/// A SHA-256 fed by `fmt::Write` (what the RON serializer writes to).
+struct HashWriter(Sha256);
+
+impl std::fmt::Write for HashWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// [`ClientPlanFile`] borrowing its parts, to write one without copying the plan (it
+/// serializes exactly as [`ClientPlanFile`]).
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename = "ClientPlanFile")]
+pub struct ClientPlanFileRef<'a> {
+    /// [`PLAN_VERSION`].
+    pub version: u32,
+    /// SHA-256 of `plan`.
+    pub public_hash: &'a str,
+    /// The public part.
+    pub plan: &'a ClientPlan,
 }
 
 /// The client's plan file: the public part and its hash.

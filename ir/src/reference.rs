@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::graph::{Graph, Node, NodeId};
 use crate::op::Op;
-use crate::shape::{broadcast, infer, norm_axis, numel, strides, ShapeError};
+use crate::shape::{broadcast, infer, norm_axis, numel, slice_indices, strides, ShapeError};
 use crate::tensor::{Tensor, TensorId};
 
 /// Why a run failed.
@@ -280,6 +280,12 @@ pub fn eval(op: &Op, args: &[&Tensor], batch_factor: usize) -> Result<Vec<Tensor
         | Op::Dropout => x.data.clone(),
         Op::Transpose { perm } => transpose(x, perm),
         Op::Concat { axis } => concat(args, *axis, &out_shape)?,
+        Op::Slice {
+            axes,
+            starts,
+            ends,
+            steps,
+        } => slice(x, &slice_indices(&x.shape, axes, starts, ends, steps)?),
         Op::Pad { pads, value } => pad(x, pads, *value, &out_shape),
         Op::Softmax { axis } => softmax(x, norm_axis(*axis, x.rank(), false)?),
         Op::ArgMax { axis, .. } => argmax(x, norm_axis(*axis, x.rank(), false)?),
@@ -568,6 +574,30 @@ fn concat(args: &[&Tensor], axis: i64, out: &[usize]) -> Result<Vec<f32>, ShapeE
         }
     }
     Ok(v)
+}
+
+/// The elements of `x` at the per-axis indices `idx`, row-major.
+fn slice(x: &Tensor, idx: &[Vec<usize>]) -> Vec<f32> {
+    let shape: Vec<usize> = idx.iter().map(Vec::len).collect();
+    let n = numel(&shape);
+    let st = strides(&x.shape);
+    let mut out = Vec::with_capacity(n);
+    let mut pos = vec![0usize; shape.len()];
+    for _ in 0..n {
+        out.push(
+            x.data[(0..pos.len())
+                .map(|a| idx[a][pos[a]] * st[a])
+                .sum::<usize>()],
+        );
+        for a in (0..pos.len()).rev() {
+            pos[a] += 1;
+            if pos[a] < shape[a] {
+                break;
+            }
+            pos[a] = 0;
+        }
+    }
+    out
 }
 
 fn pad(x: &Tensor, pads: &[i64], value: f32, out: &[usize]) -> Vec<f32> {

@@ -77,6 +77,64 @@ pub fn norm_axis(axis: i64, rank: usize, inclusive: bool) -> Result<usize, Shape
     Ok(a as usize)
 }
 
+/// The input indices an ONNX `Slice` keeps along every axis of `shape` (all of them on axes
+/// not listed). Per listed axis: a negative start or end counts from the end; then, for a
+/// positive step, start and end clamp to `0..=dim` and the indices are `start, start + step,
+/// …` below `end`; for a negative step they clamp to `-1..=dim - 1` (start at most `dim - 1`)
+/// and the indices run down above `end` (ONNX operator spec, Slice-13).
+pub fn slice_indices(
+    shape: &[usize],
+    axes: &[usize],
+    starts: &[i64],
+    ends: &[i64],
+    steps: &[i64],
+) -> Result<Vec<Vec<usize>>, ShapeError> {
+    if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
+        return Err(ShapeError::Invalid(format!(
+            "slice axes {axes:?}, starts {starts:?}, ends {ends:?} and steps {steps:?} differ in length"
+        )));
+    }
+    let mut idx: Vec<Vec<usize>> = shape.iter().map(|&d| (0..d).collect()).collect();
+    let mut seen = vec![false; shape.len()];
+    for (k, &a) in axes.iter().enumerate() {
+        if a >= shape.len() || seen[a] {
+            return Err(ShapeError::Invalid(format!(
+                "slice axes {axes:?} must be distinct axes below rank {}",
+                shape.len()
+            )));
+        }
+        seen[a] = true;
+        let d = shape[a] as i64;
+        let step = steps[k];
+        if step == 0 {
+            return Err(ShapeError::Invalid("slice step 0".into()));
+        }
+        let from_end = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+        let mut list = Vec::new();
+        if step > 0 {
+            let (mut i, e) = (
+                from_end(starts[k]).clamp(0, d),
+                from_end(ends[k]).clamp(0, d),
+            );
+            while i < e {
+                list.push(i as usize);
+                i += step;
+            }
+        } else {
+            let (mut i, e) = (
+                from_end(starts[k]).clamp(0, d - 1),
+                from_end(ends[k]).clamp(-1, d - 1),
+            );
+            while i > e {
+                list.push(i as usize);
+                i += step;
+            }
+        }
+        idx[a] = list;
+    }
+    Ok(idx)
+}
+
 /// Numpy-style multidirectional broadcast of two shapes.
 pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Shape, ShapeError> {
     let r = a.len().max(b.len());
@@ -453,6 +511,16 @@ pub fn infer(op: &Op, inputs: &[&[usize]]) -> Result<Vec<Shape>, ShapeError> {
                 s[a] += i[a];
             }
             one(s)
+        }
+        Slice {
+            axes,
+            starts,
+            ends,
+            steps,
+        } => {
+            arity(inputs, 1, 1, "1")?;
+            let idx = slice_indices(inputs[0], axes, starts, ends, steps)?;
+            one(idx.iter().map(Vec::len).collect())
         }
         Pad { pads, .. } => {
             arity(inputs, 1, 1, "1")?;

@@ -16,10 +16,13 @@ use super::smap::{chw, ConvSpec, SMap};
 /// Largest expanded map (stored entries) the lowering builds as rows: about 100 MB.
 pub const SPARSE_LIMIT: u64 = 1 << 22;
 
-/// An operand: a constant, or a non-constant tensor's map with its graph shape.
+/// An operand: a constant, or a non-constant tensor's map with its graph shape and, for
+/// expanded rows, the same map kept by structure when it is weight-shared (its *shadow*: it
+/// lets a larger map built on top of small expanded ones, like a convolution reading a
+/// `Concat` of activations, take the structured path).
 pub(super) enum Arg<'a> {
     Const(&'a Tensor),
-    Var(&'a LinMap, &'a [usize]),
+    Var(&'a LinMap, &'a [usize], Option<&'a SMap>),
 }
 
 fn f64s(t: &Tensor) -> Vec<f64> {
@@ -99,10 +102,16 @@ fn per_channel(t: &Tensor, out_rank: usize, c: usize) -> Option<Vec<f64>> {
     ok.then(|| f64s(t))
 }
 
-/// The structured form of a map (the identity of a frontier tensor, or an [`SMap`]).
-fn structured<'a>(m: &'a LinMap, shape: &[usize]) -> Option<Cow<'a, SMap>> {
+/// The structured form of a map (the identity of a frontier tensor, an [`SMap`], or the
+/// shadow of expanded rows).
+fn structured<'a>(
+    m: &'a LinMap,
+    shape: &[usize],
+    shadow: Option<&'a SMap>,
+) -> Option<Cow<'a, SMap>> {
     match m {
         LinMap::Conv(s) => Some(Cow::Borrowed(s)),
+        LinMap::Rows(_) => shadow.map(Cow::Borrowed),
         LinMap::Ident { col, len } => {
             let s = chw(shape.get(1..)?)?;
             (s.iter().product::<usize>() == *len).then(|| Cow::Owned(SMap::identity(*col, s)))
@@ -115,8 +124,8 @@ fn structured<'a>(m: &'a LinMap, shape: &[usize]) -> Option<Cow<'a, SMap>> {
 fn apply_structured(op: &Op, args: &[Arg], out_shape: &[usize]) -> Option<SMap> {
     let mut vars: Vec<Cow<SMap>> = Vec::new();
     for a in args {
-        if let Arg::Var(m, s) = a {
-            vars.push(structured(m, s)?);
+        if let Arg::Var(m, s, shadow) = a {
+            vars.push(structured(m, s, *shadow)?);
         }
     }
     let cst = |i: usize| match args.get(i) {
@@ -273,6 +282,7 @@ fn apply_structured(op: &Op, args: &[Arg], out_shape: &[usize]) -> Option<SMap> 
         | Op::Reshape { .. }
         | Op::Transpose { .. }
         | Op::Concat { .. }
+        | Op::Slice { .. }
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. } => channel_movement(op, args, &vars, out_shape),
         _ => None,
@@ -294,7 +304,7 @@ fn channel_movement(
     for a in args {
         operands.push(match a {
             Arg::Const(t) => Operand::Const(t),
-            Arg::Var(_, s) => {
+            Arg::Var(_, s, _) => {
                 vi += 1;
                 Operand::Var(vi - 1, s)
             }
@@ -325,18 +335,31 @@ fn channel_movement(
     SMap::gather_channels(&maps, &src, hw)
 }
 
-/// Applies a linear op to its operands' maps; `ncols` is the frontier width.
+/// Largest shadow kept beside expanded rows (kernel entries), so that shadows stay far
+/// smaller than the rows they describe.
+const SHADOW_LIMIT: usize = 1 << 22;
+
+/// Applies a linear op to its operands' maps; `ncols` is the frontier width and `limit` the
+/// largest map built as rows ([`SPARSE_LIMIT`] by default). Expanded results
+/// come with their shadow (see [`Arg`]) when the op is exactly weight-shared on structured
+/// operands.
 pub(super) fn apply(
     op: &Op,
     args: &[Arg],
     out_shape: &[usize],
     ncols: usize,
-) -> Result<LinMap, String> {
+    limit: u64,
+) -> Result<(LinMap, Option<SMap>), String> {
+    let with_shadow = |rows: Affine| {
+        let shadow = apply_structured(op, args, out_shape)
+            .filter(|s| s.terms.iter().map(|t| t.w.len()).sum::<usize>() <= SHADOW_LIMIT);
+        (LinMap::Rows(rows), shadow)
+    };
     let n_out: usize = out_shape.iter().skip(1).product();
     let vars: Vec<&LinMap> = args
         .iter()
         .filter_map(|a| match a {
-            Arg::Var(m, _) => Some(*m),
+            Arg::Var(m, _, _) => Some(*m),
             Arg::Const(_) => None,
         })
         .collect();
@@ -344,7 +367,7 @@ pub(super) fn apply(
     let max_row = lens.iter().copied().max().unwrap_or(1);
     let expandable = vars.iter().all(|m| match m {
         LinMap::Rows(_) | LinMap::Ident { .. } => true,
-        LinMap::Conv(s) => s.nnz() <= SPARSE_LIMIT,
+        LinMap::Conv(s) => s.nnz() <= limit,
         LinMap::Opaque { .. } => false,
     });
     let any_big = vars
@@ -358,7 +381,7 @@ pub(super) fn apply(
                 _ => return Err("operand 1 must be a constant (weights)".into()),
             };
             let in_shape = match args.first() {
-                Some(Arg::Var(_, s)) => *s,
+                Some(Arg::Var(_, s, _)) => *s,
                 _ => return Err("operand 0 must be a non-constant tensor".into()),
             };
             let Some(macs) = conv_macs(op, w, in_shape, out_shape) else {
@@ -386,19 +409,22 @@ pub(super) fn apply(
     // A composed row never holds more than the frontier's columns.
     let estimate = estimate.min((n_out as u64).saturating_mul(ncols as u64));
     // The exact expanded path (every bundled model): unchanged arithmetic.
-    if !any_big && estimate <= SPARSE_LIMIT {
-        return Ok(LinMap::Rows(expanded(op, args, local, out_shape, ncols)?));
+    if !any_big && estimate <= limit {
+        return Ok(with_shadow(expanded(op, args, local, out_shape, ncols)?));
     }
     if let Some(s) = apply_structured(op, args, out_shape) {
-        return Ok(LinMap::Conv(s));
+        return Ok((LinMap::Conv(s), None));
     }
-    if expandable && estimate <= SPARSE_LIMIT {
-        return Ok(LinMap::Rows(expanded(op, args, local, out_shape, ncols)?));
+    if expandable && estimate <= limit {
+        return Ok(with_shadow(expanded(op, args, local, out_shape, ncols)?));
     }
-    Ok(LinMap::Opaque {
-        len: n_out,
-        macs: estimate,
-    })
+    Ok((
+        LinMap::Opaque {
+            len: n_out,
+            macs: estimate,
+        },
+        None,
+    ))
 }
 
 fn operands_of<'a>(args: &'a [Arg<'a>]) -> Vec<Operand<'a>> {
@@ -406,7 +432,7 @@ fn operands_of<'a>(args: &'a [Arg<'a>]) -> Vec<Operand<'a>> {
     args.iter()
         .map(|a| match a {
             Arg::Const(t) => Operand::Const(t),
-            Arg::Var(_, s) => {
+            Arg::Var(_, s, _) => {
                 k += 1;
                 Operand::Var(k - 1, s)
             }
@@ -429,7 +455,7 @@ fn expanded(
     let maps: Vec<Cow<Affine>> = args
         .iter()
         .filter_map(|a| match a {
-            Arg::Var(m, _) => Some(m),
+            Arg::Var(m, _, _) => Some(m),
             Arg::Const(_) => None,
         })
         .map(|m| match m {

@@ -12,6 +12,7 @@ use mp2ml_ir::tensor::{Tensor, TensorId};
 use super::apply::{apply, conv_macs, Arg};
 use super::local::{is_weighted, local_map, pool_windows, Operand};
 use super::lowered::{CircuitSpec, Decision, LinMap, LEAKY_SHIFT, OUTPUT_LEVEL};
+use super::smap::SMap;
 use super::{numel, per_image};
 use crate::error::CompileError;
 
@@ -48,6 +49,8 @@ pub(super) struct Pass {
     pub(super) frontier: Vec<FEntry>,
     /// Map used downstream (identity for frontier tensors).
     pub(super) use_map: Vec<Option<LinMap>>,
+    /// The structured shadow of expanded maps in `use_map` (see [`Arg`]).
+    shadow: Vec<Option<SMap>>,
     /// Definition of cut tensors over the frontier.
     pub(super) def_map: BTreeMap<TensorId, LinMap>,
     pub(super) steps: Vec<PStep>,
@@ -65,6 +68,8 @@ pub(super) struct Ctx<'g> {
     pub(super) input: TensorId,
     pub(super) output: TensorId,
     pub(super) scale_bits: u32,
+    /// Largest map built as expanded rows.
+    expand_limit: u64,
 }
 
 impl<'g> Ctx<'g> {
@@ -78,6 +83,7 @@ impl<'g> Ctx<'g> {
         skip: BTreeSet<NodeId>,
         (input, output): (TensorId, TensorId),
         scale_bits: u32,
+        expand_limit: u64,
     ) -> Self {
         let mut ctx = Ctx {
             graph,
@@ -88,6 +94,7 @@ impl<'g> Ctx<'g> {
             input,
             output,
             scale_bits,
+            expand_limit,
         };
         ctx.fused_first = find_pairs(&ctx);
         ctx
@@ -253,6 +260,7 @@ impl Ctx<'_> {
         let mut p = Pass {
             frontier: Vec::new(),
             use_map: vec![None; nt],
+            shadow: vec![None; nt],
             def_map: BTreeMap::new(),
             steps: Vec::new(),
             ncols: 0,
@@ -312,14 +320,15 @@ impl Ctx<'_> {
                         .ok_or_else(|| {
                             CompileError::node(g, n, format!("operand {i} is not available"))
                         })?;
-                    args.push(Arg::Var(m, &shapes[i]));
+                    let shadow = p.shadow.get(t.index()).and_then(Option::as_ref);
+                    args.push(Arg::Var(m, &shapes[i], shadow));
                 }
             }
             let Some(&out) = node.outputs.first() else {
                 continue;
             };
             let out_shape = self.shape(out);
-            let m = apply(&node.op, &args, &out_shape, p.ncols)
+            let (m, shadow) = apply(&node.op, &args, &out_shape, p.ncols, self.expand_limit)
                 .map_err(|e| CompileError::node(g, n, e))?;
             if cuts.contains(&out) {
                 let len = m.len();
@@ -327,6 +336,7 @@ impl Ctx<'_> {
                 add_frontier(&mut p, out, Frontier::Cut, len);
             } else {
                 p.use_map[out.index()] = Some(m);
+                p.shadow[out.index()] = shadow;
             }
         }
         Ok(p)

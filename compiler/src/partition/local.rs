@@ -352,10 +352,15 @@ pub fn local_map(op: &Op, args: &[Operand], out_shape: &[usize]) -> Result<Local
                 m.rows[o].push((x, o as u32, 1.0));
             }
         }
+        Op::Slice { axes, .. } if axes.contains(&0) => return Err(
+            "Slice along the batch axis 0 is not supported (the plan computes each image apart)"
+                .into(),
+        ),
         Op::Flatten { .. }
         | Op::Reshape { .. }
         | Op::Transpose { .. }
         | Op::Concat { .. }
+        | Op::Slice { .. }
         | Op::Pad { .. }
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. } => return movement(op, args, out_shape),

@@ -44,17 +44,19 @@ fn numel(shape: &[usize]) -> usize {
 
 /// Lowers a validated graph.
 pub fn lower(graph: &Graph, ranges: &Ranges, scale_bits: u32) -> Result<Lowered, CompileError> {
-    lower_with(graph, ranges, scale_bits, true)
+    lower_with(graph, ranges, scale_bits, true, SPARSE_LIMIT)
 }
 
 /// Lowers a validated graph; with `chains` false every materialized tensor is one fused
 /// Linear over frontier tensors (what image packing needs: its linear ops read only the input
-/// and MPC outputs, whose layouts the client packs).
+/// and MPC outputs, whose layouts the client packs). Fused maps above `expand_limit` stored
+/// entries stay convolution terms ([`SPARSE_LIMIT`] is the default).
 pub fn lower_with(
     graph: &Graph,
     ranges: &Ranges,
     scale_bits: u32,
     chains: bool,
+    expand_limit: u64,
 ) -> Result<Lowered, CompileError> {
     let order = graph
         .topo_order()
@@ -94,6 +96,7 @@ pub fn lower_with(
         skip,
         (*input, tail.output),
         scale_bits,
+        expand_limit,
     );
     if ctx.is_const(ctx.output) {
         return Err(CompileError::new(

@@ -440,6 +440,10 @@ impl SMap {
     /// Zero padding of the plane (`[top, left, bottom, right]`), when exact: pointwise terms
     /// and a zero bias.
     pub fn pad(&self, p: [usize; 4]) -> Option<SMap> {
+        if p == [0; 4] {
+            // Exporters emit zero `Pad`s (torch before AvgPool).
+            return Some(self.clone());
+        }
         if self.bias.iter().any(|&b| b != 0.0) {
             return None;
         }

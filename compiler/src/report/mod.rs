@@ -470,10 +470,8 @@ impl Report {
             })
             .unwrap_or_default();
         let sizes = out.and_then(|o| {
-            let s = crate::plan_writer::to_ron(&o.compiled.server).ok()?.len();
-            let c = crate::plan_writer::to_ron(&o.compiled.client_file())
-                .ok()?
-                .len();
+            let s = crate::plan_writer::ron_len(&o.compiled.server).ok()?;
+            let c = crate::plan_writer::ron_len(&o.compiled.client_file_ref()).ok()?;
             Some((s, c, o.compiled.weights.len()))
         });
         let report = Report {

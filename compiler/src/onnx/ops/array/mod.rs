@@ -7,6 +7,7 @@ pub mod fold;
 pub mod identity;
 pub mod pad;
 pub mod reshape;
+pub mod slice;
 pub mod squeeze;
 pub mod transpose;
 
@@ -21,7 +22,7 @@ pub fn register_all_ops(reg: &mut OpRegister) {
     reg.insert("Cast", constant::cast);
     reg.insert("ConstantOfShape", fold::constant_of_shape);
     reg.insert("Flatten", flatten::flatten);
-    reg.insert("Slice", fold::slice);
+    reg.insert("Slice", slice::slice);
     reg.insert("Identity", identity::identity);
     reg.insert("Dropout", identity::dropout);
     reg.insert("Pad", pad::pad);
