@@ -13,6 +13,7 @@
 
 use mp2ml_ir::graph::Graph;
 use mp2ml_ir::op::Op;
+use mp2ml_ir::validate::GraphInfo;
 
 use crate::error::{CompileError, ErrorKind};
 
@@ -71,11 +72,12 @@ fn fan_in(op: &Op, in_shape: &[usize]) -> u64 {
     }
 }
 
-/// Estimates the batch-packing lowering of `graph` (shapes with the batch axis first).
-pub fn estimate_lowering(graph: &Graph) -> Result<LoweringEstimate, CompileError> {
-    let order = graph
-        .topo_order()
-        .map_err(|n| CompileError::node(graph, n, "the graph has a cycle".into()))?;
+/// Estimates the batch-packing lowering of the validated `graph` (shapes with the batch axis
+/// first).
+pub fn estimate_lowering(
+    graph: &Graph,
+    info: &GraphInfo,
+) -> Result<LoweringEstimate, CompileError> {
     let per_image = |shape: &[usize]| shape.iter().skip(1).product::<usize>() as u64;
     // Row length (terms per element) of every tensor's affine map; frontier tensors are 1.
     let mut row_len = vec![1u64; graph.tensors().len()];
@@ -87,7 +89,7 @@ pub fn estimate_lowering(graph: &Graph) -> Result<LoweringEstimate, CompileError
         .sum();
     let (mut terms, mut rows, mut extra, mut structured) = (0u64, 0u64, 0u64, 0usize);
     let mut per_node: Vec<(String, u64)> = Vec::new();
-    for n in order {
+    for &n in &info.order {
         let node = graph.node(n);
         let vars: Vec<_> = node
             .inputs
@@ -177,8 +179,12 @@ fn gb(b: u64) -> String {
 }
 
 /// Refuses the batch-packing lowering when its estimate exceeds `budget` bytes.
-pub fn check_lowering(graph: &Graph, budget: u64) -> Result<LoweringEstimate, CompileError> {
-    let e = estimate_lowering(graph)?;
+pub fn check_lowering(
+    graph: &Graph,
+    info: &GraphInfo,
+    budget: u64,
+) -> Result<LoweringEstimate, CompileError> {
+    let e = estimate_lowering(graph, info)?;
     if e.bytes <= budget {
         return Ok(e);
     }
@@ -271,7 +277,8 @@ mod tests {
     fn conv_terms_are_the_expanded_matrix() {
         // 16×8×8 → 32×8×8 with 3×3 kernels: 2048 rows of 16·9 terms (padding not subtracted).
         let g = conv_graph(16, 8, 32, 3);
-        let e = estimate_lowering(&g).expect("estimate");
+        let info = mp2ml_ir::validate::validate(&g).expect("valid");
+        let e = estimate_lowering(&g, &info).expect("estimate");
         assert_eq!(e.rows, 32 * 64);
         assert_eq!(e.terms, 32 * 64 * 16 * 9);
         assert_eq!(e.largest[0].0, "conv");
@@ -280,17 +287,18 @@ mod tests {
     #[test]
     fn over_budget_is_refused_naming_the_step() {
         let g = conv_graph(64, 56, 64, 3);
-        let e = estimate_lowering(&g).expect("estimate");
+        let info = mp2ml_ir::validate::validate(&g).expect("valid");
+        let e = estimate_lowering(&g, &info).expect("estimate");
         // 115 M expanded terms: kept as its kernel, a few MB.
         assert_eq!((e.structured, e.terms), (1, 0));
         assert!(e.bytes < 20 << 20, "{}", e.bytes);
-        let err = check_lowering(&g, e.bytes - 1).expect_err("over budget");
+        let err = check_lowering(&g, &info, e.bytes - 1).expect_err("over budget");
         assert!(
             err.to_string().contains("batch packing: the lowering step"),
             "{err}"
         );
         assert!(err.notes[0].contains("`conv`"), "{err}");
-        assert!(check_lowering(&g, e.bytes).is_ok());
+        assert!(check_lowering(&g, &info, e.bytes).is_ok());
         assert!(check_calibration(&g, 1, 10).is_err());
         assert!(check_calibration(&g, 1, 1 << 30).is_ok());
     }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use mp2ml_ir::graph::Graph;
 use mp2ml_ir::reference::propagate;
 use mp2ml_ir::tensor::Tensor;
+use mp2ml_ir::validate::{validate, GraphInfo};
 
 use crate::error::{CompileError, ErrorKind};
 use crate::packing::estimate::{estimate, PackingEstimate};
@@ -111,10 +112,11 @@ pub struct Output {
 
 /// Max |value| of every graph tensor over a batch of images (`[B, …]`); `None` for a tensor the
 /// run does not reach.
-pub fn observe(graph: &Graph, images: &Tensor) -> Result<Vec<Option<f64>>, CompileError> {
-    let order = graph
-        .topo_order()
-        .map_err(|_| CompileError::new(ErrorKind::Unsupported, "the graph has a cycle"))?;
+pub fn observe(
+    graph: &Graph,
+    info: &GraphInfo,
+    images: &Tensor,
+) -> Result<Vec<Option<f64>>, CompileError> {
     let [input] = graph.inputs() else {
         return Err(CompileError::new(
             ErrorKind::Unsupported,
@@ -143,7 +145,7 @@ pub fn observe(graph: &Graph, images: &Tensor) -> Result<Vec<Option<f64>>, Compi
     let factor = b / e0.max(1);
     let mut vals: Vec<Option<Tensor>> = graph.tensors().iter().map(|t| t.value.clone()).collect();
     vals[input.index()] = Some(images.clone());
-    propagate(graph, &order, &mut vals, factor, |_| true)
+    propagate(graph, &info.order, &mut vals, factor, |_| true)
         .map_err(|(n, e)| CompileError::node(graph, n, format!("calibration run failed: {e}")))?;
     Ok(vals
         .iter()
@@ -157,9 +159,26 @@ pub fn observe(graph: &Graph, images: &Tensor) -> Result<Vec<Option<f64>>, Compi
         .collect())
 }
 
-/// Compiles a validated graph.
+/// Validates `graph` and compiles it (for graphs built without the importer, which validates
+/// already: use [`compile_validated`] with its [`GraphInfo`]).
 pub fn compile_graph(
     graph: &Graph,
+    model: &str,
+    weights_file: &str,
+    opts: &Options,
+) -> Result<Output, CompileError> {
+    let info = validate(graph).map_err(|e| match e.node() {
+        Some(n) => CompileError::node(graph, n, e.to_string()),
+        None => CompileError::new(ErrorKind::Unsupported, format!("invalid graph: {e}")),
+    })?;
+    compile_validated(graph, &info, model, weights_file, opts)
+}
+
+/// Compiles a validated graph: `info` is what [`validate`] returned for it (the topological
+/// order every stage walks).
+pub fn compile_validated(
+    graph: &Graph,
+    info: &GraphInfo,
     model: &str,
     weights_file: &str,
     opts: &Options,
@@ -178,7 +197,7 @@ pub fn compile_graph(
             "--batch must be at least 1",
         ));
     }
-    crate::budget::check_lowering(graph, opts.memory_budget)?;
+    crate::budget::check_lowering(graph, info, opts.memory_budget)?;
     let ranges = match &opts.calibration {
         None => Ranges::Interval(f64::from(lo), f64::from(hi)),
         Some(path) => {
@@ -199,7 +218,7 @@ pub fn compile_graph(
             })?;
             let count = images.shape.first().copied().unwrap_or(0);
             crate::budget::check_calibration(graph, count, opts.memory_budget)?;
-            let obs = observe(graph, &images)?;
+            let obs = observe(graph, info, &images)?;
             Ranges::Observed(
                 obs.into_iter()
                     .map(|m| m.map(|m| m * opts.margin))
@@ -225,6 +244,7 @@ pub fn compile_graph(
     let batch = || -> Result<(Compiled, Lowered, Chosen), CompileError> {
         let mut lowered = lower_with(
             graph,
+            info,
             &ranges,
             opts.params.scale_bits,
             true,
@@ -241,7 +261,7 @@ pub fn compile_graph(
         }
         Packing::Image => {
             let (c, l, ch, est) =
-                compile_image(graph, &ranges, &params, &settings, opts.expand_limit)?;
+                compile_image(graph, info, &ranges, &params, &settings, opts.expand_limit)?;
             let choice = PackingChoice {
                 packing: "image",
                 why: "--packing image".into(),
@@ -256,7 +276,7 @@ pub fn compile_graph(
                 .map_err(|e| e.to_string())
                 .and_then(|w| estimate(&bc.server, &w, rate));
             match (
-                compile_image(graph, &ranges, &params, &settings, opts.expand_limit),
+                compile_image(graph, info, &ranges, &params, &settings, opts.expand_limit),
                 batch_est,
             ) {
                 (Ok((ic, il, ich, Some(ie))), Ok(be)) => {
@@ -327,12 +347,13 @@ pub fn compile_graph(
 /// the partition's, and the parameters are chosen again until they are stable.
 fn compile_image(
     graph: &Graph,
+    info: &GraphInfo,
     ranges: &Ranges,
     params: &ParamOptions,
     settings: &PlanSettings,
     expand_limit: u64,
 ) -> Result<(Compiled, Lowered, Chosen, Option<PackingEstimate>), CompileError> {
-    let mut lowered = lower_with(graph, ranges, params.scale_bits, false, expand_limit)?;
+    let mut lowered = lower_with(graph, info, ranges, params.scale_bits, false, expand_limit)?;
     let image_err =
         |e: String| CompileError::new(ErrorKind::Unsupported, format!("image packing: {e}"));
     for _ in 0..4 {

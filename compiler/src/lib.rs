@@ -1,5 +1,6 @@
 //! `mp2ml-compiler`: ONNX import, passes, partition, parameters, plan writing, report.
 
+pub mod activations;
 pub mod budget;
 pub mod cost;
 pub mod driver;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use mp2ml_compiler::driver::{compile_graph, Options};
+use mp2ml_compiler::driver::{compile_validated, Options};
 use mp2ml_compiler::error::{CompileError, ErrorKind};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
 use mp2ml_compiler::params::{ParamOptions, SecurityLevel};
@@ -225,7 +225,13 @@ fn main() -> ExitCode {
         .map(|o| output_paths(o).2)
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
         .unwrap_or_else(|| format!("{model_name}.weights.bin"));
-    let out = match compile_graph(&imported.graph, &model_name, &weights_name, &opts) {
+    let out = match compile_validated(
+        &imported.graph,
+        &imported.info,
+        &model_name,
+        &weights_name,
+        &opts,
+    ) {
         Ok(o) => o,
         Err(e) => {
             eprint!(

@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{CompileError, ErrorKind};
 use crate::packing::detect::{csr_bytes, detect, structured_bytes};
 use crate::params::{noise, Chosen};
-use crate::partition::{CircuitSpec, LinMap, Lowered, MKind, LEAKY_SHIFT};
-use mp2ml_ir::circuit::activations::{self as circuits, CircuitParams};
+use crate::partition::{CircuitSpec, LinMap, Lowered, MKind};
+use mp2ml_ir::circuit::activations::CircuitParams;
 use mp2ml_ir::circuit::Style;
 
 use crate::cost;
@@ -53,19 +53,7 @@ impl Compiled {
 
 /// Generates the circuit of a step.
 pub fn circuit_for(spec: &CircuitSpec, p: &CircuitParams, scale_bits: u32) -> ShareCircuit {
-    let delta = 2f64.powi(scale_bits as i32);
-    let fix = |v: f32| (f64::from(v) * delta).round() as i64;
-    match spec {
-        CircuitSpec::Relu => circuits::relu(p),
-        CircuitSpec::MaxPool {
-            values_in,
-            windows,
-            relu,
-        } => circuits::maxpool(p, *values_in, windows, *relu),
-        CircuitSpec::Clip { min, max } => circuits::clip(p, fix(*min), fix(*max)),
-        CircuitSpec::LeakyRelu { num } => circuits::leaky_relu(p, *num, LEAKY_SHIFT),
-        CircuitSpec::Square => circuits::square(p, scale_bits),
-    }
+    spec.activation().circuit(p, scale_bits)
 }
 
 /// Plan-level settings recorded in the plan.

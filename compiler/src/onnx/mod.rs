@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use mp2ml_ir::graph::Graph;
-use mp2ml_ir::validate::validate;
+use mp2ml_ir::validate::{validate, GraphInfo};
 use prost::Message;
 use tract_onnx::pb::{type_proto, ModelProto, ValueInfoProto};
 
@@ -46,6 +46,8 @@ pub struct ImportOptions {
 pub struct Imported {
     /// The validated graph.
     pub graph: Graph,
+    /// What validation established (the topological order), for the later stages.
+    pub info: GraphInfo,
     /// The textual listing whose line numbers the nodes' `line` fields refer to.
     pub listing: String,
     /// The ai.onnx opset of the model.
@@ -108,8 +110,9 @@ pub fn import_proto(
     };
     translate(model, g, &listing, opts)
         .map_err(fail)
-        .map(|(graph, opset)| Imported {
+        .map(|(graph, info, opset)| Imported {
             graph,
+            info,
             listing: listing.text.clone(),
             opset,
         })
@@ -202,7 +205,7 @@ fn translate(
     g: &tract_onnx::pb::GraphProto,
     listing: &listing::Listing,
     opts: &ImportOptions,
-) -> Result<(Graph, i64), Vec<ImportError>> {
+) -> Result<(Graph, GraphInfo, i64), Vec<ImportError>> {
     let opset = onnx_opset(model).map_err(|e| vec![e])?;
     let reg = registry::registry();
     let locs: Vec<NodeLoc> = g
@@ -313,17 +316,19 @@ fn translate(
     }
     ctx.graph.set_outputs(outs);
     let graph = ctx.graph;
-    if let Err(source) = validate(&graph) {
-        let line = source
-            .node()
-            .and_then(|n| graph.get_node(n))
-            .map(|n| n.line);
-        return Err(one(ImportError::Validation {
-            source: Box::new(source),
-            line,
-        }));
+    match validate(&graph) {
+        Ok(info) => Ok((graph, info, opset)),
+        Err(source) => {
+            let line = source
+                .node()
+                .and_then(|n| graph.get_node(n))
+                .map(|n| n.line);
+            Err(one(ImportError::Validation {
+                source: Box::new(source),
+                line,
+            }))
+        }
     }
-    Ok((graph, opset))
 }
 
 #[cfg(test)]

@@ -21,9 +21,7 @@
 pub mod noise;
 
 use crate::error::{CompileError, Error};
-use crate::partition::{
-    assign_levels, CircuitSpec, Lowered, MKind, MTensor, NoiseCoeffs, OUTPUT_LEVEL,
-};
+use crate::partition::{assign_levels, Lowered, MKind, MTensor, NoiseCoeffs, OUTPUT_LEVEL};
 use mp2ml_ir::primes;
 pub use mp2ml_ir::security::{max_log_q, SecurityLevel};
 
@@ -105,14 +103,6 @@ impl Chosen {
     /// Ring dimension.
     pub fn n(&self) -> usize {
         1usize << self.log_n
-    }
-}
-
-/// `out_bits` of a step's circuit at share width `w` (see the circuit generators).
-pub fn out_bits(spec: &CircuitSpec, w: u32) -> u32 {
-    match spec {
-        CircuitSpec::Relu | CircuitSpec::Square => w - 1,
-        _ => w,
     }
 }
 

@@ -10,10 +10,11 @@ use mp2ml_ir::plan::ActivationKind;
 use mp2ml_ir::tensor::{Tensor, TensorId};
 
 use super::apply::{apply, conv_macs, Arg};
-use super::local::{is_weighted, local_map, pool_windows, Operand};
-use super::lowered::{CircuitSpec, Decision, LinMap, LEAKY_SHIFT, OUTPUT_LEVEL};
+use super::local::{is_weighted, local_map, Operand};
+use super::lowered::{CircuitSpec, Decision, LinMap, OUTPUT_LEVEL};
 use super::smap::SMap;
 use super::{numel, per_image};
+use crate::activations::{self, maxpool, Shapes, Site};
 use crate::error::CompileError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,16 +113,13 @@ impl Ctx<'_> {
     }
 
     fn is_mpc(&self, n: NodeId) -> bool {
-        let node = self.graph.node(n);
-        match node.op {
-            Op::Relu | Op::MaxPool { .. } | Op::Clip { .. } | Op::LeakyRelu { .. } => true,
-            Op::Mul => {
-                node.inputs.len() == 2
-                    && node.inputs[0] == node.inputs[1]
-                    && !self.is_const(node.inputs[0])
-            }
-            _ => false,
-        }
+        let is_const = |t: TensorId| self.is_const(t);
+        activations::is_mpc(&Site {
+            graph: self.graph,
+            node: n,
+            first: None,
+            is_const: &is_const,
+        })
     }
 
     /// Sole consumer of `t` (not a graph output).
@@ -144,112 +142,28 @@ impl Ctx<'_> {
             Some(f) => format!("{}+{}", g.node(f).name, node.name),
             None => node.name.clone(),
         };
-        let in_shape = per_image(&self.shape(input));
-        let len = numel(&in_shape);
-        let elementwise = |kind: ActivationKind, spec: CircuitSpec| PStep {
-            name: name.clone(),
-            kind,
-            spec,
+        let is_const = |t: TensorId| self.is_const(t);
+        let site = Site {
+            graph: g,
+            node: n,
+            first,
+            is_const: &is_const,
+        };
+        let shapes = Shapes {
+            input: per_image(&self.shape(input)),
+            output: per_image(&self.shape(output)),
+        };
+        let l = activations::lower(&site, &shapes).map_err(|m| CompileError::node(g, n, m))?;
+        Ok(PStep {
+            name,
+            kind: l.spec.activation().kind(),
+            spec: l.spec,
             input,
             output,
-            instances: len,
-            values_in: 1,
-            values_out: 1,
-            gather_plane: (0..len as u32).collect(),
-        };
-        let pool = match (first.map(|f| &g.node(f).op), &node.op) {
-            (
-                Some(Op::Relu),
-                Op::MaxPool {
-                    kernel,
-                    strides,
-                    pads,
-                    ..
-                },
-            ) => Some((*kernel, *strides, *pads, true)),
-            (
-                Some(Op::MaxPool {
-                    kernel,
-                    strides,
-                    pads,
-                    ..
-                }),
-                Op::Relu,
-            ) => Some((*kernel, *strides, *pads, true)),
-            (
-                None,
-                Op::MaxPool {
-                    kernel,
-                    strides,
-                    pads,
-                    ..
-                },
-            ) => Some((*kernel, *strides, *pads, false)),
-            _ => None,
-        };
-        if let Some((kernel, strides, pads, relu)) = pool {
-            let out_shape = per_image(&self.shape(output));
-            if in_shape.len() != 3 || out_shape.len() != 3 {
-                return Err(CompileError::node(
-                    g,
-                    n,
-                    "MaxPool needs a [N,C,H,W] input".into(),
-                ));
-            }
-            let (c, h, w) = (in_shape[0], in_shape[1], in_shape[2]);
-            let (oh, ow) = (out_shape[1], out_shape[2]);
-            let windows: Vec<Vec<u32>> = pool_windows(h, w, kernel, strides, pads, oh, ow)
-                .into_iter()
-                .map(|(cells, _)| cells)
-                .collect();
-            return Ok(PStep {
-                name,
-                kind: ActivationKind::MaxPool {
-                    kernel,
-                    strides,
-                    relu,
-                },
-                spec: CircuitSpec::MaxPool {
-                    values_in: (h * w) as u32,
-                    windows,
-                    relu,
-                },
-                input,
-                output,
-                instances: c,
-                values_in: h * w,
-                values_out: oh * ow,
-                gather_plane: (0..(c * h * w) as u32).collect(),
-            });
-        }
-        Ok(match &node.op {
-            Op::Relu => elementwise(ActivationKind::Relu, CircuitSpec::Relu),
-            Op::Clip { min, max } => elementwise(
-                ActivationKind::Clip {
-                    min: *min,
-                    max: *max,
-                },
-                CircuitSpec::Clip {
-                    min: *min,
-                    max: *max,
-                },
-            ),
-            Op::LeakyRelu { alpha } => {
-                if !(0.0..=1.0).contains(alpha) {
-                    return Err(CompileError::node(
-                        g,
-                        n,
-                        format!("LeakyRelu slope {alpha} outside [0, 1] is not supported"),
-                    ));
-                }
-                let num = (f64::from(*alpha) * f64::from(1u32 << LEAKY_SHIFT)).round() as u64;
-                elementwise(
-                    ActivationKind::LeakyRelu { alpha: *alpha },
-                    CircuitSpec::LeakyRelu { num },
-                )
-            }
-            Op::Mul => elementwise(ActivationKind::Square, CircuitSpec::Square),
-            _ => return Err(CompileError::node(g, n, "not an MPC op".into())),
+            instances: l.instances,
+            values_in: l.values_in,
+            values_out: l.values_out,
+            gather_plane: l.gather_plane,
         })
     }
 
@@ -305,7 +219,7 @@ impl Ctx<'_> {
                 continue;
             }
             if !node.op.is_linear() {
-                return Err(CompileError::node(g, n, format!("`{}` is not supported inside the model (only linear ops, ReLU, MaxPool, Clip, LeakyReLU and x·x; Softmax/Sigmoid/ArgMax only at the end)", node.op.name())));
+                return Err(CompileError::node(g, n, format!("`{}` is not supported inside the model (only linear ops, {}; Softmax/Sigmoid/ArgMax only at the end)", node.op.name(), activations::names())));
             }
             let shapes: Vec<Vec<usize>> = node.inputs.iter().map(|&t| self.shape(t)).collect();
             let mut args = Vec::with_capacity(node.inputs.len());
@@ -445,19 +359,11 @@ fn find_pairs(ctx: &Ctx) -> BTreeMap<NodeId, NodeId> {
             continue;
         }
         let node = g.node(n);
-        let is_relu = matches!(node.op, Op::Relu);
-        let is_max = matches!(node.op, Op::MaxPool { .. });
-        if !(is_relu || is_max) {
-            continue;
-        }
         let Some(&o) = node.outputs.first() else {
             continue;
         };
         if let Some(c) = ctx.sole_consumer(o) {
-            let next = &g.node(c).op;
-            if (is_relu && matches!(next, Op::MaxPool { .. }))
-                || (is_max && matches!(next, Op::Relu))
-            {
+            if maxpool::fuses(&node.op, &g.node(c).op) {
                 pairs.insert(n, c);
                 used.insert(c);
             }

@@ -2,14 +2,14 @@
 
 use mp2ml_ir::plan::{ActivationKind, PostProcess};
 
+pub use crate::activations::CircuitSpec;
+
 use super::affine::Affine;
 use super::noise::NoiseCoeffs;
 use super::smap::SMap;
 
 /// Level at which the graph output is delivered (one prime above q0 leaves room for flooding).
 pub const OUTPUT_LEVEL: usize = 1;
-/// Fractional bits of the LeakyReLU slope in its circuit.
-pub const LEAKY_SHIFT: u32 = 16;
 
 /// How a materialized tensor is produced.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,36 +114,6 @@ pub struct MTensor {
     /// Whether the tensor feeds the output (through Linears only): such tensors carry the
     /// larger output scale that leaves room for the flooding noise.
     pub output_scale: bool,
-}
-
-/// The function of an MPC step, with what its circuit generator needs.
-#[derive(Clone, Debug, PartialEq)]
-pub enum CircuitSpec {
-    /// ReLU.
-    Relu,
-    /// MaxPool over one plane.
-    MaxPool {
-        /// Inputs per plane.
-        values_in: u32,
-        /// Window cells (plane element indices) per output.
-        windows: Vec<Vec<u32>>,
-        /// ReLU fused.
-        relu: bool,
-    },
-    /// Clip to real bounds.
-    Clip {
-        /// Lower bound.
-        min: f32,
-        /// Upper bound.
-        max: f32,
-    },
-    /// LeakyReLU with slope `num / 2^LEAKY_SHIFT`.
-    LeakyRelu {
-        /// Slope numerator.
-        num: u64,
-    },
-    /// x·x.
-    Square,
 }
 
 /// One MPC step.

@@ -24,13 +24,14 @@ use std::collections::BTreeSet;
 
 use mp2ml_ir::graph::Graph;
 use mp2ml_ir::tensor::TensorId;
+use mp2ml_ir::validate::GraphInfo;
 
 use crate::error::{CompileError, ErrorKind};
 use crate::passes::{fold_constants, post_tail};
 pub use apply::SPARSE_LIMIT;
 pub use levels::assign_levels;
 pub use lowered::{
-    CircuitSpec, Decision, LinMap, Lowered, MKind, MTensor, Ranges, Step, LEAKY_SHIFT, OUTPUT_LEVEL,
+    CircuitSpec, Decision, LinMap, Lowered, MKind, MTensor, Ranges, Step, OUTPUT_LEVEL,
 };
 pub use noise::NoiseCoeffs;
 
@@ -42,9 +43,15 @@ fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
-/// Lowers a validated graph.
-pub fn lower(graph: &Graph, ranges: &Ranges, scale_bits: u32) -> Result<Lowered, CompileError> {
-    lower_with(graph, ranges, scale_bits, true, SPARSE_LIMIT)
+/// Lowers a validated graph (`info` is what [`validate`](mp2ml_ir::validate::validate)
+/// returned for it).
+pub fn lower(
+    graph: &Graph,
+    info: &GraphInfo,
+    ranges: &Ranges,
+    scale_bits: u32,
+) -> Result<Lowered, CompileError> {
+    lower_with(graph, info, ranges, scale_bits, true, SPARSE_LIMIT)
 }
 
 /// Lowers a validated graph; with `chains` false every materialized tensor is one fused
@@ -53,14 +60,13 @@ pub fn lower(graph: &Graph, ranges: &Ranges, scale_bits: u32) -> Result<Lowered,
 /// entries stay convolution terms ([`SPARSE_LIMIT`] is the default).
 pub fn lower_with(
     graph: &Graph,
+    info: &GraphInfo,
     ranges: &Ranges,
     scale_bits: u32,
     chains: bool,
     expand_limit: u64,
 ) -> Result<Lowered, CompileError> {
-    let order = graph
-        .topo_order()
-        .map_err(|n| CompileError::node(graph, n, "the graph has a cycle".into()))?;
+    let order = info.order.clone();
     let folded = fold_constants(graph, &order)?;
     let inputs: Vec<TensorId> = graph
         .inputs()

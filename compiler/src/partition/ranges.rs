@@ -3,48 +3,10 @@
 
 use super::affine::intervals;
 use super::fusion::Ctx;
-use super::lowered::{CircuitSpec, LinMap, Lowered, MKind, Ranges, LEAKY_SHIFT};
+use super::lowered::{LinMap, Lowered, MKind, Ranges};
 use super::noise::{self, NoiseCoeffs};
 use super::numel;
 use crate::error::CompileError;
-
-/// Bounds of an elementwise activation's outputs from the bounds of its inputs.
-fn activation_interval(spec: &CircuitSpec, lo: &[f64], hi: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let f = |g: &dyn Fn(f64) -> f64| -> (Vec<f64>, Vec<f64>) {
-        (
-            lo.iter().map(|&x| g(x)).collect(),
-            hi.iter().map(|&x| g(x)).collect(),
-        )
-    };
-    match spec {
-        CircuitSpec::Relu => f(&|x| x.max(0.0)),
-        CircuitSpec::Clip { min, max } => f(&|x| x.clamp(f64::from(*min), f64::from(*max))),
-        CircuitSpec::LeakyRelu { num } => {
-            let a = *num as f64 / f64::from(1u32 << LEAKY_SHIFT);
-            f(&|x| if x >= 0.0 { x } else { a * x })
-        }
-        CircuitSpec::Square => {
-            let l = lo
-                .iter()
-                .zip(hi)
-                .map(|(&a, &b)| {
-                    if a <= 0.0 && b >= 0.0 {
-                        0.0
-                    } else {
-                        (a * a).min(b * b)
-                    }
-                })
-                .collect();
-            let h = lo
-                .iter()
-                .zip(hi)
-                .map(|(&a, &b)| (a * a).max(b * b))
-                .collect();
-            (l, h)
-        }
-        CircuitSpec::MaxPool { .. } => (lo.to_vec(), hi.to_vec()),
-    }
-}
 
 /// Interval (or observed) bounds and noise coefficients of every materialized tensor.
 ///
@@ -117,32 +79,11 @@ pub(super) fn analyze_ranges(
                         .collect()
                 };
                 let (gl, gh) = (gather(il)?, gather(ih)?);
-                let (l, h) = match &st.spec {
-                    CircuitSpec::MaxPool {
-                        values_in,
-                        windows,
-                        relu,
-                    } => {
-                        let mut l = Vec::new();
-                        let mut h = Vec::new();
-                        for inst in 0..st.instances {
-                            let base = inst * *values_in as usize;
-                            for w in windows {
-                                let mut a = if *relu { 0.0 } else { f64::NEG_INFINITY };
-                                let mut b = a;
-                                for &c in w {
-                                    a = a.max(at(&gl, base + c as usize, &st.name)?);
-                                    b = b.max(at(&gh, base + c as usize, &st.name)?);
-                                }
-                                // An empty window: the circuit outputs 0 (its offset h).
-                                l.push(if a.is_finite() { a } else { 0.0 });
-                                h.push(if b.is_finite() { b } else { 0.0 });
-                            }
-                        }
-                        (l, h)
-                    }
-                    spec => activation_interval(spec, &gl, &gh),
-                };
+                let (l, h) = st
+                    .spec
+                    .activation()
+                    .bounds(st.instances, &gl, &gh)
+                    .map_err(|e| CompileError::internal(format!("{}: {e}", st.name)))?;
                 if l.len() != len || h.len() != len {
                     return Err(CompileError::internal(format!(
                         "step `{}` yields {} bounds for the {len} elements of `{name}`",

@@ -1,0 +1,67 @@
+//! LeakyReLU, `x ≥ 0 ? x : alpha·x` with `alpha` in `[0, 1]` as the fixed-point slope
+//! `num / 2^SHIFT`: one circuit per element.
+
+use mp2ml_ir::circuit::activations::{self as circuits, CircuitParams};
+use mp2ml_ir::circuit::ShareCircuit;
+use mp2ml_ir::op::Op;
+use mp2ml_ir::plan::ActivationKind;
+
+use super::{monotone, Activation, Bounds, CircuitSpec, Entry, Lowering, Shapes, Site};
+
+/// Fractional bits of the slope.
+pub const SHIFT: u32 = 16;
+
+/// LeakyReLU with slope `num / 2^SHIFT`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LeakyRelu {
+    /// The model's slope (recorded in the plan).
+    pub alpha: f32,
+    /// Slope numerator.
+    pub num: u64,
+}
+
+/// The registry entry.
+pub const ENTRY: Entry = Entry {
+    name: "LeakyReLU",
+    takes,
+    lower,
+};
+
+fn takes(s: &Site) -> bool {
+    s.first.is_none() && matches!(s.op(), Op::LeakyRelu { .. })
+}
+
+fn lower(s: &Site, shapes: &Shapes) -> Result<Lowering, String> {
+    let Op::LeakyRelu { alpha } = *s.op() else {
+        return Err("not a LeakyRelu".into());
+    };
+    if !(0.0..=1.0).contains(&alpha) {
+        return Err(format!(
+            "LeakyRelu slope {alpha} outside [0, 1] is not supported"
+        ));
+    }
+    let num = (f64::from(alpha) * f64::from(1u32 << SHIFT)).round() as u64;
+    Ok(Lowering::elementwise(
+        CircuitSpec::LeakyRelu(LeakyRelu { alpha, num }),
+        &shapes.input,
+    ))
+}
+
+impl Activation for LeakyRelu {
+    fn kind(&self) -> ActivationKind {
+        ActivationKind::LeakyRelu { alpha: self.alpha }
+    }
+
+    fn out_bits(&self, w: u32) -> u32 {
+        circuits::leaky_relu::out_bits(w)
+    }
+
+    fn bounds(&self, _instances: usize, lo: &[f64], hi: &[f64]) -> Result<Bounds, String> {
+        let a = self.num as f64 / f64::from(1u32 << SHIFT);
+        Ok(monotone(lo, hi, |x| if x >= 0.0 { x } else { a * x }))
+    }
+
+    fn circuit(&self, p: &CircuitParams, _scale_bits: u32) -> ShareCircuit {
+        circuits::leaky_relu(p, self.num, SHIFT)
+    }
+}

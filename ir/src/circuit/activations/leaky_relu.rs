@@ -1,0 +1,48 @@
+//! LeakyReLU: `x ≥ 0 ? x : alpha·x` with a fixed-point slope.
+
+use super::super::builder::{pad, Builder};
+use super::{
+    add_mask, new_builder, reconstruct_all, share_circuit, CircuitParams, Layout, ShareCircuit,
+};
+
+/// Bits of LeakyReLU's output at share width `w` (offset form, `[0, q0)`).
+pub fn out_bits(w: u32) -> u32 {
+    w
+}
+
+/// LeakyReLU with slope `alpha = alpha_num / 2^alpha_shift` in `[0, 1]`: `x ≥ 0 ? x :
+/// round(alpha·x)`. Output offset `h`.
+pub fn leaky_relu(p: &CircuitParams, alpha_num: u64, alpha_shift: u32) -> ShareCircuit {
+    let w = p.share_bits();
+    let lay = Layout {
+        w,
+        mask_bits: out_bits(w) + p.sigma,
+        values_in: 1,
+    };
+    let mut bld = new_builder(
+        p,
+        format!("leaky_relu_{alpha_num}_{alpha_shift}_q{}_s{}", w, p.sigma),
+        lay.garbler_bits(1),
+        w,
+    );
+    let s = reconstruct_all(&mut bld, p, &lay).remove(0);
+    let h = Builder::constant(u128::from(p.half()), w);
+    // neg ⇔ s < h; then |x| = h − s < 2^w.
+    // `h ≥ s` stands in for `s < h`: at s = h, x = 0 and both branches give h.
+    let (mag, neg) = bld.sub(&h, &s);
+    let wide = w + alpha_shift + 1;
+    let prod = bld.mul_const(&mag, u128::from(alpha_num), wide);
+    // round(α|x|) = (α_num·|x| + 2^(shift−1)) >> shift
+    let rounded = if alpha_shift > 0 {
+        let half = Builder::constant(1u128 << (alpha_shift - 1), wide);
+        bld.add_trunc(&prod, &half)
+    } else {
+        prod
+    };
+    let scaled = pad(&rounded[alpha_shift as usize..], w);
+    let (neg_val, _) = bld.sub(&h, &scaled);
+    let y = bld.mux(neg, &neg_val, &s);
+    let r = lay.mask(&bld, 0);
+    let z = add_mask(&mut bld, &y, &r);
+    share_circuit(bld, p, vec![z], 1, out_bits(w), p.half(), p.half())
+}

@@ -1,0 +1,52 @@
+//! Square: `x·x` rescaled by the fixed-point scale.
+
+use super::super::builder::{pad, Builder, Word};
+use super::{
+    add_mask, new_builder, reconstruct_all, share_circuit, CircuitParams, Layout, ShareCircuit,
+};
+
+/// Bits of the square's output at share width `w`: non-negative and below q0/2.
+pub fn out_bits(w: u32) -> u32 {
+    w - 1
+}
+
+/// Square with rescaling: `y = round(x² / 2^frac_bits)` on `w − 1` bits (the range analysis
+/// guarantees it fits). No output offset.
+pub fn square(p: &CircuitParams, frac_bits: u32) -> ShareCircuit {
+    let w = p.share_bits();
+    let out_bits = out_bits(w);
+    let lay = Layout {
+        w,
+        mask_bits: out_bits + p.sigma,
+        values_in: 1,
+    };
+    let mut bld = new_builder(
+        p,
+        format!("square_f{frac_bits}_q{}_s{}", w, p.sigma),
+        lay.garbler_bits(1),
+        w,
+    );
+    let s = reconstruct_all(&mut bld, p, &lay).remove(0);
+    let h = Builder::constant(u128::from(p.half()), w);
+    // d = s − h (two's complement on w bits), |x| = ge ? d : −d = (d ⊕ m) + m with m = ¬ge.
+    let (d, ge) = bld.sub(&s, &h);
+    let m = bld.not(ge);
+    let flipped: Word = d.iter().map(|&x| bld.xor(x, m)).collect();
+    let (mag, _) = bld.add_with_carry(&flipped, &[], m);
+    let mag = &mag[..(w - 1) as usize];
+    let sq_bits = 2 * (w - 1);
+    let sq = bld.mul(mag, mag, sq_bits);
+    let rounded = if frac_bits > 0 {
+        let half = Builder::constant(1u128 << (frac_bits - 1), sq_bits);
+        bld.add_trunc(&sq, &half)
+    } else {
+        sq
+    };
+    let y = pad(
+        &rounded[(frac_bits as usize).min(rounded.len())..],
+        out_bits,
+    );
+    let r = lay.mask(&bld, 0);
+    let z = add_mask(&mut bld, &y, &r);
+    share_circuit(bld, p, vec![z], 1, out_bits, p.half(), 0)
+}
