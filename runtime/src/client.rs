@@ -16,7 +16,7 @@ use crate::mpc2he::Pending;
 use crate::phase::Phase;
 use crate::plan::ClientSetup;
 use crate::report::{SessionReport, Step};
-use crate::session::{and_gates, group_size, groups, offline_first, SessionOptions};
+use crate::session::{and_gates, groups, offline_first, SessionOptions};
 use crate::shares::{decode_outputs, evaluator_bits};
 
 /// A batch of images, image-major: `data[j·elems + i]` is element `i` of image `j`.
@@ -94,7 +94,7 @@ pub fn run_client<C: Channel>(
         handshake::client(setup, e.channel_mut(), batch.images, opts.mpc, &pk)
     })?;
 
-    let n = group_size(&setup.plan, setup.params.n());
+    let n = setup.params.n();
     let gs = groups(batch.images, n);
     report.groups = gs.len();
     report.offline_first = offline_first(&setup.plan, n.min(batch.images), opts);

@@ -15,7 +15,7 @@ use crate::mpc2he;
 use crate::phase::Phase;
 use crate::plan::ServerSetup;
 use crate::report::{SessionReport, Step};
-use crate::session::{and_gates, group_size, groups, offline_first, SessionOptions};
+use crate::session::{and_gates, groups, offline_first, SessionOptions};
 use crate::shares::garbler_bits;
 use crate::{handshake, wire};
 
@@ -47,10 +47,9 @@ pub fn serve_with<C: Channel>(
         handshake::server(setup, g.channel_mut(), opts.mpc, admit)
     })?;
     report.images = images;
-    let n = group_size(&setup.plan.public, setup.params.n());
-    let gs = groups(images, n);
+    let gs = groups(images, setup.params.n());
     report.groups = gs.len();
-    report.offline_first = offline_first(&setup.plan.public, n.min(images), opts);
+    report.offline_first = offline_first(&setup.plan.public, setup.params.n().min(images), opts);
     let mut session = Session {
         setup,
         g,

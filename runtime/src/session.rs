@@ -38,18 +38,7 @@ impl Default for SessionOptions {
     }
 }
 
-/// Images per group of plan `plan` at ring dimension `n`: N in batch packing (one coefficient
-/// per image); the plan's batch in image packing, whose groups hold one set of polynomials
-/// per image, so that memory stays that of `batch` images however many a session carries.
-pub fn group_size(plan: &ClientPlan, n: usize) -> usize {
-    if plan.image.is_some() {
-        plan.batch.clamp(1, n.max(1))
-    } else {
-        n
-    }
-}
-
-/// Images per ciphertext group: ⌈images / n⌉ groups of at most `n` ([`group_size`]).
+/// Images per ciphertext group: ⌈images / N⌉ groups of at most N.
 pub fn groups(images: usize, n: usize) -> Vec<usize> {
     let mut v = Vec::new();
     let mut left = images;

@@ -203,8 +203,7 @@ fn window_widths(at: &[(u32, u32)]) -> Vec<usize> {
 }
 
 /// The bytes of an image-packed session of `images` images (`runtime/src/image.rs`; every
-/// MPC step on Yao), in groups of the plan's batch (`mp2ml_runtime::session::group_size`),
-/// per group: the seeds of every upload polynomial of its images; offline the masked c1
+/// MPC step on Yao), its images as one group: the seeds of every upload polynomial of its images; offline the masked c1
 /// (full N) of every window polynomial of every step (level 0) and of the output (output
 /// level); online the full c0 of every upload polynomial at its level, the window
 /// coefficients of c0 per step and of the output, and Yao as in batch packing.
@@ -230,7 +229,8 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
         .sum();
     let out_w = window_widths(&l.output.at);
     let step_w: Vec<Vec<usize>> = l.steps.iter().map(|s| window_widths(&s.input.at)).collect();
-    let group = p.batch.clamp(1, n.max(1));
+    // The runtime runs a session's images as one group.
+    let group = images;
     let mut any_yao = false;
     let mut left = images;
     while left > 0 {

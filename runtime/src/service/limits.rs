@@ -75,7 +75,7 @@ fn mul(a: u64, b: u64) -> u64 {
 /// The estimate for a session of `images` images (groups of at most N run one after another,
 /// so memory is that of the largest group and work sums over the groups).
 pub fn estimate(setup: &ServerSetup, images: usize) -> Estimate {
-    let n = crate::session::group_size(&setup.plan.public, setup.params.n());
+    let n = setup.params.n();
     let mut est = Estimate {
         images,
         ..Estimate::default()
