@@ -7,8 +7,11 @@ model's calibration digits), then run `mp2ml-run local --limit 1` RUNS times und
 both parties) and print one Markdown row per model and packing: median wall time, the
 session's online time, bytes, the HE seconds (server precompute + HE segments) and the
 garbling/OT seconds (server offline garbling + MPC steps), and whether the image's class
-matches its label. Needs release binaries (`cargo build --release -p mp2ml-compiler
--p mp2ml-runtime --bins`).
+matches its label, beside the report's per-image estimates of bytes and seconds (`mp2mlc
+--report --report-format json`; MP2ML_NETWORK=RTT_ms:Mbit_s compiles for that network, e.g. a
+loopback-like `0.02:40000`, default the compiler's `lan`). MP2ML_PACKINGS=image skips batch
+packing. Needs release binaries (`cargo build --release -p mp2ml-compiler -p mp2ml-runtime
+--bins`).
 
 Usage: python3 scripts/bench_image.py [RUNS] [MODEL...]
 """
@@ -58,20 +61,26 @@ def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     models = sys.argv[2:] or list(MODELS)
     os.makedirs(OUT, exist_ok=True)
-    print("| model | packing | end to end (median of %d) | online | traffic | HE (server) | garbling + OT + conversions | peak RSS (both parties) | top-1 |" % runs)
-    print("|---|---|---|---|---|---|---|---|---|")
+    network = os.environ.get("MP2ML_NETWORK")
+    packings = os.environ.get("MP2ML_PACKINGS", "batch,image").split(",")
+    print("| model | packing | end to end (median of %d) | estimated s | online | traffic | estimated traffic | HE (server) | garbling + OT + conversions | peak RSS (both parties) | top-1 |" % runs)
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for m in models:
         calib, x, y = (os.path.join(ROOT, "models", f) for f in MODELS[m])
-        for packing in ("batch", "image"):
+        for packing in packings:
             plan = os.path.join(OUT, f"{m}.{packing}.ron")
-            subprocess.run([os.path.join(BIN, "mp2mlc"), os.path.join(ROOT, "models", m + ".onnx"),
-                            "--packing", packing, "--calibration", calib, "-o", plan],
-                           check=True, capture_output=True)
+            cmd = [os.path.join(BIN, "mp2mlc"), os.path.join(ROOT, "models", m + ".onnx"),
+                   "--packing", packing, "--calibration", calib, "-o", plan,
+                   "--report", "--report-format", "json"]
+            if network:
+                cmd += ["--network", network]
+            rep = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
             rs = [run_once(plan, x, y) for _ in range(runs)]
             med = lambda k: statistics.median(r[k] for r in rs)
-            print("| %s | %s | %.3f s (%.3f–%.3f) | %.3f s | %.2f MB | %.3f s | %.3f s | %.0f MB | %s |" % (
+            print("| %s | %s | %.3f s (%.3f–%.3f) | %.3f s | %.3f s | %.2f MB | %.2f MB | %.3f s | %.3f s | %.0f MB | %s |" % (
                 m, packing, med("wall"), min(r["wall"] for r in rs), max(r["wall"] for r in rs),
-                med("online"), med("bytes") / 1e6, med("he"), med("gc"), med("rss") / 1e6,
+                rep["seconds_per_image"], med("online"), med("bytes") / 1e6,
+                rep["bytes_per_image"] / 1e6, med("he"), med("gc"), med("rss") / 1e6,
                 "ok" if all(r["correct"] for r in rs) else "wrong"), flush=True)
 
 

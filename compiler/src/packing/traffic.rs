@@ -203,7 +203,7 @@ fn window_widths(at: &[(u32, u32)]) -> Vec<usize> {
 }
 
 /// The bytes of an image-packed session of `images` images (`runtime/src/image.rs`; every
-/// MPC step on Yao): per image, the seeds of every upload polynomial; offline the masked c1
+/// MPC step on Yao), its images as one group: the seeds of every upload polynomial of its images; offline the masked c1
 /// (full N) of every window polynomial of every step (level 0) and of the output (output
 /// level); online the full c0 of every upload polynomial at its level, the window
 /// coefficients of c0 per step and of the output, and Yao as in batch packing.
@@ -220,7 +220,6 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
     let Some(l) = p.image.as_ref() else {
         return t;
     };
-    let im = images as f64;
     // Uploads are encrypted at their source's level (the entry flood's primes above it).
     let upload_at =
         |u: &mp2ml_ir::plan::Upload, level: usize| u.layout.polys() as f64 * poly(level, n);
@@ -231,41 +230,54 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
         .map(|u| u.layout.polys())
         .sum();
     let out_w = window_widths(&l.output.at);
-    t.precompute = seed_bytes(upload_polys * images)
-        + im * l
-            .steps
-            .iter()
-            .map(|s| window_widths(&s.input.at).len() as f64 * poly(0, n))
-            .sum::<f64>()
-        + im * out_w.len() as f64 * poly(p.output.level, n);
-    t.input = im
-        * l.input
-            .iter()
-            .map(|u| upload_at(u, p.input.level))
-            .sum::<f64>();
-    t.output = im * out_w.iter().map(|&w| poly(p.output.level, w)).sum::<f64>();
+    let step_w: Vec<Vec<usize>> = l.steps.iter().map(|s| window_widths(&s.input.at)).collect();
+    // The runtime runs a session's images as one group.
+    let group = images;
     let mut any_yao = false;
-    for (s, st) in p.mpc_steps.iter().zip(&l.steps) {
-        let Ok(c) = p.circuit(s.circuit) else {
-            continue;
-        };
-        let inst = (s.instances * images) as f64;
-        any_yao |= c.circuit.evaluator_inputs > 0 && inst > 0.0;
-        let windows: f64 = window_widths(&st.input.at)
-            .iter()
-            .map(|&w| poly(0, w))
-            .sum();
-        t.steps.push(StepTraffic {
-            name: s.name.clone(),
-            he: im
+    let mut left = images;
+    while left > 0 {
+        let g = left.min(group);
+        left -= g;
+        let im = g as f64;
+        t.precompute += seed_bytes(upload_polys * g)
+            + im * step_w
+                .iter()
+                .map(|w| w.len() as f64 * poly(0, n))
+                .sum::<f64>()
+            + im * out_w.len() as f64 * poly(p.output.level, n);
+        t.input += im
+            * l.input
+                .iter()
+                .map(|u| upload_at(u, p.input.level))
+                .sum::<f64>();
+        t.output += im * out_w.iter().map(|&w| poly(p.output.level, w)).sum::<f64>();
+        for (k, (s, st)) in p.mpc_steps.iter().zip(&l.steps).enumerate() {
+            let Ok(c) = p.circuit(s.circuit) else {
+                continue;
+            };
+            let inst = (s.instances * g) as f64;
+            any_yao |= c.circuit.evaluator_inputs > 0 && inst > 0.0;
+            let windows: f64 = step_w[k].iter().map(|&w| poly(0, w)).sum();
+            let he = im
                 * (windows
                     + st.uploads
                         .iter()
                         .map(|u| upload_at(u, s.out_level))
-                        .sum::<f64>()),
-            mpc: yao_bytes(c, inst),
-            backend: MpcBackend::Yao,
-        });
+                        .sum::<f64>());
+            let mpc = yao_bytes(c, inst);
+            match t.steps.get_mut(k) {
+                Some(x) => {
+                    x.he += he;
+                    x.mpc += mpc;
+                }
+                None => t.steps.push(StepTraffic {
+                    name: s.name.clone(),
+                    he,
+                    mpc,
+                    backend: MpcBackend::Yao,
+                }),
+            }
+        }
     }
     t.base_ots = base_ot_bytes(any_yao, false);
     t

@@ -3,17 +3,17 @@
 //! Built from a [`ServerPlan`] alone (`mp2mlc inspect`) or with the compiler's extra
 //! information (fusion decisions, value bounds, noise). Cost estimates:
 //! - bytes: the session's messages as the runtime sends them
-//!   ([`crate::packing::traffic::batch_traffic`]: bit-packed c1 halves offline, c0 windows over
-//!   the batch online, seeds, keys, garbled tables, OTs), divided by the plan's batch;
+//!   ([`crate::packing::traffic::session_traffic`]: bit-packed c1 halves offline, c0 windows
+//!   online, seeds, keys, garbled tables, OTs), divided by the plan's batch;
 //! - time: HE work is `MACs × limbs × N` coefficient multiply-accumulates per ciphertext group,
-//!   at a rate measured by a micro-benchmark when the report is made; garbling + evaluation at
-//!   [`AND_GATES_PER_SEC`] AND gates per second (documented constant for AES-NI half-gates on
-//!   one core); transfers at [`NETWORK_BYTES_PER_SEC`].
+//!   at a rate measured by a micro-benchmark when the report is made; each MPC step by the
+//!   back-end cost model ([`crate::cost`]: measured compute per AND gate, its bytes and round
+//!   trips on the plan's network); the ciphertexts at the plan's network bandwidth.
 
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use mp2ml_ir::plan::{HeOp, Segment, ServerPlan, TensorRef};
+use mp2ml_ir::plan::{HeOp, MpcBackend, Segment, ServerPlan, TensorRef};
 use serde::Serialize;
 
 use crate::cost;
@@ -22,11 +22,6 @@ use crate::driver::Output;
 use crate::packing::estimate::{estimate, PackingEstimate};
 use crate::packing::traffic::session_traffic;
 use mp2ml_ir::weights::WeightsFile;
-
-/// Assumed garbling + evaluation throughput (AND gates per second, one core each side).
-pub const AND_GATES_PER_SEC: f64 = 10.0e6;
-/// Assumed network throughput (1 Gbit/s).
-pub const NETWORK_BYTES_PER_SEC: f64 = 125.0e6;
 
 /// One row of the segment table.
 #[derive(Clone, Debug, Serialize)]
@@ -260,6 +255,7 @@ impl Report {
         let bits = |q: u64| 64 - q.leading_zeros();
         let rate = measure_mac_rate();
         let traffic = session_traffic(p, p.batch);
+        let bandwidth = p.network.mbit_s * 1e6 / 8.0;
         let per_img = |bytes: f64| bytes / traffic.images as f64;
         let mut segments = Vec::new();
         let mut total_macs = 0;
@@ -390,11 +386,16 @@ impl Report {
                     };
                     let s = c.circuit.stats();
                     let ands = s.and * st.instances as u64;
-                    let bytes = traffic
-                        .steps
-                        .get(m.step.index())
-                        .map_or(0.0, |t| per_img(t.he + t.mpc));
-                    let secs = ands as f64 / AND_GATES_PER_SEC + bytes / NETWORK_BYTES_PER_SEC;
+                    let t = traffic.steps.get(m.step.index());
+                    let bytes = t.map_or(0.0, |t| per_img(t.he + t.mpc));
+                    // The back end's cost model (compute per AND, its bytes and round trips
+                    // on the plan's network) plus the step's ciphertext windows.
+                    let inst = st.instances * traffic.images;
+                    let mpc = match st.backend {
+                        MpcBackend::Yao => cost::yao(c, inst, &p.network),
+                        MpcBackend::Gmw => cost::gmw(c, inst, &p.network),
+                    };
+                    let secs = per_img(mpc.seconds) + t.map_or(0.0, |t| per_img(t.he)) / bandwidth;
                     total_and += ands;
                     bytes_total += bytes;
                     secs_total += secs;
@@ -428,7 +429,7 @@ impl Report {
         }
         let out_bytes = per_img(traffic.output + traffic.base_ots);
         bytes_total += out_bytes;
-        secs_total += (in_bytes + out_bytes) / NETWORK_BYTES_PER_SEC;
+        secs_total += (in_bytes + out_bytes) / bandwidth;
         let circuits = p
             .circuits
             .iter()
@@ -723,10 +724,10 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  (measured {:.2e} coefficient MACs/s on this machine; assumed {:.0e} AND gates/s and {:.0} MB/s network)",
+            "  (measured {:.2e} coefficient MACs/s on this machine; MPC steps by the back-end cost model on the plan's network, {} ms RTT, {} Mbit/s)",
             self.coeff_macs_per_sec,
-            AND_GATES_PER_SEC,
-            NETWORK_BYTES_PER_SEC / 1e6
+            self.network.0,
+            self.network.1
         );
         if let Some(ms) = self.compile_ms {
             let _ = writeln!(s, "  compile time {ms:.0} ms");

@@ -1,9 +1,7 @@
 //! LeakyReLU: `x ≥ 0 ? x : alpha·x` with a fixed-point slope.
 
 use super::super::builder::{pad, Builder};
-use super::{
-    add_mask, new_builder, reconstruct_all, share_circuit, CircuitParams, Layout, ShareCircuit,
-};
+use super::{finish_one_value, one_value, reconstruct_all, CircuitParams, ShareCircuit};
 
 /// Bits of LeakyReLU's output at share width `w` (offset form, `[0, q0)`).
 pub fn out_bits(w: u32) -> u32 {
@@ -14,17 +12,8 @@ pub fn out_bits(w: u32) -> u32 {
 /// round(alpha·x)`. Output offset `h`.
 pub fn leaky_relu(p: &CircuitParams, alpha_num: u64, alpha_shift: u32) -> ShareCircuit {
     let w = p.share_bits();
-    let lay = Layout {
-        w,
-        mask_bits: out_bits(w) + p.sigma,
-        values_in: 1,
-    };
-    let mut bld = new_builder(
-        p,
-        format!("leaky_relu_{alpha_num}_{alpha_shift}_q{}_s{}", w, p.sigma),
-        lay.garbler_bits(1),
-        w,
-    );
+    let name = format!("leaky_relu_{alpha_num}_{alpha_shift}_q{}_s{}", w, p.sigma);
+    let (lay, mut bld) = one_value(p, name, out_bits(w));
     let s = reconstruct_all(&mut bld, p, &lay).remove(0);
     let h = Builder::constant(u128::from(p.half()), w);
     // neg ⇔ s < h; then |x| = h − s < 2^w.
@@ -42,7 +31,5 @@ pub fn leaky_relu(p: &CircuitParams, alpha_num: u64, alpha_shift: u32) -> ShareC
     let scaled = pad(&rounded[alpha_shift as usize..], w);
     let (neg_val, _) = bld.sub(&h, &scaled);
     let y = bld.mux(neg, &neg_val, &s);
-    let r = lay.mask(&bld, 0);
-    let z = add_mask(&mut bld, &y, &r);
-    share_circuit(bld, p, vec![z], 1, out_bits(w), p.half(), p.half())
+    finish_one_value(bld, p, &lay, &y, out_bits(w), p.half(), p.half())
 }

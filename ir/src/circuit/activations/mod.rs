@@ -101,6 +101,35 @@ fn new_builder(p: &CircuitParams, name: String, garbler: u32, evaluator: u32) ->
     Builder::new(name, garbler, evaluator).with_style(p.style)
 }
 
+/// Layout and builder of a circuit on one value in and one value out whose output has
+/// `out_bits` bits (ReLU, Square, Clip, LeakyReLU).
+fn one_value(p: &CircuitParams, name: String, out_bits: u32) -> (Layout, Builder) {
+    let w = p.share_bits();
+    let lay = Layout {
+        w,
+        mask_bits: out_bits + p.sigma,
+        values_in: 1,
+    };
+    let bld = new_builder(p, name, lay.garbler_bits(1), w);
+    (lay, bld)
+}
+
+/// Ends a one-value circuit: masks its result `y` with the server's mask and declares the
+/// output (`out_bits` bits, offsets `in_offset` and `out_offset` as in [`share_circuit`]).
+fn finish_one_value(
+    mut bld: Builder,
+    p: &CircuitParams,
+    lay: &Layout,
+    y: &[Bit],
+    out_bits: u32,
+    in_offset: u64,
+    out_offset: u64,
+) -> ShareCircuit {
+    let r = lay.mask(&bld, 0);
+    let z = add_mask(&mut bld, y, &r);
+    share_circuit(bld, p, vec![z], 1, out_bits, in_offset, out_offset)
+}
+
 /// Adds the server's mask: `y + r'` on `mask_bits + 1` bits.
 fn add_mask(bld: &mut Builder, y: &[Bit], mask: &[Bit]) -> Word {
     bld.add(y, mask)

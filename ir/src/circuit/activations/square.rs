@@ -1,9 +1,7 @@
 //! Square: `x·x` rescaled by the fixed-point scale.
 
 use super::super::builder::{pad, Builder, Word};
-use super::{
-    add_mask, new_builder, reconstruct_all, share_circuit, CircuitParams, Layout, ShareCircuit,
-};
+use super::{finish_one_value, one_value, reconstruct_all, CircuitParams, ShareCircuit};
 
 /// Bits of the square's output at share width `w`: non-negative and below q0/2.
 pub fn out_bits(w: u32) -> u32 {
@@ -15,17 +13,8 @@ pub fn out_bits(w: u32) -> u32 {
 pub fn square(p: &CircuitParams, frac_bits: u32) -> ShareCircuit {
     let w = p.share_bits();
     let out_bits = out_bits(w);
-    let lay = Layout {
-        w,
-        mask_bits: out_bits + p.sigma,
-        values_in: 1,
-    };
-    let mut bld = new_builder(
-        p,
-        format!("square_f{frac_bits}_q{}_s{}", w, p.sigma),
-        lay.garbler_bits(1),
-        w,
-    );
+    let name = format!("square_f{frac_bits}_q{}_s{}", w, p.sigma);
+    let (lay, mut bld) = one_value(p, name, out_bits);
     let s = reconstruct_all(&mut bld, p, &lay).remove(0);
     let h = Builder::constant(u128::from(p.half()), w);
     // d = s − h (two's complement on w bits), |x| = ge ? d : −d = (d ⊕ m) + m with m = ¬ge.
@@ -46,7 +35,5 @@ pub fn square(p: &CircuitParams, frac_bits: u32) -> ShareCircuit {
         &rounded[(frac_bits as usize).min(rounded.len())..],
         out_bits,
     );
-    let r = lay.mask(&bld, 0);
-    let z = add_mask(&mut bld, &y, &r);
-    share_circuit(bld, p, vec![z], 1, out_bits, p.half(), 0)
+    finish_one_value(bld, p, &lay, &y, out_bits, p.half(), 0)
 }
