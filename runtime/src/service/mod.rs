@@ -97,6 +97,10 @@ struct Record<'a> {
     session: u64,
     /// Unix time of the accept, seconds.
     start: f64,
+    /// Unix time of the admission (when the session took its place), seconds; absent for a
+    /// connection that was never admitted. Sessions overlap only between admission and end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admitted: Option<f64>,
     peer: String,
     outcome: &'a str,
     images: usize,
@@ -236,6 +240,7 @@ impl Service {
             inner.record(&Record {
                 session: id,
                 start: unix_now(),
+                admitted: None,
                 peer: peer.to_string(),
                 outcome: "dropped",
                 images: 0,
@@ -263,6 +268,8 @@ impl Service {
 struct Ticket {
     inner: Arc<Inner>,
     reserved: Option<u64>,
+    /// Unix time of the admission.
+    admitted_at: Option<f64>,
 }
 
 impl Ticket {
@@ -276,6 +283,7 @@ impl Ticket {
         Some(Ticket {
             inner: Arc::clone(inner),
             reserved: None,
+            admitted_at: None,
         })
     }
 
@@ -343,6 +351,7 @@ impl Ticket {
         c.reserved = c.reserved.saturating_add(est.memory);
         c.admitted += 1;
         self.reserved = Some(est.memory);
+        self.admitted_at = Some(unix_now());
         inner.metrics.started.inc();
         inner.metrics.pending.set(c.pending as i64);
         inner.metrics.running.set(c.running as i64);
@@ -492,6 +501,7 @@ impl Inner {
         self.record(&Record {
             session: id,
             start: started_at,
+            admitted: ticket.admitted_at,
             peer: peer.to_string(),
             outcome,
             images,
