@@ -163,6 +163,7 @@ pub mod toy {
             params: CkksParams {
                 log_n: N.trailing_zeros(),
                 moduli: vec![q0, p1, p2, p34[0], p34[1]],
+                share_limbs: 1,
                 security_bits: 128,
                 error_std: 3.2,
             },

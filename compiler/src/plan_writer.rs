@@ -83,8 +83,13 @@ pub struct PlanSettings {
 
 /// Assembles the plans and the weights file.
 pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compiled, CompileError> {
+    let q0 = ch.moduli[..ch.share_limbs]
+        .iter()
+        .try_fold(1u128, |a, &q| a.checked_mul(u128::from(q)))
+        .ok_or_else(|| CompileError::internal("the share modulus exceeds 128 bits"))?;
     let cp = CircuitParams {
-        q0: ch.moduli[0],
+        q0,
+        trunc: 0,
         sigma: ch.value_sigma,
         style: Default::default(),
     };
@@ -144,6 +149,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         params: CkksParams {
             log_n: ch.log_n,
             moduli: ch.moduli.clone(),
+            share_limbs: ch.share_limbs,
             security_bits: s.security_bits,
             error_std: noise::ERROR_STD,
         },

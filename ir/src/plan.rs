@@ -224,8 +224,13 @@ pub const PLAN_VERSION: u32 = 6;
 pub struct CkksParams {
     /// log2 of the ring dimension N.
     pub log_n: u32,
-    /// The modulus chain: `moduli[0]` is q0 (the share modulus), then p1, …, pL.
+    /// The modulus chain: the first [`CkksParams::share_limbs`] primes q_0, …, q_{k−1}, whose
+    /// product Q0 is the share modulus, then the primes above them.
     pub moduli: Vec<u64>,
+    /// k: the number of primes the share modulus Q0 = q_0⋯q_{k−1} spans (HE→MPC mod-drops to
+    /// level k − 1; the client decrypts residues mod Q0 by CRT). Absent in plans with k = 1.
+    #[serde(default = "one_limb", skip_serializing_if = "is_one_limb")]
+    pub share_limbs: usize,
     /// Security level the parameters were chosen for (128, 192 or 256 bits); both parties
     /// refuse parameters that do not meet it.
     pub security_bits: u32,
@@ -233,7 +238,28 @@ pub struct CkksParams {
     pub error_std: f64,
 }
 
+fn one_limb() -> usize {
+    1
+}
+
+fn is_one_limb(k: &usize) -> bool {
+    *k == 1
+}
+
 impl CkksParams {
+    /// The share modulus Q0 = q_0⋯q_{k−1} and its level k − 1; `None` if k is 0, exceeds the
+    /// chain or Q0 does not fit in 126 bits (a crafted plan).
+    pub fn share_modulus(&self) -> Option<(u128, usize)> {
+        let k = self.share_limbs;
+        if k == 0 || k > self.moduli.len() {
+            return None;
+        }
+        let q = self.moduli[..k]
+            .iter()
+            .try_fold(1u128, |a, &q| a.checked_mul(u128::from(q)))?;
+        (q < 1 << 126).then_some((q, k - 1))
+    }
+
     /// The ring dimension N.
     pub fn n(&self) -> usize {
         1usize << self.log_n

@@ -11,7 +11,7 @@ use mp2ml_mpc::{Channel, Evaluator, GmwClient};
 use crate::backend::{step_circuit, ClientMpc, ClientOffline};
 use crate::error::{Inconsistency, Result, RuntimeError};
 use crate::handshake;
-use crate::he2mpc;
+use crate::he2mpc::{self, ShareModulus};
 use crate::mpc2he::Pending;
 use crate::phase::Phase;
 use crate::plan::ClientSetup;
@@ -220,10 +220,11 @@ impl<C: Channel> Session<'_, C> {
                     pre.send_seeds(ch)?;
                 }
                 ch.flush()?;
+                let level = ShareModulus::of(&plan.params)?.level;
                 let steps = plan
                     .mpc_steps
                     .iter()
-                    .map(|s| he2mpc::client_offline(ch, sk, params, 0, s.values_in, images))
+                    .map(|s| he2mpc::client_offline(ch, sk, params, level, s.values_in, images))
                     .collect::<Result<Vec<_>>>()?;
                 let level = plan.output.level;
                 let out = he2mpc::client_offline(ch, sk, params, level, out_elems, images)?;
@@ -288,7 +289,8 @@ impl<C: Channel> Session<'_, C> {
                 // HE→MPC: decrypt the masked c0 windows into this party's shares.
                 let ch = e.channel_mut();
                 Phase::He2Mpc.enter(ch);
-                let shares = he2mpc::client_shares(ch, sk, params, images, c1s)?;
+                let q = ShareModulus::of(&plan.params)?;
+                let shares = he2mpc::client_shares(ch, sk, params, q, images, c1s)?;
                 #[cfg(feature = "test-hooks")]
                 if let Some(p) = &setup.probe {
                     p.record_shares(&shares);

@@ -176,6 +176,12 @@ pub enum Inconsistency {
         /// The op's name.
         op: String,
     },
+    /// The plan's share modulus is not a product of 1..=chain primes below 2^126.
+    #[error("share modulus over {limbs} primes is not usable (0, above the chain or 2^126 or more)")]
+    ShareModulus {
+        /// The plan's `share_limbs`.
+        limbs: usize,
+    },
     /// An MPC binding gathers another number of values than its step masks.
     #[error("{gathered} values gathered for {masks} masks")]
     GatherCount {

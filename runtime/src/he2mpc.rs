@@ -1,11 +1,12 @@
 //! HE→MPC, both parties' halves, and the output (the same conversion without a mask).
 //!
 //! The server holds ciphertexts of values the client must not see. For an MPC step it adds a
-//! fresh public-key encryption of a uniform mask `r` mod q0 to each (mod-dropped to level 0):
-//! one addition both re-randomizes (the ciphertext no longer carries the weights' linear
-//! combination of the client's ciphertexts) and masks. The client decrypts `x + r` mod q0
-//! exactly; the server's share is `−r` (plus the circuit's input offset). For the output the
-//! added encryption is of zero, noise-flooded, and the client decrypts in full.
+//! fresh public-key encryption of a uniform mask `r` mod Q0 = q_0⋯q_{k−1} to each (mod-dropped
+//! to level k − 1): one addition both re-randomizes (the ciphertext no longer carries the
+//! weights' linear combination of the client's ciphertexts) and masks. The client decrypts
+//! `x + r` mod Q0 exactly (CRT over the k primes); the server's share is `−r` (plus the
+//! circuit's input offset). For the output the added encryption is of zero, noise-flooded,
+//! and the client decrypts in full.
 //!
 //! Each ciphertext travels in two halves: c1 offline (the server can compute it before the
 //! input exists, since the client's c1 are seeds; the client computes c1·s ahead), the c0
@@ -13,7 +14,9 @@
 
 use std::sync::Arc;
 
-use mp2ml_ckks::{os_rng, C0Window, C1Half, C1TimesS, Params, PublicKey, RnsPoly, SecretKey};
+use mp2ml_ckks::{
+    os_rng, C0Window, C1Half, C1TimesS, IntCoeff, Params, PublicKey, RnsPoly, SecretKey,
+};
 use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::plan::MpcStep;
 use mp2ml_mpc::Channel;
@@ -74,9 +77,9 @@ impl Weakened {
 
 /// Server: a public-key encryption of the mask `m` at `level`, split into (c0 window over
 /// `width` coefficients, c1); with [`Weakened::no_rerandomize`] the trivial encryption (m, 0).
-pub(crate) fn mask_halves<R: rand_core::CryptoRng + ?Sized>(
+pub(crate) fn mask_halves<C: IntCoeff, R: rand_core::CryptoRng + ?Sized>(
     pk: &PublicKey,
-    m: &[i64],
+    m: &[C],
     level: usize,
     width: usize,
     weak: &Weakened,
@@ -102,16 +105,54 @@ pub(crate) fn send_c1(ch: &mut impl Channel, c1: &RnsPoly, weak: &Weakened) -> R
     wire::send_poly(ch, &p)
 }
 
+/// The share modulus Q0 of a plan and the level k − 1 of the conversions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ShareModulus {
+    /// Q0 = q_0⋯q_{k−1} < 2^126.
+    pub q0: u128,
+    /// k − 1.
+    pub level: usize,
+}
+
+impl ShareModulus {
+    /// Q0 and its level from the plan's parameters (checked when the plan was loaded).
+    pub fn of(params: &mp2ml_ir::plan::CkksParams) -> Result<ShareModulus> {
+        let (q0, level) = params
+            .share_modulus()
+            .ok_or(Inconsistency::ShareModulus {
+                limbs: params.share_limbs,
+            })?;
+        Ok(ShareModulus { q0, level })
+    }
+
+    /// Uniform mod Q0 by rejection on Q0's bit length (Q0 > 2^(bits−1): acceptance > ½).
+    pub fn uniform(&self, rng: &mut impl RngCore) -> u128 {
+        let bits = 128 - self.q0.leading_zeros();
+        loop {
+            let x = uniform_bits(rng, bits);
+            if x < self.q0 {
+                return x;
+            }
+        }
+    }
+
+    /// The server's share `b̃ = (−r + offset) mod Q0` of a value masked with `r` < Q0.
+    pub fn server_share(&self, r: u128, offset: u128) -> u128 {
+        // Q0 < 2^126: the sums stay below 2^127.
+        ((self.q0 - r) % self.q0 + offset % self.q0) % self.q0
+    }
+}
+
 /// Server: its material for one MPC step of one group, made before the client's input exists.
 pub(crate) struct StepMasks {
-    /// For each input value, the uniform mask `r` mod q0 per image.
-    pub r: Vec<Vec<i64>>,
-    /// For each input value, the c0 window of a fresh public-key encryption of `r` at level 0
-    /// (adding it re-randomizes and masks in one addition); made in [`server_offline`], whose
-    /// c1 half went to the client there.
+    /// For each input value, the uniform mask `r` mod Q0 per image.
+    pub r: Vec<Vec<u128>>,
+    /// For each input value, the c0 window of a fresh public-key encryption of `r` at level
+    /// k − 1 (adding it re-randomizes and masks in one addition); made in [`server_offline`],
+    /// whose c1 half went to the client there.
     pub pre0: Vec<RnsPoly>,
-    /// The server's shares `b̃ = (−r + input_offset) mod q0` per image.
-    pub shares: Vec<Vec<u64>>,
+    /// The server's shares `b̃ = (−r + input_offset) mod Q0` per image.
+    pub shares: Vec<Vec<u128>>,
     /// Output masks `r'` in `[0, 2^mask_bits)` per output and image (used by MPC→HE).
     pub out: Vec<Vec<u128>>,
 }
@@ -122,24 +163,21 @@ impl StepMasks {
     pub fn draw(
         step: &MpcStep,
         sc: &ShareCircuit,
-        q0: u64,
+        q: ShareModulus,
         images: usize,
         weak: &Weakened,
         rng: &mut impl RngCore,
     ) -> StepMasks {
-        let bits = sc.share_bits;
-        // Uniform mod q0 by rejection on `bits` bits (q0 > 2^(bits−1): acceptance > ½). Only
-        // the batch's coefficients of c0 ever leave the server, so only they need one.
-        let r: Vec<Vec<i64>> = (0..step.values_in)
+        // Only the batch's coefficients of c0 ever leave the server, so only they need a mask.
+        let r: Vec<Vec<u128>> = (0..step.values_in)
             .map(|_| {
                 (0..images)
-                    .map(|_| loop {
-                        let x = rng.next_u64() >> (64 - bits);
+                    .map(|_| {
+                        let x = q.uniform(rng);
                         if weak.no_share_mask {
-                            break 0;
-                        }
-                        if x < q0 {
-                            break x as i64;
+                            0
+                        } else {
+                            x
                         }
                     })
                     .collect()
@@ -149,7 +187,7 @@ impl StepMasks {
             .iter()
             .map(|v| {
                 v.iter()
-                    .map(|&x| ((q0 - x as u64) % q0 + sc.input_offset) % q0)
+                    .map(|&x| q.server_share(x, sc.input_offset))
                     .collect()
             })
             .collect();
@@ -173,7 +211,7 @@ impl StepMasks {
 /// `flood` bits if given) at `level`, split into (c0 windows over `images` coefficients, c1).
 fn encrypt_masks(
     pk: &PublicKey,
-    r: &[Vec<i64>],
+    r: &[Vec<u128>],
     count: usize,
     level: usize,
     images: usize,
@@ -224,8 +262,10 @@ fn masked_halves(
         .collect()
 }
 
-/// Server, offline, one MPC step: encrypts the masks of `m` at level 0, keeps their c0
-/// windows in `m.pre0` and sends the c1 halves of `input[gather] + Enc(r)`.
+/// Server, offline, one MPC step: encrypts the masks of `m` at the share level `level`
+/// (k − 1), keeps their c0 windows in `m.pre0` and sends the c1 halves of
+/// `input[gather] + Enc(r)`.
+#[allow(clippy::too_many_arguments, reason = "one call site, the step's material")]
 pub(crate) fn server_offline(
     ch: &mut impl Channel,
     pk: &PublicKey,
@@ -233,11 +273,12 @@ pub(crate) fn server_offline(
     m: &mut StepMasks,
     input_c1: &[RnsPoly],
     gather: &[u32],
+    level: usize,
     weak: &Weakened,
 ) -> Result<()> {
-    let (pre0, pre1) = encrypt_masks(pk, &m.r, m.r.len(), 0, images, None, weak)?;
+    let (pre0, pre1) = encrypt_masks(pk, &m.r, m.r.len(), level, images, None, weak)?;
     m.pre0 = pre0;
-    for c in masked_halves(input_c1, gather, &pre1, 0)? {
+    for c in masked_halves(input_c1, gather, &pre1, level)? {
         send_c1(ch, &c, weak)?;
     }
     Ok(())
@@ -263,7 +304,7 @@ pub(crate) fn server_output_offline(
 }
 
 /// Server, online: sends the c0 windows of `input[gather] + pre0` at `level` (an MPC step's
-/// masked inputs at level 0, or the output with its flooding).
+/// masked inputs at the share level k − 1, or the output with its flooding).
 pub(crate) fn server_send(
     ch: &mut impl Channel,
     input: &[RnsPoly],
@@ -306,20 +347,24 @@ pub(crate) fn client_offline(
         .collect()
 }
 
-/// Client, online, an MPC step: receives the masked c0 windows and decrypts them into its
-/// shares mod q0, one vector over the images per input value.
+/// Client, online, an MPC step: receives the masked c0 windows at the share level
+/// `q.level` and decrypts them into its shares mod Q0 (CRT over k primes), one vector over
+/// the images per input value.
 pub(crate) fn client_shares(
     ch: &mut impl Channel,
     sk: &SecretKey,
     params: &Arc<Params>,
+    q: ShareModulus,
     images: usize,
     c1_times_s: &[C1TimesS],
-) -> Result<Vec<Vec<u64>>> {
-    let windows = wire::recv_polys(ch, params, 0, images, c1_times_s.len())?;
+) -> Result<Vec<Vec<u128>>> {
+    let windows = wire::recv_polys(ch, params, q.level, images, c1_times_s.len())?;
     windows
         .into_par_iter()
         .zip(c1_times_s.par_iter())
-        .map(|(c0, c1s)| Ok(sk.decrypt_halves_mod_q0(&C0Window::new(c0), c1s)?))
+        .map(|(c0, c1s)| {
+            Ok(sk.decrypt_halves_mod_prefix(&C0Window::new(c0), c1s, q.level + 1)?)
+        })
         .collect()
 }
 

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use crate::error::{Inconsistency, Result, RuntimeError};
 use crate::flood;
-use crate::he2mpc::{self, StepMasks, Weakened};
+use crate::he2mpc::{self, ShareModulus, StepMasks, Weakened};
 use crate::phase::Phase;
 use crate::plan::{ClientSetup, PackedOp, ServerSetup};
 use crate::report::{SessionReport, Step};
@@ -248,44 +248,37 @@ fn entry(
 /// one per window polynomial, and the masks by position.
 struct ImageMasks {
     pre0: Vec<RnsPoly>,
-    r: BTreeMap<(u32, u32), u64>,
+    r: BTreeMap<(u32, u32), u128>,
 }
 
 /// Server, offline: encrypts (under the client's key) the mask polynomials of `w` at `level`
-/// (uniform mod q0 at the window's positions, or zero flooded with `flood` bits), adds their
+/// (uniform mod Q0 at the window's positions, or zero flooded with `flood` bits), adds their
 /// c1 halves to `input`'s polynomials and sends them.
+#[allow(clippy::too_many_arguments, reason = "the step's material")]
 fn server_mask_offline(
     ch: &mut impl Channel,
     pk: &PublicKey,
     input: &[RnsPoly],
     w: &Windows,
     level: usize,
+    q: ShareModulus,
     flood: Option<u32>,
     weak: &Weakened,
 ) -> Result<ImageMasks> {
     let params = pk.params();
     let n = params.n();
-    let q0 = params.q0();
-    let bits = 64 - q0.leading_zeros();
     let made = w
         .by_poly
         .par_iter()
         .map_init(os_rng, |rng, (p, coeffs)| {
-            let mut m = vec![0i64; n];
+            let mut m = vec![0u128; n];
             let mut r = Vec::new();
             if flood.is_none() {
                 for &c in coeffs {
-                    // Uniform mod q0 by rejection on `bits` bits (acceptance > ½).
-                    let x = loop {
-                        let x = rng.next_u64() >> (64 - bits);
-                        if weak.no_share_mask {
-                            break 0;
-                        }
-                        if x < q0 {
-                            break x;
-                        }
-                    };
-                    m[c as usize] = x as i64;
+                    // Uniform mod Q0 (ShareModulus::uniform).
+                    let x = q.uniform(rng);
+                    let x = if weak.no_share_mask { 0 } else { x };
+                    m[c as usize] = x;
                     r.push(((*p, c), x));
                 }
             }
@@ -368,7 +361,7 @@ pub(crate) fn server_group<C: Channel>(
     let step_w: Vec<Windows> = l.steps.iter().map(|s| Windows::of(&s.input)).collect();
     let out_w = Windows::of(&l.output);
     let out_level = public.output.level;
-    let q0 = params.q0();
+    let q = ShareModulus::of(&public.params)?;
 
     // Offline: the seeds of every upload, the c1 pass (after the entry floods' c1), the masks'
     // encryptions. `entry0[image][upload]`: the c0 of the entry floods, for the online pass.
@@ -431,14 +424,15 @@ pub(crate) fn server_group<C: Channel>(
                     let w = &step_w[b.step.index()];
                     let pos = &l.steps[b.step.index()].input;
                     let mut per = Vec::with_capacity(images);
-                    let mut shares = vec![vec![0u64; images]; step.values_in];
+                    let mut shares = vec![vec![0u128; images]; step.values_in];
                     for (j, t) in t1.iter().enumerate() {
                         let m = server_mask_offline(
                             ch,
                             pk,
                             take(t, b.input)?,
                             w,
-                            0,
+                            q.level,
+                            q,
                             None,
                             setup.weakened(),
                         )?;
@@ -446,7 +440,7 @@ pub(crate) fn server_group<C: Channel>(
                             let r = pos.at.get(i).and_then(|p| m.r.get(p)).copied().ok_or_else(
                                 || RuntimeError::Input("unmasked circuit input".into()),
                             )?;
-                            s[j] = ((q0 - r) % q0 + sc.input_offset) % q0;
+                            s[j] = q.server_share(r, sc.input_offset);
                         }
                         per.push(m);
                     }
@@ -479,6 +473,7 @@ pub(crate) fn server_group<C: Channel>(
                 o,
                 &out_w,
                 out_level,
+                q,
                 Some(public.output.flood_bits),
                 setup.weakened(),
             )?);
@@ -577,7 +572,7 @@ pub(crate) fn server_group<C: Channel>(
                     let ch = g.channel_mut();
                     Phase::He2Mpc.enter(ch);
                     for (t, pm) in t0.iter().zip(per) {
-                        server_mask_online(ch, take(t, b.input)?, w, &pm.pre0, 0)?;
+                        server_mask_online(ch, take(t, b.input)?, w, &pm.pre0, q.level)?;
                     }
                     ch.flush()?;
                     match handle {
@@ -708,8 +703,8 @@ fn client_c1s(
         .collect()
 }
 
-/// Client, online: receives the masked windows and decrypts them (mod q0 for shares, centered
-/// for the output) in window order.
+/// Client, online: receives the masked windows at `level` and decrypts them (mod Q0 over
+/// `share` = Some(k) primes for shares, centered for the output) in window order.
 fn client_windows(
     ch: &mut impl Channel,
     sk: &SecretKey,
@@ -717,6 +712,7 @@ fn client_windows(
     w: &Windows,
     c1s: &[C1TimesS],
     level: usize,
+    share: Option<usize>,
 ) -> Result<Vec<i128>> {
     let mut frames = Vec::with_capacity(w.by_poly.len());
     for (_, coeffs) in &w.by_poly {
@@ -727,11 +723,12 @@ fn client_windows(
         .zip(c1s.par_iter())
         .map(|(c0, c1s)| {
             let c0 = C0Window::new(c0);
-            if level == 0 {
+            if let Some(k) = share {
+                // Residues below Q0 < 2^126: exact as i128.
                 Ok(sk
-                    .decrypt_halves_mod_q0(&c0, c1s)?
+                    .decrypt_halves_mod_prefix(&c0, c1s, k)?
                     .into_iter()
-                    .map(i128::from)
+                    .map(|x| x as i128)
                     .collect::<Vec<_>>())
             } else {
                 Ok(sk.decrypt_halves(&c0, c1s)?)
@@ -763,6 +760,7 @@ pub(crate) fn client_group<C: Channel>(
     let l = layouts(plan)?;
     let ups = upload_order(plan, l, None)?;
     let rescales = plan.entry.rescales;
+    let q = ShareModulus::of(&plan.params)?;
     let step_w: Vec<Windows> = l.steps.iter().map(|s| Windows::of(&s.input)).collect();
     let out_w = Windows::of(&l.output);
     let in_elems: usize = plan.input.shape.iter().product();
@@ -803,7 +801,7 @@ pub(crate) fn client_group<C: Channel>(
             for w in &step_w {
                 steps.push(
                     (0..images)
-                        .map(|_| client_c1s(ch, sk, params, w, 0))
+                        .map(|_| client_c1s(ch, sk, params, w, q.level))
                         .collect::<Result<Vec<_>>>()?,
                 );
             }
@@ -866,12 +864,13 @@ pub(crate) fn client_group<C: Channel>(
         report.metered(e, metered, |e| {
             let ch = e.channel_mut();
             Phase::He2Mpc.enter(ch);
-            let mut shares = vec![vec![0u64; images]; step.values_in];
+            let mut shares = vec![vec![0u128; images]; step.values_in];
             for j in 0..images {
-                let dec = client_windows(ch, sk, params, w, &step_c1s[si][j], 0)?;
+                let dec =
+                    client_windows(ch, sk, params, w, &step_c1s[si][j], q.level, Some(q.level + 1))?;
                 for (i, s) in shares.iter_mut().enumerate() {
                     let v = dec.get(w.slot(pos, i)?).copied().ok_or_else(short)?;
-                    s[j] = v as u64;
+                    s[j] = v as u128;
                 }
             }
             #[cfg(feature = "test-hooks")]
@@ -912,7 +911,8 @@ pub(crate) fn client_group<C: Channel>(
         let ch = e.channel_mut();
         Phase::Output.enter(ch);
         for j in 0..images {
-            let dec = client_windows(ch, sk, params, &out_w, &out_c1s[j], plan.output.level)?;
+            let dec =
+                client_windows(ch, sk, params, &out_w, &out_c1s[j], plan.output.level, None)?;
             for el in 0..out_elems {
                 let v = dec
                     .get(out_w.slot(&l.output, el)?)

@@ -177,7 +177,16 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
         )
     })?;
     let max_level = params.max_level();
-    let q0 = params.q0();
+    let (q0, _) = plan.params.share_modulus().ok_or_else(|| {
+        plan_err(
+            path,
+            format!(
+                "share modulus over {} primes: needs 1 to {} primes whose product is below 2^126",
+                plan.params.share_limbs,
+                max_level + 1
+            ),
+        )
+    })?;
     for sc in &plan.circuits {
         if sc.circuit.num_wires() > MAX_CIRCUIT_WIRES {
             return Err(plan_err(
@@ -195,7 +204,7 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
             return Err(plan_err(
                 path,
                 format!(
-                    "circuit `{}` is for q0 = {}, the parameters have q0 = {q0}",
+                    "circuit `{}` is for Q0 = {}, the parameters have Q0 = {q0}",
                     sc.circuit.name, sc.q0
                 ),
             ));
@@ -224,6 +233,7 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
                 c.out_bits,
                 c.mask_bits,
                 c.output_offset,
+                c.trunc,
             )
         };
         if layout(gsc) != layout(sc) {

@@ -24,7 +24,7 @@ impl crate::plan::ServerSetup {
 #[derive(Debug, Default)]
 pub struct Probe {
     /// Per MPC step (in execution order, groups appended), the decrypted shares `a[value][image]`.
-    pub shares: Mutex<Vec<Vec<Vec<u64>>>>,
+    pub shares: Mutex<Vec<Vec<Vec<u128>>>>,
     /// The noise the client can compute for its own encryptions after the server's entry
     /// rescales, were nothing added ([`crate::mpc2he`]'s `own_noise`). Batch packing: per
     /// batch of client encryptions (per group: the input, then each MPC step's
@@ -40,7 +40,7 @@ impl Probe {
         }
     }
 
-    pub(crate) fn record_shares(&self, shares: &[Vec<u64>]) {
+    pub(crate) fn record_shares(&self, shares: &[Vec<u128>]) {
         if let Ok(mut s) = self.shares.lock() {
             s.push(shares.to_vec());
         }

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::backend::{step_circuit, ServerMpc, ServerOffline};
 use crate::error::{Inconsistency, Result, RuntimeError};
 use crate::flood;
-use crate::he2mpc::{self, StepMasks};
+use crate::he2mpc::{self, ShareModulus, StepMasks};
 use crate::mpc2he;
 use crate::phase::Phase;
 use crate::plan::ServerSetup;
@@ -102,6 +102,7 @@ impl<C: Channel> Session<'_, C> {
         let plan = &setup.plan;
         let public = &plan.public;
         let mut rng = os_rng();
+        let q = ShareModulus::of(&public.params)?;
 
         // Offline: the masks of every step; then the c1 halves of every ciphertext of the
         // group, with the encryptions of the masks and of the output's re-randomization and
@@ -114,7 +115,7 @@ impl<C: Channel> Session<'_, C> {
                 Ok(StepMasks::draw(
                     s,
                     sc,
-                    setup.params.q0(),
+                    q,
                     images,
                     setup.weakened(),
                     &mut rng,
@@ -229,12 +230,13 @@ impl<C: Channel> Session<'_, C> {
         let metered = Step::online(format!("mpc:{}", step.name)).gates(ands, ots);
         let gmw = &mut self.gmw;
         let out = self.report.metered(&mut self.g, metered, |g| {
-            // HE→MPC: mod-drop to q0, re-randomize and mask with the pre-made encryption of
-            // the mask, whose c1 half went out offline; send the c0 windows.
+            // HE→MPC: mod-drop to Q0 (level k − 1), re-randomize and mask with the pre-made
+            // encryption of the mask, whose c1 half went out offline; send the c0 windows.
             let input = take_tensor(tensors, b.input)?;
             let ch = g.channel_mut();
             Phase::He2Mpc.enter(ch);
-            he2mpc::server_send(ch, input, Some(&b.gather), &masks.pre0, 0)?;
+            let level = ShareModulus::of(&public.params)?.level;
+            he2mpc::server_send(ch, input, Some(&b.gather), &masks.pre0, level)?;
 
             // The circuits.
             ServerMpc { yao: g, gmw }.online(backend, handle, sc, n, || {
@@ -305,7 +307,17 @@ fn precompute_c1(
                     .get_mut(b.step.index())
                     .ok_or(Inconsistency::StepOutOfRange { step: b.step })?;
                 let input = take_tensor(&tensors, b.input)?;
-                he2mpc::server_offline(ch, pk, images, m, input, &b.gather, setup.weakened())?;
+                let level = ShareModulus::of(&public.params)?.level;
+                he2mpc::server_offline(
+                    ch,
+                    pk,
+                    images,
+                    m,
+                    input,
+                    &b.gather,
+                    level,
+                    setup.weakened(),
+                )?;
                 let step = &public.mpc_steps[b.step.index()];
                 let seeds = step_seeds
                     .get_mut(b.step.index())

@@ -29,7 +29,7 @@ pub fn garbler_bits(
     sc: &ShareCircuit,
     instances: usize,
     images: usize,
-    shares: &[Vec<u64>],
+    shares: &[Vec<u128>],
     masks: &[Vec<u128>],
 ) -> Vec<bool> {
     let (vi, vo) = (sc.values_in as usize, sc.values_out as usize);
@@ -37,7 +37,7 @@ pub fn garbler_bits(
     for i in 0..instances {
         for j in 0..images {
             for v in 0..vi {
-                push_bits(&mut bits, u128::from(shares[i * vi + v][j]), sc.share_bits);
+                push_bits(&mut bits, shares[i * vi + v][j], sc.share_bits);
             }
             for u in 0..vo {
                 push_bits(&mut bits, masks[i * vo + u][j], sc.mask_bits);
@@ -56,14 +56,14 @@ pub fn evaluator_bits(
     sc: &ShareCircuit,
     instances: usize,
     images: usize,
-    shares: &[Vec<u64>],
+    shares: &[Vec<u128>],
 ) -> Vec<bool> {
     let vi = sc.values_in as usize;
     let mut bits = Vec::with_capacity(instances * images * sc.circuit.evaluator_inputs as usize);
     for i in 0..instances {
         for j in 0..images {
             for v in 0..vi {
-                push_bits(&mut bits, u128::from(shares[i * vi + v][j]), sc.share_bits);
+                push_bits(&mut bits, shares[i * vi + v][j], sc.share_bits);
             }
         }
     }
@@ -139,6 +139,7 @@ mod tests {
             out_bits: 2,
             mask_bits: 3,
             output_offset: 0,
+            trunc: 0,
         }
     }
 
@@ -146,8 +147,8 @@ mod tests {
     fn layouts_round_trip_through_plaintext_eval() {
         let sc = toy();
         let (inst, imgs) = (2, 3);
-        let b: Vec<Vec<u64>> = vec![vec![1, 2, 3], vec![4, 5, 6]];
-        let a: Vec<Vec<u64>> = vec![vec![6, 5, 4], vec![3, 2, 1]];
+        let b: Vec<Vec<u128>> = vec![vec![1, 2, 3], vec![4, 5, 6]];
+        let a: Vec<Vec<u128>> = vec![vec![6, 5, 4], vec![3, 2, 1]];
         let r: Vec<Vec<u128>> = vec![vec![0; 3]; 2];
         let g = garbler_bits(&sc, inst, imgs, &b, &r);
         let e = evaluator_bits(&sc, inst, imgs, &a);
@@ -167,7 +168,7 @@ mod tests {
         let z = decode_outputs(&sc, inst, imgs, &out).expect("decode");
         for k in 0..2 {
             for j in 0..3 {
-                assert_eq!(z[k][j], u128::from(a[k][j] ^ b[k][j]));
+                assert_eq!(z[k][j], a[k][j] ^ b[k][j]);
             }
         }
         assert!(decode_outputs(&sc, inst, imgs, &out[1..]).is_err());

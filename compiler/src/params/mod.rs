@@ -76,9 +76,11 @@ pub struct Constraint {
 pub struct Chosen {
     /// log2 N.
     pub log_n: u32,
-    /// q0, p1, …, pL.
+    /// q_0, …, q_{k−1} (the share modulus Q0), then the primes above them.
     pub moduli: Vec<u64>,
-    /// Bits of q0 (share width w).
+    /// k: the primes Q0 spans (tensor levels are physical: the compiler's level 0 is k − 1).
+    pub share_limbs: usize,
+    /// Bits of Q0 (share width w).
     pub share_bits: u32,
     /// Largest noise bound of a value entering a circuit (after re-randomization).
     pub mpc_noise: f64,
@@ -155,8 +157,12 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
         }
     }
     match best {
-        Some((c, out_level)) => {
+        Some((mut c, out_level)) => {
             assign_levels(low, out_level);
+            shift_levels(low, c.share_limbs - 1);
+            for k in &mut c.constraints {
+                k.level += c.share_limbs - 1;
+            }
             Ok(c)
         }
         // Every candidate failed with `PrimeTooLarge` (any other error returned above).
@@ -164,14 +170,56 @@ pub fn choose(low: &mut Lowered, opts: &ParamOptions) -> Result<Chosen, CompileE
     }
 }
 
-/// The widest share (bits of q0) the runtime's circuits and share arithmetic support.
-pub const MAX_SHARE_BITS: u32 = 62;
+/// The widest share (bits of Q0) the runtime's circuits and share arithmetic support: Q0 < 2^126.
+pub const MAX_SHARE_BITS: u32 = 126;
 
 /// The widest share a plan can hold: at most [`MAX_SHARE_BITS`], and narrow enough that a
 /// circuit's output mask (`out_bits + σ_v` bits, σ_v the per-value width) stays within the
 /// 126 bits the circuits' masks support (`mp2ml_ir::circuit`).
 fn widest_share(value_sigma: u32) -> u32 {
     (127u32.saturating_sub(value_sigma)).min(MAX_SHARE_BITS)
+}
+
+/// Moves every tensor (and the output) `by` levels up: the compiler assigns levels with the
+/// share modulus as level 0; the plan's levels index the chain, where Q0 spans k primes.
+fn shift_levels(low: &mut Lowered, by: usize) {
+    for t in &mut low.tensors {
+        t.level += by;
+    }
+    low.out_level += by;
+}
+
+/// The primes q_0, …, q_{k−1} of a share modulus Q0 of exactly `w` bits (Q0 ≥ 2^(w−1)), each
+/// NTT-friendly for ring dimension `two_n`/2: one prime of `w` bits up to 62 bits (the
+/// single-prime plans of before), else k = ⌈w / limb_bits⌉ primes of at most `limb_bits` bits,
+/// k − 1 of ⌈w/k⌉ bits and the last the smallest prime that brings the product to 2^(w−1).
+fn share_primes(w: u32, two_n: u64, limb_bits: u32) -> Option<Vec<u64>> {
+    if w > MAX_SHARE_BITS || w < 2 {
+        return None;
+    }
+    let limb_bits = limb_bits.min(62);
+    if w <= 62 {
+        let q = primes::ntt_prime_at_least(1u64 << (w - 1), two_n, &[])?;
+        return (bits(q) == w).then(|| vec![q]);
+    }
+    let k = w.div_ceil(limb_bits);
+    let b = w.div_ceil(k);
+    let mut qs: Vec<u64> = Vec::with_capacity(k as usize);
+    let mut prod: u128 = 1;
+    for _ in 0..k - 1 {
+        let q = primes::ntt_prime_at_least(1u64 << (b - 1), two_n, &qs)?;
+        prod = prod.checked_mul(u128::from(q))?;
+        qs.push(q);
+    }
+    let target = 1u128 << (w - 1);
+    let lower = u64::try_from(target.div_ceil(prod)).ok()?;
+    let q = primes::ntt_prime_at_least(lower.max(2), two_n, &qs)?;
+    if bits(q) > limb_bits {
+        return None;
+    }
+    let q0 = prod.checked_mul(u128::from(q))?;
+    qs.push(q);
+    (128 - q0.leading_zeros() == w).then_some(qs)
 }
 
 /// The error for value bounds that need more than `widest` share bits: names the first step
@@ -343,12 +391,11 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         if w > widest {
             return Err(share_too_wide(low, opts, &step_bits, w, widest));
         }
-        let q0 = primes::ntt_prime_at_least(1u64 << (w - 1), two_n, &[])
-            .filter(|&p| bits(p) == w)
-            .ok_or(Error::NoPrime {
-                bits: f64::from(w - 1),
-                n,
-            })?;
+        // Q0 spans as few primes of at most `cap_bits` as hold w bits.
+        let share = share_primes(w, two_n, cap_bits.floor() as u32).ok_or(Error::NoPrime {
+            bits: f64::from(w - 1),
+            n,
+        })?;
         // Masked circuit outputs are lifted to the output scale per RNS limb (exact at any
         // size, `Params::factor_residues`); the runtime bounds scales and floods by 120 bits.
         let out_scale_bits = flood_bits + OUTPUT_PRECISION_BITS;
@@ -392,8 +439,8 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             .map(|t| t.level + 1)
             .collect();
         // Primes bottom-up.
-        let mut moduli = vec![q0];
-        let mut log_q = (q0 as f64).log2();
+        let mut moduli = share.clone();
+        let mut log_q: f64 = share.iter().map(|&q| (q as f64).log2()).sum();
         let mut log_q_at = vec![log_q];
         for l in 1..=max_level {
             let mut need = cons
@@ -448,6 +495,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                 }
                 return Ok(Chosen {
                     log_n: forced,
+                    share_limbs: share.len(),
                     moduli,
                     share_bits: w,
                     mpc_noise,
@@ -471,6 +519,7 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             (Some(ln), None) if ln <= log_n => {
                 return Ok(Chosen {
                     log_n,
+                    share_limbs: share.len(),
                     moduli,
                     share_bits: w,
                     mpc_noise,
