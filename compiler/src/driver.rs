@@ -368,15 +368,15 @@ fn compile_image(
         let fused = build_plan(&lowered, &chosen, settings)?;
         let img = image_plan(&fused.server, &fused.weights).map_err(|e| image_err(e.0))?;
         let mut raised = false;
-        // Every packed op reads client tensors only, entry-flooded ([`NoiseCoeffs::ENTRY`]):
-        // its output noise is f·ENTRY plus its own rescale rounding, with f = Σ‖k‖₁/p of its
-        // worst output polynomial; the batch partition's constant (which holds the weight
-        // rounding) is kept on top. Raised only, so the loop settles.
+        // Every packed op reads client tensors only, with their fresh noise: its output noise
+        // is f·fresh plus its own rescale rounding, with f = Σ‖k‖₁/p of its worst output
+        // polynomial; the batch partition's constant (which holds the weight rounding) is kept.
+        // Raised only, so the loop settles.
         for t in &mut lowered.tensors {
             let (Some(&f), Some(b)) = (img.fresh.get(&t.name), base.get(&t.name)) else {
                 continue;
             };
-            let e = NoiseCoeffs::ENTRY;
+            let e = NoiseCoeffs::FRESH;
             let want = NoiseCoeffs {
                 fresh: b.fresh.max(f * e.fresh),
                 rescale: b.rescale.max(f * e.rescale + 1.0),
@@ -393,12 +393,6 @@ fn compile_image(
             raised |= grow(want.fresh, &mut n.fresh);
             raised |= grow(want.rescale, &mut n.rescale);
             raised |= grow(want.constant, &mut n.constant);
-        }
-        // σ_v counts every coefficient the image plan's entry floods cover.
-        let flooded = img.server.public.entry_flooded_per_image();
-        if lowered.entry_flooded_per_image.is_none_or(|c| flooded > c) {
-            lowered.entry_flooded_per_image = Some(flooded);
-            raised = true;
         }
         if !raised {
             let rate = crate::report::measure_mac_rate();

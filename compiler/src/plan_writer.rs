@@ -81,6 +81,16 @@ pub struct PlanSettings {
     pub objective: mp2ml_ir::plan::MpcObjective,
 }
 
+/// log2 of a tensor's scale: the output scale for the tensors that feed the output, Δ·2^K for
+/// those that feed circuits (which drop the K low bits).
+fn scale_bits_of(t: &crate::partition::MTensor, ch: &Chosen, s: &PlanSettings) -> u32 {
+    if t.output_scale {
+        ch.out_scale_bits
+    } else {
+        s.scale_bits + ch.trunc
+    }
+}
+
 /// Assembles the plans and the weights file.
 pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compiled, CompileError> {
     let q0 = ch.moduli[..ch.share_limbs]
@@ -89,7 +99,7 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         .ok_or_else(|| CompileError::internal("the share modulus exceeds 128 bits"))?;
     let cp = CircuitParams {
         q0,
-        trunc: 0,
+        trunc: ch.trunc,
         sigma: ch.value_sigma,
         style: Default::default(),
     };
@@ -133,13 +143,8 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
             instances: st.instances,
             values_in: st.instances * st.values_in,
             values_out: st.instances * st.values_out,
-            // The client encrypts `entry.rescales` levels above the working level.
-            out_level: low.tensors[st.output].level + ch.entry.rescales,
-            out_scale_bits: if low.tensors[st.output].output_scale {
-                ch.out_scale_bits
-            } else {
-                s.scale_bits
-            },
+            out_level: low.tensors[st.output].level,
+            out_scale_bits: scale_bits_of(&low.tensors[st.output], ch, s),
         });
     }
     let input = &low.tensors[0];
@@ -157,17 +162,13 @@ pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compil
         sigma: s.sigma,
         batch: s.batch,
         session_images: s.session_images,
-        entry: ch.entry,
+        noise_bits: ch.noise_bits,
         input: InputSpec {
             name: input.name.clone(),
             shape: input.shape.clone(),
-            level: input.level + ch.entry.rescales,
+            level: input.level,
             range: s.input_range,
-            scale_bits: if input.output_scale {
-                ch.out_scale_bits
-            } else {
-                s.scale_bits
-            },
+            scale_bits: scale_bits_of(input, ch, s),
         },
         network: s.network,
         objective: s.objective,
@@ -323,11 +324,10 @@ impl Builder<'_> {
                 "internal: level above the modulus chain",
             )
         })? as f64;
-        let delta = 2f64.powi(if t.output_scale {
-            self.ch.out_scale_bits
-        } else {
-            self.s.scale_bits
-        } as i32);
+        // The bias is written at Δ·p and lifted by the rest of the tensor's scale at run time
+        // (`bias_shift`): round(b·Δ_t·p) exceeds an i128 at Δ_t = Δ·2^K.
+        let delta = 2f64.powi(self.s.scale_bits as i32);
+        let bias_shift = scale_bits_of(t, self.ch, self.s) - self.s.scale_bits;
         let cols: usize = inputs
             .iter()
             .map(|&f| self.low.tensors[f].shape.iter().product::<usize>())
@@ -348,6 +348,7 @@ impl Builder<'_> {
                     output,
                     matrix,
                     level_in,
+                    bias_shift,
                 });
                 return Ok(output);
             }
@@ -400,6 +401,7 @@ impl Builder<'_> {
             output,
             matrix,
             level_in,
+            bias_shift,
         });
         Ok(output)
     }

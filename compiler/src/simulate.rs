@@ -1,7 +1,7 @@
 //! Fixed-point plaintext simulation of a server plan.
 //!
 //! Runs the plan on one image without encryption but with exactly the integer arithmetic of the
-//! protocol: the input is `round(Δ_in·x)`; a Linear at level ℓ computes `Σ w·x + bias` with the
+//! protocol: the input is `round(Δ·x)·2^(in − Δ)`; a Linear at level ℓ computes `Σ w·x + bias` with the
 //! integer weights of the weights file and divides by `p_ℓ` with rounding (the rescale); ModDrop
 //! is the identity; an MPC step runs its actual circuit in plaintext on the shares `a = 0`,
 //! `b = v mod q0` with a zero mask, removes the output offset and multiplies by
@@ -50,6 +50,15 @@ fn div_round(a: i128, p: i128) -> i128 {
 /// Low bits of a value kept apart in the Linear accumulation.
 const SPLIT: u32 = 48;
 
+/// b·2^shift as (hi, lo) with b·2^shift = hi·2^SPLIT + lo (`HeOp::Linear::bias_shift`).
+fn shifted_bias(b: i128, shift: u32) -> Option<(i128, i128)> {
+    if shift >= SPLIT {
+        Some((b.checked_mul(1i128.checked_shl(shift - SPLIT)?)?, 0))
+    } else {
+        Some((0, b.checked_mul(1i128 << shift)?))
+    }
+}
+
 /// round((hi·2^SPLIT + lo) / p) without forming the (possibly > 128-bit) numerator:
 /// hi = qh·p + rh, so the quotient is qh·2^SPLIT + round((rh·2^SPLIT + lo) / p).
 fn div_round_split(hi: i128, lo: i128, p: i128) -> Option<i128> {
@@ -66,7 +75,13 @@ pub fn simulate(
     input: &[f32],
 ) -> Result<Vec<f64>, SimError> {
     let pubp = &plan.public;
-    let delta_in = 2f64.powi(pubp.input.scale_bits as i32);
+    // The client quantizes at Δ and lifts by the rest of the input's scale (per RNS limb).
+    let delta_in = 2f64.powi(pubp.scale_bits as i32);
+    let lift = pubp
+        .input
+        .scale_bits
+        .checked_sub(pubp.scale_bits)
+        .ok_or_else(|| SimError::Plan("input scale below Δ".into()))?;
     let delta_out = 2f64.powi(pubp.output.scale_bits as i32);
     let bad = |s: &str| SimError::Plan(s.to_string());
     let expected = plan.tensors.first().map_or(0, |t| t.len());
@@ -80,7 +95,7 @@ pub fn simulate(
     vals[0] = Some(
         input
             .iter()
-            .map(|&x| (f64::from(x) * delta_in).round() as i128)
+            .map(|&x| ((f64::from(x) * delta_in).round() as i128) << lift)
             .collect(),
     );
     // Image packing: an upload holds its source's elements (the input or a step's outputs).
@@ -107,6 +122,7 @@ pub fn simulate(
                             output,
                             matrix,
                             level_in,
+                            bias_shift,
                             ..
                         } => {
                             let mut x = Vec::new();
@@ -128,8 +144,9 @@ pub fn simulate(
                             for r in 0..m.rows {
                                 // Values at the output scale times weights exceed 128 bits:
                                 // accumulate x = x_h·2^SPLIT + x_l in two parts.
-                                let (mut hi, mut lo) =
-                                    (0i128, *m.bias.get(r).ok_or_else(|| bad("bias too short"))?);
+                                let b = *m.bias.get(r).ok_or_else(|| bad("bias too short"))?;
+                                let (mut hi, mut lo) = shifted_bias(b, *bias_shift)
+                                    .ok_or_else(|| bad("accumulator overflow"))?;
                                 for (c, w) in m.row(r) {
                                     let v = *x
                                         .get(c as usize)
@@ -159,6 +176,7 @@ pub fn simulate(
                             terms,
                             positions,
                             level_in,
+                            bias_shift,
                             ..
                         } => {
                             let n = pubp.params.n();
@@ -183,8 +201,9 @@ pub fn simulate(
                             for (e, &(poly, coeff)) in positions.iter().enumerate() {
                                 // In two parts, as for Linear (values at the output scale
                                 // times kernels exceed 128 bits).
+                                let b = *bm.bias.get(e).ok_or_else(|| bad("bias too short"))?;
                                 let (mut hi, mut lo) =
-                                    (0i128, *bm.bias.get(e).ok_or_else(|| bad("bias too short"))?);
+                                    shifted_bias(b, *bias_shift).ok_or_else(overflow)?;
                                 let ts = terms
                                     .get(poly as usize)
                                     .ok_or_else(|| bad("output position outside the op"))?;
@@ -222,7 +241,8 @@ pub fn simulate(
                             .ok_or_else(|| bad("gather index out of range"))
                     })
                     .collect::<Result<_, _>>()?;
-                let q0 = i128::from(circ.q0);
+                let q0 = i128::try_from(circ.q0)
+                    .map_err(|_| bad("share modulus of 2^127 or more"))?;
                 if let Some(&v) = gathered.iter().find(|&&v| 2 * v.abs() >= q0) {
                     return Err(SimError::Overflow {
                         step: b.step,
@@ -324,14 +344,18 @@ pub fn run_circuit(c: &ShareCircuit, v: &[i128], instances: usize) -> Result<Vec
             "gather length does not match the step".into(),
         ));
     }
-    let q0 = i128::from(c.q0);
+    // Q0 < 2^126 and the offsets below it (`ShareCircuit::check_layout`): exact as i128.
+    let big = || SimError::Plan("share modulus of 2^127 or more".into());
+    let q0 = i128::try_from(c.q0).map_err(|_| big())?;
+    let input_offset = i128::try_from(c.input_offset).map_err(|_| big())?;
+    let output_offset = i128::try_from(c.output_offset).map_err(|_| big())?;
     let mut out = vec![0i128; instances * vo];
     for chunk in (0..instances).collect::<Vec<_>>().chunks(64) {
         let mut g = vec![0u64; c.circuit.garbler_inputs as usize];
         let e = vec![0u64; c.circuit.evaluator_inputs as usize];
         for (lane, &inst) in chunk.iter().enumerate() {
             for j in 0..vi {
-                let b = (v[inst * vi + j].rem_euclid(q0) + i128::from(c.input_offset))
+                let b = (v[inst * vi + j].rem_euclid(q0) + input_offset)
                     .rem_euclid(q0) as u128;
                 for bit in 0..w {
                     if (b >> bit) & 1 == 1 {
@@ -355,7 +379,7 @@ pub fn run_circuit(c: &ShareCircuit, v: &[i128], instances: usize) -> Result<Vec
                         z |= 1 << bit;
                     }
                 }
-                out[inst * vo + o] = z - i128::from(c.output_offset);
+                out[inst * vo + o] = z - output_offset;
             }
         }
     }

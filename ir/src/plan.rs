@@ -217,7 +217,7 @@ pub struct IndexError {
 }
 
 /// Version of the plan format; a plan of another version is refused.
-pub const PLAN_VERSION: u32 = 6;
+pub const PLAN_VERSION: u32 = 7;
 
 /// CKKS parameters of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -236,6 +236,10 @@ pub struct CkksParams {
     pub security_bits: u32,
     /// Standard deviation of the encryption error.
     pub error_std: f64,
+}
+
+fn is_zero(x: &u32) -> bool {
+    *x == 0
 }
 
 fn one_limb() -> usize {
@@ -387,18 +391,6 @@ pub struct OutputSpec {
     pub post: PostProcess,
 }
 
-/// The entry flood (docs/ARCHITECTURE.md, "Flooding"): every ciphertext the client encrypts is
-/// encoded times the product F of the `rescales` primes above the tensor's working level; the
-/// server adds a public-key encryption of a flood of `bits` bits and rescales `rescales` times
-/// before any weight touches it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntryFlood {
-    /// Bits of the flood: σ_v + ⌈log2 B_fresh⌉.
-    pub bits: u32,
-    /// Primes of F (the extra rescales).
-    pub rescales: usize,
-}
-
 /// The public part of a plan: everything the client needs and may know.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientPlan {
@@ -416,8 +408,12 @@ pub struct ClientPlan {
     pub batch: usize,
     /// Most images one session may carry (both parties refuse more); σ counts over them.
     pub session_images: usize,
-    /// The entry flood of every client encryption.
-    pub entry: EntryFlood,
+    /// ⌈log2 B_ε⌉, B_ε the compiler's bound on the random noise of every value entering a
+    /// circuit (in its integer units): every circuit drops K ≥ σ_v + `noise_bits` low bits
+    /// (`ShareCircuit::trunc`), after the server's share flood of K bits
+    /// (docs/ARCHITECTURE.md, "Flood the share, truncate in the circuit"); both parties refuse
+    /// a smaller K.
+    pub noise_bits: u32,
     /// Input.
     pub input: InputSpec,
     /// The network the compiler chose each step's back end for.
@@ -504,38 +500,18 @@ impl ClientPlan {
         r.get(&self.mpc_steps)
     }
 
-    /// Values per image masked statistically: every circuit output (mask r'), every output
-    /// element (output flood) and every coefficient the entry flood covers — in batch packing
-    /// one per input element and per circuit output (a ciphertext's other coefficients never
-    /// mix into them), in image packing all N coefficients of every upload polynomial (the
-    /// kernel products mix every coefficient's noise into the wanted ones). The HE→MPC share
-    /// masks are uniform mod q0 and do not count.
+    /// Values per image masked statistically: every circuit output (mask r'), every circuit
+    /// input (the share flood, removed with the noise by the truncation) and every output
+    /// element (output flood), in both packings. The HE→MPC share masks are uniform mod Q0 and
+    /// do not count.
     pub fn masked_per_image(&self) -> u128 {
-        let outs: u128 = self.mpc_steps.iter().map(|s| s.values_out as u128).sum();
-        let elems = |s: &[usize]| s.iter().map(|&d| d as u128).product::<u128>();
-        outs + self.entry_flooded_per_image() + elems(&self.output.shape)
-    }
-
-    /// Coefficients per image the entry flood covers (see [`ClientPlan::masked_per_image`]).
-    pub fn entry_flooded_per_image(&self) -> u128 {
-        match &self.image {
-            None => {
-                let outs: u128 = self.mpc_steps.iter().map(|s| s.values_out as u128).sum();
-                let input: u128 = self.input.shape.iter().map(|&d| d as u128).product();
-                outs + input
-            }
-            Some(l) => {
-                let polys: u128 = l
-                    .input
-                    .iter()
-                    .chain(l.steps.iter().flat_map(|s| &s.uploads))
-                    .map(|u| u.layout.polys() as u128)
-                    .sum();
-                // Saturating on absurd (untrusted) plans: σ_v then exceeds 128 and is refused.
-                let n = 1u128.checked_shl(self.params.log_n).unwrap_or(u128::MAX);
-                polys.saturating_mul(n)
-            }
-        }
+        let steps: u128 = self
+            .mpc_steps
+            .iter()
+            .map(|s| s.values_out as u128 + s.values_in as u128)
+            .sum();
+        let elems: u128 = self.output.shape.iter().map(|&d| d as u128).product();
+        steps.saturating_add(elems)
     }
 
     /// The per-value mask width of this plan: [`value_sigma`] over `session_images ×`
@@ -606,6 +582,11 @@ pub enum HeOp {
         matrix: MatrixRef,
         /// Level of the inputs.
         level_in: usize,
+        /// The bias is added times 2^bias_shift (formed per RNS limb): the output's scale
+        /// exceeds Δ by it (Δ·2^K before a circuit, the output scale before the output), and
+        /// `round(b·Δ·p)·2^shift` would not fit an i128. Absent when 0.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        bias_shift: u32,
     },
     /// Image packing: `out[o] = rescale(Σ_(i, p, k) ∈ terms[o] inputs[i].poly[p] · kernel[k])`
     /// plus the bias at `positions` before the rescale. Kernel polynomials are integers
@@ -629,6 +610,9 @@ pub enum HeOp {
         positions: Vec<(u32, u32)>,
         /// Level of the inputs.
         level_in: usize,
+        /// As for `Linear`: the bias is added times 2^bias_shift. Absent when 0.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        bias_shift: u32,
     },
     /// Copies a tensor to a lower level (exact: dropping RNS limbs).
     ModDrop {
@@ -657,7 +641,8 @@ pub struct HeSegment {
 pub struct MpcBinding {
     /// Index into [`ClientPlan::mpc_steps`].
     pub step: StepRef,
-    /// Tensor whose elements feed the circuits (mod-dropped to level 0 before sharing).
+    /// Tensor whose elements feed the circuits (mod-dropped to level k − 1, the share
+    /// modulus Q0's, before sharing).
     pub input: TensorRef,
     /// Element indices of `input` in circuit order (`instances · values_in`).
     pub gather: Vec<u32>,

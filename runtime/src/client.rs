@@ -176,7 +176,8 @@ impl<C: Channel> Session<'_, C> {
         let plan = &setup.plan;
         let params = &setup.params;
         let sk = &self.sk;
-        let in_scale = f64::from(plan.input.scale_bits).exp2();
+        // The input is quantized at Δ; the rest of its scale is a per-limb factor.
+        let in_scale = f64::from(plan.scale_bits).exp2();
         let out_scale = f64::from(plan.output.scale_bits).exp2();
         let in_elems: usize = plan.input.shape.iter().product();
         let out_elems: usize = plan.output.shape.iter().product();
@@ -197,10 +198,9 @@ impl<C: Channel> Session<'_, C> {
                     .collect::<Result<Vec<_>>>()?;
                 #[cfg(feature = "test-hooks")]
                 if let Some(p) = &setup.probe {
-                    let r = plan.entry.rescales;
-                    p.record_noise(input.own_noise(sk, r)?);
+                    p.record_noise(input.own_noise(sk)?);
                     for pre in steps.iter().flatten() {
-                        p.record_noise(pre.own_noise(sk, r)?);
+                        p.record_noise(pre.own_noise(sk)?);
                     }
                 }
                 Ok::<_, RuntimeError>((input, steps))
@@ -259,8 +259,10 @@ impl<C: Channel> Session<'_, C> {
         // only the c0 window over the batch is sent.
         self.report
             .metered(&mut self.e, Step::online(format!("input[{group}]")), |e| {
-                // Encoded times F, the entry flood's factor (docs/ARCHITECTURE.md, "Flooding").
-                let factor = params.factor_residues(plan.input.level, plan.entry.rescales, 0)?;
+                // Quantized at Δ, encoded times 2^(input scale − Δ) (Δ·2^K before a circuit),
+                // exact per RNS limb.
+                let shift = plan.input.scale_bits - plan.scale_bits;
+                let factor = params.factor_residues(plan.input.level, 0, shift)?;
                 let ch = e.channel_mut();
                 Phase::Input.enter(ch);
                 input_pre.send(ch, &factor, |i| {
@@ -309,10 +311,10 @@ impl<C: Channel> Session<'_, C> {
                     .into());
                 }
 
-                // MPC→HE: encrypt the masked results z·2^shift·F at the next segment's level
-                // (F the entry flood's factor), exact per RNS limb whatever their size.
+                // MPC→HE: encrypt the masked results z·2^shift at the next segment's level,
+                // exact per RNS limb whatever their size.
                 let shift = step.out_scale_bits - plan.scale_bits;
-                let factor = params.factor_residues(step.out_level, plan.entry.rescales, shift)?;
+                let factor = params.factor_residues(step.out_level, 0, shift)?;
                 let ch = e.channel_mut();
                 Phase::Mpc2He.enter(ch);
                 pre.send(ch, &factor, |o| z[o].clone())

@@ -153,14 +153,6 @@ pub enum Inconsistency {
         /// The step.
         step: StepRef,
     },
-    /// A tensor's pre-made entry floods do not match its ciphertexts.
-    #[error("{floods} entry floods for {ciphertexts} ciphertexts")]
-    EntryFloods {
-        /// Floods made.
-        floods: usize,
-        /// Ciphertexts received.
-        ciphertexts: usize,
-    },
     /// A tensor is read before the segment that writes it.
     #[error("tensor {tensor} is used before it is computed")]
     TensorNotComputed {

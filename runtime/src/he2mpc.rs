@@ -136,10 +136,12 @@ impl ShareModulus {
         }
     }
 
-    /// The server's share `b̃ = (−r + offset) mod Q0` of a value masked with `r` < Q0.
-    pub fn server_share(&self, r: u128, offset: u128) -> u128 {
-        // Q0 < 2^126: the sums stay below 2^127.
-        ((self.q0 - r) % self.q0 + offset % self.q0) % self.q0
+    /// The server's share `b̃ = (−r + f + offset) mod Q0` of a value masked with `r` < Q0,
+    /// with the share flood `f` < 2^K (docs/ARCHITECTURE.md, "Flood the share, truncate in the
+    /// circuit"): the circuit reconstructs X + ε + f and drops its K low bits. b̃ stays uniform.
+    pub fn server_share(&self, r: u128, f: u128, offset: u128) -> u128 {
+        // Q0 < 2^126: the sums stay below 2^128.
+        ((self.q0 - r) % self.q0 + f % self.q0 + offset % self.q0) % self.q0
     }
 }
 
@@ -151,7 +153,8 @@ pub(crate) struct StepMasks {
     /// k − 1 (adding it re-randomizes and masks in one addition); made in [`server_offline`],
     /// whose c1 half went to the client there.
     pub pre0: Vec<RnsPoly>,
-    /// The server's shares `b̃ = (−r + input_offset) mod Q0` per image.
+    /// The server's shares `b̃ = (−r + f + input_offset) mod Q0` per image, `f` its share
+    /// flood uniform in [0, 2^K) (K = the circuit's `trunc`).
     pub shares: Vec<Vec<u128>>,
     /// Output masks `r'` in `[0, 2^mask_bits)` per output and image (used by MPC→HE).
     pub out: Vec<Vec<u128>>,
@@ -187,7 +190,7 @@ impl StepMasks {
             .iter()
             .map(|v| {
                 v.iter()
-                    .map(|&x| q.server_share(x, sc.input_offset))
+                    .map(|&x| q.server_share(x, uniform_bits(rng, sc.trunc), sc.input_offset))
                     .collect()
             })
             .collect();

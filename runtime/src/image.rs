@@ -27,12 +27,10 @@ use mp2ml_ckks::{
 use mp2ml_ir::layout::Layout;
 use mp2ml_ir::plan::{HeOp, ImageLayouts, MpcStep, Positions, Segment, TensorRef, Upload};
 use mp2ml_mpc::{Channel, Evaluator, EvaluatorOffline, Garbler, GarblerOffline};
-use rand::RngCore;
 use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::error::{Inconsistency, Result, RuntimeError};
-use crate::flood;
 use crate::he2mpc::{self, ShareModulus, StepMasks, Weakened};
 use crate::phase::Phase;
 use crate::plan::{ClientSetup, PackedOp, ServerSetup};
@@ -161,7 +159,7 @@ fn run_op(t: &mut Tensors, op: &HeOp, packed: Option<&PackedOp>, bias: bool) -> 
                     };
                     if bias {
                         if let Some(b) = k.bias.get(o).and_then(Option::as_ref) {
-                            y.add_plain(b)?;
+                            y.add_plain_scaled(b, &k.bias_factor)?;
                         }
                     }
                     y.rescale_assign()?;
@@ -229,18 +227,9 @@ fn upload_order<'a>(
     Ok(v)
 }
 
-/// Server: the entry flood of one upload (docs/ARCHITECTURE.md, "Flooding"): adds the
-/// pre-made halves `pre` to the received halves at the encryption level, rescales
-/// `rescales` times (the factor F the client encoded with) and mod-drops to the upload's
-/// working level, before any kernel touches the polynomials.
-fn entry(
-    polys: Vec<RnsPoly>,
-    pre: Option<&[RnsPoly]>,
-    rescales: usize,
-    level: usize,
-) -> Result<Vec<RnsPoly>> {
-    let mut polys = polys;
-    flood::apply_all(&mut polys, pre, rescales)?;
+/// Server: one upload's received halves at the encryption level, mod-dropped to the upload's
+/// working level.
+fn entry(polys: Vec<RnsPoly>, level: usize) -> Result<Vec<RnsPoly>> {
     polys.par_iter().map(|p| Ok(p.mod_drop(level)?)).collect()
 }
 
@@ -356,17 +345,13 @@ pub(crate) fn server_group<C: Channel>(
     let params = &setup.params;
     let l = layouts(public)?;
     let ups = upload_order(public, l, plan.image.as_ref())?;
-    let rescales = public.entry.rescales;
-    let flood_on = setup.entry_flood_on();
     let step_w: Vec<Windows> = l.steps.iter().map(|s| Windows::of(&s.input)).collect();
     let out_w = Windows::of(&l.output);
     let out_level = public.output.level;
     let q = ShareModulus::of(&public.params)?;
 
-    // Offline: the seeds of every upload, the c1 pass (after the entry floods' c1), the masks'
-    // encryptions. `entry0[image][upload]`: the c0 of the entry floods, for the online pass.
+    // Offline: the seeds of every upload, the c1 pass, the masks' encryptions.
     let n = params.n();
-    let mut entry0: Vec<Vec<Vec<RnsPoly>>> = vec![Vec::with_capacity(ups.len()); images];
     let mut masks: Vec<StepMasks> = Vec::with_capacity(public.mpc_steps.len());
     let mut pre: Vec<Vec<ImageMasks>> = Vec::with_capacity(public.mpc_steps.len());
     let out_pre = report.metered(g, Step::offline(format!("precompute[{group}]")), |g| {
@@ -376,7 +361,7 @@ pub(crate) fn server_group<C: Channel>(
         let seeds = wire::recv_seeds(ch, per_image * images)?;
         let mut t1: Vec<Tensors> = vec![vec![None; plan.tensors.len()]; images];
         let mut it = seeds.iter();
-        for (t, e0) in t1.iter_mut().zip(entry0.iter_mut()) {
+        for t in t1.iter_mut() {
             for u in &ups {
                 let r = u
                     .tensor
@@ -389,15 +374,7 @@ pub(crate) fn server_group<C: Channel>(
                         Ok(RnsPoly::from_seed(params, u.enc_level, s)?)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                // The entry flood's c1 halves, over whole polynomials.
-                let (c1, c0) = if flood_on {
-                    let f = flood::draw(pk, polys.len(), u.enc_level, n, public.entry.bits)?;
-                    (Some(f.c1), f.c0)
-                } else {
-                    (None, Vec::new())
-                };
-                t[r.index()] = Some(entry(polys, c1.as_deref(), rescales, u.upload.level)?);
-                e0.push(c0);
+                t[r.index()] = Some(entry(polys, u.upload.level)?);
             }
         }
         let mut rng = os_rng();
@@ -440,7 +417,8 @@ pub(crate) fn server_group<C: Channel>(
                             let r = pos.at.get(i).and_then(|p| m.r.get(p)).copied().ok_or_else(
                                 || RuntimeError::Input("unmasked circuit input".into()),
                             )?;
-                            s[j] = q.server_share(r, sc.input_offset);
+                            let f = uniform_bits(&mut rng, sc.trunc);
+                            s[j] = q.server_share(r, f, sc.input_offset);
                         }
                         per.push(m);
                     }
@@ -515,19 +493,16 @@ pub(crate) fn server_group<C: Channel>(
             Some(f)
         })
         .collect();
-    let pre0 = |j: usize, k: usize| -> Option<&[RnsPoly]> {
-        flood_on.then(|| entry0.get(j).and_then(|e| e.get(k)).map(Vec::as_slice))?
-    };
     report.metered(g, Step::online(format!("input[{group}]")), |g| {
         let ch = g.channel_mut();
         Phase::Input.enter(ch);
-        for (j, t) in t0.iter_mut().enumerate() {
-            for (k, u) in ups.iter().enumerate().take(n_in) {
+        for t in t0.iter_mut() {
+            for u in ups.iter().take(n_in) {
                 let r = u
                     .tensor
                     .ok_or_else(|| RuntimeError::Input("an upload without tensor".into()))?;
                 let polys = wire::recv_polys(ch, params, u.enc_level, n, u.upload.layout.polys())?;
-                t[r.index()] = Some(entry(polys, pre0(j, k), rescales, u.upload.level)?);
+                t[r.index()] = Some(entry(polys, u.upload.level)?);
             }
         }
         Ok::<_, RuntimeError>(())
@@ -584,10 +559,9 @@ pub(crate) fn server_group<C: Channel>(
                     }
                     let ch = g.channel_mut();
                     Phase::Mpc2He.enter(ch);
-                    // The client encoded z·2^shift·F (F the entry flood's factor), exact per
-                    // RNS limb.
+                    // The client encoded z·2^shift, exact per RNS limb.
                     let shift = step.out_scale_bits - public.scale_bits;
-                    let factor = params.factor_residues(step.out_level, rescales, shift)?;
+                    let factor = params.factor_residues(step.out_level, 0, shift)?;
                     for (j, t) in t0.iter_mut().enumerate() {
                         for &(k, u) in &uploads {
                             let r = u.tensor.ok_or_else(|| {
@@ -601,14 +575,12 @@ pub(crate) fn server_group<C: Channel>(
                                 m.out
                                     .get(e)
                                     .and_then(|v| v.get(j))
-                                    .map_or(0u128, |&r| r + u128::from(sc.output_offset))
+                                    .map_or(0u128, |&r| r + sc.output_offset)
                             });
                             for (c, s) in polys.iter_mut().zip(&sub) {
                                 c.sub_plain_scaled(s, &factor)?;
                             }
-                            // The entry flood, before any kernel touches the values.
-                            t[r.index()] =
-                                Some(entry(polys, pre0(j, k), rescales, u.upload.level)?);
+                            t[r.index()] = Some(entry(polys, u.upload.level)?);
                         }
                     }
                     Ok::<_, RuntimeError>(())
@@ -663,9 +635,8 @@ fn encrypt_zeros(sk: &SecretKey, ups: &[UploadAt], n: usize) -> Result<PendingIm
         .collect()
 }
 
-/// Client, online: adds `plain·F` (one vector per polynomial; F given by its residues, the
-/// entry flood's factor times any scale shift, formed per RNS limb) to the pending c0s and
-/// sends them.
+/// Client, online: adds `plain·F` (one vector per polynomial; F = 2^shift given by its
+/// residues, formed per RNS limb) to the pending c0s and sends them.
 fn send_upload<M: mp2ml_ckks::IntCoeff>(
     ch: &mut impl Channel,
     pending: Vec<([u8; 32], C0Window)>,
@@ -759,13 +730,13 @@ pub(crate) fn client_group<C: Channel>(
     let n = params.n();
     let l = layouts(plan)?;
     let ups = upload_order(plan, l, None)?;
-    let rescales = plan.entry.rescales;
     let q = ShareModulus::of(&plan.params)?;
     let step_w: Vec<Windows> = l.steps.iter().map(|s| Windows::of(&s.input)).collect();
     let out_w = Windows::of(&l.output);
     let in_elems: usize = plan.input.shape.iter().product();
     let out_elems: usize = plan.output.shape.iter().product();
-    let in_scale = f64::from(plan.input.scale_bits).exp2();
+    // The input is quantized at Δ; the rest of its scale is a per-limb factor.
+    let in_scale = f64::from(plan.scale_bits).exp2();
     let out_scale = f64::from(plan.output.scale_bits).exp2();
 
     // Offline: encryptions of zero, seeds out, c1 of every window polynomial in.
@@ -775,15 +746,15 @@ pub(crate) fn client_group<C: Channel>(
                 .map(|_| encrypt_zeros(sk, &ups, n))
                 .collect::<Result<Vec<_>>>()
         })?;
-    // Test-only: the noise of every upload polynomial as the client can compute it after the
-    // server's entry rescales (one probe entry per image and upload, `[polynomial][coeff]`).
+    // Test-only: the noise of every upload polynomial as the client knows it (one probe entry
+    // per image and upload, `[polynomial][coeff]`).
     #[cfg(feature = "test-hooks")]
     if let Some(p) = &setup.probe {
         for img in &pending {
             for up in img {
                 let noise = up
                     .par_iter()
-                    .map(|(seed, w)| crate::mpc2he::own_noise(sk, seed, w, rescales))
+                    .map(|(seed, w)| crate::mpc2he::own_noise(sk, seed, w))
                     .collect::<Result<Vec<_>>>()?;
                 p.record_noise(noise);
             }
@@ -834,8 +805,9 @@ pub(crate) fn client_group<C: Channel>(
     report.metered(e, Step::online(format!("input[{group}]")), |e| {
         let ch = e.channel_mut();
         Phase::Input.enter(ch);
-        // Encoded times F, the entry flood's factor (docs/ARCHITECTURE.md, "Flooding").
-        let factor = params.factor_residues(plan.input.level, rescales, 0)?;
+        // Quantized at Δ, encoded times 2^(input scale − Δ), exact per RNS limb.
+        let factor =
+            params.factor_residues(plan.input.level, 0, plan.input.scale_bits - plan.scale_bits)?;
         for (j, p) in pending.iter_mut().enumerate() {
             for (k, u) in ups.iter().enumerate().take(n_in) {
                 let plain = pack(&u.upload.layout, n, |el| {
@@ -884,10 +856,10 @@ pub(crate) fn client_group<C: Channel>(
             };
             let z = decode_outputs(sc, step.instances, images, &out)?;
             check_outputs(step, &z)?;
-            // MPC→HE: z·2^shift·F at the next segment's level (F the entry flood's factor),
-            // exact per RNS limb whatever the size.
+            // MPC→HE: z·2^shift at the next segment's level, exact per RNS limb whatever the
+            // size.
             let shift = step.out_scale_bits - plan.scale_bits;
-            let factor = params.factor_residues(step.out_level, rescales, shift)?;
+            let factor = params.factor_residues(step.out_level, 0, shift)?;
             let ch = e.channel_mut();
             Phase::Mpc2He.enter(ch);
             for (j, p) in pending.iter_mut().enumerate() {

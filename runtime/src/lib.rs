@@ -25,7 +25,6 @@
 pub mod backend;
 pub mod client;
 pub mod error;
-pub mod flood;
 mod handshake;
 mod he2mpc;
 mod image;

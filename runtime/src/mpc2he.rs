@@ -19,24 +19,14 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::wire;
 
-/// Test-only (feature `test-hooks`): the noise the client can compute, per coefficient of its
-/// c0 window `w`, for its seeded encryption of zero as it would be after the server's
-/// `rescales` entry rescales if the server added nothing: its own e over F plus the rounding
-/// of its own c0 and c1 = a(seed). Serves both packings (a window of B coefficients, or N).
+/// Test-only (feature `test-hooks`): the noise e the client knows, per coefficient of its c0
+/// window `w`, of its seeded encryption of zero (c1 = a(seed)). Serves both packings (a
+/// window of B coefficients, or N).
 #[cfg(feature = "test-hooks")]
-pub(crate) fn own_noise(
-    sk: &SecretKey,
-    seed: &[u8; 32],
-    w: &C0Window,
-    rescales: usize,
-) -> Result<Vec<i64>> {
+pub(crate) fn own_noise(sk: &SecretKey, seed: &[u8; 32], w: &C0Window) -> Result<Vec<i64>> {
     use mp2ml_ckks::C1Half;
-    let mut c0 = w.poly().clone();
-    let mut c1 = RnsPoly::from_seed(sk.params(), c0.level(), seed)?;
-    for _ in 0..rescales {
-        c0.rescale_assign()?;
-        c1.rescale_assign()?;
-    }
+    let c0 = w.poly().clone();
+    let c1 = RnsPoly::from_seed(sk.params(), c0.level(), seed)?;
     let c1s = sk.c1_times_s(&C1Half::new(c1)?, c0.width())?;
     let v = sk.decrypt_halves(&C0Window::new(c0), &c1s)?;
     Ok(v.iter().map(|&x| x as i64).collect())
@@ -66,15 +56,14 @@ impl Pending {
         Ok(Pending { cts })
     }
 
-    /// Test-only (feature `test-hooks`): the noise the client can compute for each ciphertext
-    /// (`[ciphertext][image]`) as it would be after the server's `rescales` entry rescales if
-    /// the server added nothing: its own e over F plus the rounding of its own c0 and
-    /// c1 = a(seed). Called before the plaintexts are added (the encryptions are of zero).
+    /// Test-only (feature `test-hooks`): the noise e the client knows of each ciphertext
+    /// (`[ciphertext][image]`). Called before the plaintexts are added (the encryptions are
+    /// of zero).
     #[cfg(feature = "test-hooks")]
-    pub fn own_noise(&self, sk: &SecretKey, rescales: usize) -> Result<Vec<Vec<i64>>> {
+    pub fn own_noise(&self, sk: &SecretKey) -> Result<Vec<Vec<i64>>> {
         self.cts
             .par_iter()
-            .map(|(seed, w)| own_noise(sk, seed, w, rescales))
+            .map(|(seed, w)| own_noise(sk, seed, w))
             .collect()
     }
 
@@ -127,27 +116,26 @@ pub(crate) fn server_expand(
 }
 
 /// Server, online, an MPC step: receives the client's encryptions of `z = y + offset + r'`
-/// (scaled up by `shift` bits and by the entry flood's factor F, the product of the top
-/// `rescales` primes of the level) and subtracts `(offset + r')·2^shift·F`, leaving
-/// encryptions of the circuit's output `y` (at scale 2^shift·F, until the entry flood's
-/// rescales). The products exceed 128 bits, so they are formed per RNS limb.
+/// (scaled up by `shift` bits: to Δ·2^K before the next circuit, or to the output scale) and
+/// subtracts `(offset + r')·2^shift`, leaving encryptions of the circuit's output `y` at scale
+/// Δ·2^shift. The products exceed 128 bits, so they are formed per RNS limb.
 pub(crate) fn server_unmask(
     ch: &mut impl Channel,
     params: &Arc<Params>,
     step: &MpcStep,
     sc: &ShareCircuit,
-    (shift, rescales): (u32, usize),
+    shift: u32,
     images: usize,
     out_masks: &[Vec<u128>],
 ) -> Result<Vec<RnsPoly>> {
-    let factor = params.factor_residues(step.out_level, rescales, shift)?;
+    let factor = params.factor_residues(step.out_level, 0, shift)?;
     let mut outs = wire::recv_polys(ch, params, step.out_level, images, step.values_out)?;
     outs.par_iter_mut()
         .zip(out_masks.par_iter())
         .try_for_each(|(c, mask)| {
             let sub: Vec<u128> = mask
                 .iter()
-                .map(|&r| r + u128::from(sc.output_offset))
+                .map(|&r| r + sc.output_offset)
                 .collect();
             c.sub_plain_scaled(&sub, &factor)
         })?;

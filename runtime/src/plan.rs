@@ -20,6 +20,8 @@ pub struct LoadedMatrix {
     pub matrix: CsrMatrix,
     /// Integer biases `round(b·Δ·p)`, one per row.
     pub bias: Vec<i128>,
+    /// Residues of 2^bias_shift at the op's input level: the biases are added times it.
+    pub bias_factor: Vec<u64>,
 }
 
 /// An image-packed linear op's weights, ready for the products.
@@ -28,6 +30,8 @@ pub struct PackedOp {
     pub kernels: Vec<NttPoly>,
     /// Per output polynomial, the bias at its coefficients (`None` where it has none).
     pub bias: Vec<Option<Vec<i128>>>,
+    /// Residues of 2^bias_shift at the op's input level: the biases are added times it.
+    pub bias_factor: Vec<u64>,
 }
 
 /// A checked server plan with its weights and CKKS parameters.
@@ -43,29 +47,31 @@ pub struct ServerSetup {
     /// Test-only: protections switched off ([`crate::probe::Weakened`]).
     #[cfg(feature = "test-hooks")]
     pub(crate) weakened: crate::he2mpc::Weakened,
-    /// Test-only: skip the entry floods (the positive control of the leakage tests). Private,
-    /// set only through [`ServerSetup::disable_entry_flood_for_tests`]; no CLI flag and no plan
-    /// field reaches it.
-    #[cfg(feature = "test-hooks")]
-    unflooded: bool,
 }
 
-impl ServerSetup {
-    /// Whether the entry floods run (always, unless a test switched them off).
-    pub(crate) fn entry_flood_on(&self) -> bool {
-        #[cfg(feature = "test-hooks")]
-        if self.unflooded {
-            return false;
-        }
-        true
-    }
+#[cfg(feature = "test-hooks")]
+thread_local! {
+    static ACCEPT_UNTRUNCATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
-    /// Test-only (feature `test-hooks`, enabled only by the tests package): switches the entry
-    /// floods off or on, for the positive control that must see the client's noise leak.
+/// Test-only (feature `test-hooks`, enabled only by the tests package): loads plans inside `f`
+/// (on this thread) even if their circuits truncate fewer than σ_v + `noise_bits` bits — the
+/// K = 0 plans of the leakage tests' positive control (`mp2ml_compiler`'s
+/// `without_truncation_for_tests`). No CLI flag and no plan field reaches it.
+#[cfg(feature = "test-hooks")]
+pub fn accept_untruncated_for_tests<T>(f: impl FnOnce() -> T) -> T {
+    let before = ACCEPT_UNTRUNCATED.with(|u| u.replace(true));
+    let out = f();
+    ACCEPT_UNTRUNCATED.with(|u| u.set(before));
+    out
+}
+
+/// Whether a test lets an untruncated plan load; never outside the tests.
+fn untruncated_accepted() -> bool {
     #[cfg(feature = "test-hooks")]
-    pub fn disable_entry_flood_for_tests(&mut self, off: bool) {
-        self.unflooded = off;
-    }
+    return ACCEPT_UNTRUNCATED.with(std::cell::Cell::get);
+    #[cfg(not(feature = "test-hooks"))]
+    false
 }
 
 /// A checked client plan.
@@ -284,34 +290,28 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
     if plan.input.level > max_level || plan.output.level > max_level {
         return Err(plan_err(path, "input or output level above the top level"));
     }
-    // The entry flood hides the client's fresh noise (≤ 21 < 2^5) with σ_v bits, and its
-    // factor F shrinks it below ½ at every encryption level.
-    let entry = plan.entry;
-    if entry.bits < value_sigma + 5 || entry.bits > 120 || entry.rescales == 0 {
-        return Err(RuntimeError::Insecure(format!(
-            "entry flood of {} bits over {} primes: needs at least σ_v + 5 = {} bits and one prime",
-            entry.bits,
-            entry.rescales,
-            value_sigma + 5
-        )));
+    // Every circuit drops the noise of its inputs: K ≥ σ_v + ⌈log2 B_ε⌉ low bits after the
+    // server's share flood of K bits (docs/ARCHITECTURE.md, "Flood the share, truncate in the
+    // circuit").
+    if plan.noise_bits > 126 {
+        return Err(plan_err(
+            path,
+            format!("noise bound 2^{} out of range", plan.noise_bits),
+        ));
     }
-    let levels =
-        std::iter::once(plan.input.level).chain(plan.mpc_steps.iter().map(|s| s.out_level));
-    for l in levels {
-        let f = l
-            .checked_sub(entry.rescales)
-            .map(|w| params.log2_q_level(l) - params.log2_q_level(w));
-        if f.is_none_or(|f| f < f64::from(entry.bits) + 1.0) {
-            return Err(plan_err(
-                path,
-                format!(
-                    "the entry flood's factor at level {l} does not exceed 2^{}",
-                    entry.bits + 1
-                ),
-            ));
+    let need = value_sigma + plan.noise_bits;
+    for sc in &plan.circuits {
+        if sc.trunc < need && !untruncated_accepted() {
+            return Err(RuntimeError::Insecure(format!(
+                "circuit `{}` drops {} low bits of its inputs, fewer than σ_v + ⌈log2 B_ε⌉ = {} + {}: the noise of the homomorphic part would reach the client",
+                sc.circuit.name, sc.trunc, value_sigma, plan.noise_bits
+            )));
         }
     }
-    if plan.input.scale_bits == 0 || plan.input.scale_bits > 100 || plan.output.scale_bits > 120 {
+    if plan.input.scale_bits < plan.scale_bits
+        || plan.input.scale_bits > 120
+        || plan.output.scale_bits > 120
+    {
         return Err(plan_err(path, "input or output scale out of range"));
     }
     if plan.output.flood_bits < value_sigma
@@ -377,8 +377,7 @@ fn check_positions(
 }
 
 /// Every upload holds `len` values inside N, at a working level `max_level` or below: the
-/// client encrypts it at its source's level and the server's entry flood rescales it
-/// `entry.rescales` times, so `max_level` is the source's level minus those.
+/// client encrypts it at its source's level and the server mod-drops it to the upload's.
 fn check_uploads(
     ups: &[Upload],
     len: usize,
@@ -406,8 +405,7 @@ fn check_image_public(plan: &ClientPlan, n: usize) -> std::result::Result<(), St
         return Ok(());
     };
     let elems = |s: &[usize]| s.iter().product::<usize>();
-    // The working level below an encryption level (checked above to exceed the rescales).
-    let work = |l: usize| l.saturating_sub(plan.entry.rescales);
+    let work = |l: usize| l;
     check_uploads(
         &im.input,
         elems(&plan.input.shape),
@@ -530,16 +528,24 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
         if let Segment::He(he) = seg {
             for op in &he.ops {
                 ms.push(match op {
-                    HeOp::Linear { matrix, .. } => {
+                    HeOp::Linear {
+                        matrix,
+                        level_in,
+                        bias_shift,
+                        ..
+                    } => {
                         let m = wf
                             .matrix(matrix)
                             .map_err(|e| plan_err(&wpath, e.to_string()))?;
+                        let bias_factor = bias_factor(&params, *level_in, *bias_shift)
+                            .map_err(|e| plan_err(&wpath, e))?;
                         let row_ptr = m.row_ptr.iter().map(|&p| p as usize).collect();
                         let csr = CsrMatrix::new(row_ptr, m.col, m.val, m.cols)
                             .map_err(|e| plan_err(&wpath, e.to_string()))?;
                         Some(LoadedMatrix {
                             matrix: csr,
                             bias: m.bias,
+                            bias_factor,
                         })
                     }
                     HeOp::ModDrop { .. } | HeOp::PolyLinear { .. } => None,
@@ -554,10 +560,23 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
         matrices,
         packed,
         #[cfg(feature = "test-hooks")]
-        unflooded: false,
-        #[cfg(feature = "test-hooks")]
         weakened: Default::default(),
     })
+}
+
+/// Residues of 2^shift at `level` (a bias's lift to its tensor's scale); the shift is bounded
+/// like the scales (≤ 120 bits).
+fn bias_factor(
+    params: &Params,
+    level: usize,
+    shift: u32,
+) -> std::result::Result<Vec<u64>, String> {
+    if shift > 120 {
+        return Err(format!("bias shift 2^{shift} above 2^120"));
+    }
+    params
+        .factor_residues(level, 0, shift)
+        .map_err(|e| e.to_string())
 }
 
 /// The kernel polynomials (transformed at their op's input level) and biases of every
@@ -580,12 +599,14 @@ fn load_packed(
                     terms,
                     positions,
                     level_in,
+                    bias_shift,
                     ..
                 } = op
                 else {
                     ops.push(None);
                     continue;
                 };
+                let bias_factor = bias_factor(params, *level_in, *bias_shift)?;
                 let km = wf.matrix(kernels).map_err(|e| e.to_string())?;
                 if km.cols != n {
                     return Err(format!(
@@ -632,6 +653,7 @@ fn load_packed(
                 ops.push(Some(PackedOp {
                     kernels: ks,
                     bias: b,
+                    bias_factor,
                 }));
             }
         }
@@ -647,11 +669,7 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
     let get = |r: TensorRef| plan.tensor(r).map_err(|e| plan_err(path, e.to_string()));
     let input = get(TensorRef(0))?;
     let pubp = &plan.public;
-    // The client's encryptions are `entry.rescales` levels above their tensors' working levels
-    // (checked ≤ the encryption levels by check_public).
-    let entry = pubp.entry.rescales;
-    if input.len() != pubp.input.shape.iter().product::<usize>()
-        || input.level.checked_add(entry) != Some(pubp.input.level)
+    if input.len() != pubp.input.shape.iter().product::<usize>() || input.level != pubp.input.level
     {
         return Err(plan_err(path, "tensor 0 does not match the declared input"));
     }
@@ -690,6 +708,7 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
                             matrix,
                             level_in,
                             name,
+                            ..
                         } => {
                             if plan.image.is_some() {
                                 return Err(plan_err(
@@ -803,8 +822,7 @@ fn check_server_structure(path: &Path, plan: &ServerPlan, max_level: usize) -> R
                         ),
                     ));
                 }
-                if o.len() != step.values_out || o.level.checked_add(entry) != Some(step.out_level)
-                {
+                if o.len() != step.values_out || o.level != step.out_level {
                     return Err(plan_err(
                         path,
                         format!("MPC step `{}`: output tensor does not match", step.name),

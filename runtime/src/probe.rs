@@ -5,8 +5,8 @@
 //! its decrypted shares, and the noise of its own encryptions as far as it can compute it — so
 //! that the leakage tests can check them on real sessions and regress the outputs on them.
 //! [`crate::plan::ServerSetup::weaken_for_tests`] switches protections of the server off
-//! ([`Weakened`]) and [`crate::plan::ServerSetup::disable_entry_flood_for_tests`] the entry
-//! flood, for the positive controls of those tests.
+//! ([`Weakened`]) and [`crate::plan::accept_untruncated_for_tests`] lets a plan without
+//! truncation load, for the positive controls of those tests.
 
 use std::sync::Mutex;
 
@@ -25,8 +25,8 @@ impl crate::plan::ServerSetup {
 pub struct Probe {
     /// Per MPC step (in execution order, groups appended), the decrypted shares `a[value][image]`.
     pub shares: Mutex<Vec<Vec<Vec<u128>>>>,
-    /// The noise the client can compute for its own encryptions after the server's entry
-    /// rescales, were nothing added ([`crate::mpc2he`]'s `own_noise`). Batch packing: per
+    /// The noise e the client knows of its own encryptions ([`crate::mpc2he`]'s
+    /// `own_noise`). Batch packing: per
     /// batch of client encryptions (per group: the input, then each MPC step's
     /// re-encryptions), `[value][image]`. Image packing: per image and upload in wire order,
     /// `[polynomial][coefficient]`.

@@ -3,14 +3,13 @@
 //! steps (HE→MPC, circuit, MPC→HE) in plan order, and the output.
 
 use mp2ml_ckks::{linear_polys, os_rng, PublicKey, RnsPoly, RowBias};
-use mp2ml_ir::plan::{HeOp, MpcBinding, Segment, StepRef, TensorRef};
+use mp2ml_ir::plan::{HeOp, MpcBinding, Segment, TensorRef};
 use mp2ml_mpc::{Channel, Garbler, GmwServer};
 
 use rayon::prelude::*;
 
 use crate::backend::{step_circuit, ServerMpc, ServerOffline};
 use crate::error::{Inconsistency, Result, RuntimeError};
-use crate::flood;
 use crate::he2mpc::{self, ShareModulus, StepMasks};
 use crate::mpc2he;
 use crate::phase::Phase;
@@ -123,7 +122,7 @@ impl<C: Channel> Session<'_, C> {
             })
             .collect::<Result<_>>()?;
         let (pk, drops) = (&self.pk, &self.drops);
-        let (out_pre0, entry0) = self.report.metered(
+        let out_pre0 = self.report.metered(
             &mut self.g,
             Step::offline(format!("precompute[{group}]")),
             |g| precompute_c1(setup, g.channel_mut(), pk, images, &mut masks, drops),
@@ -152,8 +151,7 @@ impl<C: Channel> Session<'_, C> {
                 Ok::<_, RuntimeError>(handles)
             })?;
 
-        // Input: the c0 windows of the client's encryptions, entry-flooded before any weight
-        // touches them.
+        // Input: the c0 windows of the client's encryptions.
         let mut tensors: Tensors = vec![None; plan.tensors.len()];
         tensors[0] = Some(self.report.metered(
             &mut self.g,
@@ -161,15 +159,13 @@ impl<C: Channel> Session<'_, C> {
             |g| {
                 let ch = g.channel_mut();
                 Phase::Input.enter(ch);
-                let mut input = wire::recv_polys(
+                wire::recv_polys(
                     ch,
                     &setup.params,
                     public.input.level,
                     images,
                     plan.tensors[0].len(),
-                )?;
-                flood::apply_all(&mut input, entry0.input(), public.entry.rescales)?;
-                Ok::<_, RuntimeError>(input)
+                )
             },
         )?);
 
@@ -192,9 +188,8 @@ impl<C: Channel> Session<'_, C> {
                 }
                 Segment::Mpc(b) => {
                     let handle = handles.get_mut(b.step.index()).and_then(Option::take);
-                    let entry = entry0.step(b.step)?;
                     let m = &masks[b.step.index()];
-                    self.run_mpc_step(&mut tensors, b, m, entry, handle, images)?;
+                    self.run_mpc_step(&mut tensors, b, m, handle, images)?;
                 }
             }
             free(&mut tensors, &self.drops[si]);
@@ -216,7 +211,6 @@ impl<C: Channel> Session<'_, C> {
         tensors: &mut Tensors,
         b: &MpcBinding,
         masks: &StepMasks,
-        entry0: Option<&[RnsPoly]>,
         handle: Option<ServerOffline>,
         images: usize,
     ) -> Result<()> {
@@ -247,12 +241,7 @@ impl<C: Channel> Session<'_, C> {
             let ch = g.channel_mut();
             Phase::Mpc2He.enter(ch);
             let shift = step.out_scale_bits - public.scale_bits;
-            let scale = (shift, public.entry.rescales);
-            let mut out =
-                mpc2he::server_unmask(ch, &setup.params, step, sc, scale, images, &masks.out)?;
-            // The entry flood, before any weight touches the re-encrypted values.
-            flood::apply_all(&mut out, entry0, public.entry.rescales)?;
-            Ok::<_, RuntimeError>(out)
+            mpc2he::server_unmask(ch, &setup.params, step, sc, shift, images, &masks.out)
         })?;
         tensors[b.output.index()] = Some(out);
         Ok(())
@@ -264,9 +253,8 @@ impl<C: Channel> Session<'_, C> {
 /// every HE segment on the c1 halves now, encrypts its masks (and the output's
 /// re-randomization and flooding) with the client's public key, adds their c1 halves, and
 /// sends the client the c1 of every ciphertext the client will decrypt, so that the client can
-/// compute c1·s before its input exists. The client's encryptions get the c1 halves of their
-/// entry floods here. The c0 windows of the mask encryptions are kept in `masks`; those of the
-/// output's and of the entry floods are returned. Tensors are freed after their last use.
+/// compute c1·s before its input exists. The c0 windows of the mask encryptions are kept in
+/// `masks`; those of the output's are returned. Tensors are freed after their last use.
 fn precompute_c1(
     setup: &ServerSetup,
     ch: &mut impl Channel,
@@ -274,22 +262,18 @@ fn precompute_c1(
     images: usize,
     masks: &mut [StepMasks],
     drops: &[Vec<usize>],
-) -> Result<(Vec<RnsPoly>, EntryC0)> {
+) -> Result<Vec<RnsPoly>> {
     let plan = &setup.plan;
     let public = &plan.public;
     let params = &setup.params;
     Phase::Precompute.enter(ch);
     let mut tensors: Tensors = vec![None; plan.tensors.len()];
     let input_seeds = wire::recv_seeds(ch, plan.tensors[0].len())?;
-    let mut entry0 = EntryC0 {
-        on: setup.entry_flood_on(),
-        input: Vec::new(),
-        steps: vec![Vec::new(); public.mpc_steps.len()],
-    };
-    let input = mpc2he::server_expand(params, &input_seeds, public.input.level)?;
-    let (input, c0) = entry_flood_c1(setup, pk, input, public.input.level, images)?;
-    entry0.input = c0;
-    tensors[0] = Some(input);
+    tensors[0] = Some(mpc2he::server_expand(
+        params,
+        &input_seeds,
+        public.input.level,
+    )?);
     let mut step_seeds: Vec<Option<Vec<[u8; 32]>>> = public
         .mpc_steps
         .iter()
@@ -323,10 +307,8 @@ fn precompute_c1(
                     .get_mut(b.step.index())
                     .and_then(Option::take)
                     .ok_or(Inconsistency::StepUsedTwice { step: b.step })?;
-                let out = mpc2he::server_expand(params, &seeds, step.out_level)?;
-                let (out, c0) = entry_flood_c1(setup, pk, out, step.out_level, images)?;
-                entry0.steps[b.step.index()] = c0;
-                tensors[b.output.index()] = Some(out);
+                tensors[b.output.index()] =
+                    Some(mpc2he::server_expand(params, &seeds, step.out_level)?);
             }
         }
         free(&mut tensors, &drops[si]);
@@ -342,53 +324,7 @@ fn precompute_c1(
         setup.weakened(),
     )?;
     ch.flush()?;
-    Ok((out0, entry0))
-}
-
-/// The c0 parts of a group's entry floods, kept from the offline pass for the online one.
-struct EntryC0 {
-    /// False only in the tests' unflooded control.
-    on: bool,
-    /// For the input's ciphertexts.
-    input: Vec<RnsPoly>,
-    /// For each MPC step's re-encrypted outputs.
-    steps: Vec<Vec<RnsPoly>>,
-}
-
-impl EntryC0 {
-    fn input(&self) -> Option<&[RnsPoly]> {
-        self.on.then_some(&self.input[..])
-    }
-
-    fn step(&self, step: StepRef) -> Result<Option<&[RnsPoly]>> {
-        if !self.on {
-            return Ok(None);
-        }
-        let c0 = self
-            .steps
-            .get(step.index())
-            .ok_or(Inconsistency::StepOutOfRange { step })?;
-        Ok(Some(c0))
-    }
-}
-
-/// Offline: draws the entry floods of a client tensor encrypted at `level` and applies their c1
-/// halves to its c1 halves (which end at the working level); returns those and the floods' c0.
-fn entry_flood_c1(
-    setup: &ServerSetup,
-    pk: &PublicKey,
-    mut c1: Vec<RnsPoly>,
-    level: usize,
-    images: usize,
-) -> Result<(Vec<RnsPoly>, Vec<RnsPoly>)> {
-    let entry = setup.plan.public.entry;
-    if !setup.entry_flood_on() {
-        flood::apply_all(&mut c1, None, entry.rescales)?;
-        return Ok((c1, Vec::new()));
-    }
-    let f = flood::draw(pk, c1.len(), level, images, entry.bits)?;
-    flood::apply_all(&mut c1, Some(&f.c1), entry.rescales)?;
-    Ok((c1, f.c0))
+    Ok(out0)
 }
 
 /// For each segment, the tensors to drop after it: those no later segment reads (the output
@@ -465,6 +401,7 @@ fn run_he_op(
             let bias = bias_coeffs.map(|coeffs| RowBias {
                 values: &m.bias,
                 coeffs,
+                factor: Some(&m.bias_factor),
             });
             let mut y = linear_polys(&refs, &m.matrix, bias)?;
             y.par_iter_mut().try_for_each(|c| c.rescale_assign())?;

@@ -228,6 +228,7 @@ pub fn estimate(
                             output,
                             matrix,
                             level_in,
+                            ..
                         } => {
                             let section = weights.section(matrix).map_err(|e| e.to_string())?;
                             let shapes: Vec<Vec<usize>> = inputs

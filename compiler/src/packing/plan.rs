@@ -176,6 +176,7 @@ impl Converter<'_> {
             output,
             matrix,
             level_in,
+            bias_shift,
         } = op
         else {
             return Ok(0);
@@ -269,6 +270,7 @@ impl Converter<'_> {
             terms,
             positions,
             level_in: *level_in,
+            bias_shift: *bias_shift,
         });
         Ok((products * self.n) as u64)
     }

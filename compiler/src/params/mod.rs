@@ -2,9 +2,12 @@
 //!
 //! Given the lowered model (levels, value bounds, noise coefficients) and the options, picks
 //! (see `docs/ARCHITECTURE.md`, "Arithmetic"):
-//! 1. q0: the smallest NTT-friendly prime of `w` bits with
-//!    `w ≥ ⌈log2(Δ·B + B_e)⌉ + 2` over every value shared into a circuit (B its bound, B_e its noise
-//!    after re-randomization) and every circuit output;
+//! 1. the truncation K = σ_v + ⌈log2 B_ε⌉ (B_ε the largest random noise of a value entering a
+//!    circuit: the client's W·e, rescale roundings, re-randomization), and the share modulus
+//!    Q0 of `w` bits with `w ≥ ⌈log2(Δ·2^K·B + B_ε + 2^K)⌉ + 2` over every value shared into a
+//!    circuit (B its bound; the tensors that feed circuits carry the scale Δ·2^K) and every
+//!    circuit output: one NTT-friendly prime up to 62 bits, else the product of the fewest
+//!    primes under the cap (`share_primes`);
 //! 2. p1…pL, lowest level first, each the smallest NTT-friendly prime of at least `weight_bits`
 //!    bits that satisfies the constraints at its level: a tensor at level ℓ and scale Δ_t needs
 //!    `Q_ℓ ≥ 4·(Δ_t·B + B_e)`; the output level needs `Q_ℓo ≥ 8·(Δ_out·B_out + 2^σ·B_e)`.
@@ -82,9 +85,15 @@ pub struct Chosen {
     pub share_limbs: usize,
     /// Bits of Q0 (share width w).
     pub share_bits: u32,
-    /// Largest noise bound of a value entering a circuit (after re-randomization).
+    /// K: the low bits every circuit drops (σ_v + `noise_bits`; 0 without steps). The tensors
+    /// that feed circuits carry the scale Δ·2^K.
+    pub trunc: u32,
+    /// ⌈log2 B_ε⌉, B_ε the largest random noise of a value entering a circuit.
+    pub noise_bits: u32,
+    /// B_ε: the largest random noise bound of a value entering a circuit (after
+    /// re-randomization), in its integer units.
     pub mpc_noise: f64,
-    /// Largest Δ·B over circuit inputs.
+    /// Largest |X| = Δ·2^K·B (plus the scaled weight rounding) over circuit inputs.
     pub mpc_max_scaled: f64,
     /// Noise bound of the output before flooding.
     pub output_noise: f64,
@@ -93,8 +102,6 @@ pub struct Chosen {
     pub value_sigma: u32,
     /// Flooding bits (σ_v + ⌈log2 B_e⌉).
     pub flood_bits: u32,
-    /// The entry flood: bits σ_v + ⌈log2 B_fresh⌉ and the number of primes of its factor F.
-    pub entry: mp2ml_ir::plan::EntryFlood,
     /// Scale bits of the tensors that feed the output (`flood_bits + scale_bits`).
     pub out_scale_bits: u32,
     /// Sum of the primes' bit lengths.
@@ -176,8 +183,34 @@ pub const MAX_SHARE_BITS: u32 = 126;
 /// The widest share a plan can hold: at most [`MAX_SHARE_BITS`], and narrow enough that a
 /// circuit's output mask (`out_bits + σ_v` bits, σ_v the per-value width) stays within the
 /// 126 bits the circuits' masks support (`mp2ml_ir::circuit`).
-fn widest_share(value_sigma: u32) -> u32 {
-    (127u32.saturating_sub(value_sigma)).min(MAX_SHARE_BITS)
+/// With truncation by K the circuit's output has the truncated width w − K, so the share may
+/// be K bits wider.
+fn widest_share(value_sigma: u32, trunc: u32) -> u32 {
+    (127u32.saturating_sub(value_sigma) + trunc).min(MAX_SHARE_BITS)
+}
+
+#[cfg(feature = "test-hooks")]
+thread_local! {
+    static UNTRUNCATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Test-only (feature `test-hooks`, enabled only by the tests package): runs `f` with K = 0 for
+/// every parameter choice on this thread (no raised scale, no share flood, no truncation), the
+/// positive control of the leakage tests. No CLI flag and no plan field reaches it.
+#[cfg(feature = "test-hooks")]
+pub fn without_truncation_for_tests<T>(f: impl FnOnce() -> T) -> T {
+    let before = UNTRUNCATED.with(|u| u.replace(true));
+    let out = f();
+    UNTRUNCATED.with(|u| u.set(before));
+    out
+}
+
+/// Whether a test switched truncation off ([`without_truncation_for_tests`]); never otherwise.
+fn untruncated() -> bool {
+    #[cfg(feature = "test-hooks")]
+    return UNTRUNCATED.with(std::cell::Cell::get);
+    #[cfg(not(feature = "test-hooks"))]
+    false
 }
 
 /// Moves every tensor (and the output) `by` levels up: the compiler assigns levels with the
@@ -272,30 +305,25 @@ fn share_too_wide(
 }
 
 /// σ_v = σ + ⌈log2 M⌉ with M the statistically masked values of a session: `session_images`
-/// times (every circuit output, masked by r', every output element, flooded, and every
-/// coefficient the entry flood covers: in batch packing one per input element and circuit
-/// output, in image packing [`Lowered::entry_flooded_per_image`]) — the same count
-/// [`mp2ml_ir::plan::ClientPlan::value_sigma`] makes from the plan.
+/// times (every circuit output, masked by r', every circuit input, hidden by the share flood
+/// and truncation, and every output element, flooded) — the same count
+/// [`mp2ml_ir::plan::ClientPlan::value_sigma`] makes from the plan, in both packings.
 pub fn session_value_sigma(low: &Lowered, opts: &ParamOptions) -> Result<u32, CompileError> {
     if opts.session_images == 0 {
         return Err(Error::Parameters("--session-images must be at least 1".into()).into());
     }
-    let outs: u128 = low
+    let per_step: u128 = low
         .steps
         .iter()
-        .map(|s| s.instances as u128 * s.values_out as u128)
+        .map(|s| s.instances as u128 * (s.values_out as u128 + s.values_in as u128))
         .sum();
-    let elems = |t: usize| -> u128 { low.tensors[t].shape.iter().map(|&d| d as u128).product() };
-    let input = low
-        .tensors
+    let elems: u128 = low.tensors[low.output]
+        .shape
         .iter()
-        .position(|t| matches!(t.kind, MKind::Input))
-        .ok_or_else(|| CompileError::internal("no input tensor"))?;
-    let entry = low
-        .entry_flooded_per_image
-        .unwrap_or_else(|| outs + elems(input));
+        .map(|&d| d as u128)
+        .product();
     (opts.session_images as u128)
-        .checked_mul(outs + entry + elems(low.output))
+        .checked_mul(per_step + elems)
         .and_then(|m| mp2ml_ir::plan::value_sigma(opts.sigma, m))
         .filter(|&s| s <= 128)
         .ok_or_else(|| {
@@ -337,26 +365,10 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
     }
     let delta = 2f64.powi(opts.scale_bits as i32);
     let value_sigma = session_value_sigma(low, opts)?;
-    // Entry flood: hides the client's fresh noise (|e| ≤ B_fresh) with σ_v bits to spare; its
-    // factor F spans enough primes under the cap to exceed 2^(bits+1).
-    let entry_bits = value_sigma + noise::fresh().log2().ceil() as u32;
-    let entry = mp2ml_ir::plan::EntryFlood {
-        bits: entry_bits,
-        rescales: (f64::from(entry_bits + 1) / cap_bits.floor()).ceil() as usize,
-    };
-    // Working levels of the client's encryptions (input, re-encrypted circuit outputs); they are
-    // encrypted `entry.rescales` levels higher.
-    let client_levels: Vec<usize> = low
-        .tensors
-        .iter()
-        .filter(|t| matches!(t.kind, MKind::Input | MKind::MpcOut { .. }))
-        .map(|t| t.level)
-        .collect();
     let max_level = low
         .tensors
         .iter()
         .map(|t| t.level)
-        .chain(client_levels.iter().map(|l| l + entry.rescales))
         .fold(OUTPUT_LEVEL, usize::max);
     // The search starts at the smallest table entry (N = 1024) or the forced N.
     let mut log_n = opts.log_n.map_or(10, |l| l.max(10));
@@ -371,23 +383,52 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         };
         let out_noise = noise::bound(&random, n) + noise::rerandomize(n);
         let flood_bits = value_sigma + out_noise.log2().ceil().max(0.0) as u32;
-        // q0.
-        let mut mpc_noise = 0.0f64;
+        // B_ε: the random noise of every value entering a circuit, in its integer units (the
+        // client's W·e, the rescale roundings, the mask encryption's re-randomization); it does
+        // not depend on the scale. The weight rounding (the constant part) is a deterministic
+        // function of the value and stays in X.
+        let mpc_noise = low
+            .steps
+            .iter()
+            .map(|st| {
+                let t = &low.tensors[st.input];
+                let random = NoiseCoeffs {
+                    constant: 0.0,
+                    ..t.noise
+                };
+                noise::bound(&random, n) + noise::rerandomize(n)
+            })
+            .fold(0.0f64, f64::max);
+        let noise_bits = if low.steps.is_empty() {
+            0
+        } else {
+            mpc_noise.log2().ceil().max(0.0) as u32
+        };
+        // K = σ_v + ⌈log2 B_ε⌉: every circuit drops K low bits of v = X + ε + f (f the server's
+        // share flood in [0, 2^K)), within 2^-σ_v of the stochastic rounding of X alone
+        // (docs/ARCHITECTURE.md, "Flood the share, truncate in the circuit"). The tensors that
+        // feed circuits carry the scale Δ·2^K.
+        let trunc = if low.steps.is_empty() || untruncated() {
+            0
+        } else {
+            value_sigma + noise_bits
+        };
+        let conv_scale = delta * 2f64.powi(trunc as i32);
+        let kf = 2f64.powi(trunc as i32);
+        // Q0: |X| + B_ε + 2^K < Q0/2 with a factor 2 to spare, for every step input.
         let mut max_scaled = 0.0f64;
         let mut step_bits = Vec::with_capacity(low.steps.len());
         for st in &low.steps {
             let t = &low.tensors[st.input];
-            let e = noise::bound(&t.noise, n) + noise::rerandomize(n);
-            mpc_noise = mpc_noise.max(e);
-            max_scaled = max_scaled.max(delta * t.bound);
+            let x = conv_scale * t.bound + kf * t.noise.constant;
+            let e = mpc_noise + if trunc > 0 { kf } else { 0.0 };
+            max_scaled = max_scaled.max(x);
             let o = &low.tensors[st.output];
-            let need = (delta * t.bound + e)
-                .log2()
-                .max((delta * o.bound + 1.0).log2());
+            let need = (x + e).log2().max((delta * o.bound + 1.0).log2());
             step_bits.push((need.ceil().max(0.0) as u32) + 2);
         }
         let w = step_bits.iter().copied().max().unwrap_or(0).max(log_n + 3);
-        let widest = widest_share(value_sigma);
+        let widest = widest_share(value_sigma, trunc);
         if w > widest {
             return Err(share_too_wide(low, opts, &step_bits, w, widest));
         }
@@ -410,14 +451,15 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             if t.output_scale {
                 2f64.powi(out_scale_bits as i32)
             } else {
-                delta
+                conv_scale
             }
         };
         // Constraints per level.
         let mut cons: Vec<Constraint> = Vec::new();
         for t in &low.tensors {
             if t.level >= 1 {
-                let e = noise::bound(&t.noise, n);
+                // The weight rounding (constant part) grows with the tensor's scale.
+                let e = noise::bound(&t.noise, n) + t.noise.constant * (scale_of(t) / delta - 1.0);
                 cons.push(Constraint {
                     level: t.level,
                     log2: (4.0 * (scale_of(t) * t.bound + e)).log2(),
@@ -441,22 +483,12 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         // Primes bottom-up.
         let mut moduli = share.clone();
         let mut log_q: f64 = share.iter().map(|&q| (q as f64).log2()).sum();
-        let mut log_q_at = vec![log_q];
         for l in 1..=max_level {
-            let mut need = cons
+            let need = cons
                 .iter()
                 .filter(|c| c.level == l)
                 .map(|c| c.log2)
                 .fold(0.0f64, f64::max);
-            // Entry floods: the primes above a client tensor's working level ℓ multiply to
-            // F ≥ 2^(bits+1); spread what is missing evenly over the remaining ones.
-            for &lt in &client_levels {
-                if lt < l && l <= lt + entry.rescales {
-                    let missing = log_q_at[lt] + f64::from(entry.bits + 1) - log_q;
-                    let remaining = (lt + entry.rescales + 1 - l) as f64;
-                    need = need.max(log_q + missing / remaining);
-                }
-            }
             let min_bits = if rescale_levels.contains(&l) {
                 f64::from(opts.weight_bits - 1)
             } else {
@@ -475,7 +507,6 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             let p = primes::ntt_prime_at_least(lower, two_n, &moduli)
                 .ok_or(Error::NoPrime { bits: want, n })?;
             log_q += (p as f64).log2();
-            log_q_at.push(log_q);
             moduli.push(p);
         }
         let log_q_bits: u32 = moduli.iter().map(|&p| bits(p)).sum();
@@ -498,12 +529,13 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                     share_limbs: share.len(),
                     moduli,
                     share_bits: w,
+                    trunc,
+                    noise_bits,
                     mpc_noise,
                     mpc_max_scaled: max_scaled,
                     output_noise: out_noise,
                     value_sigma,
                     flood_bits,
-                    entry,
                     out_scale_bits,
                     log_q_bits,
                     constraints: cons,
@@ -522,12 +554,13 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
                     share_limbs: share.len(),
                     moduli,
                     share_bits: w,
+                    trunc,
+                    noise_bits,
                     mpc_noise,
                     mpc_max_scaled: max_scaled,
                     output_noise: out_noise,
                     value_sigma,
                     flood_bits,
-                    entry,
                     out_scale_bits,
                     log_q_bits,
                     constraints: cons,

@@ -177,10 +177,6 @@ pub struct Lowered {
     pub decisions: Vec<Decision>,
     /// Level of the delivered output (starts at [`OUTPUT_LEVEL`]; parameter choice may raise it).
     pub out_level: usize,
-    /// Image packing: the coefficients per image the entry flood covers (every coefficient of
-    /// every upload polynomial), set by the driver from the image plan for the σ_v count;
-    /// `None` counts batch packing's (one per input element and circuit output).
-    pub entry_flooded_per_image: Option<u128>,
 }
 
 /// Where value bounds come from.

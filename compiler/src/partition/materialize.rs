@@ -305,6 +305,5 @@ pub(super) fn build(
         post,
         decisions,
         out_level: OUTPUT_LEVEL,
-        entry_flooded_per_image: None,
     })
 }

@@ -19,13 +19,13 @@ pub struct NoiseCoeffs {
 }
 
 impl NoiseCoeffs {
-    /// A client encryption after the server's entry flood and its rescales (docs/
-    /// ARCHITECTURE.md, "Flooding"): one rescale rounding, the flood's residue (< ½) and the
-    /// client's fresh noise over F (≪ 1).
-    pub const ENTRY: NoiseCoeffs = NoiseCoeffs {
-        fresh: 0.0,
-        rescale: 1.0,
-        constant: 1.0,
+    /// A freshly encrypted ciphertext (the input, or a client-encrypted MPC output). Resetting
+    /// the noise to this at every re-encryption is exact: every circuit drops the noise of its
+    /// inputs (docs/ARCHITECTURE.md, "Flood the share, truncate in the circuit").
+    pub const FRESH: NoiseCoeffs = NoiseCoeffs {
+        fresh: 1.0,
+        rescale: 0.0,
+        constant: 0.0,
     };
 }
 

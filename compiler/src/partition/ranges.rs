@@ -58,7 +58,7 @@ pub(super) fn analyze_ranges(
                         (-m, m)
                     }
                 };
-                (vec![a; len], vec![b; len], NoiseCoeffs::ENTRY)
+                (vec![a; len], vec![b; len], NoiseCoeffs::FRESH)
             }
             MKind::MpcOut { step } => {
                 let st = low.steps.get(*step).ok_or_else(|| {
@@ -68,7 +68,7 @@ pub(super) fn analyze_ranges(
                     lo[i] = Vec::new();
                     hi[i] = Vec::new();
                     low.tensors[i].bound = observed(&name)?;
-                    low.tensors[i].noise = NoiseCoeffs::ENTRY;
+                    low.tensors[i].noise = NoiseCoeffs::FRESH;
                     continue;
                 }
                 let (il, ih) = (&lo[st.input], &hi[st.input]);
@@ -91,11 +91,9 @@ pub(super) fn analyze_ranges(
                         l.len()
                     )));
                 }
-                // After the entry flood and its rescales (docs/ARCHITECTURE.md, "Flooding").
-                // The noise e of the circuit's input also passes on through the activation;
-                // carrying its worst-case bound (Σ|W| per layer) makes deep models infeasible
-                // (ResNet-20 would need a 75-bit q0), so it is not tracked here (issue 13).
-                (l, h, NoiseCoeffs::ENTRY)
+                // The client's fresh encryption: the circuit dropped its input's noise
+                // (docs/ARCHITECTURE.md, "Flood the share, truncate in the circuit").
+                (l, h, NoiseCoeffs::FRESH)
             }
             MKind::Linear { inputs, map, .. } => {
                 let missing = || {

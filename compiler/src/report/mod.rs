@@ -161,8 +161,12 @@ pub struct Report {
     pub output_noise: Option<f64>,
     /// Flooding bits.
     pub flood_bits: u32,
-    /// The entry flood of every client encryption: its bits and its primes.
-    pub entry: mp2ml_ir::plan::EntryFlood,
+    /// Primes of the share modulus Q0 (k).
+    pub share_limbs: usize,
+    /// Bits every circuit drops (K; the share flood's width), the largest over the circuits.
+    pub trunc: u32,
+    /// ⌈log2 B_ε⌉ recorded in the plan.
+    pub noise_bits: u32,
     /// Scale bits of the output (and of the tensors feeding it).
     pub output_scale_bits: u32,
     /// Segments.
@@ -285,6 +289,7 @@ impl Report {
                                 output,
                                 matrix,
                                 level_in,
+                                ..
                             } => {
                                 ops.push(name.clone());
                                 lin = Some(lin.map_or(*level_in, |l: usize| l.max(*level_in)));
@@ -501,7 +506,9 @@ impl Report {
             mpc_noise: out.map(|o| o.chosen.mpc_noise),
             output_noise: out.map(|o| o.chosen.output_noise),
             flood_bits: p.output.flood_bits,
-            entry: p.entry,
+            share_limbs: p.params.share_limbs,
+            trunc: p.circuits.iter().map(|c| c.trunc).max().unwrap_or(0),
+            noise_bits: p.noise_bits,
             output_scale_bits: p.output.scale_bits,
             segments,
             circuits,
@@ -569,13 +576,14 @@ impl Report {
         let _ = writeln!(s, "  moduli = {:?}", self.moduli);
         let _ = writeln!(
             s,
-            "  Δ = 2^{}   output scale = 2^{}   σ = {} per session of ≤ {} images (per value σ_v = {})   share width w = q0 bits = {}   batch = {}",
+            "  Δ = 2^{}   output scale = 2^{}   σ = {} per session of ≤ {} images (per value σ_v = {})   share width w = Q0 bits = {} over {} prime(s)   batch = {}",
             self.scale_bits,
             self.output_scale_bits,
             self.sigma,
             self.session_images,
             self.value_sigma,
-            self.moduli_bits.first().copied().unwrap_or(0),
+            self.share_bits(),
+            self.share_limbs,
             self.batch
         );
         match &self.calibration {
@@ -593,14 +601,14 @@ impl Report {
         if let (Some(m), Some(e), Some(o)) =
             (self.mpc_max_scaled, self.mpc_noise, self.output_noise)
         {
-            let _ = writeln!(s, "  circuit inputs: max Δ·|x| = 2^{:.1}, noise bound B_e = {:.0} (2^{:.1}); output noise {:.0}, flooding 2^{} ", m.max(1.0).log2(), e, e.log2(), o, self.flood_bits);
+            let _ = writeln!(s, "  circuit inputs: max Δ·2^K·|x| = 2^{:.1}, noise bound B_ε = {:.0} (2^{:.1}); output noise {:.0}, flooding 2^{} ", m.max(1.0).log2(), e, e.log2(), o, self.flood_bits);
         } else {
             let _ = writeln!(s, "  flooding bits = {}", self.flood_bits);
         }
         let _ = writeln!(
             s,
-            "  entry flood: {} bits, then {} rescales, before any weight touches a client encryption",
-            self.entry.bits, self.entry.rescales
+            "  share flood and truncation: every circuit drops K = {} low bits (σ_v + ⌈log2 B_ε⌉ = {} + {}) after the server adds a flood of K bits to its share",
+            self.trunc, self.value_sigma, self.noise_bits
         );
         if !self.fusion.is_empty() {
             let _ = writeln!(s, "== linear fusion (cost = MACs × limbs) ==");
@@ -790,8 +798,8 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  the client learns: {}; the entry flood's width ({} bits = σ_v + 5) and its {} \
-             primes, which do not depend on the weights",
+            "  the client learns: {}; the truncation K = {} bits and the noise bound 2^{} behind \
+             it (σ_v + ⌈log2 B_ε⌉, B_ε from the weights' ℓ1 norms and the noise analysis)",
             if self.image {
                 "the parameters (N, every prime's size, q0's width, scale, sigma, mask and flood \
                  widths), input/output shapes, the MPC steps (type, size, back end, level and scale \
@@ -804,10 +812,20 @@ impl Report {
                  activation and the number of rescales per segment; not the weights, not the other \
                  layer shapes"
             },
-            self.entry.bits,
-            self.entry.rescales
+            self.trunc,
+            self.noise_bits
         );
         s
+    }
+
+    /// Bits of Q0 = q_0⋯q_{k−1}.
+    fn share_bits(&self) -> u32 {
+        let q0 = self
+            .moduli
+            .iter()
+            .take(self.share_limbs)
+            .try_fold(1u128, |a, &q| a.checked_mul(u128::from(q)));
+        q0.map_or(0, |q| 128 - q.leading_zeros())
     }
 
     /// Graphviz picture: HE segments and MPC steps as clusters.

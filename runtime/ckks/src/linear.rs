@@ -136,6 +136,10 @@ pub struct RowBias<'a> {
     pub values: &'a [i128],
     /// Number of leading coefficients that receive the bias (the batch size B ≤ N).
     pub coeffs: usize,
+    /// When given, every bias is added times the integer F whose residues modulo the level's
+    /// primes these are ([`crate::Params::factor_residues`]): a bias `round(b·Δ·p)·2^shift`
+    /// beyond 128 bits, formed per limb.
+    pub factor: Option<&'a [u64]>,
 }
 
 /// Coefficients processed per block: 256 u128 accumulators = 4 KiB, resident in L1.
@@ -187,6 +191,16 @@ fn check_bias(bias: Option<&RowBias<'_>>, rows: usize, width: usize) -> Result<(
     Ok(())
 }
 
+fn check_factor(bias: Option<&RowBias<'_>>, limbs: usize) -> Result<()> {
+    match bias.and_then(|b| b.factor) {
+        Some(f) if f.len() != limbs => Err(Error::LengthMismatch {
+            expected: limbs,
+            actual: f.len(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Adds row `k`'s bias to the first `coeffs` coefficients of every limb of `data`.
 fn add_bias(
     mods: &[Modulus],
@@ -200,8 +214,11 @@ fn add_bias(
     if v == 0 {
         return;
     }
-    for (md, limb) in mods.iter().zip(data.chunks_exact_mut(width)) {
-        let r = md.reduce_i128(v);
+    for (j, (md, limb)) in mods.iter().zip(data.chunks_exact_mut(width)).enumerate() {
+        let mut r = md.reduce_i128(v);
+        if let Some(f) = b.factor {
+            r = md.mul(r, f[j]);
+        }
         for x in &mut limb[..b.coeffs] {
             *x = md.add(*x, r);
         }
@@ -219,6 +236,7 @@ pub fn linear(
     let (params, level) = check_inputs(inputs, m, |c: &Ciphertext| (c.params.clone(), c.level))?;
     let n = params.n();
     check_bias(bias.as_ref(), m.rows(), n)?;
+    check_factor(bias.as_ref(), level + 1)?;
     let mods = &params.mods[..=level];
     let c0s: Vec<&[u64]> = inputs.iter().map(|c| c.c0.as_slice()).collect();
     let c1s: Vec<&[u64]> = inputs.iter().map(|c| c.c1.as_slice()).collect();
@@ -256,6 +274,7 @@ pub fn linear_polys(
         });
     }
     check_bias(bias.as_ref(), m.rows(), width)?;
+    check_factor(bias.as_ref(), level + 1)?;
     let mods = &params.mods[..=level];
     let xs: Vec<&[u64]> = inputs.iter().map(|p| p.data.as_slice()).collect();
     Ok(linear_limbs(&xs, width, mods, m)

@@ -659,6 +659,7 @@ mod tests {
         let rb = Some(RowBias {
             values: &bias,
             coeffs: b,
+            factor: None,
         });
         // Whole ciphertexts.
         let full: Vec<Ciphertext> = cts.iter().map(SeededCiphertext::expand).collect();

@@ -278,6 +278,7 @@ fn fresh_and_linear_layer_noise_within_documented_bounds() {
         Some(RowBias {
             values: &bias,
             coeffs: batch,
+            factor: None,
         }),
     )
     .expect("linear");

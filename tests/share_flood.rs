@@ -1,19 +1,23 @@
 //! Issue 13, part 1, with its positive control: the outputs a client decrypts do not depend on
-//! the noise of its own encryptions (which it knows), because the server entry-floods every
-//! client encryption before any weight touches it (`runtime/src/flood.rs`).
+//! the noise of its own encryptions (which it knows), because every circuit drops the noise of
+//! its inputs: the server floods its share with K = σ_v + ⌈log2 B_ε⌉ bits and the circuit
+//! keeps ⌊v/2^K⌋ (docs/ARCHITECTURE.md, "Flood the share, truncate in the circuit").
 //!
 //! The client records, through the test-only probe (feature `test-hooks`, enabled only by this
 //! package), the noise of its own input encryptions and re-encryptions of the first ReLU's
-//! outputs as it can compute it; it sends the same input in every coefficient of a full batch
-//! and regresses the logit on that noise. With the entry flood switched off by the test-only
-//! library call `ServerSetup::disable_entry_flood_for_tests` (no CLI flag, no plan field) the
-//! regression finds the dependence; with the shipped protocol it does not. The same holds in
-//! image packing, where the flood covers whole polynomials
+//! outputs; it sends the same input in every coefficient of a full batch and regresses the
+//! logit on that noise. The positive control compiles the same model with K = 0 (no raised
+//! scale, no share flood, no truncation) through the test-only calls
+//! `params::without_truncation_for_tests` (compiler) and `plan::accept_untruncated_for_tests`
+//! (runtime, which otherwise refuses such a plan); no CLI flag and no plan field reaches
+//! either. Without truncation the regression finds the dependence; with the shipped protocol it
+//! does not. The same holds in image packing, where the kernels mix every coefficient's noise
 //! (`image_outputs_do_not_depend_on_the_clients_noise`).
 
 use std::sync::Arc;
 
 use mp2ml_compiler::driver::{compile_graph, Options, Packing};
+use mp2ml_compiler::params::without_truncation_for_tests;
 use mp2ml_compiler::plan_writer::write_all;
 use mp2ml_ir::graph::{Graph, Node};
 use mp2ml_ir::op::Op;
@@ -21,7 +25,7 @@ use mp2ml_ir::tensor::{Tensor, TensorId};
 use mp2ml_mpc::MemChannel;
 use mp2ml_runtime::client::{run_client, Batch};
 use mp2ml_runtime::local::{channel_config, client_setup_of};
-use mp2ml_runtime::plan::{load_server, ServerSetup};
+use mp2ml_runtime::plan::{accept_untruncated_for_tests, load_server, ServerSetup};
 use mp2ml_runtime::probe::Probe;
 use mp2ml_runtime::server::serve;
 use mp2ml_runtime::session::SessionOptions;
@@ -156,20 +160,14 @@ fn regression_f(y: &[f64], x: &[Vec<f64>]) -> f64 {
     ((tss - rss) / d as f64) / (rss / (n - d - 1) as f64)
 }
 
-/// One session of `batch` on `setup` with the entry flood off (`unflooded`) or shipped: the
-/// logits and the client's own noise as the probe recorded it.
-fn session(
-    setup: &mut ServerSetup,
-    batch: &Batch,
-    unflooded: bool,
-) -> (Vec<f64>, Vec<Vec<Vec<i64>>>) {
-    setup.disable_entry_flood_for_tests(unflooded);
+/// One session of `batch` on `setup`: the logits and the client's own noise as the probe
+/// recorded it.
+fn session(setup: &ServerSetup, batch: &Batch) -> (Vec<f64>, Vec<Vec<Vec<i64>>>) {
     let mut cs = client_setup_of(setup);
     let probe = Arc::new(Probe::default());
     cs.probe = Some(probe.clone());
     let o = SessionOptions::default();
     let (a, b) = MemChannel::pair(channel_config(&setup.params, &o));
-    let setup = &*setup;
     let (y, _) = std::thread::scope(|s| {
         let h = s.spawn(|| serve(setup, a, &o));
         let r = run_client(&cs, b, batch, &o).expect("client");
@@ -180,21 +178,42 @@ fn session(
     (y.logits.iter().map(|&v| f64::from(v)).collect(), noise)
 }
 
-/// Compiles `g` with `opts` into a temporary directory and loads the server's setup.
-fn compiled(g: &Graph, name: &str, opts: &Options) -> (ServerSetup, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("mp2ml-entry-flood-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmpdir");
-    let out = compile_graph(g, name, &format!("{name}.weights.bin"), opts).expect("compile");
-    let plan = dir.join(format!("{name}.ron"));
+/// Compiles `g` with `opts` (with K = 0 if `untruncated`, the positive control) and loads the
+/// server's setup; checks the plan's truncation against its σ_v and noise bound.
+fn compiled(g: &Graph, name: &str, opts: &Options, untruncated: bool) -> ServerSetup {
+    let dir = tempfile::TempDir::new().expect("tmpdir");
+    let compile = || compile_graph(g, name, &format!("{name}.weights.bin"), opts).expect("compile");
+    let out = if untruncated {
+        without_truncation_for_tests(compile)
+    } else {
+        compile()
+    };
+    let plan = dir.path().join(format!("{name}.ron"));
     write_all(&out.compiled, &plan).expect("write");
-    (load_server(&plan, 128).expect("load"), dir)
+    let setup = if untruncated {
+        // A release runtime refuses the plan; the test hook lets it load.
+        assert!(load_server(&plan, 128).is_err(), "an untruncated plan loads");
+        accept_untruncated_for_tests(|| load_server(&plan, 128)).expect("load")
+    } else {
+        load_server(&plan, 128).expect("load")
+    };
+    let p = &setup.plan.public;
+    let sv = p.value_sigma().expect("σ_v");
+    for c in &p.circuits {
+        if untruncated {
+            assert_eq!(c.trunc, 0);
+        } else {
+            assert!(c.trunc >= sv + p.noise_bits && p.noise_bits > 0, "K = {}", c.trunc);
+        }
+    }
+    setup
 }
 
 /// The positive control rejects independence (F above `crit`), the shipped protocol does not.
 fn assert_control(stats: &[f64], crit: f64) {
     assert!(
         stats[0] > crit,
-        "positive control: without the entry flood the regression must find the client's noise in the logits (F = {:.2})",
+        "positive control: without truncation the regression must find the client's noise in the logits (F = {:.2})",
         stats[0]
     );
     assert!(
@@ -208,16 +227,16 @@ fn assert_control(stats: &[f64], crit: f64) {
 fn outputs_do_not_depend_on_the_clients_noise() {
     let mut opts = Options::default();
     opts.params.session_images = 16384;
-    let (mut setup, dir) = compiled(&noise_model(), "noise", &opts);
-    // One full group: N samples of the same input.
-    let images = setup.params.n();
-    let batch = Batch {
-        images,
-        data: vec![0.5; images * 4],
-    };
     let mut stats = Vec::new();
-    for unflooded in [true, false] {
-        let (logits, noise) = session(&mut setup, &batch, unflooded);
+    for untruncated in [true, false] {
+        let setup = compiled(&noise_model(), "noise", &opts, untruncated);
+        // One full group: N samples of the same input.
+        let images = setup.params.n();
+        let batch = Batch {
+            images,
+            data: vec![0.5; images * 4],
+        };
+        let (logits, noise) = session(&setup, &batch);
         // The input's encryptions, then the first and second ReLU's re-encryptions (4 values
         // each): the first 8 are regressors.
         assert_eq!(noise.len(), 3, "one group: input and two steps");
@@ -229,12 +248,11 @@ fn outputs_do_not_depend_on_the_clients_noise() {
         let worst = logits.iter().map(|v| (v - 30.0).abs()).fold(0.0, f64::max);
         assert!(worst < 0.1, "outputs off by {worst}");
         let f = regression_f(&logits, &e);
-        println!("unflooded = {unflooded}: F = {f:.2} over {images} samples");
+        println!("untruncated = {untruncated}: F = {f:.2} over {images} samples");
         stats.push(f);
     }
     // F(8, ∞) exceeds 5 with probability below 1e-5 (χ²_8 > 40).
     assert_control(&stats, 5.0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Image packing: two images of 4096 values each (8192 samples); the regressors of output
@@ -246,38 +264,38 @@ fn image_outputs_do_not_depend_on_the_clients_noise() {
         packing: Packing::Image,
         ..Options::default()
     };
-    let (mut setup, dir) = compiled(&plane_model(), "plane", &opts);
     let (images, elems) = (2, 64 * 64);
     let batch = Batch {
         images,
         data: vec![0.5; images * elems],
     };
-    let l = setup
-        .plan
-        .public
-        .image
-        .clone()
-        .expect("an image-packed plan");
-    // Every upload in wire order: element → (polynomial, coefficient).
-    let slots: Vec<Vec<(usize, usize)>> = l
-        .input
-        .iter()
-        .chain(l.steps.iter().flat_map(|s| &s.uploads))
-        .map(|u| {
-            let mut at = vec![(usize::MAX, 0); elems];
-            for (p, c, e) in u.layout.slots() {
-                if at[e as usize].0 == usize::MAX {
-                    at[e as usize] = (p as usize, c as usize);
-                }
-            }
-            at
-        })
-        .collect();
-    let ups = slots.len();
-    assert_eq!(ups, 3, "the input and one upload per ReLU");
     let mut stats = Vec::new();
-    for unflooded in [true, false] {
-        let (logits, noise) = session(&mut setup, &batch, unflooded);
+    for untruncated in [true, false] {
+        let setup = compiled(&plane_model(), "plane", &opts, untruncated);
+        let l = setup
+            .plan
+            .public
+            .image
+            .clone()
+            .expect("an image-packed plan");
+        // Every upload in wire order: element → (polynomial, coefficient).
+        let slots: Vec<Vec<(usize, usize)>> = l
+            .input
+            .iter()
+            .chain(l.steps.iter().flat_map(|s| &s.uploads))
+            .map(|u| {
+                let mut at = vec![(usize::MAX, 0); elems];
+                for (p, c, e) in u.layout.slots() {
+                    if at[e as usize].0 == usize::MAX {
+                        at[e as usize] = (p as usize, c as usize);
+                    }
+                }
+                at
+            })
+            .collect();
+        let ups = slots.len();
+        assert_eq!(ups, 3, "the input and one upload per ReLU");
+        let (logits, noise) = session(&setup, &batch);
         assert_eq!(noise.len(), images * ups, "one entry per image and upload");
         let x: Vec<Vec<f64>> = (0..ups)
             .map(|u| {
@@ -296,12 +314,11 @@ fn image_outputs_do_not_depend_on_the_clients_noise() {
         assert!(worst < 0.1, "outputs off by {worst}");
         let f = regression_f(&logits, &x);
         println!(
-            "image packing, unflooded = {unflooded}: F = {f:.2} over {} samples",
+            "image packing, untruncated = {untruncated}: F = {f:.2} over {} samples",
             logits.len()
         );
         stats.push(f);
     }
     // F(3, ∞) exceeds 8 with probability below 3e-5 (χ²_3 > 24).
     assert_control(&stats, 8.0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
