@@ -92,6 +92,8 @@ fn conv_term(m: &IntMatrix, off: usize, input: [usize; 3], output: [usize; 3]) -
             }
         }
     }
+    // A guess, checked below: with no unclipped adjacent pair (one output row or column) the
+    // stride is 1; whatever the guess, the leftovers of `detect` keep the matrix exact.
     let sh = mode(&dys).unwrap_or(1);
     let sw = mode(&dxs).unwrap_or(1);
     // Window offsets relative to (i·sh, j·sw).

@@ -195,7 +195,11 @@ impl SMap {
         let [xc, _, _] = self.shape;
         let g = c.groups.max(1);
         let (gi, go) = (xc / g, c.out / g);
-        if gi * g != xc || go * g != c.out || c.w.len() != c.out * gi * c.kernel[0] * c.kernel[1] {
+        if gi * g != xc
+            || go * g != c.out
+            || c.w.len() != c.out * gi * c.kernel[0] * c.kernel[1]
+            || c.bias.is_some_and(|b| b.len() != c.out)
+        {
             return None;
         }
         let padded = c.pads != [0, 0];
@@ -310,9 +314,8 @@ impl SMap {
                 w: Arc::new(w),
             });
         }
-        let mut bias: Vec<f64> = (0..c.out)
-            .map(|o| c.bias.and_then(|b| b.get(o).copied()).unwrap_or(0.0))
-            .collect();
+        // No bias input is a zero bias (ONNX Conv's optional `B`).
+        let mut bias: Vec<f64> = c.bias.map_or_else(|| vec![0.0; c.out], <[f64]>::to_vec);
         for (o, b) in bias.iter_mut().enumerate() {
             let base = (o / go) * gi;
             for ch in base..base + gi {
@@ -630,16 +633,19 @@ impl SMap {
             let k = kh * kw;
             let in_order =
                 t.out_ch.len() == o && t.out_ch.iter().enumerate().all(|(i, &ch)| ch as usize == i);
-            let groups = c.checked_div(t.cin).unwrap_or(0);
-            let grouped = in_order
-                && groups > 0
-                && groups * t.cin == c
-                && o % groups == 0
-                && t.in_base
-                    .iter()
-                    .enumerate()
-                    .all(|(r, &b)| b as usize == (r / (o / groups)) * t.cin);
-            let (groups, kernel) = if grouped {
+            // Grouped as stored: `c / cin` groups (none if `cin` is 0), each reading its own
+            // `cin` channels, the output channels in order.
+            let grouped = c.checked_div(t.cin).filter(|&groups| {
+                in_order
+                    && groups > 0
+                    && groups * t.cin == c
+                    && o % groups == 0
+                    && t.in_base
+                        .iter()
+                        .enumerate()
+                        .all(|(r, &b)| b as usize == (r / (o / groups)) * t.cin)
+            });
+            let (groups, kernel) = if let Some(groups) = grouped {
                 (
                     groups,
                     t.w.iter()
