@@ -14,36 +14,12 @@ const Q: i64 = 1_125_899_906_842_597;
 
 /// Direct-loop convolution (the reference).
 fn conv_ref(g: &ConvGeom, kernel: &[i64], bias: &[i128], x: &[i64]) -> Vec<i64> {
-    let [c, h, w] = g.input;
-    let [o, oh, ow] = g.output;
-    let (ci, oi) = (c / g.groups, o / g.groups);
-    let mut y = Vec::with_capacity(o * oh * ow);
-    for (oc, &b) in bias.iter().enumerate().take(o) {
-        for i in 0..oh {
-            for j in 0..ow {
-                let mut acc = b;
-                for cl in 0..ci {
-                    let ch = (oc / oi) * ci + cl;
-                    for l in 0..g.kernel[0] {
-                        for m in 0..g.kernel[1] {
-                            let yy =
-                                (i * g.strides[0] + l * g.dilations[0]) as i64 - g.pads[0] as i64;
-                            let xx =
-                                (j * g.strides[1] + m * g.dilations[1]) as i64 - g.pads[1] as i64;
-                            if yy < 0 || xx < 0 || yy >= h as i64 || xx >= w as i64 {
-                                continue;
-                            }
-                            let k = ((oc * ci + cl) * g.kernel[0] + l) * g.kernel[1] + m;
-                            acc += i128::from(kernel[k])
-                                * i128::from(x[(ch * h + yy as usize) * w + xx as usize]);
-                        }
-                    }
-                }
-                y.push(acc as i64);
-            }
-        }
-    }
-    y
+    let plane = g.output[1] * g.output[2];
+    let mut y: Vec<i128> = (0..g.out_len()).map(|r| bias[r / plane]).collect();
+    crate::test_conv::conv_taps(g, |row, col, k| {
+        y[row] += i128::from(kernel[k]) * i128::from(x[col]);
+    });
+    y.into_iter().map(|v| v as i64).collect()
 }
 
 fn random_geom(rng: &mut StdRng, max_hw: usize) -> ConvGeom {

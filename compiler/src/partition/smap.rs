@@ -818,35 +818,21 @@ mod tests {
 
     /// A plain convolution by direct loops over a `[C, H, W]` input (independent reference).
     fn conv_ref(x: &[f64], xs: [usize; 3], c: &ConvSpec) -> Vec<f64> {
-        let [xc, h, w] = xs;
-        let g = c.groups;
-        let (gi, go) = (xc / g, c.out / g);
         let [oh, ow] = c.out_hw;
-        let mut y = vec![0.0; c.out * oh * ow];
-        for o in 0..c.out {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let mut s = c.bias.map_or(0.0, |b| b[o]);
-                    for cl in 0..gi {
-                        let ch = (o / go) * gi + cl;
-                        for l in 0..c.kernel[0] {
-                            for m in 0..c.kernel[1] {
-                                let yy = (i * c.strides[0] + l * c.dilations[0]) as isize
-                                    - c.pads[0] as isize;
-                                let xx = (j * c.strides[1] + m * c.dilations[1]) as isize
-                                    - c.pads[1] as isize;
-                                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
-                                    continue;
-                                }
-                                s += c.w[((o * gi + cl) * c.kernel[0] + l) * c.kernel[1] + m]
-                                    * x[(ch * h + yy as usize) * w + xx as usize];
-                            }
-                        }
-                    }
-                    y[(o * oh + i) * ow + j] = s;
-                }
-            }
-        }
+        let g = mp2ml_ir::layout::ConvGeom {
+            col_offset: 0,
+            input: xs,
+            output: [c.out, oh, ow],
+            kernel: c.kernel,
+            strides: c.strides,
+            pads: c.pads,
+            dilations: c.dilations,
+            groups: c.groups,
+        };
+        let mut y: Vec<f64> = (0..c.out * oh * ow)
+            .map(|r| c.bias.map_or(0.0, |b| b[r / (oh * ow)]))
+            .collect();
+        crate::test_conv::conv_taps(&g, |row, col, k| y[row] += c.w[k] * x[col]);
         y
     }
 
