@@ -551,14 +551,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unsupported_op_is_named() {
+    /// `g2(op(g1(x)))` on 4 inputs, `op` named `name`.
+    fn two_layers(name: &str, op: Op) -> Graph {
         let mut g = Graph::new("t");
         let x = g.add_input("x", vec![1, 4]);
         let h = gemm(&mut g, "g1", x, 4, 4, 1);
-        let s = unary(&mut g, "sig", Op::Sigmoid, h, 4);
+        let s = unary(&mut g, name, op, h, 4);
         let y = gemm(&mut g, "g2", s, 4, 4, 2);
         g.set_outputs(vec![y]);
+        g
+    }
+
+    #[test]
+    fn unsupported_op_is_named() {
+        let g = two_layers("sig", Op::Sigmoid);
         let e = compile_graph(&g, "t", "t.weights.bin", &Options::default()).expect_err("refused");
         assert!(e.to_string().contains("sig"), "{e}");
     }
@@ -567,12 +573,7 @@ mod tests {
     /// calibration over zero images.
     #[test]
     fn scalar_calibration_file_is_refused() {
-        let mut g = Graph::new("t");
-        let x = g.add_input("x", vec![1, 4]);
-        let h = gemm(&mut g, "g1", x, 4, 4, 1);
-        let r = unary(&mut g, "r1", Op::Relu, h, 4);
-        let y = gemm(&mut g, "g2", r, 4, 2, 2);
-        g.set_outputs(vec![y]);
+        let g = two_layers("r1", Op::Relu);
         let dir = std::env::temp_dir().join(format!("mp2ml-scalar-calib-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("scalar.npy");
