@@ -9,10 +9,11 @@
 //! checks.
 //!
 //! What is checked, per model and packing, on two sessions with the same input:
-//! 1. **Shares.** The client's decrypted shares are uniform mod q0: chi-square over
-//!    k = min(256, n/40) equal buckets of [0, q0) and over the low byte, below
-//!    (k−1) + 6·√(2(k−1)) (false alarm < 1e-6); and fresh: the share positions related between
-//!    the two sessions (difference mod q0 below q0/2^16 in absolute value, probability 2^-15
+//! 1. **Shares.** The client's decrypted shares are uniform mod Q0 (q0 or the product of the
+//!    first k primes): chi-square over k = min(256, n/40) equal buckets of [0, Q0) and over the
+//!    low byte, below (k−1) + 6·√(2(k−1)) (false alarm < 1e-6); and fresh: the share positions
+//!    related between the two sessions (difference mod Q0 below Q0/2^16 in absolute value,
+//!    probability 2^-15
 //!    each for independent shares) stay below the Poisson bound λ + 6√λ + 6.
 //! 2. **Seeds.** Every seed on the wire is distinct within and across the two sessions: the
 //!    32-byte `a` seeds of the client's seeded encryptions (its precompute frames), the seed of
@@ -28,8 +29,9 @@
 //!    allowed), nor as a decimal integer in the client plan (no hit allowed).
 //! 4. **Re-randomization.** The c1 halves the client receives for the first MPC step, minus
 //!    what they would be without the server's re-randomization (the plan's linear ops run by
-//!    this test on a(seed) of the client's recorded input seeds, mod-dropped to q0), are
-//!    full-width: the coefficients mod q0 that are short (|d| < q0/2^16) stay below the
+//!    this test on a(seed) of the client's recorded input seeds, mod-dropped to Q0), are
+//!    full-width in their first limb: the coefficients mod q0 that are short (|d| < q0/2^16)
+//!    stay below the
 //!    Poisson bound of uniform ones, and they pass the chi-square bound of 1.
 //!
 //! Positive controls (on `tiny` in both packings and `cryptonets_relu` in image packing; the
@@ -47,7 +49,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use mp2ml_ckks::{linear_polys, ntt_primes, poly_dot, NttPoly, Params, RnsPoly};
 use mp2ml_compiler::driver::{compile_graph, Options, Packing};
@@ -67,32 +69,31 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A compiled plan on disk (server plan, client plan, weights), once per model and packing.
+/// A compiled plan on disk (server plan, client plan, weights) in a temporary folder that is
+/// removed when it is dropped.
 struct Compiled {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     name: String,
 }
 
 impl Compiled {
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
     fn server_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.ron", self.name))
+        self.path(&format!("{}.ron", self.name))
     }
     fn client_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.client.ron", self.name))
+        self.path(&format!("{}.client.ron", self.name))
     }
 }
 
 fn compile(model: &str, packing: Packing) -> Compiled {
-    let tag = match packing {
-        Packing::Image => "image",
-        _ => "batch",
-    };
     // One folder per call: tests compiling the same model run in parallel.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("mp2ml-leak-{pid}-{model}-{tag}-{call}"));
-    std::fs::create_dir_all(&dir).expect("tmpdir");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("mp2ml-leak-{model}-"))
+        .tempdir()
+        .expect("tmpdir");
     let imported = import_file(
         &root().join(format!("models/{model}.onnx")),
         &ImportOptions::default(),
@@ -117,10 +118,9 @@ fn compile(model: &str, packing: Packing) -> Compiled {
     c
 }
 
-/// The batch-packed `tiny` plan, shared by the tests that edit plans.
-fn tiny_batch() -> &'static Compiled {
-    static C: OnceLock<Compiled> = OnceLock::new();
-    C.get_or_init(|| compile("tiny", Packing::Batch))
+/// The batch-packed `tiny` plan, for the tests that edit plans.
+fn tiny_batch() -> Compiled {
+    compile("tiny", Packing::Batch)
 }
 
 /// `count` test digits, image-major.
@@ -210,8 +210,8 @@ impl<C: Channel> Channel for Recorder<C> {
 /// A recorded session: what the client's channel moved and the shares the client decrypted.
 struct Session {
     log: Vec<Rec>,
-    /// All decrypted shares of the session (every step, value and image).
-    shares: Vec<u64>,
+    /// All decrypted shares of the session (every step, value and image), mod Q0.
+    shares: Vec<u128>,
 }
 
 /// Runs one real session of `setup` on `batch` with the client's channel recorded.
@@ -252,13 +252,17 @@ fn record(setup: &ServerSetup, batch: &Batch) -> Session {
 // ---------------------------------------------------------------------------------------------
 // 1. Shares
 
-/// Chi-square statistic of `values` (each < `q`) over `buckets` equal-width buckets.
-fn chi_square(values: impl Iterator<Item = u64>, q: u64, buckets: usize) -> f64 {
+/// Chi-square statistic of `values` (each < `q` < 2^127) over `buckets` equal-width buckets.
+fn chi_square(values: impl Iterator<Item = u128>, q: u128, buckets: usize) -> f64 {
     let mut counts = vec![0u64; buckets];
     let mut n = 0usize;
+    // Bucket of v: ⌊v·k/q⌋, from the top 64 bits of v and q (exact enough for k ≤ 256).
+    let shift = (128 - q.leading_zeros()).saturating_sub(64);
+    let qh = q >> shift;
     for v in values {
         assert!(v < q);
-        counts[(u128::from(v) * buckets as u128 / u128::from(q)) as usize] += 1;
+        let b = ((v >> shift) * buckets as u128 / (qh + 1)) as usize;
+        counts[b.min(buckets - 1)] += 1;
         n += 1;
     }
     let e = n as f64 / buckets as f64;
@@ -273,9 +277,9 @@ fn buckets_and_bound(n: usize) -> (usize, f64) {
     (k, df + 6.0 * (2.0 * df).sqrt())
 }
 
-/// The shares statistics: chi-square over [0, q0) and its bound, chi-square of the low byte
+/// The shares statistics: chi-square over [0, Q0) and its bound, chi-square of the low byte
 /// and its bound (over a power of two of buckets, so that they are equal).
-fn shares_stats(shares: &[u64], q0: u64) -> (f64, f64, f64, f64) {
+fn shares_stats(shares: &[u128], q0: u128) -> (f64, f64, f64, f64) {
     let (k, bound) = buckets_and_bound(shares.len());
     let hi = chi_square(shares.iter().copied(), q0, k);
     let k_lo = 1 << k.ilog2();
@@ -291,14 +295,14 @@ fn poisson_bound(lambda: f64) -> f64 {
 }
 
 /// Probability that a uniform value mod q0 is short: |d| < q0/2^16 (centered).
-fn p_short(q0: u64) -> f64 {
+fn p_short(q0: u128) -> f64 {
     (2 * (q0 >> 16) - 1) as f64 / q0 as f64
 }
 
 /// Shares at the same position in two sessions that are related: their difference mod q0 is
 /// short (|a − b| < q0/2^16; probability 2^-15 for independent uniform shares, 1 for unmasked
 /// shares of the same input, which differ only by encryption noise).
-fn related(a: &[u64], b: &[u64], q0: u64) -> usize {
+fn related(a: &[u128], b: &[u128], q0: u128) -> usize {
     assert_eq!(
         a.len(),
         b.len(),
@@ -361,7 +365,7 @@ fn repeated_seeds(sessions: &[&Session]) -> (usize, usize) {
 fn weights(c: &Compiled, moduli: &[u64]) -> Vec<i128> {
     let plan: ServerPlan =
         ron::from_str(&std::fs::read_to_string(c.server_path()).expect("read")).expect("parse");
-    let wf = WeightsFile::from_bytes(std::fs::read(c.dir.join(&plan.weights.file)).expect("w"))
+    let wf = WeightsFile::from_bytes(std::fs::read(c.path(&plan.weights.file)).expect("w"))
         .expect("magic");
     let mut out = HashSet::new();
     let mut add = |m: mp2ml_ir::weights::IntMatrix| {
@@ -513,18 +517,13 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
         .filter(|r| r.sent && r.framed && r.phase == "precompute")
         .flat_map(|r| r.bytes.chunks(32).map(|c| c.try_into().expect("seed")))
         .collect();
-    // a(seed) at the encryption level, through the entry flood's rescales (without its
-    // re-randomization) down to the working level `work`.
-    let expand = |s: &[[u8; 32]], work: usize| -> Vec<RnsPoly> {
-        let r = plan.public.entry.rescales;
+    // a(seed) at the encryption level.
+    let expand = |s: &[[u8; 32]], level: usize| -> Vec<RnsPoly> {
         s.iter()
-            .map(|s| {
-                let mut c = RnsPoly::from_seed(params, work + r, s).expect("a(seed)");
-                (0..r).for_each(|_| c.rescale_assign().expect("rescale"));
-                c
-            })
+            .map(|s| RnsPoly::from_seed(params, level, s).expect("a(seed)"))
             .collect()
     };
+    let (_, share_level) = plan.public.params.share_modulus().expect("Q0");
     // The tensors of one image (image packing) or of the batch, until the first MPC step.
     let first = |tensors: &mut Vec<Option<Vec<RnsPoly>>>| -> (TensorRef, Vec<u32>) {
         for (si, seg) in plan.segments.iter().enumerate() {
@@ -619,8 +618,7 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
                 let mut tensors = vec![None; plan.tensors.len()];
                 let mut at = j * per_image;
                 for (u, &r) in l.input.iter().zip(&t.input) {
-                    let work = plan.public.input.level - plan.public.entry.rescales;
-                    let polys = expand(&seeds[at..at + u.layout.polys()], work)
+                    let polys = expand(&seeds[at..at + u.layout.polys()], plan.public.input.level)
                         .iter()
                         .map(|c| c.mod_drop(u.level).expect("drop"))
                         .collect();
@@ -632,7 +630,7 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
                 out.extend(
                     polys
                         .iter()
-                        .map(|&p| x[p as usize].mod_drop(0).expect("drop")),
+                        .map(|&p| x[p as usize].mod_drop(share_level).expect("drop")),
                 );
             }
         }
@@ -645,22 +643,24 @@ fn c1_without_rerandomization(setup: &ServerSetup, s: &Session, images: usize) -
             out.extend(
                 gather
                     .iter()
-                    .map(|&g| x[g as usize].mod_drop(0).expect("drop")),
+                    .map(|&g| x[g as usize].mod_drop(share_level).expect("drop")),
             );
         }
     }
     out
 }
 
-/// The differences (mod q0) between the first MPC step's received c1 halves and
-/// [`c1_without_rerandomization`]: (fraction short, chi-square, bound, coefficients).
+/// The differences between the first MPC step's received c1 halves and
+/// [`c1_without_rerandomization`], in their first limb (mod q_0; the other primes of Q0 alike):
+/// (fraction short, chi-square, bound, coefficients).
 fn rerandomization_stats(
     setup: &ServerSetup,
     s: &Session,
     images: usize,
-) -> (f64, f64, f64, usize) {
+) -> (f64, f64, f64, usize, f64) {
     let params = &setup.params;
     let q0 = params.q0();
+    let (_, share_level) = setup.plan.public.params.share_modulus().expect("Q0");
     let expected = c1_without_rerandomization(setup, s, images);
     let received: Vec<RnsPoly> = s
         .log
@@ -673,15 +673,20 @@ fn rerandomization_stats(
     let n = params.n();
     let mut d = Vec::with_capacity(expected.len() * n);
     for (r, e) in received.iter().zip(&expected) {
-        assert_eq!((r.level(), r.width()), (0, n), "c1 of an HE→MPC input");
+        assert_eq!(
+            (r.level(), r.width()),
+            (share_level, n),
+            "c1 of an HE→MPC input"
+        );
         let mut x = r.clone();
         x.sub_assign(e).expect("same shape");
-        d.extend_from_slice(x.data());
+        d.extend_from_slice(&x.data()[..n]);
     }
     let short = d.iter().filter(|&&v| v.min(q0 - v) < q0 >> 16).count();
     let (k, bound) = buckets_and_bound(d.len());
-    let chi = chi_square(d.iter().copied(), q0, k);
-    (short as f64 / d.len() as f64, chi, bound, d.len())
+    let chi = chi_square(d.iter().map(|&v| u128::from(v)), u128::from(q0), k);
+    let p = p_short(u128::from(q0));
+    (short as f64 / d.len() as f64, chi, bound, d.len(), p)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,7 +700,7 @@ fn check(model: &str, packing: Packing, images: usize, controls: bool) {
     let c = compile(model, packing);
     let mut setup = load_server(&c.server_path(), 128).expect("load");
     let params = setup.params.clone();
-    let q0 = params.q0();
+    let (q0, _) = setup.plan.public.params.share_modulus().expect("Q0");
     let batch = digits(images);
     let what = format!("{model} ({packing:?} packing, {images} images)");
     let t = std::time::Instant::now();
@@ -714,7 +719,7 @@ fn check(model: &str, packing: Packing, images: usize, controls: bool) {
     assert!(n >= 256, "{what}: only {n} shares");
     assert!(
         hi < bound && lo < bound_lo,
-        "{what}: shares are not uniform mod q0"
+        "{what}: shares are not uniform mod Q0"
     );
     let same_bound = poisson_bound(n as f64 * p_short(q0));
     assert!(
@@ -758,9 +763,9 @@ fn check(model: &str, packing: Packing, images: usize, controls: bool) {
     );
 
     // 4. c1 re-randomized.
-    let (short, chi, bound, n) = rerandomization_stats(&setup, &a, batch.images);
+    let (short, chi, bound, n, p1) = rerandomization_stats(&setup, &a, batch.images);
     println!("{what}: c1 − Σ W·a(seed): {short:.2e} short, chi-square {chi:.0} (bound {bound:.0}) over {n}");
-    let short_bound = poisson_bound(n as f64 * p_short(q0)) / n as f64;
+    let short_bound = poisson_bound(n as f64 * p1) / n as f64;
     assert!(
         short < short_bound && chi < bound,
         "{what}: c1 is not re-randomized (short fraction bound {short_bound:.1e})"
@@ -768,14 +773,11 @@ fn check(model: &str, packing: Packing, images: usize, controls: bool) {
 
     if !controls {
         println!("{what}: {:.1} s", t.elapsed().as_secs_f64());
-        std::fs::remove_dir_all(&c.dir).ok();
         return;
     }
     // Positive controls.
     // Three protections off at once: their detectors read disjoint parts of a session (the
-    // shares, the c1 halves, the lone 128-bit blocks); the entry flood off too, as its
-    // public-key encryption re-randomizes c1 as well.
-    setup.disable_entry_flood_for_tests(true);
+    // shares, the c1 halves, the lone 128-bit blocks).
     setup.weaken_for_tests(Weakened {
         no_share_mask: true,
         no_rerandomize: true,
@@ -796,13 +798,12 @@ fn check(model: &str, packing: Packing, images: usize, controls: bool) {
         same0 as f64 > poisson_bound(n0 as f64 * p_short(q0)),
         "{what}: the freshness detector misses unmasked shares"
     );
-    let (short0, chi0, bound0, _) = rerandomization_stats(&setup, &a0, batch.images);
+    let (short0, chi0, bound0, _, _) = rerandomization_stats(&setup, &a0, batch.images);
     println!("{what}, no re-randomization: c1 − Σ W·a(seed): {short0:.3} short, chi-square {chi0:.0} (bound {bound0:.0})");
     assert!(
         short0 > 0.99 && chi0 > bound0,
         "{what}: the c1 detector misses Σ W·a(seed)"
     );
-    setup.disable_entry_flood_for_tests(false);
 
     let (rep0, count0) = repeated_seeds(&[&a0, &b0]);
     println!("{what}, fixed MPC randomness: {rep0} of {count0} seeds repeated");
@@ -827,7 +828,6 @@ fn check(model: &str, packing: Packing, images: usize, controls: bool) {
         "{what}: the weight detector misses planted weights"
     );
     println!("{what}: {:.1} s", t.elapsed().as_secs_f64());
-    std::fs::remove_dir_all(&c.dir).ok();
 }
 
 #[test]
@@ -922,16 +922,16 @@ fn client_plans_hold_no_weights_and_no_linear_layers() {
             file.plan, plan.public,
             "{m}: client plan differs from the server's public part"
         );
-        std::fs::remove_dir_all(&c.dir).ok();
     }
 }
 
 #[test]
 fn insecure_parameters_are_refused_by_both_parties() {
-    let dir = &tiny_batch().dir;
+    let tiny = tiny_batch();
+    let dir = tiny.dir.path();
     let m = "tiny";
-    let tmp = std::env::temp_dir().join(format!("mp2ml-leak-insecure-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("tmpdir");
+    let tmp_dir = tempfile::TempDir::new().expect("tmpdir");
+    let tmp = tmp_dir.path();
     for f in [
         format!("{m}.ron"),
         format!("{m}.client.ron"),
@@ -993,13 +993,13 @@ fn insecure_parameters_are_refused_by_both_parties() {
             assert!(ok, "{case}: unexpected reason: {e}");
         }
     }
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// Extreme values in an edited plan (hash recomputed) must be refused, not overflow.
 #[test]
 fn extreme_sigma_and_flooding_are_refused_without_overflow() {
-    let text = std::fs::read_to_string(tiny_batch().client_path()).expect("read");
+    let tiny = tiny_batch();
+    let text = std::fs::read_to_string(tiny.client_path()).expect("read");
     let file: ClientPlanFile = ron::from_str(&text).expect("parse");
     for (case, edit) in [
         (

@@ -192,7 +192,10 @@ fn compiled(g: &Graph, name: &str, opts: &Options, untruncated: bool) -> ServerS
     write_all(&out.compiled, &plan).expect("write");
     let setup = if untruncated {
         // A release runtime refuses the plan; the test hook lets it load.
-        assert!(load_server(&plan, 128).is_err(), "an untruncated plan loads");
+        assert!(
+            load_server(&plan, 128).is_err(),
+            "an untruncated plan loads"
+        );
         accept_untruncated_for_tests(|| load_server(&plan, 128)).expect("load")
     } else {
         load_server(&plan, 128).expect("load")
@@ -203,7 +206,11 @@ fn compiled(g: &Graph, name: &str, opts: &Options, untruncated: bool) -> ServerS
         if untruncated {
             assert_eq!(c.trunc, 0);
         } else {
-            assert!(c.trunc >= sv + p.noise_bits && p.noise_bits > 0, "K = {}", c.trunc);
+            assert!(
+                c.trunc >= sv + p.noise_bits && p.noise_bits > 0,
+                "K = {}",
+                c.trunc
+            );
         }
     }
     setup

@@ -241,8 +241,8 @@ pub fn simulate(
                             .ok_or_else(|| bad("gather index out of range"))
                     })
                     .collect::<Result<_, _>>()?;
-                let q0 = i128::try_from(circ.q0)
-                    .map_err(|_| bad("share modulus of 2^127 or more"))?;
+                let q0 =
+                    i128::try_from(circ.q0).map_err(|_| bad("share modulus of 2^127 or more"))?;
                 if let Some(&v) = gathered.iter().find(|&&v| 2 * v.abs() >= q0) {
                     return Err(SimError::Overflow {
                         step: b.step,
@@ -355,8 +355,7 @@ pub fn run_circuit(c: &ShareCircuit, v: &[i128], instances: usize) -> Result<Vec
         let e = vec![0u64; c.circuit.evaluator_inputs as usize];
         for (lane, &inst) in chunk.iter().enumerate() {
             for j in 0..vi {
-                let b = (v[inst * vi + j].rem_euclid(q0) + input_offset)
-                    .rem_euclid(q0) as u128;
+                let b = (v[inst * vi + j].rem_euclid(q0) + input_offset).rem_euclid(q0) as u128;
                 for bit in 0..w {
                     if (b >> bit) & 1 == 1 {
                         if let Some(x) = g.get_mut(j * w + bit) {

@@ -169,7 +169,9 @@ pub enum Inconsistency {
         op: String,
     },
     /// The plan's share modulus is not a product of 1..=chain primes below 2^126.
-    #[error("share modulus over {limbs} primes is not usable (0, above the chain or 2^126 or more)")]
+    #[error(
+        "share modulus over {limbs} primes is not usable (0, above the chain or 2^126 or more)"
+    )]
     ShareModulus {
         /// The plan's `share_limbs`.
         limbs: usize,

@@ -117,11 +117,9 @@ pub(crate) struct ShareModulus {
 impl ShareModulus {
     /// Q0 and its level from the plan's parameters (checked when the plan was loaded).
     pub fn of(params: &mp2ml_ir::plan::CkksParams) -> Result<ShareModulus> {
-        let (q0, level) = params
-            .share_modulus()
-            .ok_or(Inconsistency::ShareModulus {
-                limbs: params.share_limbs,
-            })?;
+        let (q0, level) = params.share_modulus().ok_or(Inconsistency::ShareModulus {
+            limbs: params.share_limbs,
+        })?;
         Ok(ShareModulus { q0, level })
     }
 
@@ -268,7 +266,10 @@ fn masked_halves(
 /// Server, offline, one MPC step: encrypts the masks of `m` at the share level `level`
 /// (k − 1), keeps their c0 windows in `m.pre0` and sends the c1 halves of
 /// `input[gather] + Enc(r)`.
-#[allow(clippy::too_many_arguments, reason = "one call site, the step's material")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, the step's material"
+)]
 pub(crate) fn server_offline(
     ch: &mut impl Channel,
     pk: &PublicKey,
@@ -365,9 +366,7 @@ pub(crate) fn client_shares(
     windows
         .into_par_iter()
         .zip(c1_times_s.par_iter())
-        .map(|(c0, c1s)| {
-            Ok(sk.decrypt_halves_mod_prefix(&C0Window::new(c0), c1s, q.level + 1)?)
-        })
+        .map(|(c0, c1s)| Ok(sk.decrypt_halves_mod_prefix(&C0Window::new(c0), c1s, q.level + 1)?))
         .collect()
 }
 

@@ -838,8 +838,15 @@ pub(crate) fn client_group<C: Channel>(
             Phase::He2Mpc.enter(ch);
             let mut shares = vec![vec![0u128; images]; step.values_in];
             for j in 0..images {
-                let dec =
-                    client_windows(ch, sk, params, w, &step_c1s[si][j], q.level, Some(q.level + 1))?;
+                let dec = client_windows(
+                    ch,
+                    sk,
+                    params,
+                    w,
+                    &step_c1s[si][j],
+                    q.level,
+                    Some(q.level + 1),
+                )?;
                 for (i, s) in shares.iter_mut().enumerate() {
                     let v = dec.get(w.slot(pos, i)?).copied().ok_or_else(short)?;
                     s[j] = v as u128;
@@ -883,8 +890,7 @@ pub(crate) fn client_group<C: Channel>(
         let ch = e.channel_mut();
         Phase::Output.enter(ch);
         for j in 0..images {
-            let dec =
-                client_windows(ch, sk, params, &out_w, &out_c1s[j], plan.output.level, None)?;
+            let dec = client_windows(ch, sk, params, &out_w, &out_c1s[j], plan.output.level, None)?;
             for el in 0..out_elems {
                 let v = dec
                     .get(out_w.slot(&l.output, el)?)

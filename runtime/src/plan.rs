@@ -566,11 +566,7 @@ pub fn load_server(path: &Path, min_security: u32) -> Result<ServerSetup> {
 
 /// Residues of 2^shift at `level` (a bias's lift to its tensor's scale); the shift is bounded
 /// like the scales (≤ 120 bits).
-fn bias_factor(
-    params: &Params,
-    level: usize,
-    shift: u32,
-) -> std::result::Result<Vec<u64>, String> {
+fn bias_factor(params: &Params, level: usize, shift: u32) -> std::result::Result<Vec<u64>, String> {
     if shift > 120 {
         return Err(format!("bias shift 2^{shift} above 2^120"));
     }
