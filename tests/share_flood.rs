@@ -44,8 +44,9 @@ fn relu(g: &mut Graph, name: &str, x: TensorId, shape: Vec<usize>) -> TensorId {
     y
 }
 
-/// `x → relu(x + 1) → relu(5·h) → Σ` on 4 values: every pre-activation is positive, so the noise
-/// of the first ReLU's re-encryption would pass linearly into the logit.
+/// `x → relu(64·x + 1) → relu(5·h) → Σ` on 4 values: every pre-activation is positive, so the
+/// noise of the input's encryption (times 64, above the server's re-randomization noise) and of
+/// the first ReLU's re-encryption would pass linearly into the logit.
 fn noise_model() -> Graph {
     let mut g = Graph::new("noise");
     let gemm = |g: &mut Graph, name: &str, x: TensorId, w: Vec<f32>, b: Vec<f32>, n: usize| {
@@ -71,7 +72,7 @@ fn noise_model() -> Graph {
     let relu = |g: &mut Graph, name: &str, x: TensorId| relu(g, name, x, vec![1, 4]);
     let eye = |s: f32| -> Vec<f32> { (0..16).map(|i| if i % 5 == 0 { s } else { 0.0 }).collect() };
     let x = g.add_input("x", vec![1, 4]);
-    let a = gemm(&mut g, "g1", x, eye(1.0), vec![1.0; 4], 4);
+    let a = gemm(&mut g, "g1", x, eye(64.0), vec![1.0; 4], 4);
     let a = relu(&mut g, "r1", a);
     let b = gemm(&mut g, "g2", a, eye(5.0), vec![0.0; 4], 4);
     let b = relu(&mut g, "r2", b);
@@ -80,7 +81,7 @@ fn noise_model() -> Graph {
     g
 }
 
-/// `x → relu(x + 1) → relu(5·h) → h` on one 64×64 plane, as 1×1 convolutions (one value per
+/// `x → relu(64·x + 1) → relu(5·h) → h` on one 64×64 plane, as 1×1 convolutions (one value per
 /// coefficient in image packing, so one image gives 4096 samples of the same structure).
 fn plane_model() -> Graph {
     let mut g = Graph::new("plane");
@@ -113,7 +114,7 @@ fn plane_model() -> Graph {
     };
     let relu = |g: &mut Graph, name: &str, x: TensorId| relu(g, name, x, vec![1, 1, 64, 64]);
     let x = g.add_input("x", shape);
-    let a = conv(&mut g, "c1", x, 1.0, 1.0);
+    let a = conv(&mut g, "c1", x, 64.0, 1.0);
     let a = relu(&mut g, "r1", a);
     let b = conv(&mut g, "c2", a, 5.0, 0.0);
     let b = relu(&mut g, "r2", b);
@@ -251,8 +252,8 @@ fn outputs_do_not_depend_on_the_clients_noise() {
             .map(|k| noise[k / 4][k % 4].iter().map(|&x| x as f64).collect())
             .collect();
         assert_eq!(logits.len(), images);
-        // The logit is 5·Σ(x + 1) = 30 up to noise.
-        let worst = logits.iter().map(|v| (v - 30.0).abs()).fold(0.0, f64::max);
+        // The logit is 5·Σ(64·x + 1) = 660 up to noise.
+        let worst = logits.iter().map(|v| (v - 660.0).abs()).fold(0.0, f64::max);
         assert!(worst < 0.1, "outputs off by {worst}");
         let f = regression_f(&logits, &e);
         println!("untruncated = {untruncated}: F = {f:.2} over {images} samples");
@@ -316,8 +317,8 @@ fn image_outputs_do_not_depend_on_the_clients_noise() {
             })
             .collect();
         assert_eq!(logits.len(), images * elems);
-        // 5·(0.5 + 1) = 7.5 up to noise.
-        let worst = logits.iter().map(|v| (v - 7.5).abs()).fold(0.0, f64::max);
+        // 5·(64·0.5 + 1) = 165 up to noise.
+        let worst = logits.iter().map(|v| (v - 165.0).abs()).fold(0.0, f64::max);
         assert!(worst < 0.1, "outputs off by {worst}");
         let f = regression_f(&logits, &x);
         println!(

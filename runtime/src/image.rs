@@ -537,9 +537,8 @@ pub(crate) fn server_group<C: Channel>(
                 let w = &step_w[b.step.index()];
                 let per = &pre[b.step.index()];
                 let first = first_up.get(b.step.index()).copied().unwrap_or(usize::MAX);
-                let uploads: Vec<(usize, &UploadAt)> = ups
+                let uploads: Vec<&UploadAt> = ups
                     .iter()
-                    .enumerate()
                     .skip(first)
                     .take(l.steps[b.step.index()].uploads.len())
                     .collect();
@@ -563,7 +562,7 @@ pub(crate) fn server_group<C: Channel>(
                     let shift = step.out_scale_bits - public.scale_bits;
                     let factor = params.factor_residues(step.out_level, 0, shift)?;
                     for (j, t) in t0.iter_mut().enumerate() {
-                        for &(k, u) in &uploads {
+                        for &u in &uploads {
                             let r = u.tensor.ok_or_else(|| {
                                 RuntimeError::Input("an upload without tensor".into())
                             })?;

@@ -235,24 +235,24 @@ fn share_primes(w: u32, two_n: u64, limb_bits: u32) -> Option<Vec<u64>> {
         let q = primes::ntt_prime_at_least(1u64 << (w - 1), two_n, &[])?;
         return (bits(q) == w).then(|| vec![q]);
     }
-    let k = w.div_ceil(limb_bits);
-    let b = w.div_ceil(k);
-    let mut qs: Vec<u64> = Vec::with_capacity(k as usize);
-    let mut prod: u128 = 1;
-    for _ in 0..k - 1 {
-        let q = primes::ntt_prime_at_least(1u64 << (b - 1), two_n, &qs)?;
-        prod = prod.checked_mul(u128::from(q))?;
+    // The last prime may need a bit more than the others: one more prime if it does not fit.
+    let k0 = w.div_ceil(limb_bits);
+    (k0..k0 + 3).find_map(|k| {
+        let b = w.div_ceil(k);
+        let mut qs: Vec<u64> = Vec::with_capacity(k as usize);
+        let mut prod: u128 = 1;
+        for _ in 0..k - 1 {
+            let q = primes::ntt_prime_at_least(1u64 << (b - 1), two_n, &qs)?;
+            prod = prod.checked_mul(u128::from(q))?;
+            qs.push(q);
+        }
+        let target = 1u128 << (w - 1);
+        let lower = u64::try_from(target.div_ceil(prod)).ok()?;
+        let q = primes::ntt_prime_at_least(lower.max(2), two_n, &qs)?;
+        let q0 = prod.checked_mul(u128::from(q))?;
         qs.push(q);
-    }
-    let target = 1u128 << (w - 1);
-    let lower = u64::try_from(target.div_ceil(prod)).ok()?;
-    let q = primes::ntt_prime_at_least(lower.max(2), two_n, &qs)?;
-    if bits(q) > limb_bits {
-        return None;
-    }
-    let q0 = prod.checked_mul(u128::from(q))?;
-    qs.push(q);
-    (128 - q0.leading_zeros() == w).then_some(qs)
+        (bits(q) <= limb_bits && 128 - q0.leading_zeros() == w).then_some(qs)
+    })
 }
 
 /// The error for value bounds that need more than `widest` share bits: names the first step
@@ -433,10 +433,13 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
             return Err(share_too_wide(low, opts, &step_bits, w, widest));
         }
         // Q0 spans as few primes of at most `cap_bits` as hold w bits.
-        let share = share_primes(w, two_n, cap_bits.floor() as u32).ok_or(Error::NoPrime {
-            bits: f64::from(w - 1),
-            n,
-        })?;
+        // A share modulus the cap cannot split lets the other candidates (caps, levels) try.
+        let share =
+            share_primes(w, two_n, cap_bits.floor() as u32).ok_or(Error::PrimeTooLarge {
+                level: 0,
+                want_bits: f64::from(w),
+                cap_bits,
+            })?;
         // Masked circuit outputs are lifted to the output scale per RNS limb (exact at any
         // size, `Params::factor_residues`); the runtime bounds scales and floods by 120 bits.
         let out_scale_bits = flood_bits + OUTPUT_PRECISION_BITS;
@@ -570,4 +573,32 @@ fn choose_at(low: &Lowered, opts: &ParamOptions, cap_bits: f64) -> Result<Chosen
         }
     }
     Err(Error::NoConvergence.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_moduli_have_exactly_the_asked_width() {
+        for two_n in [2048u64, 16384, 65536] {
+            for limb in [27u32, 31, 40, 58, 59, 60] {
+                for w in (two_n.ilog2() + 3..=126).step_by(7) {
+                    let qs = share_primes(w, two_n, limb).expect("a share modulus");
+                    let q0 = qs.iter().fold(1u128, |a, &q| a * u128::from(q));
+                    assert_eq!(128 - q0.leading_zeros(), w, "w = {w}, limbs of {limb} bits");
+                    assert!(qs.iter().all(|&q| q % two_n == 1 && primes::is_prime(q)));
+                    if w <= 62 {
+                        assert_eq!(qs.len(), 1);
+                    } else {
+                        assert!(qs.iter().all(|&q| bits(q) <= limb));
+                    }
+                    let mut d = qs.clone();
+                    d.dedup();
+                    assert_eq!(d.len(), qs.len());
+                }
+            }
+        }
+        assert!(share_primes(127, 2048, 60).is_none());
+    }
 }
