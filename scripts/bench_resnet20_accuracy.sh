@@ -3,7 +3,8 @@
 # secure top-1 equal to plaintext top-1 on at least 200 images).
 #
 # One session holding all images runs out of memory (a session's images run as one group), so
-# the images run as several `mp2ml-run local` sessions of at most CHUNK images each. For every
+# the images run as several `mp2ml-run local` sessions of at most CHUNK images each (a session
+# holds about 0.5 GB per image: 25 images passed 13 GB). For every
 # chunk and in total it prints: secure top-1 against the labels, the f32 reference's top-1
 # (models/resnet20.expected_logits.npy: PyTorch's logits, checked against onnxruntime in
 # models/README.md), how many secure classes agree with the reference's, the largest
@@ -11,12 +12,12 @@
 # process over loopback TCP), traffic and peak RSS.
 #
 # Usage: bash scripts/bench_resnet20_accuracy.sh [IMAGES] [CHUNK] [BIN_DIR]
-#        (default 200 25 target/release; build: cargo build --release -p mp2ml-compiler
+#        (default 200 10 target/release; build: cargo build --release -p mp2ml-compiler
 #        -p mp2ml-runtime --bins)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 images=${1:-200}
-chunk=${2:-25}
+chunk=${2:-10}
 bin=${3:-target/release}
 py=/usr/bin/python3
 out=target/bench-accuracy
