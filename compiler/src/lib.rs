@@ -14,3 +14,5 @@ pub mod passes;
 pub mod plan_writer;
 pub mod report;
 pub mod simulate;
+#[cfg(test)]
+mod test_conv;

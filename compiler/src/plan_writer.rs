@@ -412,19 +412,25 @@ fn write_temp_with(
     })
 }
 
-/// The three output paths for `-o DIR/NAME.ron`: plan, client plan, weights.
-pub fn output_paths(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let stem = out
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let stem = stem.strip_suffix(".ron").unwrap_or(&stem).to_string();
-    let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
-    (
-        dir.join(format!("{stem}.ron")),
-        dir.join(format!("{stem}.client.ron")),
-        dir.join(format!("{stem}.weights.bin")),
-    )
+/// The three output paths for `-o DIR/NAME.ron`: plan, client plan, weights; an options
+/// error if `out` names no file (`..`, `/`, `.ron`).
+pub fn output_paths(out: &Path) -> Result<(PathBuf, PathBuf, PathBuf), CompileError> {
+    let name = out.file_name().map(|n| n.to_string_lossy().to_string());
+    let stem = name.as_deref().map(|n| n.strip_suffix(".ron").unwrap_or(n));
+    let Some(stem) = stem.filter(|s| !s.is_empty()) else {
+        return Err(CompileError::new(
+            ErrorKind::Options,
+            format!(
+                "`-o {}` names no plan file (want DIR/NAME.ron)",
+                out.display()
+            ),
+        ));
+    };
+    Ok((
+        out.with_file_name(format!("{stem}.ron")),
+        out.with_file_name(format!("{stem}.client.ron")),
+        out.with_file_name(format!("{stem}.weights.bin")),
+    ))
 }
 
 /// Serializes a value as pretty RON down to the fields of a plan's parts; the bulk below
@@ -467,7 +473,7 @@ pub fn ron_len(v: &impl serde::Serialize) -> Result<usize, CompileError> {
 /// files first and renamed only when every write succeeded; on error nothing remains. The
 /// plan texts are streamed to their files (an ImageNet-size plan is over a gigabyte of RON).
 pub fn write_all(c: &Compiled, out: &Path) -> Result<(), CompileError> {
-    let (plan, client, weights) = output_paths(out);
+    let (plan, client, weights) = output_paths(out)?;
     type Fill<'a> = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + 'a>;
     let texts: [(PathBuf, Fill); 3] = [
         (plan, Box::new(|w| ron_to(w, &c.server))),
@@ -535,6 +541,7 @@ pub fn load_checked(plan_path: &Path) -> Result<(ServerPlan, Vec<u8>), CompileEr
             "the plan's public hash does not match its public part",
         ));
     }
+    // The weights file sits beside the plan (`parent` is `None` only for `/` or an empty path).
     let dir = plan_path.parent().unwrap_or(Path::new("."));
     let wpath = dir.join(&plan.weights.file);
     let bytes = std::fs::read(&wpath).map_err(|e| {
@@ -554,4 +561,25 @@ pub fn load_checked(plan_path: &Path) -> Result<(ServerPlan, Vec<u8>), CompileEr
         ));
     }
     Ok((plan, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_paths_need_a_file_name() {
+        let (plan, client, weights) = output_paths(Path::new("out/m.ron")).expect("paths");
+        assert_eq!(plan, Path::new("out/m.ron"));
+        assert_eq!(client, Path::new("out/m.client.ron"));
+        assert_eq!(weights, Path::new("out/m.weights.bin"));
+        assert_eq!(
+            output_paths(Path::new("m")).expect("paths").0,
+            Path::new("m.ron")
+        );
+        for bad in ["..", "/", "out/.ron", ""] {
+            let e = output_paths(Path::new(bad)).expect_err(bad);
+            assert_eq!(e.kind(), ErrorKind::Options, "{bad}: {e}");
+        }
+    }
 }
