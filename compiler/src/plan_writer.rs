@@ -85,7 +85,8 @@ pub struct PlanSettings {
 /// Assembles the plans and the weights file.
 pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compiled, CompileError> {
     let cp = CircuitParams {
-        q0: ch.moduli[0],
+        q0: u128::from(ch.moduli[0]),
+        trunc: 0,
         sigma: ch.value_sigma,
         style: Default::default(),
     };

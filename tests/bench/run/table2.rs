@@ -62,7 +62,7 @@ pub(super) fn relu_once(
     let w = sc.share_bits;
     let mask_bits = sc.mask_bits;
     let z_bits = sc.z_bits() as usize;
-    let q0 = u128::from(p.q0);
+    let q0 = p.q0;
     let half = q0 / 2;
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut g, mut e, mut want) = (Vec::new(), Vec::new(), Vec::new());
@@ -150,7 +150,8 @@ pub(super) fn ckks_add_mul(reps: usize) -> BenchResult<(Stat, Stat, u64)> {
 
 pub(super) fn table2(opts: &Opts, q0: u64, q0_from: &str) -> BenchResult<Table2> {
     let p = CircuitParams {
-        q0,
+        q0: u128::from(q0),
+        trunc: 0,
         sigma: 40,
         style: Default::default(),
     };
