@@ -227,7 +227,7 @@ fn shift_levels(low: &mut Lowered, by: usize) {
 /// single-prime plans of before), else k = ⌈w / limb_bits⌉ primes of at most `limb_bits` bits,
 /// k − 1 of ⌈w/k⌉ bits and the last the smallest prime that brings the product to 2^(w−1).
 fn share_primes(w: u32, two_n: u64, limb_bits: u32) -> Option<Vec<u64>> {
-    if w > MAX_SHARE_BITS || w < 2 {
+    if !(2..=MAX_SHARE_BITS).contains(&w) {
         return None;
     }
     let limb_bits = limb_bits.min(62);
