@@ -581,7 +581,8 @@ mod tests {
 
     #[test]
     fn share_moduli_have_exactly_the_asked_width() {
-        for two_n in [2048u64, 16384, 65536] {
+        // N = 1024 and 8192 (the bundled models' rings).
+        for two_n in [2048u64, 16384] {
             for limb in [27u32, 31, 40, 58, 59, 60] {
                 for w in (two_n.ilog2() + 3..=126).step_by(7) {
                     let qs = share_primes(w, two_n, limb).expect("a share modulus");
