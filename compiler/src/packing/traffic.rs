@@ -212,6 +212,8 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
     let images = images.max(1);
     let bits = prime_bits(p);
     let poly = |level: usize, width: usize| framed_poly(&bits, level, width);
+    // HE→MPC windows live at the share modulus' level k − 1.
+    let share = p.params.share_limbs.saturating_sub(1);
     let mut t = Traffic {
         images,
         handshake: handshake_bytes(p, &bits),
@@ -242,7 +244,7 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
         t.precompute += seed_bytes(upload_polys * g)
             + im * step_w
                 .iter()
-                .map(|w| w.len() as f64 * poly(0, n))
+                .map(|w| w.len() as f64 * poly(share, n))
                 .sum::<f64>()
             + im * out_w.len() as f64 * poly(p.output.level, n);
         t.input += im
@@ -257,7 +259,7 @@ pub fn image_traffic(p: &ClientPlan, images: usize) -> Traffic {
             };
             let inst = (s.instances * g) as f64;
             any_yao |= c.circuit.evaluator_inputs > 0 && inst > 0.0;
-            let windows: f64 = step_w[k].iter().map(|&w| poly(0, w)).sum();
+            let windows: f64 = step_w[k].iter().map(|&w| poly(share, w)).sum();
             let he = im
                 * (windows
                     + st.uploads
@@ -295,6 +297,8 @@ pub fn batch_traffic_with(p: &ClientPlan, images: usize, mpc: Option<MpcBackend>
     let images = images.clamp(1, n.max(1));
     let bits = prime_bits(p);
     let poly = |level: usize, width: usize| framed_poly(&bits, level, width);
+    // HE→MPC windows live at the share modulus' level k − 1.
+    let share = p.params.share_limbs.saturating_sub(1);
     let in_len: usize = p.input.shape.iter().product();
     let out_len: usize = p.output.shape.iter().product();
     let mut t = Traffic {
@@ -306,7 +310,7 @@ pub fn batch_traffic_with(p: &ClientPlan, images: usize, mpc: Option<MpcBackend>
     t.precompute = seed_bytes(uploads)
         + p.mpc_steps
             .iter()
-            .map(|s| s.values_in as f64 * poly(0, n))
+            .map(|s| s.values_in as f64 * poly(share, n))
             .sum::<f64>()
         + out_len as f64 * poly(p.output.level, n);
     t.input = in_len as f64 * poly(p.input.level, images);
@@ -318,8 +322,8 @@ pub fn batch_traffic_with(p: &ClientPlan, images: usize, mpc: Option<MpcBackend>
             continue;
         };
         let inst = (s.instances * images) as f64;
-        let he =
-            s.values_in as f64 * poly(0, images) + s.values_out as f64 * poly(s.out_level, images);
+        let he = s.values_in as f64 * poly(share, images)
+            + s.values_out as f64 * poly(s.out_level, images);
         let mpc_bytes = match backend {
             MpcBackend::Yao => {
                 any_yao |= c.circuit.evaluator_inputs > 0 && inst > 0.0;
