@@ -8,6 +8,7 @@ use mp2ml_compiler::packing::traffic::image_traffic;
 use mp2ml_compiler::plan_writer::to_ron;
 use mp2ml_ir::plan::{ClientPlanFile, HeOp, Segment};
 use mp2ml_runtime::client::Batch;
+use mp2ml_runtime::error::RuntimeError;
 use mp2ml_runtime::local::run_local;
 use mp2ml_runtime::plan::{load_client, load_server};
 use mp2ml_runtime::session::SessionOptions;
@@ -123,7 +124,10 @@ fn bad_layouts_are_refused() {
     }
     std::fs::write(&path, to_ron(&plan).expect("ron")).expect("write");
     let e = load_server(&path, 128).err().expect("refused");
-    assert!(e.to_string().contains("packed linear"), "{e}");
+    assert!(
+        matches!(&e, RuntimeError::Plan { message, .. } if message.contains("packed linear")),
+        "{e:?}"
+    );
     // A public position outside N (the hash is recomputed: the layouts are checked, not only
     // the hash).
     let mut plan = out.compiled.server.clone();
@@ -135,7 +139,10 @@ fn bad_layouts_are_refused() {
     plan.public_hash = plan.public.hash().expect("hash");
     std::fs::write(&path, to_ron(&plan).expect("ron")).expect("write");
     let e = load_server(&path, 128).err().expect("refused");
-    assert!(e.to_string().contains("outside"), "{e}");
+    assert!(
+        matches!(&e, RuntimeError::Plan { message, .. } if message.contains("outside")),
+        "{e:?}"
+    );
     std::fs::write(&path, good).expect("write");
     assert!(load_server(&path, 128).is_ok());
     std::fs::remove_dir_all(&dir).ok();

@@ -149,7 +149,8 @@ pub mod toy {
         // hidden + 4 inputs + 2 outputs))⌉ = 50 bits wider than what they hide
         // (`ClientPlan::value_sigma`).
         let sc = relu(&CircuitParams {
-            q0,
+            q0: u128::from(q0),
+            trunc: 0,
             sigma: 50,
             style: Default::default(),
         });

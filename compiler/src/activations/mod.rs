@@ -28,7 +28,8 @@ pub type Bounds = (Vec<f64>, Vec<f64>);
 pub trait Activation {
     /// The public kind the plan records.
     fn kind(&self) -> ActivationKind;
-    /// Bits of the circuit's output at share width `w` (see the circuit generator).
+    /// Bits of the circuit's output at (truncated) share width `w` (`share_bits − K`; see the
+    /// circuit generator).
     fn out_bits(&self, w: u32) -> u32;
     /// Bounds of the outputs of `instances` instances from the bounds of their inputs (in
     /// circuit order, `instances × values_in`); an error names an input without a bound.

@@ -314,14 +314,8 @@ mod tests {
     #[test]
     fn residual_identity_is_a_second_term_and_dense_is_refused() {
         let g = ConvGeom {
-            col_offset: 0,
-            input: [2, 6, 6],
-            output: [2, 6, 6],
-            kernel: [3, 3],
-            strides: [1, 1],
             pads: [1, 1],
-            dilations: [1, 1],
-            groups: 1,
+            ..ConvGeom::plain([2, 6, 6], [2, 6, 6], [3, 3])
         };
         let kernel: Vec<i64> = (0..g.kernel_len() as i64).map(|v| v - 17).collect();
         let conv = conv_matrix(&g, &kernel, &[1, 2]);

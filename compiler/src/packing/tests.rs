@@ -112,16 +112,7 @@ fn homconv_matches_plain_convolution() {
 #[test]
 fn largest_blocks_do_not_wrap_and_one_more_channel_would() {
     // 4 channels of 16×16, 3×3 kernel, no padding: the chosen block is exactly N = 1024.
-    let g = ConvGeom {
-        col_offset: 0,
-        input: [4, 16, 16],
-        output: [3, 14, 14],
-        kernel: [3, 3],
-        strides: [1, 1],
-        pads: [0, 0],
-        dilations: [1, 1],
-        groups: 1,
-    };
+    let g = ConvGeom::plain([4, 16, 16], [3, 14, 14], [3, 3]);
     let n = 1024;
     let p = ConvPacking::choose(&g, n).expect("packs");
     assert_eq!((p.c_b, p.h_b, p.w_b), (4, 16, 16));
@@ -275,14 +266,8 @@ fn homfc_matches_matrix_vector_over_chunks_and_inputs() {
 #[test]
 fn residual_add_packs_the_skip_input_into_the_conv_output_layout() {
     let g = ConvGeom {
-        col_offset: 0,
-        input: [3, 9, 9],
-        output: [3, 9, 9],
-        kernel: [3, 3],
-        strides: [1, 1],
         pads: [1, 1],
-        dilations: [1, 1],
-        groups: 1,
+        ..ConvGeom::plain([3, 9, 9], [3, 9, 9], [3, 3])
     };
     let skip = ConvGeom {
         col_offset: g.in_len(),

@@ -820,14 +820,11 @@ mod tests {
     fn conv_ref(x: &[f64], xs: [usize; 3], c: &ConvSpec) -> Vec<f64> {
         let [oh, ow] = c.out_hw;
         let g = mp2ml_ir::layout::ConvGeom {
-            col_offset: 0,
-            input: xs,
-            output: [c.out, oh, ow],
-            kernel: c.kernel,
             strides: c.strides,
             pads: c.pads,
             dilations: c.dilations,
             groups: c.groups,
+            ..ConvGeom::plain(xs, [c.out, oh, ow], c.kernel)
         };
         let mut y: Vec<f64> = (0..c.out * oh * ow)
             .map(|r| c.bias.map_or(0.0, |b| b[r / (oh * ow)]))

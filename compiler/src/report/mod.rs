@@ -73,8 +73,10 @@ pub struct CircuitRow {
     pub share_bits: u32,
     /// Mask bits.
     pub mask_bits: u32,
-    /// Bound 6·w + σ (ReLU only).
+    /// Bound 6·w − 4·K + σ (ReLU only).
     pub relu_bound: Option<u64>,
+    /// Low bits K the circuit truncates.
+    pub trunc: u32,
 }
 
 /// A fusion decision (compile mode only).
@@ -414,10 +416,13 @@ impl Report {
                     and_depth: s.and_depth,
                     share_bits: c.share_bits,
                     mask_bits: c.mask_bits,
+                    // Size-optimal ReLU: 6 AND per share bit, 2 per truncated low bit,
+                    // one per extra mask bit (`ir/src/circuit/activations/relu.rs`).
                     relu_bound: c.circuit.name.starts_with("relu").then_some(
-                        6 * u64::from(c.share_bits)
+                        (6 * u64::from(c.share_bits)).saturating_sub(4 * u64::from(c.trunc))
                             + u64::from(c.mask_bits.saturating_sub(c.out_bits)),
                     ),
+                    trunc: c.trunc,
                 }
             })
             .collect();
@@ -659,8 +664,14 @@ impl Report {
                 "  {:<40} AND {:>8}  XOR {:>8}  AND depth {:>4}  w = {}  mask bits = {}",
                 c.name, c.and, c.xor, c.and_depth, c.share_bits, c.mask_bits
             );
-            if let Some(b) = c.relu_bound {
-                let _ = write!(s, "  (≤ 6·w + σ_v = {b})");
+            match (c.relu_bound, c.trunc) {
+                (Some(b), 0) => {
+                    let _ = write!(s, "  (≤ 6·w + σ_v = {b})");
+                }
+                (Some(b), k) => {
+                    let _ = write!(s, "  (≤ 6·w − 4·K + σ_v = {b}, K = {k})");
+                }
+                (None, _) => {}
             }
             let _ = writeln!(s);
         }

@@ -364,12 +364,13 @@ fn gmw_equals_plaintext_on_every_production_circuit() {
     // q0 = 97: every share pair (a, b) of single-input circuits, random pairs for MaxPool.
     let small = CircuitParams {
         q0: 97,
+        trunc: 0,
         sigma: 3,
         style: Default::default(),
     };
     for sc in production(&small, 2) {
         sc.check_layout().expect("layout");
-        let q = small.q0;
+        let q = u64::try_from(small.q0).expect("q0 fits u64");
         let pairs: Vec<Vec<(u64, u64)>> = if sc.values_in == 1 {
             (0..q)
                 .flat_map(|a| (0..q).map(move |b| vec![(a, b)]))
@@ -397,6 +398,7 @@ fn gmw_equals_plaintext_on_every_production_circuit() {
     // A 31-bit q0: random share pairs.
     let full = CircuitParams {
         q0: 2_147_483_647,
+        trunc: 0,
         sigma: 40,
         style: Default::default(),
     };
@@ -409,7 +411,7 @@ fn gmw_equals_plaintext_on_every_production_circuit() {
         .into_iter()
         .chain(production(&depth, 12))
     {
-        let q = full.q0;
+        let q = u64::try_from(full.q0).expect("q0 fits u64");
         let pairs: Vec<Vec<(u64, u64)>> = (0..150)
             .map(|_| {
                 (0..sc.values_in)

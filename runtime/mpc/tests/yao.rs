@@ -398,3 +398,63 @@ fn relu_in_two_processes_over_tcp() {
         "garbler process failed"
     );
 }
+
+/// The production ReLU with truncation (K = 40 low bits dropped, Q0 the product of the primes
+/// 2^61 − 1 and 2^31 − 1, 92-bit shares) garbled and evaluated, against the integer rule of
+/// `mp2ml_ir::circuit::activations` ("Truncation"): `y = 0` if `⌊v/2^K⌋ > ⌊h/2^K⌋`, else
+/// `v >> K`.
+#[test]
+fn truncating_relu_garbled_matches_its_integer_rule() {
+    use mp2ml_ir::circuit::activations::{relu, CircuitParams};
+    use mp2ml_ir::circuit::to_bits;
+    let q0: u128 = ((1u128 << 61) - 1) * ((1u128 << 31) - 1);
+    let k = 40;
+    let sc = relu(&CircuitParams {
+        q0,
+        trunc: k,
+        sigma: 40,
+        style: Default::default(),
+    });
+    sc.check_layout().expect("layout");
+    let (w, mb) = (sc.share_bits, sc.mask_bits);
+    assert_eq!((w, sc.out_bits, sc.trunc), (92, 92 - 1 - k, k));
+    let mut r = rng(17);
+    let n = 200;
+    let (mut g, mut e, mut want) = (Vec::new(), Vec::new(), Vec::new());
+    let half_k = (q0 / 2) >> k;
+    for i in 0..n {
+        let a = r.random_range(0..q0);
+        // A few values at the sign boundary, the rest uniform.
+        let v = match i {
+            0 => 0,
+            1 => q0 - 1,
+            2 => (half_k << k) + (1 << k) - 1,
+            3 => (half_k + 1) << k,
+            _ => r.random_range(0..q0),
+        };
+        let b = (v + q0 - a) % q0;
+        let mask = r.random_range(0..1u128 << mb);
+        g.extend(to_bits(b, w));
+        g.extend(to_bits(mask, mb));
+        e.extend(to_bits(a, w));
+        let y = if (v >> k) > half_k { 0 } else { v >> k };
+        want.push(y + mask);
+    }
+    let words =
+        |out: &[bool]| -> Vec<u128> { out.chunks(sc.z_bits() as usize).map(from_bits).collect() };
+    assert_eq!(words(&plaintext(&sc.circuit, n, &g, &e)), want, "plaintext");
+    let (a, b) = mem();
+    assert_eq!(
+        words(&run_split(
+            a,
+            b,
+            &sc.circuit,
+            n,
+            &g,
+            &e,
+            GcConfig::default()
+        )),
+        want,
+        "garbled"
+    );
+}

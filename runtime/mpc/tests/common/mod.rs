@@ -27,7 +27,8 @@ pub const Z: u32 = MASK + 1;
 /// The production ReLU on additive shares mod [`Q0`], with its layout.
 pub fn relu_share() -> ShareCircuit {
     let sc = relu(&CircuitParams {
-        q0: Q0 as u64,
+        q0: Q0,
+        trunc: 0,
         sigma: SIGMA,
         style: Default::default(),
     });
