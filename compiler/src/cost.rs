@@ -465,6 +465,10 @@ mod tests {
     fn networks_and_objectives_parse() {
         assert_eq!("lan".parse::<NetworkProfile>(), Ok(NetworkProfile::LAN));
         assert_eq!("40:100".parse::<NetworkProfile>(), Ok(NetworkProfile::WAN));
+        assert_eq!(
+            "loopback".parse::<NetworkProfile>(),
+            Ok(NetworkProfile::LOOPBACK)
+        );
         assert!("40".parse::<NetworkProfile>().is_err());
         assert!("-1:10".parse::<NetworkProfile>().is_err());
         assert!("1:0".parse::<NetworkProfile>().is_err());
