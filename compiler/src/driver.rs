@@ -280,10 +280,9 @@ pub fn compile_validated(
         }
         Packing::Auto => {
             let (bc, bl, bch) = batch()?;
-            let rate = crate::report::measure_mac_rate();
             let batch_est = mp2ml_ir::weights::WeightsFile::from_bytes(bc.weights.clone())
                 .map_err(|e| e.to_string())
-                .and_then(|w| estimate(&bc.server, &w, rate));
+                .and_then(|w| estimate(&bc.server, &w));
             match (
                 compile_image(graph, info, &ranges, &params, &settings, opts.expand_limit),
                 batch_est,
@@ -403,10 +402,9 @@ fn compile_image(
             raised |= grow(want.constant, &mut n.constant);
         }
         if !raised {
-            let rate = crate::report::measure_mac_rate();
             let est = mp2ml_ir::weights::WeightsFile::from_bytes(fused.weights.clone())
                 .map_err(|e| e.to_string())
-                .and_then(|w| estimate(&fused.server, &w, rate))
+                .and_then(|w| estimate(&fused.server, &w))
                 .ok();
             let compiled = Compiled {
                 server: img.server,
