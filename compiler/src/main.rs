@@ -212,6 +212,7 @@ fn main() -> ExitCode {
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
+    let mut clock = mp2ml_compiler::phases::Phases::new();
     let imported = match import_file(&cli.model, &ImportOptions::default()) {
         Ok(i) => i,
         Err(d) => {
@@ -219,6 +220,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    clock.mark("import");
     let weights_name = cli
         .output
         .as_deref()
@@ -242,9 +244,11 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = &cli.output {
+        clock.mark("compile");
         if let Err(e) = write_all(&out.compiled, path) {
             return fail(&e);
         }
+        clock.mark("write plans");
     }
     if let Some(dir) = &cli.emit_circuits {
         if let Err(e) = emit_circuits(&out.compiled.server, dir) {
@@ -260,6 +264,7 @@ fn main() -> ExitCode {
             ));
         }
     }
+    clock.mark("report");
     if cli.report || cli.output.is_none() {
         print!(
             "{}",
