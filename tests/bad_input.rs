@@ -95,8 +95,13 @@ fn free_port() -> u16 {
 }
 
 fn compile(model: &Path, out_dir: &Path) -> Output {
+    mp2mlc(model, &out_dir.join("m.ron"), &[])
+}
+
+/// `mp2mlc MODEL -o OUT ARGS…`.
+fn mp2mlc(model: &Path, out: &Path, args: &[&str]) -> Output {
     let mut c = Command::new(bin("mp2mlc"));
-    c.arg(model).arg("-o").arg(out_dir.join("m.ron"));
+    c.arg(model).arg("-o").arg(out).args(args);
     run_limited(c, Duration::from_secs(60))
 }
 
@@ -206,12 +211,11 @@ fn huge_declared_shape_is_refused() {
 #[test]
 fn deep_model_without_calibration_names_the_node() {
     let out_dir = tmpdir("deep");
-    let mut c = Command::new(bin("mp2mlc"));
-    c.arg(models_dir().join("resnet20.onnx"))
-        .arg("-o")
-        .arg(out_dir.join("m.ron"))
-        .args(["--input-range", "-100:100"]);
-    let out = run_limited(c, Duration::from_secs(60));
+    let out = mp2mlc(
+        &models_dir().join("resnet20.onnx"),
+        &out_dir.join("m.ron"),
+        &["--input-range", "-100:100"],
+    );
     assert_fails("resnet20 without calibration", &out, "--calibration");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("share modulus"), "{err}");
@@ -228,21 +232,17 @@ fn deep_model_without_calibration_names_the_node() {
 #[test]
 fn compiler_refuses_unwritable_output_without_leftovers() {
     let out_dir = tmpdir("unwritable");
-    let mut c = Command::new(bin("mp2mlc"));
-    c.arg(inputs_dir().join("ok_small.onnx"))
-        .arg("-o")
-        .arg(out_dir.join("missing-dir/m.ron"));
-    let out = run_limited(c, Duration::from_secs(60));
+    let model = inputs_dir().join("ok_small.onnx");
+    let out = mp2mlc(&model, &out_dir.join("missing-dir/m.ron"), &[]);
     assert_fails("output into a missing folder", &out, "cannot write");
     assert_eq!(files_in(&out_dir), Vec::<String>::new());
     // Insecure forced ring dimension.
-    let mut c = Command::new(bin("mp2mlc"));
-    c.arg(inputs_dir().join("ok_small.onnx"))
-        .arg("-o")
-        .arg(out_dir.join("m.ron"))
-        .args(["--log-n", "10"]);
-    let out = run_limited(c, Duration::from_secs(60));
+    let out = mp2mlc(&model, &out_dir.join("m.ron"), &["--log-n", "10"]);
     assert_fails("--log-n 10", &out, "secur");
+    assert_eq!(files_in(&out_dir), Vec::<String>::new());
+    // An output path that names no file (the plan would be a hidden `.ron`).
+    let out = mp2mlc(&model, &out_dir.join(".ron"), &[]);
+    assert_fails("-o DIR/.ron", &out, "names no plan file");
     assert_eq!(files_in(&out_dir), Vec::<String>::new());
 }
 

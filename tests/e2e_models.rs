@@ -3,12 +3,9 @@
 //! and circuits, no CKKS noise) and against the f32 reference executor; the report's traffic
 //! model against the bytes the session moved.
 
-use std::path::{Path, PathBuf};
-
 use mp2ml_compiler::driver::{compile_graph, Options};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
 use mp2ml_compiler::packing::traffic::batch_traffic_with;
-use mp2ml_compiler::plan_writer::write_all;
 use mp2ml_compiler::simulate::simulate;
 use mp2ml_ir::plan::MpcBackend;
 use mp2ml_ir::reference::run;
@@ -18,18 +15,7 @@ use mp2ml_runtime::client::Batch;
 use mp2ml_runtime::local::run_local;
 use mp2ml_runtime::plan::load_server;
 use mp2ml_runtime::session::SessionOptions;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Largest accepted |secure − simulated| and |secure − f32| per logit: five times the largest
-/// deviation measured on the bundled models.
-const NOISE_TOL: f64 = 2e-2;
-
-fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
-    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
-}
+use mp2ml_tests::e2e::{argmax, compile, digits, root, write_plan, Compare};
 
 /// Runs `name` on the first `count` test digits with each step on the plan's back end, or on
 /// `mpc` for every step (`mp2ml-run --mpc`), and checks the outputs and the traffic model.
@@ -39,29 +25,12 @@ fn check(name: &str, count: usize) -> Vec<MpcBackend> {
 }
 
 fn check_with(name: &str, count: usize, mpc: Option<MpcBackend>) -> Vec<MpcBackend> {
-    let graph = import_file(
-        &root().join(format!("models/{name}.onnx")),
-        &ImportOptions::default(),
-    )
-    .unwrap_or_else(|d| panic!("{name}: {}", d.render()));
-    let out = compile_graph(
-        &graph.graph,
-        name,
-        &format!("{name}.weights.bin"),
-        &Options::default(),
-    )
-    .unwrap_or_else(|e| panic!("compile {name}: {e}"));
+    let (graph, out) = compile(name, &Options::default());
     let tag = mpc.map_or("plan", MpcBackend::tag);
-    let dir = std::env::temp_dir().join(format!("mp2ml-e2e-{name}-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let plan_path = dir.join(format!("{name}.ron"));
-    write_all(&out.compiled, &plan_path).expect("write plan");
+    let (dir, plan_path) = write_plan(&out, name, &format!("e2e-{name}-{tag}"));
     let setup = load_server(&plan_path, 128).expect("runtime loads the compiled plan");
 
-    let bytes = std::fs::read(root().join("models/mnist_test_x.npy")).expect("test digits");
-    let all = mp2ml_compiler::npy::read_f32(&bytes).expect("npy");
-    let per: usize = all.shape.iter().skip(1).product();
-    let data = all.data[..count * per].to_vec();
+    let (data, _) = digits(count);
     let batch = Batch {
         images: count,
         data: data.clone(),
@@ -85,45 +54,16 @@ fn check_with(name: &str, count: usize, mpc: Option<MpcBackend>) -> Vec<MpcBacke
         "{name} ({tag}): estimated {est} bytes, the session moved {measured}"
     );
 
-    let wf = WeightsFile::from_bytes(out.compiled.weights.clone()).expect("weights");
-    let outs = secure.logits.len() / count;
-    let (mut worst, mut worst_ref) = (0.0f64, 0.0f64);
-    for j in 0..count {
-        let img = &data[j * per..(j + 1) * per];
-        let sim = simulate(&out.compiled.server, &wf, img).expect("simulate");
-        let reference = run(
-            &graph.graph,
-            &[Tensor::new(vec![1, 1, 28, 28], img.to_vec()).expect("image")],
-        )
-        .expect("reference");
-        let got = &secure.logits[j * outs..(j + 1) * outs];
-        for ((g, s), r) in got.iter().zip(&sim).zip(&reference[0].data) {
-            worst = worst.max((f64::from(*g) - s).abs());
-            worst_ref = worst_ref.max((g - r).abs() as f64);
-        }
-        assert_eq!(
-            argmax(got),
-            argmax(&reference[0].data),
-            "{name} image {j}: secure top-1 differs from the f32 reference"
-        );
-    }
+    let mut cmp = Compare::new(&graph, &out);
+    cmp.add(&data, &secure.logits, 0, &format!("{name} ({tag})"));
     eprintln!(
-        "{name} ({tag}): {count} images, max |secure − simulated| = {worst:.2e}, max |secure − f32| = {worst_ref:.2e}, {:.1} MB, {} AND gates",
+        "{name} ({tag}): {count} images, max |secure − simulated| = {:.2e}, max |secure − f32| = {:.2e}, {:.1} MB, {} AND gates",
+        cmp.sim,
+        cmp.reference,
         crep.bytes(None) as f64 / 1e6,
         crep.and_gates()
     );
-    // Noise budget: the re-randomization noise of every HE→MPC conversion (tail bound
-    // 9.12·3.24·√(4N/3 + 1) ≈ 2.2e3 at N = 4096, i.e. ≈ 2e-3 at Δ = 2^20) carried through the
-    // following layers, plus flooding 2^-12 at the output. Measured: 1e-3 to 4e-3 against the
-    // simulation; the f32 reference differs from the simulation by another ≤ 2.3e-5 (golden.rs).
-    assert!(
-        worst < NOISE_TOL,
-        "{name}: secure outputs deviate from the plan's simulation by {worst}"
-    );
-    assert!(
-        worst_ref < NOISE_TOL,
-        "{name}: secure outputs deviate from the f32 reference by {worst_ref}"
-    );
+    cmp.assert_within(name);
     std::fs::remove_dir_all(&dir).ok();
     let plan = &out.compiled.server.public;
     plan.mpc_steps

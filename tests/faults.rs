@@ -354,6 +354,11 @@ fn reports_the_peer(e: &RuntimeError) -> bool {
     )
 }
 
+/// The fault a [`Faulty`] channel injected (its own side's error for a drop or a stall).
+fn is_injected(e: &RuntimeError) -> bool {
+    matches!(e, RuntimeError::Mpc(MpcError::Protocol(m)) if m.starts_with("injected fault"))
+}
+
 /// The peer hung up, or stalled past the timeout.
 fn closed_or_stalled(e: &RuntimeError) -> bool {
     matches!(
@@ -608,7 +613,8 @@ fn server_keeps_serving_after_a_failed_session() {
             Action::Drop,
             shared,
         );
-        assert!(run_client(&cs, ch, &b, &o).is_err());
+        let r = run_client(&cs, ch, &b, &o);
+        assert!(r.as_ref().is_err_and(is_injected), "{:?}", r.err());
         // 2: stalls in the input upload.
         let shared = Arc::new(Mutex::new(Shared::default()));
         let ch = Faulty::new(
@@ -617,7 +623,8 @@ fn server_keeps_serving_after_a_failed_session() {
             Action::Stall(TIMEOUT + Duration::from_millis(500)),
             shared,
         );
-        assert!(run_client(&cs, ch, &b, &o).is_err());
+        let r = run_client(&cs, ch, &b, &o);
+        assert!(r.as_ref().is_err_and(is_injected), "{:?}", r.err());
         // 3: healthy.
         let ch = TcpChannel::connect(addr, cfg).expect("connect");
         let (out, _) = run_client(&cs, ch, &b, &o).expect("the healthy client after two failures");

@@ -385,7 +385,8 @@ fn fuzz_weights_file() {
 fn fuzz_circuits() {
     use mp2ml_ir::circuit::{Circuit, Gate, ShareCircuit};
     let sc = mp2ml_ir::circuit::activations::relu(&mp2ml_ir::circuit::activations::CircuitParams {
-        q0: mp2ml_ckks::ntt_primes(30, 4096, 1, &[]).expect("q0")[0],
+        q0: u128::from(mp2ml_ckks::ntt_primes(30, 4096, 1, &[]).expect("q0")[0]),
+        trunc: 0,
         sigma: 40,
         style: Default::default(),
     });

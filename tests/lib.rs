@@ -149,7 +149,8 @@ pub mod toy {
         // hidden + 4 inputs + 2 outputs))⌉ = 50 bits wider than what they hide
         // (`ClientPlan::value_sigma`).
         let sc = relu(&CircuitParams {
-            q0,
+            q0: u128::from(q0),
+            trunc: 0,
             sigma: 50,
             style: Default::default(),
         });
@@ -300,6 +301,146 @@ pub mod toy {
             w2,
             b1: vec![0.1, -0.2, 0.05],
             b2: vec![0.3, -0.1],
+        }
+    }
+}
+
+/// The bundled models end to end (`e2e_models.rs` in batch packing, `image_e2e.rs` in image
+/// packing): compile, write the plan, read the test digits, and compare the two parties'
+/// outputs with the plan's fixed-point simulation and the f32 reference.
+pub mod e2e {
+    use std::path::{Path, PathBuf};
+
+    use mp2ml_compiler::driver::{compile_graph, Options, Output};
+    use mp2ml_compiler::onnx::{import_file, ImportOptions, Imported};
+    use mp2ml_compiler::plan_writer::write_all;
+    use mp2ml_compiler::simulate::simulate;
+    use mp2ml_ir::plan::ServerPlan;
+    use mp2ml_ir::reference::run;
+    use mp2ml_ir::tensor::Tensor;
+    use mp2ml_ir::weights::WeightsFile;
+
+    /// Largest accepted |secure − simulated| and |secure − f32| per logit: five times the
+    /// largest deviation measured on the bundled models. The noise budget: the
+    /// re-randomization noise of every HE→MPC conversion (tail bound 9.12·3.24·√(4N/3 + 1) ≈
+    /// 2.2e3 at N = 4096, i.e. ≈ 2e-3 at Δ = 2^20) carried through the following layers, plus
+    /// flooding 2^-12 at the output. Measured against the simulation: 1e-3 to 4e-3 in batch
+    /// packing, 1.2e-3 to 5.0e-3 in image packing (the per-kernel-polynomial noise, Σ‖k‖₁ over
+    /// a product's terms, is larger than batch packing's Σ|W| of one row); the f32 reference
+    /// differs from the simulation by another ≤ 2.3e-5 (golden.rs).
+    pub const NOISE_TOL: f64 = 2e-2;
+
+    /// The workspace root.
+    pub fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// Index of the largest value (the first of equal ones).
+    pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+        (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
+    }
+
+    /// Imports `models/NAME.onnx` and compiles it with `opts`.
+    pub fn compile(name: &str, opts: &Options) -> (Imported, Output) {
+        let graph = import_file(
+            &root().join(format!("models/{name}.onnx")),
+            &ImportOptions::default(),
+        )
+        .unwrap_or_else(|d| panic!("{name}: {}", d.render()));
+        let out = compile_graph(&graph.graph, name, &format!("{name}.weights.bin"), opts)
+            .unwrap_or_else(|e| panic!("compile {name}: {e}"));
+        (graph, out)
+    }
+
+    /// Writes the plan's three files into a fresh `mp2ml-TAG-{pid}` folder under the temp
+    /// folder; returns the folder and the plan's path.
+    pub fn write_plan(out: &Output, name: &str, tag: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("mp2ml-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let plan_path = dir.join(format!("{name}.ron"));
+        write_all(&out.compiled, &plan_path).expect("write plan");
+        (dir, plan_path)
+    }
+
+    /// The first `count` bundled MNIST test digits, flattened, and the values per image.
+    pub fn digits(count: usize) -> (Vec<f32>, usize) {
+        let bytes = std::fs::read(root().join("models/mnist_test_x.npy")).expect("test digits");
+        let all = mp2ml_compiler::npy::read_f32(&bytes).expect("npy");
+        let per: usize = all.shape.iter().skip(1).product();
+        (all.data[..count * per].to_vec(), per)
+    }
+
+    /// The secure outputs of a compiled model against its plan's simulation and its f32
+    /// reference, with the largest deviations seen so far.
+    pub struct Compare<'a> {
+        graph: &'a Imported,
+        server: &'a ServerPlan,
+        wf: WeightsFile,
+        /// Per-image input shape, batch axis 1 first.
+        shape: Vec<usize>,
+        /// max |secure − simulated|.
+        pub sim: f64,
+        /// max |secure − f32 reference|.
+        pub reference: f64,
+    }
+
+    impl<'a> Compare<'a> {
+        /// For the model `graph` compiled to `out`.
+        pub fn new(graph: &'a Imported, out: &'a Output) -> Self {
+            let input = graph.graph.inputs()[0];
+            let mut shape = graph.graph.tensor(input).shape.clone();
+            shape[0] = 1;
+            Compare {
+                graph,
+                server: &out.compiled.server,
+                wf: WeightsFile::from_bytes(out.compiled.weights.clone()).expect("weights"),
+                shape,
+                sim: 0.0,
+                reference: 0.0,
+            }
+        }
+
+        /// Compares the secure `logits` of `images` (back to back) and asserts that each
+        /// image's top-1 class is the reference's; `first` is the index of the first image
+        /// among the test digits, `label` names the run in messages.
+        pub fn add(&mut self, images: &[f32], logits: &[f32], first: usize, label: &str) {
+            let per: usize = self.shape.iter().product();
+            let count = images.len() / per;
+            let outs = logits.len() / count.max(1);
+            for k in 0..count {
+                let img = &images[k * per..(k + 1) * per];
+                let sim = simulate(self.server, &self.wf, img).expect("simulate");
+                let reference = run(
+                    &self.graph.graph,
+                    &[Tensor::new(self.shape.clone(), img.to_vec()).expect("image")],
+                )
+                .expect("reference");
+                let got = &logits[k * outs..(k + 1) * outs];
+                for ((g, s), r) in got.iter().zip(&sim).zip(&reference[0].data) {
+                    self.sim = self.sim.max((f64::from(*g) - s).abs());
+                    self.reference = self.reference.max((g - r).abs() as f64);
+                }
+                assert_eq!(
+                    argmax(got),
+                    argmax(&reference[0].data),
+                    "{label} image {}: secure top-1 differs from the f32 reference",
+                    first + k
+                );
+            }
+        }
+
+        /// Asserts both deviations are below [`NOISE_TOL`].
+        pub fn assert_within(&self, name: &str) {
+            assert!(
+                self.sim < NOISE_TOL,
+                "{name}: secure outputs deviate from the plan's simulation by {}",
+                self.sim
+            );
+            assert!(
+                self.reference < NOISE_TOL,
+                "{name}: secure outputs deviate from the f32 reference by {}",
+                self.reference
+            );
         }
     }
 }

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use mp2ml_ir::plan::MpcBackend;
 use mp2ml_mpc::TcpChannel;
 use mp2ml_runtime::client::{run_client, Batch};
+use mp2ml_runtime::error::{ProtocolError, Refusal, RuntimeError};
 use mp2ml_runtime::local::{channel_config, client_setup_of, run_local};
 use mp2ml_runtime::plan::load_server;
 use mp2ml_runtime::server::serve;
@@ -89,20 +90,20 @@ fn tampered_weights_and_plans_are_refused() {
     let last = w.len() - 1;
     w[last] ^= 1;
     std::fs::write(&wpath, &w).expect("write");
-    let err = load_server(&path, 128)
-        .err()
-        .expect("must fail")
-        .to_string();
-    assert!(err.contains("weights file does not match"), "{err}");
+    let err = load_server(&path, 128).err().expect("must fail");
+    assert!(
+        matches!(&err, RuntimeError::Plan { message, .. } if message.contains("weights file does not match")),
+        "{err:?}"
+    );
     // An edited parameter changes the public hash → refused.
     let text = std::fs::read_to_string(&path).expect("read");
     let edited = text.replacen("log_n: 13", "log_n: 12", 1);
     std::fs::write(&path, edited).expect("write");
-    let err = load_server(&path, 128)
-        .err()
-        .expect("must fail")
-        .to_string();
-    assert!(err.contains("hash") || err.contains("insecure"), "{err}");
+    let err = load_server(&path, 128).err().expect("must fail");
+    assert!(
+        matches!(&err, RuntimeError::Plan { message, .. } if message.contains("hash")),
+        "{err:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -151,9 +152,20 @@ fn parties_with_different_mpc_overrides_are_refused_at_the_handshake() {
             let cli = run_client(&client, ch, &batch, &co);
             (t.join().expect("server thread"), cli)
         });
-        let err = cli.expect_err("client refused").to_string();
-        assert!(err.contains("--mpc"), "{s:?}/{c:?}: {err}");
-        assert!(srv.is_err(), "{s:?}/{c:?}: the server ran the session");
+        // The client hears the server's reason; the server names the mismatch.
+        assert!(
+            matches!(&cli, Err(RuntimeError::Refused(m)) if m.contains("--mpc")),
+            "{s:?}/{c:?}: {cli:?}"
+        );
+        assert!(
+            matches!(
+                &srv,
+                Err(RuntimeError::Protocol(ProtocolError::RefusedClient(
+                    Refusal::Backend { .. }
+                )))
+            ),
+            "{s:?}/{c:?}: {srv:?}"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -52,25 +52,26 @@ pub struct LoweringEstimate {
     pub largest: Vec<(String, u64)>,
 }
 
-/// Per-element fan-in of a linear op's output from its non-constant input `i`.
-fn fan_in(op: &Op, in_shape: &[usize]) -> u64 {
-    let d = |k: usize| in_shape.get(k).copied().unwrap_or(1) as u64;
-    match op {
+/// Per-element fan-in of a linear op's output from its non-constant input of shape
+/// `in_shape`; `None` if the shape lacks the axis the op reads (validation rules that out).
+fn fan_in(op: &Op, in_shape: &[usize]) -> Option<u64> {
+    let d = |k: usize| in_shape.get(k).map(|&x| x as u64);
+    Some(match op {
         Op::Conv { kernel, group, .. } => {
-            d(1) / (*group).max(1) as u64 * kernel[0] as u64 * kernel[1] as u64
+            d(1)? / (*group).max(1) as u64 * kernel[0] as u64 * kernel[1] as u64
         }
         Op::Gemm { trans_a, .. } => {
             if *trans_a {
-                d(0)
+                d(0)?
             } else {
-                d(1)
+                d(1)?
             }
         }
-        Op::MatMul => in_shape.last().copied().unwrap_or(1) as u64,
+        Op::MatMul => *in_shape.last()? as u64,
         Op::AvgPool { kernel, .. } => kernel[0] as u64 * kernel[1] as u64,
         Op::GlobalAvgPool => in_shape.iter().skip(2).product::<usize>() as u64,
         _ => 1,
-    }
+    })
 }
 
 /// Estimates the batch-packing lowering of the validated `graph` (shapes with the batch axis
@@ -118,16 +119,23 @@ pub fn estimate_lowering(
                     per_image(&graph.tensor(v).shape).saturating_mul(row_len[v.index()]),
                 )
             });
-            let l = vars.iter().map(|&v| row_len[v.index()]).max().unwrap_or(1);
+            // Row lengths are at least 1.
+            let l = vars.iter().map(|&v| row_len[v.index()]).fold(1, u64::max);
             (l, t)
         } else {
-            let l = vars
-                .iter()
-                .fold(0u64, |a, &v| {
-                    let f = fan_in(&node.op, &graph.tensor(v).shape);
-                    a.saturating_add(f.saturating_mul(row_len[v.index()]))
-                })
-                .min(frontier.max(1));
+            let mut l = 0u64;
+            for &v in &vars {
+                let shape = &graph.tensor(v).shape;
+                let f = fan_in(&node.op, shape).ok_or_else(|| {
+                    CompileError::node(
+                        graph,
+                        n,
+                        format!("input of shape {shape:?} lacks the axis the op reduces"),
+                    )
+                })?;
+                l = l.saturating_add(f.saturating_mul(row_len[v.index()]));
+            }
+            let l = l.min(frontier.max(1));
             (l, outs.saturating_mul(l))
         };
         for &o in &node.outputs {

@@ -176,6 +176,7 @@ mod tests {
     fn relus() -> (ShareCircuit, ShareCircuit) {
         let p = |style| CircuitParams {
             q0: 2_147_483_647,
+            trunc: 0,
             sigma: 40,
             style,
         };

@@ -218,7 +218,15 @@ pub fn compile_validated(
             let images = crate::npy::read_f32(&bytes).map_err(|e| {
                 CompileError::new(ErrorKind::Options, format!("`{}`: {e}", path.display()))
             })?;
-            let count = images.shape.first().copied().unwrap_or(0);
+            let Some(&count) = images.shape.first() else {
+                return Err(CompileError::new(
+                    ErrorKind::Options,
+                    format!(
+                        "`{}`: calibration images need a batch axis (the file holds a scalar)",
+                        path.display()
+                    ),
+                ));
+            };
             crate::budget::check_calibration(graph, count, opts.memory_budget)?;
             let obs = observe(graph, info, &images)?;
             clock.mark("calibration run");
@@ -571,15 +579,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unsupported_op_is_named() {
+    /// `g2(op(g1(x)))` on 4 inputs, `op` named `name`.
+    fn two_layers(name: &str, op: Op) -> Graph {
         let mut g = Graph::new("t");
         let x = g.add_input("x", vec![1, 4]);
         let h = gemm(&mut g, "g1", x, 4, 4, 1);
-        let s = unary(&mut g, "sig", Op::Sigmoid, h, 4);
+        let s = unary(&mut g, name, op, h, 4);
         let y = gemm(&mut g, "g2", s, 4, 4, 2);
         g.set_outputs(vec![y]);
+        g
+    }
+
+    #[test]
+    fn unsupported_op_is_named() {
+        let g = two_layers("sig", Op::Sigmoid);
         let e = compile_graph(&g, "t", "t.weights.bin", &Options::default()).expect_err("refused");
         assert!(e.to_string().contains("sig"), "{e}");
+    }
+
+    /// A calibration file holding a 0-d array (no batch axis) is an options error, not a
+    /// calibration over zero images.
+    #[test]
+    fn scalar_calibration_file_is_refused() {
+        let g = two_layers("r1", Op::Relu);
+        let dir = std::env::temp_dir().join(format!("mp2ml-scalar-calib-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("scalar.npy");
+        let bytes = mp2ml_ir::files::f32_to_bytes(&[], &[0.5]).expect("npy");
+        std::fs::write(&path, bytes).expect("write");
+        let opts = Options {
+            calibration: Some(path),
+            ..Options::default()
+        };
+        let e = compile_graph(&g, "t", "t.weights.bin", &opts).expect_err("refused");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(e.kind(), ErrorKind::Options, "{e}");
+        assert!(e.to_string().contains("batch axis"), "{e}");
     }
 }

@@ -230,6 +230,7 @@ impl CompileError {
         }
         d = d.with_notes(self.notes.clone());
         let file = SimpleFile::new(file_name, listing);
+        // Rendering into a string fails only on a label outside the listing: plain text then.
         term::emit_into_string(&term::Config::default(), &file, &d)
             .unwrap_or_else(|_| format!("error[{}]: {message}\n", self.kind().code()))
     }

@@ -15,3 +15,5 @@ pub mod phases;
 pub mod plan_writer;
 pub mod report;
 pub mod simulate;
+#[cfg(test)]
+mod test_conv;

@@ -207,11 +207,25 @@ fn main() -> ExitCode {
         network,
         objective,
     };
-    let model_name = cli
+    let Some(model_name) = cli
         .model
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
+    else {
+        return fail(&CompileError::new(
+            ErrorKind::Options,
+            format!("`{}` names no model file", cli.model.display()),
+        ));
+    };
+    // The weights file is named after the plan (`-o DIR/NAME.ron`), else after the model.
+    let weights_name = match cli.output.as_deref().map(output_paths).transpose() {
+        Ok(Some((_, _, w))) => match w.file_name() {
+            Some(n) => n.to_string_lossy().to_string(),
+            None => return fail(&CompileError::internal("the weights path names no file")),
+        },
+        Ok(None) => format!("{model_name}.weights.bin"),
+        Err(e) => return fail(&e),
+    };
     let mut clock = mp2ml_compiler::phases::Phases::new();
     let imported = match import_file(&cli.model, &ImportOptions::default()) {
         Ok(i) => i,
@@ -221,12 +235,6 @@ fn main() -> ExitCode {
         }
     };
     clock.mark("import");
-    let weights_name = cli
-        .output
-        .as_deref()
-        .map(|o| output_paths(o).2)
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
-        .unwrap_or_else(|| format!("{model_name}.weights.bin"));
     let out = match compile_validated(
         &imported.graph,
         &imported.info,

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{CompileError, ErrorKind};
 use crate::packing::detect::{csr_bytes, detect, structured_bytes};
 use crate::params::{noise, Chosen};
+use crate::partition::affine::Affine;
 use crate::partition::{CircuitSpec, LinMap, Lowered, MKind};
 use mp2ml_ir::circuit::activations::CircuitParams;
 use mp2ml_ir::circuit::Style;
@@ -84,7 +85,8 @@ pub struct PlanSettings {
 /// Assembles the plans and the weights file.
 pub fn build_plan(low: &Lowered, ch: &Chosen, s: &PlanSettings) -> Result<Compiled, CompileError> {
     let cp = CircuitParams {
-        q0: ch.moduli[0],
+        q0: u128::from(ch.moduli[0]),
+        trunc: 0,
         sigma: ch.value_sigma,
         style: Default::default(),
     };
@@ -326,24 +328,28 @@ impl Builder<'_> {
             .iter()
             .map(|&f| self.low.tensors[f].shape.iter().product::<usize>())
             .sum();
-        let map = match map {
-            LinMap::Rows(a) => a,
+        let (matrix, nnz) = match map {
+            LinMap::Rows(a) => {
+                let im = int_matrix(a, cols, p, delta, &t.name)?;
+                // Convolutions are stored as kernels (expanded again at load time, exactly).
+                let shapes: Vec<Vec<usize>> = inputs
+                    .iter()
+                    .map(|&f| self.low.tensors[f].shape.clone())
+                    .collect();
+                let matrix = match detect(&im, &shapes, &t.shape)
+                    .filter(|st| structured_bytes(st) < csr_bytes(&im))
+                {
+                    Some(st) => self.weights.push_structured(&st, im.nnz()),
+                    None => self.weights.push(&im),
+                };
+                (matrix, im.nnz())
+            }
             LinMap::Conv(sm) => {
                 // Structured maps are written as kernels directly (never expanded).
                 let (st, nnz) = sm.to_structured(cols, p, delta).map_err(|e| {
                     CompileError::new(ErrorKind::Parameters, format!("`{}`: {e}", t.name))
                 })?;
-                let matrix = self.weights.push_structured(&st, nnz);
-                seg.macs += nnz as u64;
-                let output = self.plan_tensor(m);
-                seg.ops.push(HeOp::Linear {
-                    name: nodes.join("+"),
-                    inputs: ins,
-                    output,
-                    matrix,
-                    level_in,
-                });
-                return Ok(output);
+                (self.weights.push_structured(&st, nnz), nnz)
             }
             LinMap::Ident { .. } | LinMap::Opaque { .. } => {
                 return Err(CompileError::internal(format!(
@@ -352,41 +358,7 @@ impl Builder<'_> {
                 )))
             }
         };
-        let mut im = IntMatrix {
-            rows: map.rows.len(),
-            cols,
-            row_ptr: vec![0],
-            ..Default::default()
-        };
-        for r in &map.rows {
-            for (&c, &v) in r.cols.iter().zip(&r.vals) {
-                let w = (v * p).round();
-                if w.abs() >= 2f64.powi(62) {
-                    return Err(CompileError::new(
-                        ErrorKind::Parameters,
-                        format!("weight {v} of `{}` does not fit 62 bits at p = {p}", t.name),
-                    ));
-                }
-                if w != 0.0 {
-                    im.col.push(c);
-                    im.val.push(w as i64);
-                }
-            }
-            im.row_ptr.push(im.col.len() as u64);
-            im.bias.push((r.bias * delta * p).round() as i128);
-        }
-        // Convolutions are stored as kernels (expanded again at load time, exactly).
-        let shapes: Vec<Vec<usize>> = inputs
-            .iter()
-            .map(|&f| self.low.tensors[f].shape.clone())
-            .collect();
-        let matrix = match detect(&im, &shapes, &t.shape)
-            .filter(|st| structured_bytes(st) < csr_bytes(&im))
-        {
-            Some(st) => self.weights.push_structured(&st, im.nnz()),
-            None => self.weights.push(&im),
-        };
-        seg.macs += im.nnz() as u64;
+        seg.macs += nnz as u64;
         let output = self.plan_tensor(m);
         seg.ops.push(HeOp::Linear {
             name: nodes.join("+"),
@@ -412,19 +384,60 @@ fn write_temp_with(
     })
 }
 
-/// The three output paths for `-o DIR/NAME.ron`: plan, client plan, weights.
-pub fn output_paths(out: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let stem = out
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let stem = stem.strip_suffix(".ron").unwrap_or(&stem).to_string();
-    let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
-    (
-        dir.join(format!("{stem}.ron")),
-        dir.join(format!("{stem}.client.ron")),
-        dir.join(format!("{stem}.weights.bin")),
-    )
+/// The affine map `map` over `cols` columns as integers: weights `round(w·p)` (an error
+/// past 62 bits), biases `round(b·Δ·p)`.
+fn int_matrix(
+    map: &Affine,
+    cols: usize,
+    p: f64,
+    delta: f64,
+    name: &str,
+) -> Result<IntMatrix, CompileError> {
+    let mut im = IntMatrix {
+        rows: map.rows.len(),
+        cols,
+        row_ptr: vec![0],
+        ..Default::default()
+    };
+    for r in &map.rows {
+        for (&c, &v) in r.cols.iter().zip(&r.vals) {
+            let w = (v * p).round();
+            if w.abs() >= 2f64.powi(62) {
+                return Err(CompileError::new(
+                    ErrorKind::Parameters,
+                    format!("weight {v} of `{name}` does not fit 62 bits at p = {p}"),
+                ));
+            }
+            if w != 0.0 {
+                im.col.push(c);
+                im.val.push(w as i64);
+            }
+        }
+        im.row_ptr.push(im.col.len() as u64);
+        im.bias.push((r.bias * delta * p).round() as i128);
+    }
+    Ok(im)
+}
+
+/// The three output paths for `-o DIR/NAME.ron`: plan, client plan, weights; an options
+/// error if `out` names no file (`..`, `/`, `.ron`).
+pub fn output_paths(out: &Path) -> Result<(PathBuf, PathBuf, PathBuf), CompileError> {
+    let name = out.file_name().map(|n| n.to_string_lossy().to_string());
+    let stem = name.as_deref().map(|n| n.strip_suffix(".ron").unwrap_or(n));
+    let Some(stem) = stem.filter(|s| !s.is_empty()) else {
+        return Err(CompileError::new(
+            ErrorKind::Options,
+            format!(
+                "`-o {}` names no plan file (want DIR/NAME.ron)",
+                out.display()
+            ),
+        ));
+    };
+    Ok((
+        out.with_file_name(format!("{stem}.ron")),
+        out.with_file_name(format!("{stem}.client.ron")),
+        out.with_file_name(format!("{stem}.weights.bin")),
+    ))
 }
 
 /// Serializes a value as pretty RON down to the fields of a plan's parts; the bulk below
@@ -467,7 +480,7 @@ pub fn ron_len(v: &impl serde::Serialize) -> Result<usize, CompileError> {
 /// files first and renamed only when every write succeeded; on error nothing remains. The
 /// plan texts are streamed to their files (an ImageNet-size plan is over a gigabyte of RON).
 pub fn write_all(c: &Compiled, out: &Path) -> Result<(), CompileError> {
-    let (plan, client, weights) = output_paths(out);
+    let (plan, client, weights) = output_paths(out)?;
     type Fill<'a> = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + 'a>;
     let texts: [(PathBuf, Fill); 3] = [
         (plan, Box::new(|w| ron_to(w, &c.server))),
@@ -535,6 +548,7 @@ pub fn load_checked(plan_path: &Path) -> Result<(ServerPlan, Vec<u8>), CompileEr
             "the plan's public hash does not match its public part",
         ));
     }
+    // The weights file sits beside the plan (`parent` is `None` only for `/` or an empty path).
     let dir = plan_path.parent().unwrap_or(Path::new("."));
     let wpath = dir.join(&plan.weights.file);
     let bytes = std::fs::read(&wpath).map_err(|e| {
@@ -554,4 +568,25 @@ pub fn load_checked(plan_path: &Path) -> Result<(ServerPlan, Vec<u8>), CompileEr
         ));
     }
     Ok((plan, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_paths_need_a_file_name() {
+        let (plan, client, weights) = output_paths(Path::new("out/m.ron")).expect("paths");
+        assert_eq!(plan, Path::new("out/m.ron"));
+        assert_eq!(client, Path::new("out/m.client.ron"));
+        assert_eq!(weights, Path::new("out/m.weights.bin"));
+        assert_eq!(
+            output_paths(Path::new("m")).expect("paths").0,
+            Path::new("m.ron")
+        );
+        for bad in ["..", "/", "out/.ron", ""] {
+            let e = output_paths(Path::new(bad)).expect_err(bad);
+            assert_eq!(e.kind(), ErrorKind::Options, "{bad}: {e}");
+        }
+    }
 }

@@ -222,7 +222,7 @@ pub fn simulate(
                             .ok_or_else(|| bad("gather index out of range"))
                     })
                     .collect::<Result<_, _>>()?;
-                let q0 = i128::from(circ.q0);
+                let q0 = i128::try_from(circ.q0).map_err(|_| bad("q0 wider than 127 bits"))?;
                 if let Some(&v) = gathered.iter().find(|&&v| 2 * v.abs() >= q0) {
                     return Err(SimError::Overflow {
                         step: b.step,
@@ -324,15 +324,22 @@ pub fn run_circuit(c: &ShareCircuit, v: &[i128], instances: usize) -> Result<Vec
             "gather length does not match the step".into(),
         ));
     }
-    let q0 = i128::from(c.q0);
+    let wide = || {
+        SimError::Plan(format!(
+            "circuit `{}`: q0 or an offset wider than 127 bits",
+            c.circuit.name
+        ))
+    };
+    let q0 = i128::try_from(c.q0).map_err(|_| wide())?;
+    let in_off = i128::try_from(c.input_offset).map_err(|_| wide())?;
+    let out_off = i128::try_from(c.output_offset).map_err(|_| wide())?;
     let mut out = vec![0i128; instances * vo];
     for chunk in (0..instances).collect::<Vec<_>>().chunks(64) {
         let mut g = vec![0u64; c.circuit.garbler_inputs as usize];
         let e = vec![0u64; c.circuit.evaluator_inputs as usize];
         for (lane, &inst) in chunk.iter().enumerate() {
             for j in 0..vi {
-                let b = (v[inst * vi + j].rem_euclid(q0) + i128::from(c.input_offset))
-                    .rem_euclid(q0) as u128;
+                let b = (v[inst * vi + j].rem_euclid(q0) + in_off).rem_euclid(q0) as u128;
                 for bit in 0..w {
                     if (b >> bit) & 1 == 1 {
                         if let Some(x) = g.get_mut(j * w + bit) {
@@ -355,7 +362,7 @@ pub fn run_circuit(c: &ShareCircuit, v: &[i128], instances: usize) -> Result<Vec
                         z |= 1 << bit;
                     }
                 }
-                out[inst * vo + o] = z - i128::from(c.output_offset);
+                out[inst * vo + o] = z - out_off;
             }
         }
     }

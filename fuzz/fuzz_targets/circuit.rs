@@ -34,14 +34,15 @@ fuzz_target!(|data: &[u8]| {
     let _ = c.to_bristol_fashion();
     let sc = ShareCircuit {
         circuit: c,
-        q0: u64::from(data[2]) << (data[2] % 60),
-        share_bits: u32::from(data[2] % 70),
+        q0: u128::from(data[2]) << (data[2] % 120),
+        share_bits: u32::from(data[2] % 130),
         values_in: u32::from(data[3] >> 4),
         values_out: u32::from(data[3] >> 6),
-        input_offset: u64::from(data[1]),
+        input_offset: u128::from(data[1]),
         out_bits: u32::from(data[0]),
         mask_bits: u32::from(data[0]) * 2,
         output_offset: 0,
+        trunc: u32::from(data[1] % 8),
     };
     let _ = sc.check_layout();
     let _ = sc.z_bits();

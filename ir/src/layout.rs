@@ -39,6 +39,22 @@ pub struct ConvGeom {
 const MAX_DIM: usize = 1 << 20;
 
 impl ConvGeom {
+    /// A `kernel` convolution `input → output` reading from column 0 with stride 1, no
+    /// padding, no dilation and one group; set other values with the struct update syntax
+    /// (`ConvGeom { strides: [2, 2], ..ConvGeom::plain(input, output, kernel) }`).
+    pub fn plain(input: [usize; 3], output: [usize; 3], kernel: [usize; 2]) -> ConvGeom {
+        ConvGeom {
+            col_offset: 0,
+            input,
+            output,
+            kernel,
+            strides: [1, 1],
+            pads: [0, 0],
+            dilations: [1, 1],
+            groups: 1,
+        }
+    }
+
     /// Input elements `C·H·W`.
     pub fn in_len(&self) -> usize {
         self.input.iter().product()
@@ -482,14 +498,9 @@ mod tests {
 
     fn geom() -> ConvGeom {
         ConvGeom {
-            col_offset: 0,
-            input: [2, 4, 5],
-            output: [2, 2, 3],
-            kernel: [3, 3],
             strides: [2, 2],
             pads: [1, 1],
-            dilations: [1, 1],
-            groups: 1,
+            ..ConvGeom::plain([2, 4, 5], [2, 2, 3], [3, 3])
         }
     }
 
@@ -508,16 +519,7 @@ mod tests {
 
     #[test]
     fn structured_expansion_sums_and_drops_zeros() {
-        let g = ConvGeom {
-            col_offset: 0,
-            input: [1, 3, 3],
-            output: [1, 3, 3],
-            kernel: [1, 1],
-            strides: [1, 1],
-            pads: [0, 0],
-            dilations: [1, 1],
-            groups: 1,
-        };
+        let g = ConvGeom::plain([1, 3, 3], [1, 3, 3], [1, 1]);
         let s = StructuredMatrix {
             rows: 9,
             cols: 10,

@@ -182,31 +182,14 @@ pub fn eval(op: &Op, args: &[&Tensor], batch_factor: usize) -> Result<Vec<Tensor
             dilations,
             group,
         } => conv(
-            x,
-            args[1],
-            args.get(2).copied(),
-            *kernel,
-            *strides,
-            *pads,
-            *dilations,
-            *group,
-            &out_shape,
+            args, *kernel, *strides, *pads, *dilations, *group, &out_shape,
         ),
         Op::Gemm {
             alpha,
             beta,
             trans_a,
             trans_b,
-        } => gemm(
-            x,
-            args[1],
-            args.get(2).copied(),
-            *alpha,
-            *beta,
-            *trans_a,
-            *trans_b,
-            &out_shape,
-        )?,
+        } => gemm(args, *alpha, *beta, *trans_a, *trans_b, &out_shape)?,
         Op::MatMul => matmul(x, args[1], &out_shape)?,
         Op::Add => binary(x, args[1], &out_shape, |a, b| a + b),
         Op::Sub => binary(x, args[1], &out_shape, |a, b| a - b),
@@ -363,11 +346,9 @@ fn expand(a: &Tensor, out: &[usize]) -> Vec<f32> {
     v
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Conv of `args` = `[x, w]` or `[x, w, b]` (arity checked by shape inference).
 fn conv(
-    x: &Tensor,
-    w: &Tensor,
-    b: Option<&Tensor>,
+    args: &[&Tensor],
     kernel: [usize; 2],
     stride: [usize; 2],
     pads: [usize; 4],
@@ -375,6 +356,7 @@ fn conv(
     group: usize,
     out_shape: &[usize],
 ) -> Vec<f32> {
+    let (x, w, b) = (args[0], args[1], args.get(2).copied());
     let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
     let (m, oh, ow) = (out_shape[1], out_shape[2], out_shape[3]);
     let cg = c / group;
@@ -428,17 +410,16 @@ fn conv(
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Gemm of `args` = `[a, b]` or `[a, b, c]` (arity checked by shape inference).
 fn gemm(
-    a: &Tensor,
-    b: &Tensor,
-    c: Option<&Tensor>,
+    args: &[&Tensor],
     alpha: f32,
     beta: f32,
     ta: bool,
     tb: bool,
     out: &[usize],
 ) -> Result<Vec<f32>, ShapeError> {
+    let (a, b, c) = (args[0], args[1], args.get(2).copied());
     let (m, n) = (out[0], out[1]);
     let k = if ta { a.shape[0] } else { a.shape[1] };
     let mut v = match c {

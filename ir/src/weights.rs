@@ -250,6 +250,18 @@ impl Cursor<'_> {
     }
 }
 
+/// The `(rows, cols, nnz)` header of a section against what the plan's reference `r` says.
+fn check_header(r: &MatrixRef, (rows, cols, nnz): (u64, u64, u64)) -> Result<(), WeightsError> {
+    if (rows, cols, nnz) != (r.rows as u64, r.cols as u64, r.nnz as u64) {
+        return Err(WeightsError::Mismatch {
+            offset: r.offset,
+            expected: format!("{}×{} with {} entries", r.rows, r.cols, r.nnz),
+            found: format!("{rows}×{cols} with {nnz} entries"),
+        });
+    }
+    Ok(())
+}
+
 impl WeightsFile {
     /// Wraps file contents, checking the magic.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, WeightsError> {
@@ -328,14 +340,7 @@ impl WeightsFile {
             }
             Ok(n as usize)
         };
-        let (rows, cols, nnz) = (u64_(&mut c)?, u64_(&mut c)?, u64_(&mut c)?);
-        if (rows, cols, nnz) != (r.rows as u64, r.cols as u64, r.nnz as u64) {
-            return Err(WeightsError::Mismatch {
-                offset: r.offset,
-                expected: format!("{}×{} with {} entries", r.rows, r.cols, r.nnz),
-                found: format!("{rows}×{cols} with {nnz} entries"),
-            });
-        }
+        check_header(r, (u64_(&mut c)?, u64_(&mut c)?, u64_(&mut c)?))?;
         let nconv = u64_(&mut c)?;
         if nconv > MAX_CONVS {
             return Err(WeightsError::Corrupt(format!("{nconv} convolution terms")));
@@ -423,14 +428,7 @@ impl WeightsFile {
             len,
         };
         let u64_ = |c: &mut Cursor| c.take::<8>().map(u64::from_le_bytes).ok_or_else(trunc);
-        let (rows, cols, nnz) = (u64_(&mut c)?, u64_(&mut c)?, u64_(&mut c)?);
-        if (rows, cols, nnz) != (r.rows as u64, r.cols as u64, r.nnz as u64) {
-            return Err(WeightsError::Mismatch {
-                offset: r.offset,
-                expected: format!("{}×{} with {} entries", r.rows, r.cols, r.nnz),
-                found: format!("{rows}×{cols} with {nnz} entries"),
-            });
-        }
+        check_header(r, (u64_(&mut c)?, u64_(&mut c)?, u64_(&mut c)?))?;
         let mut m = IntMatrix {
             rows: r.rows,
             cols: r.cols,

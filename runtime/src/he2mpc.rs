@@ -149,7 +149,11 @@ impl StepMasks {
             .iter()
             .map(|v| {
                 v.iter()
-                    .map(|&x| ((q0 - x as u64) % q0 + sc.input_offset) % q0)
+                    .map(|&x| {
+                        // Below q0 < 2^64: the cast is exact.
+                        ((u128::from((q0 - x as u64) % q0) + sc.input_offset) % u128::from(q0))
+                            as u64
+                    })
                     .collect()
             })
             .collect();

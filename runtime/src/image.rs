@@ -446,7 +446,9 @@ pub(crate) fn server_group<C: Channel>(
                             let r = pos.at.get(i).and_then(|p| m.r.get(p)).copied().ok_or_else(
                                 || RuntimeError::Input("unmasked circuit input".into()),
                             )?;
-                            s[j] = ((q0 - r) % q0 + sc.input_offset) % q0;
+                            // Below q0 < 2^64, so the cast is exact (the plan check made sc.q0 = q0).
+                            s[j] = ((u128::from((q0 - r) % q0) + sc.input_offset) % u128::from(q0))
+                                as u64;
                         }
                         per.push(m);
                     }
@@ -606,7 +608,7 @@ pub(crate) fn server_group<C: Channel>(
                                 m.out
                                     .get(e)
                                     .and_then(|v| v.get(j))
-                                    .map_or(0u128, |&r| r + u128::from(sc.output_offset))
+                                    .map_or(0u128, |&r| r + sc.output_offset)
                             });
                             for (c, s) in polys.iter_mut().zip(&sub) {
                                 c.sub_plain_scaled(s, &factor)?;

@@ -348,15 +348,18 @@ fn cmd_client(a: &PartyArgs) -> Result<()> {
         },
     )?;
     let secs = t.elapsed().as_secs_f64();
+    let run = Finished {
+        out: &out,
+        rep: &rep,
+        server: None,
+        queue: Some(queue),
+        secs,
+    };
     finish(
-        &out,
-        &rep,
-        None,
+        &run,
         labels.as_deref(),
         a.io.output.as_deref(),
-        secs,
         a.common.json,
-        Some(queue),
     )
 }
 
@@ -372,15 +375,18 @@ fn cmd_local(a: &LocalArgs) -> Result<()> {
     let t = Instant::now();
     let (out, crep, srep) = run_local(&setup, &batch, &opts)?;
     let secs = t.elapsed().as_secs_f64();
+    let run = Finished {
+        out: &out,
+        rep: &crep,
+        server: Some(&srep),
+        queue: None,
+        secs,
+    };
     finish(
-        &out,
-        &crep,
-        Some(&srep),
+        &run,
         labels.as_deref(),
         a.io.output.as_deref(),
-        secs,
         a.common.json,
-        None,
     )
 }
 
@@ -388,17 +394,30 @@ fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    out: &ClientOutput,
-    rep: &SessionReport,
-    server: Option<&SessionReport>,
-    labels: Option<&[i64]>,
-    output: Option<&Path>,
-    secs: f64,
-    json: bool,
+/// A client run that ended: what it computed and what it cost.
+#[derive(Clone, Copy)]
+struct Finished<'a> {
+    out: &'a ClientOutput,
+    /// The client's report.
+    rep: &'a SessionReport,
+    /// The server's report, when both parties ran in this process.
+    server: Option<&'a SessionReport>,
+    /// The wait for admission, for a client of a service.
     queue: Option<Queue>,
-) -> Result<()> {
+    /// Wall-clock seconds of the run.
+    secs: f64,
+}
+
+/// Writes the outputs of `run` to `output` (if any) and prints its summary (JSON with
+/// `json`), with the accuracy against `labels` (if any).
+fn finish(run: &Finished, labels: Option<&[i64]>, output: Option<&Path>, json: bool) -> Result<()> {
+    let Finished {
+        out,
+        rep,
+        server,
+        queue,
+        secs,
+    } = *run;
     let images = rep.images;
     // The handshake (waiting for admission) is queue time, not offline work.
     let handshake = if queue.is_some() {
@@ -498,19 +517,9 @@ fn finish(
         };
         println!("peak memory: {:.0} MB ({who})", p as f64 / 1e6);
     }
-    println!("steps (client view):");
-    for s in &rep.steps {
-        println!(
-            "  {:<28} {:>8.3} s  sent {:>9.2} MB  received {:>9.2} MB",
-            s.name,
-            s.seconds,
-            mb(s.sent),
-            mb(s.received)
-        );
-    }
-    if let Some(sr) = server {
-        println!("steps (server view):");
-        for s in &sr.steps {
+    let steps = |view: &str, steps: &[mp2ml_runtime::report::StepReport]| {
+        println!("steps ({view} view):");
+        for s in steps {
             println!(
                 "  {:<28} {:>8.3} s  sent {:>9.2} MB  received {:>9.2} MB",
                 s.name,
@@ -519,6 +528,10 @@ fn finish(
                 mb(s.received)
             );
         }
+    };
+    steps("client", &rep.steps);
+    if let Some(sr) = server {
+        steps("server", &sr.steps);
     }
     Ok(())
 }

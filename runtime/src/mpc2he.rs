@@ -145,10 +145,7 @@ pub(crate) fn server_unmask(
     outs.par_iter_mut()
         .zip(out_masks.par_iter())
         .try_for_each(|(c, mask)| {
-            let sub: Vec<u128> = mask
-                .iter()
-                .map(|&r| r + u128::from(sc.output_offset))
-                .collect();
+            let sub: Vec<u128> = mask.iter().map(|&r| r + sc.output_offset).collect();
             c.sub_plain_scaled(&sub, &factor)
         })?;
     Ok(outs)

@@ -191,12 +191,23 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
         }
         sc.check_layout()
             .map_err(|e| plan_err(path, e.to_string()))?;
-        if sc.q0 != q0 {
+        if sc.q0 != u128::from(q0) {
             return Err(plan_err(
                 path,
                 format!(
                     "circuit `{}` is for q0 = {}, the parameters have q0 = {q0}",
                     sc.circuit.name, sc.q0
+                ),
+            ));
+        }
+        if sc.trunc != 0 {
+            // Truncating circuits need the server's share flood, which this runtime does not
+            // add yet (docs/ARCHITECTURE.md, "Flood the share, truncate in the circuit").
+            return Err(plan_err(
+                path,
+                format!(
+                    "circuit `{}` truncates {} bits; this runtime does not support truncating circuits",
+                    sc.circuit.name, sc.trunc
                 ),
             ));
         }
@@ -224,6 +235,7 @@ pub fn check_public(path: &Path, plan: &ClientPlan, min_security: u32) -> Result
                 c.out_bits,
                 c.mask_bits,
                 c.output_offset,
+                c.trunc,
             )
         };
         if layout(gsc) != layout(sc) {

@@ -139,6 +139,7 @@ mod tests {
             out_bits: 2,
             mask_bits: 3,
             output_offset: 0,
+            trunc: 0,
         }
     }
 

@@ -170,7 +170,8 @@ pub fn relu_session<C: Channel + Send + 'static>(
 
 fn relu_of(q0: u64, style: Style) -> ShareCircuit {
     relu(&CircuitParams {
-        q0,
+        q0: u128::from(q0),
+        trunc: 0,
         sigma: 40,
         style,
     })

@@ -5,7 +5,9 @@ use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::op::Op;
 use mp2ml_ir::plan::ActivationKind;
 
-use super::{monotone, Activation, Bounds, CircuitSpec, Entry, Lowering, Shapes, Site};
+use super::{
+    elementwise_entry, monotone, Activation, Bounds, CircuitSpec, Elementwise, Entry, Site,
+};
 
 /// Clamp to `[min, max]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -17,24 +19,15 @@ pub struct Clip {
 }
 
 /// The registry entry.
-pub const ENTRY: Entry = Entry {
-    name: "Clip",
-    takes,
-    lower,
-};
+pub const ENTRY: Entry = elementwise_entry::<Clip>("Clip");
 
-fn takes(s: &Site) -> bool {
-    s.first.is_none() && matches!(s.op(), Op::Clip { .. })
-}
-
-fn lower(s: &Site, shapes: &Shapes) -> Result<Lowering, String> {
-    let Op::Clip { min, max } = *s.op() else {
-        return Err("not a Clip".into());
-    };
-    Ok(Lowering::elementwise(
-        CircuitSpec::Clip(Clip { min, max }),
-        &shapes.input,
-    ))
+impl Elementwise for Clip {
+    fn spec(s: &Site) -> Option<Result<CircuitSpec, String>> {
+        let Op::Clip { min, max } = *s.op() else {
+            return None;
+        };
+        Some(Ok(CircuitSpec::Clip(Clip { min, max })))
+    }
 }
 
 impl Activation for Clip {

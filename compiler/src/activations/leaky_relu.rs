@@ -6,7 +6,9 @@ use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::op::Op;
 use mp2ml_ir::plan::ActivationKind;
 
-use super::{monotone, Activation, Bounds, CircuitSpec, Entry, Lowering, Shapes, Site};
+use super::{
+    elementwise_entry, monotone, Activation, Bounds, CircuitSpec, Elementwise, Entry, Site,
+};
 
 /// Fractional bits of the slope.
 pub const SHIFT: u32 = 16;
@@ -21,30 +23,21 @@ pub struct LeakyRelu {
 }
 
 /// The registry entry.
-pub const ENTRY: Entry = Entry {
-    name: "LeakyReLU",
-    takes,
-    lower,
-};
+pub const ENTRY: Entry = elementwise_entry::<LeakyRelu>("LeakyReLU");
 
-fn takes(s: &Site) -> bool {
-    s.first.is_none() && matches!(s.op(), Op::LeakyRelu { .. })
-}
-
-fn lower(s: &Site, shapes: &Shapes) -> Result<Lowering, String> {
-    let Op::LeakyRelu { alpha } = *s.op() else {
-        return Err("not a LeakyRelu".into());
-    };
-    if !(0.0..=1.0).contains(&alpha) {
-        return Err(format!(
-            "LeakyRelu slope {alpha} outside [0, 1] is not supported"
-        ));
+impl Elementwise for LeakyRelu {
+    fn spec(s: &Site) -> Option<Result<CircuitSpec, String>> {
+        let Op::LeakyRelu { alpha } = *s.op() else {
+            return None;
+        };
+        if !(0.0..=1.0).contains(&alpha) {
+            return Some(Err(format!(
+                "LeakyRelu slope {alpha} outside [0, 1] is not supported"
+            )));
+        }
+        let num = (f64::from(alpha) * f64::from(1u32 << SHIFT)).round() as u64;
+        Some(Ok(CircuitSpec::LeakyRelu(LeakyRelu { alpha, num })))
     }
-    let num = (f64::from(alpha) * f64::from(1u32 << SHIFT)).round() as u64;
-    Ok(Lowering::elementwise(
-        CircuitSpec::LeakyRelu(LeakyRelu { alpha, num }),
-        &shapes.input,
-    ))
 }
 
 impl Activation for LeakyRelu {

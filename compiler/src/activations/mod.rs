@@ -4,7 +4,8 @@
 //! the range analysis, the bit width of its outputs for the parameters, and its circuit (the
 //! generators are in `mp2ml_ir::circuit::activations`, one file per activation too).
 //!
-//! Adding an activation: a file here with an [`Entry`] and an [`Activation`] impl, a variant
+//! Adding an activation: a file here with an [`Entry`] (for one node, element by element: an
+//! [`Elementwise`] impl and [`elementwise_entry`]) and an [`Activation`] impl, a variant
 //! of [`CircuitSpec`], its line in [`REGISTRY`] and in [`CircuitSpec::activation`].
 
 pub mod clip;
@@ -27,7 +28,8 @@ pub type Bounds = (Vec<f64>, Vec<f64>);
 pub trait Activation {
     /// The public kind the plan records.
     fn kind(&self) -> ActivationKind;
-    /// Bits of the circuit's output at share width `w` (see the circuit generator).
+    /// Bits of the circuit's output at (truncated) share width `w` (`share_bits − K`; see the
+    /// circuit generator).
     fn out_bits(&self, w: u32) -> u32;
     /// Bounds of the outputs of `instances` instances from the bounds of their inputs (in
     /// circuit order, `instances × values_in`); an error names an input without a bound.
@@ -109,17 +111,38 @@ pub struct Lowering {
     pub gather_plane: Vec<u32>,
 }
 
-impl Lowering {
-    /// One instance per element of `input`.
-    fn elementwise(spec: CircuitSpec, input: &[usize]) -> Lowering {
-        let len: usize = input.iter().product();
-        Lowering {
+/// An activation of one node (not a fused pair), one circuit instance per element: ReLU,
+/// Clip, LeakyReLU, x·x. Its registry entry is [`elementwise_entry`].
+pub trait Elementwise {
+    /// The spec of `site`'s node, `None` if the node is not this activation; an error message
+    /// for a node of this activation that cannot be lowered.
+    fn spec(site: &Site) -> Option<Result<CircuitSpec, String>>;
+
+    /// Whether the activation takes `site` (a single node that [`Elementwise::spec`] knows).
+    fn takes(site: &Site) -> bool {
+        site.first.is_none() && Self::spec(site).is_some()
+    }
+
+    /// Its step: one instance per element of the input.
+    fn lower(site: &Site, shapes: &Shapes) -> Result<Lowering, String> {
+        let spec = Self::spec(site).ok_or_else(|| "not this activation".to_string())??;
+        let len: usize = shapes.input.iter().product();
+        Ok(Lowering {
             spec,
             instances: len,
             values_in: 1,
             values_out: 1,
             gather_plane: (0..len as u32).collect(),
-        }
+        })
+    }
+}
+
+/// The registry entry of the elementwise activation `T`, named `name` in messages.
+pub const fn elementwise_entry<T: Elementwise>(name: &'static str) -> Entry {
+    Entry {
+        name,
+        takes: T::takes,
+        lower: T::lower,
     }
 }
 

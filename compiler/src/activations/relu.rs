@@ -6,28 +6,21 @@ use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::op::Op;
 use mp2ml_ir::plan::ActivationKind;
 
-use super::{monotone, Activation, Bounds, CircuitSpec, Entry, Lowering, Shapes, Site};
+use super::{
+    elementwise_entry, monotone, Activation, Bounds, CircuitSpec, Elementwise, Entry, Site,
+};
 
 /// `max(x, 0)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Relu;
 
 /// The registry entry.
-pub const ENTRY: Entry = Entry {
-    name: "ReLU",
-    takes,
-    lower,
-};
+pub const ENTRY: Entry = elementwise_entry::<Relu>("ReLU");
 
-fn takes(s: &Site) -> bool {
-    s.first.is_none() && matches!(s.op(), Op::Relu)
-}
-
-fn lower(_: &Site, shapes: &Shapes) -> Result<Lowering, String> {
-    Ok(Lowering::elementwise(
-        CircuitSpec::Relu(Relu),
-        &shapes.input,
-    ))
+impl Elementwise for Relu {
+    fn spec(s: &Site) -> Option<Result<CircuitSpec, String>> {
+        matches!(s.op(), Op::Relu).then_some(Ok(CircuitSpec::Relu(Relu)))
+    }
 }
 
 impl Activation for Relu {

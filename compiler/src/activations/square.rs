@@ -6,33 +6,24 @@ use mp2ml_ir::circuit::ShareCircuit;
 use mp2ml_ir::op::Op;
 use mp2ml_ir::plan::ActivationKind;
 
-use super::{Activation, Bounds, CircuitSpec, Entry, Lowering, Shapes, Site};
+use super::{elementwise_entry, Activation, Bounds, CircuitSpec, Elementwise, Entry, Site};
 
 /// `x·x`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Square;
 
 /// The registry entry.
-pub const ENTRY: Entry = Entry {
-    name: "x·x",
-    takes,
-    lower,
-};
+pub const ENTRY: Entry = elementwise_entry::<Square>("x·x");
 
-fn takes(s: &Site) -> bool {
-    let node = s.graph.node(s.node);
-    s.first.is_none()
-        && matches!(node.op, Op::Mul)
-        && node.inputs.len() == 2
-        && node.inputs[0] == node.inputs[1]
-        && !(s.is_const)(node.inputs[0])
-}
-
-fn lower(_: &Site, shapes: &Shapes) -> Result<Lowering, String> {
-    Ok(Lowering::elementwise(
-        CircuitSpec::Square(Square),
-        &shapes.input,
-    ))
+impl Elementwise for Square {
+    fn spec(s: &Site) -> Option<Result<CircuitSpec, String>> {
+        let node = s.graph.node(s.node);
+        let square = matches!(node.op, Op::Mul)
+            && node.inputs.len() == 2
+            && node.inputs[0] == node.inputs[1]
+            && !(s.is_const)(node.inputs[0]);
+        square.then_some(Ok(CircuitSpec::Square(Square)))
+    }
 }
 
 impl Activation for Square {

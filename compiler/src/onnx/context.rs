@@ -51,7 +51,7 @@ impl NodeRef<'_> {
         Ok(self.typed(name, AttributeType::Int)?.map(|a| a.i))
     }
 
-    /// An integer attribute with a default.
+    /// An integer attribute with a default (the op's ONNX default, which the caller names).
     pub fn int_or(&self, name: &str, default: i64) -> Result<i64, ImportError> {
         Ok(self.int(name)?.unwrap_or(default))
     }

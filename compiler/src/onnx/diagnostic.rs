@@ -64,7 +64,7 @@ impl Diagnostics {
                 Err(_) => {
                     out.push_str(&format!(
                         "error[{}]: {}\n",
-                        d.code.unwrap_or_default(),
+                        d.code.unwrap_or_default(), // plain-text fallback
                         d.message
                     ));
                 }

@@ -190,12 +190,6 @@ impl ImportError {
     pub fn line(&self) -> Option<usize> {
         use ImportError::*;
         match self {
-            UnsupportedOp { at }
-            | UnsupportedAttribute { at, .. }
-            | NonConstant { at, .. }
-            | InvalidNode { at, .. }
-            | Shape { at, .. }
-            | Dangling { at, .. } => Some(at.line),
             DynamicShape { line, .. }
             | UnsupportedType { line, .. }
             | NonFinite { line, .. }
@@ -203,7 +197,8 @@ impl ImportError {
             | BadTensor { line, .. }
             | UnknownOutput { line, .. }
             | Validation { line, .. } => *line,
-            Io { .. } | Malformed { .. } | EmptyGraph | UnsupportedOpset { .. } => None,
+            // The node's line, for the errors at a node.
+            _ => self.node().map(|at| at.line),
         }
     }
 

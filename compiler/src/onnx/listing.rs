@@ -45,7 +45,7 @@ pub fn format_type(v: &ValueInfoProto) -> String {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default(); // listing text: no shape shows as `[]`
     format!("{}[{}]", dtype_name(t.elem_type), dims.join(","))
 }
 
@@ -60,6 +60,7 @@ fn short_list<T: std::fmt::Display>(v: &[T]) -> String {
 
 /// Formats an attribute value compactly.
 pub fn format_attr(a: &AttributeProto) -> String {
+    // Listing text only: an unknown type code shows as undefined.
     match AttributeType::try_from(a.r#type).unwrap_or(AttributeType::Undefined) {
         AttributeType::Float => a.f.to_string(),
         AttributeType::Int => a.i.to_string(),

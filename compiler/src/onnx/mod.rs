@@ -221,7 +221,7 @@ fn translate(
             op_type: n.op_type.clone(),
             domain: n.domain.clone(),
             opset,
-            line: listing.node_lines.get(k).copied().unwrap_or(0),
+            line: listing.node_lines.get(k).copied().unwrap_or(0), // 0: no listing line
         })
         .collect();
     // Report every unsupported operator at once.

@@ -28,7 +28,8 @@ pub struct DensePacking {
 impl DensePacking {
     /// Balanced chunks: as few as possible, then as even as possible.
     pub fn choose(rows: usize, inputs: &[usize], n: usize) -> DensePacking {
-        let longest = inputs.iter().copied().max().unwrap_or(1).max(1);
+        // At least one column, so that the chunk arithmetic below never divides by zero.
+        let longest = inputs.iter().copied().fold(1, usize::max);
         let chunks = longest.div_ceil(n);
         let chunk = longest.div_ceil(chunks);
         DensePacking {
@@ -40,12 +41,15 @@ impl DensePacking {
         }
     }
 
-    /// The layout of input `k`.
-    pub fn input_layout(&self, k: usize) -> Layout {
-        Layout::Flat {
-            len: self.inputs.get(k).copied().unwrap_or(0),
-            chunk: self.chunk,
-        }
+    /// The layout of every input, in order.
+    pub fn input_layouts(&self) -> Vec<Layout> {
+        self.inputs
+            .iter()
+            .map(|&len| Layout::Flat {
+                len,
+                chunk: self.chunk,
+            })
+            .collect()
     }
 
     /// Row groups (output polynomials).

@@ -234,11 +234,10 @@ pub fn estimate(
                                 .iter()
                                 .map(|&i| {
                                     plan.tensor(i)
-                                        .ok()
                                         .map(|t| t.shape.clone())
-                                        .unwrap_or_default()
+                                        .map_err(|e| format!("`{name}`: {e}"))
                                 })
-                                .collect();
+                                .collect::<Result<_, _>>()?;
                             let map = match section {
                                 Section::Csr(m) => PolyMap::build(&m, None, &shapes, n),
                                 Section::Structured(s) if matrix.nnz <= EXPAND_LIMIT => {

@@ -144,8 +144,13 @@ impl PolyMap {
             )));
         }
         if let Some(st) = st.filter(|s| s.extra.is_empty()) {
-            let (copies, convs): (Vec<&ConvTerm>, Vec<&ConvTerm>) =
-                st.convs.iter().partition(|t| copy_weight(t).is_some());
+            let (mut copies, mut convs) = (Vec::new(), Vec::new());
+            for t in &st.convs {
+                match copy_weight(t) {
+                    Some(w) => copies.push((t, w)),
+                    None => convs.push(t),
+                }
+            }
             if !(convs.is_empty() && copies.is_empty()) {
                 if let Some(map) = Self::conv_map(st, &convs, &copies, &offsets, &lens, n)? {
                     return Ok(map);
@@ -156,12 +161,12 @@ impl PolyMap {
     }
 
     /// HomConv of the convolution with the largest window among `convs`, the others
-    /// embedded into its output ([`ConvPacking::embed_layout`]), plus scaled `copies`; `None`
-    /// when they do not fit one output layout.
+    /// embedded into its output ([`ConvPacking::embed_layout`]), plus scaled `copies` (each
+    /// with its [`copy_weight`]); `None` when they do not fit one output layout.
     fn conv_map(
         st: &StructuredMatrix,
         convs: &[&ConvTerm],
-        copies: &[&ConvTerm],
+        copies: &[(&ConvTerm, i64)],
         offsets: &[usize],
         lens: &[usize],
         n: usize,
@@ -207,12 +212,11 @@ impl PolyMap {
                 (out, vec![Vec::new(); st.rows.div_ceil(n)], MapKind::Copy)
             }
         };
-        for t in copies {
+        for &(t, w) in copies {
             let k = input_of(offsets, t.geom.col_offset);
             if layouts[k].is_some() {
                 return Ok(None);
             }
-            let w = copy_weight(t).unwrap_or(0);
             layouts[k] = Some(output.clone());
             for (p, terms) in outputs.iter_mut().enumerate() {
                 terms.push(Product::Scalar {
@@ -222,6 +226,8 @@ impl PolyMap {
                 });
             }
         }
+        // An input no term reads (its columns are all zero) is uploaded flat: a layout
+        // choice, not a value (no product reads it).
         let inputs = layouts
             .into_iter()
             .zip(lens)
@@ -272,7 +278,7 @@ impl PolyMap {
         PolyMap {
             n,
             kind: MapKind::Dense,
-            inputs: (0..lens.len()).map(|k| p.input_layout(k)).collect(),
+            inputs: p.input_layouts(),
             kernels,
             outputs,
             output: p.output_layout(),
@@ -350,17 +356,25 @@ impl PolyMap {
     }
 
     /// The map on plaintext polynomials modulo `q` ([`PolyMap::eval_polys_mod`]), plus the
-    /// bias, read at the output positions, centered.
-    pub fn eval_mod(&self, inputs: &[Vec<i64>], q: i64) -> Vec<i64> {
+    /// bias, read at the output positions, centered; an error if the bias does not have one
+    /// entry per output element.
+    pub fn eval_mod(&self, inputs: &[Vec<i64>], q: i64) -> Result<Vec<i64>, PackError> {
+        if self.bias.len() != self.output.len() {
+            return Err(PackError(format!(
+                "{} biases for {} outputs",
+                self.bias.len(),
+                self.output.len()
+            )));
+        }
         let outs = self.eval_polys_mod(inputs, q);
         let half = q / 2;
         let mut y = vec![0i64; self.output.len()];
         for (p, c, e) in self.output.slots() {
-            let b = self.bias.get(e as usize).copied().unwrap_or(0);
+            let b = self.bias[e as usize];
             let v = (i128::from(outs[p as usize][c as usize]) + b).rem_euclid(i128::from(q)) as i64;
             y[e as usize] = if v > half { v - q } else { v };
         }
-        y
+        Ok(y)
     }
 }
 

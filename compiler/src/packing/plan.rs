@@ -53,10 +53,11 @@ fn err(s: impl Into<String>) -> PackError {
     PackError(s.into())
 }
 
-/// Positions of every element of `l`, in element order (the first slot of each element).
-fn element_positions(l: &Layout) -> Vec<(u32, u32)> {
+/// Positions of every element of `l`, in element order (the first slot of each element); an
+/// error if an element has no slot (a layout that would drop it).
+fn element_positions(l: &Layout) -> Result<Vec<(u32, u32)>, PackError> {
     match l {
-        Layout::Scattered { positions, .. } => positions.clone(),
+        Layout::Scattered { positions, .. } => Ok(positions.clone()),
         _ => {
             let mut v = vec![None; l.len()];
             for (p, c, e) in l.slots() {
@@ -64,11 +65,16 @@ fn element_positions(l: &Layout) -> Vec<(u32, u32)> {
                     x.get_or_insert((p, c));
                 }
             }
-            v.into_iter().map(|x| x.unwrap_or((0, 0))).collect()
+            v.into_iter()
+                .enumerate()
+                .map(|(e, x)| x.ok_or_else(|| err(format!("element {e} has no slot in {l:?}"))))
+                .collect()
         }
     }
 }
 
+/// Where an element sits: `(polynomial, coefficient)`.
+type Slot = (u32, u32);
 /// A sparse kernel polynomial: `(coefficient, value)`.
 type Kernel = Vec<(u32, i64)>;
 /// The `(input, polynomial, kernel)` products of one output polynomial.
@@ -130,11 +136,18 @@ impl Converter<'_> {
     }
 
     /// The tensor of the upload of `src` (whose batch tensor is `t`) in `layout` at `level`.
-    fn upload(&mut self, src: Source, t: TensorRef, layout: Layout, level: usize) -> TensorRef {
+    fn upload(
+        &mut self,
+        src: Source,
+        t: TensorRef,
+        layout: Layout,
+        level: usize,
+    ) -> Result<TensorRef, PackError> {
         let up = Upload { layout, level };
         if let Some((_, _, r)) = self.uploads.iter().find(|(s, u, _)| *s == src && *u == up) {
-            return *r;
+            return Ok(*r);
         }
+        let positions = element_positions(&up.layout)?;
         let base = &self.plan.tensors[t.index()];
         let k = self.uploads.iter().filter(|(s, _, _)| *s == src).count();
         self.tensors.push(HeTensor {
@@ -144,9 +157,9 @@ impl Converter<'_> {
             polys: Some(up.layout.polys()),
         });
         let r = TensorRef(self.tensors.len() - 1);
-        self.positions.insert(r, element_positions(&up.layout));
+        self.positions.insert(r, positions);
         self.uploads.push((src, up, r));
-        r
+        Ok(r)
     }
 
     /// The image tensor holding batch tensor `t` at `level`, flat-uploaded if a client makes it.
@@ -155,12 +168,23 @@ impl Converter<'_> {
         if let Some(&s) = self.sources.get(&src) {
             let len = self.plan.tensors[src.index()].len();
             let chunk = self.n;
-            return Ok(self.upload(s, src, Layout::Flat { len, chunk }, level));
+            return self.upload(s, src, Layout::Flat { len, chunk }, level);
         }
         if self.positions.contains_key(&t) {
             Ok(t)
         } else {
             Err(err(format!("tensor {t} is read before it is computed")))
+        }
+    }
+
+    /// The polynomial count and element positions of image tensor `t` (one that
+    /// [`Converter::readable`] returned).
+    fn placed(&self, t: TensorRef) -> Result<(usize, &[Slot]), PackError> {
+        let at = self.positions.get(&t);
+        let polys = self.tensors.get(t.index()).and_then(|x| x.polys);
+        match (polys, at) {
+            (Some(polys), Some(at)) => Ok((polys, at)),
+            _ => Err(err(format!("tensor {t} has no image layout"))),
         }
     }
 
@@ -205,7 +229,7 @@ impl Converter<'_> {
                      needs every linear op to read only the input and MPC outputs"
                 )));
             };
-            ins.push(self.upload(s, src, layout.clone(), *level_in));
+            ins.push(self.upload(s, src, layout.clone(), *level_in)?);
         }
         let (kernels, terms) = kernel_terms(&map);
         let mut km = IntMatrix {
@@ -222,7 +246,7 @@ impl Converter<'_> {
             }
             km.row_ptr.push(km.col.len() as u64);
         }
-        let positions = element_positions(&map.output);
+        let positions = element_positions(&map.output)?;
         if map.bias.len() != positions.len() {
             return Err(err(format!(
                 "`{name}`: {} biases for {} outputs",
@@ -366,7 +390,7 @@ pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackEr
             }
             Segment::Mpc(b) => {
                 let input = c.readable(b.input, 0)?;
-                let pos = &c.positions[&input];
+                let (polys, pos) = c.placed(input)?;
                 let at = b
                     .gather
                     .iter()
@@ -376,7 +400,6 @@ pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackEr
                             .ok_or_else(|| err(format!("gather index {g} outside its tensor")))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let polys = c.tensors[input.index()].polys.unwrap_or(0);
                 step_inputs.push(Positions { polys, at });
                 segments.push(Segment::Mpc(MpcBinding {
                     step: b.step,
@@ -389,9 +412,10 @@ pub fn image_plan(plan: &ServerPlan, weights: &[u8]) -> Result<ImagePlan, PackEr
     }
     let out_level = plan.public.output.level;
     let output_tensor = c.readable(plan.output_tensor, out_level)?;
+    let (polys, at) = c.placed(output_tensor)?;
     let output = Positions {
-        polys: c.tensors[output_tensor.index()].polys.unwrap_or(0),
-        at: c.positions[&output_tensor].clone(),
+        polys,
+        at: at.to_vec(),
     };
     let of = |s: Source| -> (Vec<Upload>, Vec<TensorRef>) {
         c.uploads

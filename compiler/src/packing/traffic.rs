@@ -313,7 +313,7 @@ pub fn batch_traffic_with(p: &ClientPlan, images: usize, mpc: Option<MpcBackend>
     t.output = out_len as f64 * poly(p.output.level, images);
     let (mut any_yao, mut any_gmw) = (false, false);
     for s in &p.mpc_steps {
-        let backend = mpc.unwrap_or(s.backend);
+        let backend = mpc.unwrap_or(s.backend); // a forced back end, else the step's own
         let Ok(c) = p.circuit(s.circuit_for(backend)) else {
             continue;
         };

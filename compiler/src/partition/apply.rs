@@ -368,7 +368,6 @@ pub(super) fn apply(
         })
         .collect();
     let lens: Vec<u64> = vars.iter().map(|m| row_len(m)).collect();
-    let max_row = lens.iter().copied().max().unwrap_or(1);
     let expandable = vars.iter().all(|m| match m {
         LinMap::Rows(_) | LinMap::Ident { .. } => true,
         LinMap::Conv(s) => s.nnz() <= limit,
@@ -384,8 +383,8 @@ pub(super) fn apply(
                 Some(Arg::Const(t)) => *t,
                 _ => return Err("operand 1 must be a constant (weights)".into()),
             };
-            let in_shape = match args.first() {
-                Some(Arg::Var(_, s, _)) => *s,
+            let (input, in_shape) = match args.first() {
+                Some(Arg::Var(m, s, _)) => (*m, *s),
                 _ => return Err("operand 0 must be a non-constant tensor".into()),
             };
             let Some(macs) = conv_macs(op, w, in_shape, out_shape) else {
@@ -393,20 +392,23 @@ pub(super) fn apply(
                 local_map(op, &operands_of(args), out_shape)?;
                 return Err("Conv expects 4-D tensors with matching channels".into());
             };
-            (None, macs.saturating_mul(max_row))
+            // The weights and the bias are constants: the input is the only variable.
+            (None, macs.saturating_mul(row_len(input)))
         }
         _ => {
             let operands = operands_of(args);
             let l = local_map(op, &operands, out_shape)?;
-            let est = l
-                .rows
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|&(a, _, _)| lens.get(a as usize).copied().unwrap_or(1))
-                        .sum::<u64>()
-                })
-                .sum::<u64>();
+            // Operand indices of the local map count the variables only ([`operands_of`]).
+            let mut est = 0u64;
+            for &(a, _, _) in l.rows.iter().flatten() {
+                let len = lens.get(a as usize).ok_or_else(|| {
+                    format!(
+                        "internal: the local map reads variable {a} of {}",
+                        lens.len()
+                    )
+                })?;
+                est = est.saturating_add(*len);
+            }
             (Some(l), est)
         }
     };

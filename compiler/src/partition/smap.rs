@@ -52,17 +52,18 @@ impl STerm {
                 .iter()
                 .enumerate()
                 .all(|(i, &ch)| ch as usize == i);
-        let groups = c.checked_div(self.cin).unwrap_or(0);
-        (in_order
-            && groups > 0
-            && groups * self.cin == c
-            && o.is_multiple_of(groups)
-            && self
-                .in_base
-                .iter()
-                .enumerate()
-                .all(|(r, &b)| b as usize == (r / (o / groups)) * self.cin))
-        .then_some(groups)
+        // `c / cin` groups (none if `cin` is 0), each reading its own `cin` channels.
+        c.checked_div(self.cin).filter(|&groups| {
+            in_order
+                && groups > 0
+                && groups * self.cin == c
+                && o.is_multiple_of(groups)
+                && self
+                    .in_base
+                    .iter()
+                    .enumerate()
+                    .all(|(r, &b)| b as usize == (r / (o / groups)) * self.cin)
+        })
     }
 
     /// The identity over a frontier tensor.
@@ -219,7 +220,11 @@ impl SMap {
         let [xc, _, _] = self.shape;
         let g = c.groups.max(1);
         let (gi, go) = (xc / g, c.out / g);
-        if gi * g != xc || go * g != c.out || c.w.len() != c.out * gi * c.kernel[0] * c.kernel[1] {
+        if gi * g != xc
+            || go * g != c.out
+            || c.w.len() != c.out * gi * c.kernel[0] * c.kernel[1]
+            || c.bias.is_some_and(|b| b.len() != c.out)
+        {
             return None;
         }
         let padded = c.pads != [0, 0];
@@ -334,9 +339,8 @@ impl SMap {
                 w: Arc::new(w),
             });
         }
-        let mut bias: Vec<f64> = (0..c.out)
-            .map(|o| c.bias.and_then(|b| b.get(o).copied()).unwrap_or(0.0))
-            .collect();
+        // No bias input is a zero bias (ONNX Conv's optional `B`).
+        let mut bias: Vec<f64> = c.bias.map_or_else(|| vec![0.0; c.out], <[f64]>::to_vec);
         for (o, b) in bias.iter_mut().enumerate() {
             let base = (o / go) * gi;
             for ch in base..base + gi {
@@ -855,35 +859,18 @@ mod tests {
 
     /// A plain convolution by direct loops over a `[C, H, W]` input (independent reference).
     fn conv_ref(x: &[f64], xs: [usize; 3], c: &ConvSpec) -> Vec<f64> {
-        let [xc, h, w] = xs;
-        let g = c.groups;
-        let (gi, go) = (xc / g, c.out / g);
         let [oh, ow] = c.out_hw;
-        let mut y = vec![0.0; c.out * oh * ow];
-        for o in 0..c.out {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let mut s = c.bias.map_or(0.0, |b| b[o]);
-                    for cl in 0..gi {
-                        let ch = (o / go) * gi + cl;
-                        for l in 0..c.kernel[0] {
-                            for m in 0..c.kernel[1] {
-                                let yy = (i * c.strides[0] + l * c.dilations[0]) as isize
-                                    - c.pads[0] as isize;
-                                let xx = (j * c.strides[1] + m * c.dilations[1]) as isize
-                                    - c.pads[1] as isize;
-                                if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
-                                    continue;
-                                }
-                                s += c.w[((o * gi + cl) * c.kernel[0] + l) * c.kernel[1] + m]
-                                    * x[(ch * h + yy as usize) * w + xx as usize];
-                            }
-                        }
-                    }
-                    y[(o * oh + i) * ow + j] = s;
-                }
-            }
-        }
+        let g = mp2ml_ir::layout::ConvGeom {
+            strides: c.strides,
+            pads: c.pads,
+            dilations: c.dilations,
+            groups: c.groups,
+            ..ConvGeom::plain(xs, [c.out, oh, ow], c.kernel)
+        };
+        let mut y: Vec<f64> = (0..c.out * oh * ow)
+            .map(|r| c.bias.map_or(0.0, |b| b[r / (oh * ow)]))
+            .collect();
+        crate::test_conv::conv_taps(&g, |row, col, k| y[row] += c.w[k] * x[col]);
         y
     }
 

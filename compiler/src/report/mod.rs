@@ -73,8 +73,10 @@ pub struct CircuitRow {
     pub share_bits: u32,
     /// Mask bits.
     pub mask_bits: u32,
-    /// Bound 6·w + σ (ReLU only).
+    /// Bound 6·w − 4·K + σ (ReLU only).
     pub relu_bound: Option<u64>,
+    /// Low bits K the circuit truncates.
+    pub trunc: u32,
 }
 
 /// A fusion decision (compile mode only).
@@ -145,8 +147,8 @@ pub struct Report {
     /// Most images per session.
     pub session_images: usize,
     /// Per-value width of the circuit masks and the flood: σ + ⌈log2(masked values per
-    /// session)⌉ (0 if the plan's counts overflow, which its check refuses).
-    pub value_sigma: u32,
+    /// session)⌉ (none if the plan's counts overflow, which its check refuses).
+    pub value_sigma: Option<u32>,
     /// Batch.
     pub batch: usize,
     /// Input range.
@@ -289,11 +291,12 @@ impl Report {
                                 ops.push(name.clone());
                                 lin = Some(lin.map_or(*level_in, |l: usize| l.max(*level_in)));
                                 lout = Some(level_in - 1);
+                                // Tensors no op of this segment made (uploads, MPC outputs,
+                                // earlier segments' results) start it at depth 0.
                                 let d = ins
                                     .iter()
                                     .map(|i| depth_of.get(i).copied().unwrap_or(0))
-                                    .max()
-                                    .unwrap_or(0)
+                                    .fold(0, usize::max)
                                     + 1;
                                 depth_of.insert(*output, d);
                                 depth = depth.max(d);
@@ -330,7 +333,8 @@ impl Report {
                                 }
                                 if let Ok(t) = plan.tensor(*output) {
                                     outputs.push(t.shape.clone());
-                                    cts += t.polys.unwrap_or(0);
+                                    // One output polynomial per list of terms.
+                                    cts += terms.len();
                                 }
                                 // Both halves, per image (the batch divides nothing): the
                                 // products plus one transform per input and output polynomial.
@@ -351,6 +355,7 @@ impl Report {
                                     "moddrop({})",
                                     plan.tensor(*input).ok().map_or("?", |t| t.name.as_str())
                                 ));
+                                // Depth 0 for a tensor made outside the segment (as above).
                                 let d = depth_of.get(input).copied().unwrap_or(0);
                                 depth_of.insert(*output, d);
                             }
@@ -403,6 +408,8 @@ impl Report {
                         kind: "MPC".into(),
                         name: st.name.clone(),
                         ops: vec![format!("{:?}", st.kind)],
+                        // A report describes unchecked plans too: a tensor index
+                        // outside the plan shows as no shape (the plan check refuses it).
                         inputs: plan
                             .tensor(m.input)
                             .ok()
@@ -442,10 +449,13 @@ impl Report {
                     and_depth: s.and_depth,
                     share_bits: c.share_bits,
                     mask_bits: c.mask_bits,
+                    // Size-optimal ReLU: 6 AND per share bit, 2 per truncated low bit,
+                    // one per extra mask bit (`ir/src/circuit/activations/relu.rs`).
                     relu_bound: c.circuit.name.starts_with("relu").then_some(
-                        6 * u64::from(c.share_bits)
+                        (6 * u64::from(c.share_bits)).saturating_sub(4 * u64::from(c.trunc))
                             + u64::from(c.mask_bits.saturating_sub(c.out_bits)),
                     ),
+                    trunc: c.trunc,
                 }
             })
             .collect();
@@ -470,6 +480,7 @@ impl Report {
                     })
                     .collect()
             })
+            // A report from a plan file alone has no fusion decisions to show.
             .unwrap_or_default();
         let sizes = out.and_then(|o| {
             let s = crate::plan_writer::ron_len(&o.compiled.server).ok()?;
@@ -488,7 +499,7 @@ impl Report {
             scale_bits: p.scale_bits,
             sigma: p.sigma,
             session_images: p.session_images,
-            value_sigma: p.value_sigma().unwrap_or(0),
+            value_sigma: p.value_sigma(),
             batch: p.batch,
             input_range: p.input.range,
             calibration: out.and_then(|o| {
@@ -548,7 +559,10 @@ impl Report {
 
     /// JSON text.
     pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        // Serializing plain numbers and strings does not fail (serde_json writes a NaN as
+        // null); should it, the text still is JSON and says why.
+        serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
             + "\n"
     }
 
@@ -574,8 +588,11 @@ impl Report {
             self.output_scale_bits,
             self.sigma,
             self.session_images,
-            self.value_sigma,
-            self.moduli_bits.first().copied().unwrap_or(0),
+            self.value_sigma
+                .map_or_else(|| "overflow".into(), |v| v.to_string()),
+            self.moduli_bits
+                .first()
+                .map_or_else(|| "none (no moduli)".into(), |b| b.to_string()),
             self.batch
         );
         match &self.calibration {
@@ -680,8 +697,14 @@ impl Report {
                 "  {:<40} AND {:>8}  XOR {:>8}  AND depth {:>4}  w = {}  mask bits = {}",
                 c.name, c.and, c.xor, c.and_depth, c.share_bits, c.mask_bits
             );
-            if let Some(b) = c.relu_bound {
-                let _ = write!(s, "  (≤ 6·w + σ_v = {b})");
+            match (c.relu_bound, c.trunc) {
+                (Some(b), 0) => {
+                    let _ = write!(s, "  (≤ 6·w + σ_v = {b})");
+                }
+                (Some(b), k) => {
+                    let _ = write!(s, "  (≤ 6·w − 4·K + σ_v = {b}, K = {k})");
+                }
+                (None, _) => {}
             }
             let _ = writeln!(s);
         }

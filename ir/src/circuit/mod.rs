@@ -343,15 +343,17 @@ impl Circuit {
 /// Per instance, the garbler's input bits are: for each input value its share
 /// `(b + input_offset) mod q0` on `share_bits` bits, then for each output its mask `r'` on
 /// `mask_bits` bits. The evaluator's input bits are its shares `a` (`share_bits` bits each).
-/// Each output is `z = y + output_offset + r'` on `mask_bits + 1` bits, where `y` is the function's value at scale Δ (a signed integer) and
-/// `y + output_offset` lies in `[0, 2^out_bits)`; the sum never wraps. All words are least
-/// significant bit first.
+/// The circuit reconstructs `v = (a + b̃) mod q0` on the full share width and drops its `trunc`
+/// low bits (`activations`, "Truncation"). Each output is `z = y + output_offset + r'` on
+/// `mask_bits + 1` bits, where `y` is the function's value in the truncated units (scale Δ,
+/// a signed integer) and `y + output_offset` lies in `[0, 2^out_bits)`; the sum never wraps.
+/// All words are least significant bit first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareCircuit {
     /// The Boolean circuit for one instance.
     pub circuit: Circuit,
-    /// The modulus of the additive shares.
-    pub q0: u64,
+    /// The modulus Q0 of the additive shares (below 2^126).
+    pub q0: u128,
     /// Bits per share (`ceil(log2 q0)`).
     pub share_bits: u32,
     /// Secret input values per instance.
@@ -359,13 +361,22 @@ pub struct ShareCircuit {
     /// Masked outputs per instance.
     pub values_out: u32,
     /// Constant the server adds to its share before it enters the circuit (mod q0).
-    pub input_offset: u64,
+    pub input_offset: u128,
     /// Bits of `y + output_offset`.
     pub out_bits: u32,
     /// Bits of the server's output mask `r'` (`out_bits + σ`).
     pub mask_bits: u32,
-    /// Offset added to `y` inside the circuit, removed by the server with its mask.
-    pub output_offset: u64,
+    /// Offset added to `y` inside the circuit, removed by the server with its mask (in the
+    /// truncated units).
+    pub output_offset: u128,
+    /// Low bits K the circuit drops from each reconstructed value (0: none). Left out of the
+    /// serialized form when 0, so plans without truncation read and write as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trunc: u32,
+}
+
+fn is_zero(k: &u32) -> bool {
+    *k == 0
 }
 
 impl ShareCircuit {
@@ -385,10 +396,12 @@ impl ShareCircuit {
             && u64::from(self.circuit.evaluator_inputs) == e
             && self.circuit.outputs.len() as u64 == o
             && self.share_bits >= 2
-            && self.share_bits <= 62
+            && self.share_bits <= 126
             && self.q0 > 2
-            && self.q0 <= (1u64 << self.share_bits)
-            && self.q0 > (1u64 << (self.share_bits - 1))
+            && self.q0 <= (1u128 << self.share_bits)
+            && self.q0 > (1u128 << (self.share_bits - 1))
+            && u64::from(self.trunc) + 2 <= u64::from(self.share_bits)
+            && self.out_bits <= self.share_bits - self.trunc
             && self.mask_bits > self.out_bits
             && self.mask_bits <= 126
             && self.input_offset < self.q0;
@@ -483,6 +496,7 @@ mod tests {
                 out_bits: 1,
                 mask_bits,
                 output_offset: 0,
+                trunc: 0,
             };
             assert!(sc.check_layout().is_err());
         }

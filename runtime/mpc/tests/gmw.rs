@@ -7,30 +7,18 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{random_bits, random_circuit, relu_circuit, relu_inputs, relu_reference};
+use common::{
+    all_gates, decode_words, mem, plaintext, quick, random_bits, random_circuit, relu_batch,
+    relu_circuit, rng, tcp_pair,
+};
 use mp2ml_ir::circuit::activations::{clip, leaky_relu, maxpool, relu, square, CircuitParams};
-use mp2ml_ir::circuit::{from_bits, to_bits, Circuit, Gate, ShareCircuit, Style};
+use mp2ml_ir::circuit::{to_bits, Circuit, Gate, ShareCircuit, Style};
 use mp2ml_mpc::{
     Channel, ChannelConfig, ChannelStats, GmwClient, GmwConfig, GmwServer, MemChannel, MpcError,
     TcpChannel,
 };
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha20Rng;
-
-fn rng(seed: u64) -> ChaCha20Rng {
-    ChaCha20Rng::seed_from_u64(seed)
-}
-
-/// Plaintext outputs of every instance (instance-major), via the reference evaluator.
-fn plaintext(c: &Circuit, n: usize, g: &[bool], e: &[bool]) -> Vec<bool> {
-    let (gi, ei) = (c.garbler_inputs as usize, c.evaluator_inputs as usize);
-    (0..n)
-        .flat_map(|t| {
-            c.eval(&g[t * gi..(t + 1) * gi], &e[t * ei..(t + 1) * ei])
-                .expect("valid circuit")
-        })
-        .collect()
-}
 
 /// Offline + online with the server in a thread; returns the client's outputs and both
 /// channels' statistics (server, client).
@@ -57,49 +45,9 @@ fn run<C: Channel + Send + 'static>(
     (out, sstats, cch.stats())
 }
 
-fn mem() -> (MemChannel, MemChannel) {
-    MemChannel::pair(ChannelConfig {
-        read_timeout: Duration::from_secs(20),
-        ..Default::default()
-    })
-}
-
-fn tcp_pair(config: ChannelConfig) -> (TcpChannel, TcpChannel) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let t = thread::spawn(move || TcpChannel::connect(addr, config));
-    let server = TcpChannel::accept(&listener, config).expect("accept");
-    (server, t.join().expect("thread").expect("connect"))
-}
-
 #[test]
 fn every_gate_type_on_every_input_combination() {
-    let gates = vec![
-        Gate::And(0, 2), // server ∧ client
-        Gate::And(0, 1), // server ∧ server
-        Gate::And(2, 3), // client ∧ client
-        Gate::Xor(1, 3),
-        Gate::Inv(2),
-        Gate::And(8, 4), // ¬e0 ∧ (g0 ∧ e0) = 0
-        Gate::Inv(9),
-        Gate::And(4, 4), // same wire twice
-        Gate::Xor(2, 2), // constant 0
-        Gate::Inv(12),   // constant 1
-    ];
-    let c = Circuit {
-        name: "gates".into(),
-        garbler_inputs: 2,
-        evaluator_inputs: 2,
-        gates,
-        outputs: (0..14).collect(),
-    };
-    let n = 16;
-    let mut g = Vec::new();
-    let mut e = Vec::new();
-    for t in 0..n {
-        g.extend([t & 1 == 1, t & 2 == 2]);
-        e.extend([t & 4 == 4, t & 8 == 8]);
-    }
+    let (c, n, g, e) = all_gates();
     let want = plaintext(&c, n, &g, &e);
     let (a, b) = mem();
     assert_eq!(run(a, b, &c, n, &g, &e, GmwConfig::default()).0, want);
@@ -130,24 +78,6 @@ fn random_circuits_match_plaintext() {
             );
         }
     }
-}
-
-fn relu_batch(r: &mut ChaCha20Rng, n: usize) -> (Vec<bool>, Vec<bool>, Vec<u128>) {
-    let (mut g, mut e, mut want) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..n {
-        let a = r.random_range(0..common::Q0);
-        let b = r.random_range(0..common::Q0);
-        let m = r.random_range(0..1u128 << common::MASK);
-        let (gb, eb) = relu_inputs(a, b, m);
-        g.extend(gb);
-        e.extend(eb);
-        want.push(relu_reference(a, b, m));
-    }
-    (g, e, want)
-}
-
-fn decode_words(out: &[bool]) -> Vec<u128> {
-    out.chunks(common::Z as usize).map(from_bits).collect()
 }
 
 /// Online bytes one side sends for `n` instances: the batch number, then per AND layer
@@ -258,14 +188,6 @@ fn bad_input_lengths_are_rejected_before_any_traffic() {
 const TIMEOUT: Duration = Duration::from_millis(400);
 const MARGIN: Duration = Duration::from_millis(1500);
 
-fn quick() -> ChannelConfig {
-    ChannelConfig {
-        read_timeout: TIMEOUT,
-        write_timeout: TIMEOUT,
-        ..Default::default()
-    }
-}
-
 /// A channel that, at its `cut`-th round, hangs up (drops the connection) or stalls (keeps it
 /// open, sends nothing) instead of exchanging.
 struct Cut {
@@ -329,7 +251,7 @@ fn a_peer_that_hangs_up_or_stalls_mid_round_fails_the_other_cleanly() {
     let (g, e, _) = relu_batch(&mut r, n);
     for server_fails in [true, false] {
         for stall in [false, true] {
-            let (sch, cch) = tcp_pair(quick());
+            let (sch, cch) = tcp_pair(quick(TIMEOUT));
             let (fail_ch, ok_ch) = if server_fails { (sch, cch) } else { (cch, sch) };
             let mut ch = Cut {
                 inner: Some(fail_ch),
@@ -388,7 +310,7 @@ fn garbage_from_a_raw_peer_is_an_error() {
         let _ = s.write_all(&[0xab; 4096]);
         thread::sleep(Duration::from_millis(200));
     });
-    let mut ch = TcpChannel::accept(&listener, quick()).expect("accept");
+    let mut ch = TcpChannel::accept(&listener, quick(TIMEOUT)).expect("accept");
     let err = GmwClient::new(rng(16))
         .offline(&mut ch, &relu_circuit(), 10)
         .expect_err("garbage");
@@ -442,12 +364,13 @@ fn gmw_equals_plaintext_on_every_production_circuit() {
     // q0 = 97: every share pair (a, b) of single-input circuits, random pairs for MaxPool.
     let small = CircuitParams {
         q0: 97,
+        trunc: 0,
         sigma: 3,
         style: Default::default(),
     };
     for sc in production(&small, 2) {
         sc.check_layout().expect("layout");
-        let q = small.q0;
+        let q = u64::try_from(small.q0).expect("q0 fits u64");
         let pairs: Vec<Vec<(u64, u64)>> = if sc.values_in == 1 {
             (0..q)
                 .flat_map(|a| (0..q).map(move |b| vec![(a, b)]))
@@ -475,6 +398,7 @@ fn gmw_equals_plaintext_on_every_production_circuit() {
     // A 31-bit q0: random share pairs.
     let full = CircuitParams {
         q0: 2_147_483_647,
+        trunc: 0,
         sigma: 40,
         style: Default::default(),
     };
@@ -487,7 +411,7 @@ fn gmw_equals_plaintext_on_every_production_circuit() {
         .into_iter()
         .chain(production(&depth, 12))
     {
-        let q = full.q0;
+        let q = u64::try_from(full.q0).expect("q0 fits u64");
         let pairs: Vec<Vec<(u64, u64)>> = (0..150)
             .map(|_| {
                 (0..sc.values_in)

@@ -6,29 +6,14 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{random_bits, random_circuit, relu_circuit, relu_inputs, relu_reference};
+use common::{
+    all_gates, decode_words, mem, plaintext, quick, random_bits, random_circuit, relu_batch,
+    relu_circuit, rng, tcp_pair,
+};
 use mp2ml_ir::circuit::builder::Builder;
 use mp2ml_ir::circuit::{from_bits, Circuit, Gate};
-use mp2ml_mpc::{
-    Channel, ChannelConfig, Evaluator, Garbler, GcConfig, MemChannel, MpcError, TcpChannel,
-};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
-
-fn rng(seed: u64) -> ChaCha20Rng {
-    ChaCha20Rng::seed_from_u64(seed)
-}
-
-/// Plaintext outputs of every instance (instance-major), via the reference evaluator.
-fn plaintext(c: &Circuit, n: usize, g: &[bool], e: &[bool]) -> Vec<bool> {
-    let (gi, ei) = (c.garbler_inputs as usize, c.evaluator_inputs as usize);
-    (0..n)
-        .flat_map(|t| {
-            c.eval(&g[t * gi..(t + 1) * gi], &e[t * ei..(t + 1) * ei])
-                .expect("valid circuit")
-        })
-        .collect()
-}
+use mp2ml_mpc::{Channel, ChannelConfig, Evaluator, Garbler, GcConfig, MpcError, TcpChannel};
+use rand::Rng;
 
 /// Runs offline + online with the garbler in a thread; returns the evaluator's outputs.
 fn run_split<C: Channel + Send + 'static>(
@@ -72,42 +57,9 @@ fn run_stream<C: Channel + Send + 'static>(
     out
 }
 
-fn mem() -> (MemChannel, MemChannel) {
-    MemChannel::pair(ChannelConfig {
-        read_timeout: Duration::from_secs(20),
-        ..Default::default()
-    })
-}
-
 #[test]
 fn every_gate_type_on_every_input_combination() {
-    // Wires: g0, g1 (garbler), e0, e1 (evaluator).
-    let gates = vec![
-        Gate::And(0, 2), // garbler ∧ evaluator
-        Gate::And(0, 1), // garbler ∧ garbler
-        Gate::And(2, 3), // evaluator ∧ evaluator
-        Gate::Xor(1, 3),
-        Gate::Inv(2),
-        Gate::And(8, 4), // ¬e0 ∧ (g0 ∧ e0) = 0
-        Gate::Inv(9),
-        Gate::And(4, 4), // same wire twice
-        Gate::Xor(2, 2), // constant 0
-    ];
-    let c = Circuit {
-        name: "gates".into(),
-        garbler_inputs: 2,
-        evaluator_inputs: 2,
-        gates,
-        outputs: (0..13).collect(),
-    };
-    // All 16 input combinations, one per instance.
-    let n = 16;
-    let mut g = Vec::new();
-    let mut e = Vec::new();
-    for t in 0..n {
-        g.extend([t & 1 == 1, t & 2 == 2]);
-        e.extend([t & 4 == 4, t & 8 == 8]);
-    }
+    let (c, n, g, e) = all_gates();
     let want = plaintext(&c, n, &g, &e);
     let (a, b) = mem();
     assert_eq!(run_split(a, b, &c, n, &g, &e, GcConfig::default()), want);
@@ -186,30 +138,6 @@ fn adder_and_comparator() {
     }
 }
 
-fn relu_batch(r: &mut ChaCha20Rng, n: usize) -> (Vec<bool>, Vec<bool>, Vec<u128>) {
-    let mut g = Vec::new();
-    let mut e = Vec::new();
-    let mut want = Vec::new();
-    for i in 0..n {
-        let a = match i {
-            0 => 0,
-            1 => common::Q0 - 1,
-            _ => r.random_range(0..common::Q0),
-        };
-        let b = r.random_range(0..common::Q0);
-        let mask = r.random_range(0..1u128 << common::MASK);
-        let (gb, eb) = relu_inputs(a, b, mask);
-        g.extend(gb);
-        e.extend(eb);
-        want.push(relu_reference(a, b, mask));
-    }
-    (g, e, want)
-}
-
-fn decode_words(out: &[bool]) -> Vec<u128> {
-    out.chunks(common::Z as usize).map(from_bits).collect()
-}
-
 #[test]
 fn relu_on_shares_in_memory() {
     let c = relu_circuit();
@@ -227,14 +155,6 @@ fn relu_on_shares_in_memory() {
         decode_words(&run_split(a, b, &c, n, &g, &e, GcConfig::default())),
         want
     );
-}
-
-fn tcp_pair(config: ChannelConfig) -> (TcpChannel, TcpChannel) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let t = thread::spawn(move || TcpChannel::connect(addr, config));
-    let server = TcpChannel::accept(&listener, config).expect("accept");
-    (server, t.join().expect("thread").expect("connect"))
 }
 
 #[test]
@@ -340,19 +260,11 @@ fn bad_inputs_and_circuits_are_rejected_before_any_traffic() {
 const TIMEOUT: Duration = Duration::from_millis(500);
 const MARGIN: Duration = Duration::from_millis(700);
 
-fn quick() -> ChannelConfig {
-    ChannelConfig {
-        read_timeout: TIMEOUT,
-        write_timeout: TIMEOUT,
-        ..Default::default()
-    }
-}
-
 #[test]
 fn garbler_disconnecting_mid_protocol_fails_the_evaluator_cleanly() {
     let c = relu_circuit();
     for stall in [false, true] {
-        let (gch, ech) = tcp_pair(quick());
+        let (gch, ech) = tcp_pair(quick(TIMEOUT));
         let c2 = c.clone();
         // The server runs the base OTs and the random OTs, then dies (or stalls) before the
         // garbled tables.
@@ -395,7 +307,7 @@ fn garbler_disconnecting_mid_protocol_fails_the_evaluator_cleanly() {
 #[test]
 fn evaluator_disconnecting_mid_protocol_fails_the_garbler_cleanly() {
     let c = relu_circuit();
-    let (gch, ech) = tcp_pair(quick());
+    let (gch, ech) = tcp_pair(quick(TIMEOUT));
     let c2 = c.clone();
     let client = thread::spawn(move || {
         let mut ev = Evaluator::new(ech, rng(16));
@@ -429,7 +341,7 @@ fn evaluator_rejects_garbage_from_a_raw_peer() {
         s.write_all(&[0xAB; 64]).expect("write");
         thread::sleep(Duration::from_millis(100));
     });
-    let ch = TcpChannel::accept(&listener, quick()).expect("accept");
+    let ch = TcpChannel::accept(&listener, quick(TIMEOUT)).expect("accept");
     let mut ev = Evaluator::new(ch, rng(18));
     assert!(matches!(
         ev.offline(&relu_circuit(), 3),
@@ -484,5 +396,65 @@ fn relu_in_two_processes_over_tcp() {
     assert!(
         child.wait().expect("child").success(),
         "garbler process failed"
+    );
+}
+
+/// The production ReLU with truncation (K = 40 low bits dropped, Q0 the product of the primes
+/// 2^61 − 1 and 2^31 − 1, 92-bit shares) garbled and evaluated, against the integer rule of
+/// `mp2ml_ir::circuit::activations` ("Truncation"): `y = 0` if `⌊v/2^K⌋ > ⌊h/2^K⌋`, else
+/// `v >> K`.
+#[test]
+fn truncating_relu_garbled_matches_its_integer_rule() {
+    use mp2ml_ir::circuit::activations::{relu, CircuitParams};
+    use mp2ml_ir::circuit::to_bits;
+    let q0: u128 = ((1u128 << 61) - 1) * ((1u128 << 31) - 1);
+    let k = 40;
+    let sc = relu(&CircuitParams {
+        q0,
+        trunc: k,
+        sigma: 40,
+        style: Default::default(),
+    });
+    sc.check_layout().expect("layout");
+    let (w, mb) = (sc.share_bits, sc.mask_bits);
+    assert_eq!((w, sc.out_bits, sc.trunc), (92, 92 - 1 - k, k));
+    let mut r = rng(17);
+    let n = 200;
+    let (mut g, mut e, mut want) = (Vec::new(), Vec::new(), Vec::new());
+    let half_k = (q0 / 2) >> k;
+    for i in 0..n {
+        let a = r.random_range(0..q0);
+        // A few values at the sign boundary, the rest uniform.
+        let v = match i {
+            0 => 0,
+            1 => q0 - 1,
+            2 => (half_k << k) + (1 << k) - 1,
+            3 => (half_k + 1) << k,
+            _ => r.random_range(0..q0),
+        };
+        let b = (v + q0 - a) % q0;
+        let mask = r.random_range(0..1u128 << mb);
+        g.extend(to_bits(b, w));
+        g.extend(to_bits(mask, mb));
+        e.extend(to_bits(a, w));
+        let y = if (v >> k) > half_k { 0 } else { v >> k };
+        want.push(y + mask);
+    }
+    let words =
+        |out: &[bool]| -> Vec<u128> { out.chunks(sc.z_bits() as usize).map(from_bits).collect() };
+    assert_eq!(words(&plaintext(&sc.circuit, n, &g, &e)), want, "plaintext");
+    let (a, b) = mem();
+    assert_eq!(
+        words(&run_split(
+            a,
+            b,
+            &sc.circuit,
+            n,
+            &g,
+            &e,
+            GcConfig::default()
+        )),
+        want,
+        "garbled"
     );
 }

@@ -199,8 +199,22 @@ pub fn run(opts: &Opts) -> BenchResult<Results> {
         .ok_or("no models")?;
     let plan = opts.work.join(format!("{}.ron", q0_model.name));
     let setup = load_server(&plan, 128).map_err(|e| e.to_string())?;
-    let q0 = setup.plan.public.params.moduli[0];
-    let table2 = table2(opts, q0, &format!("the compiled `{}` plan", q0_model.name))?;
+    // Q0 and K of the plan's ReLU circuit (the first prime, no truncation, without one).
+    let (q0, trunc) = setup
+        .plan
+        .public
+        .circuits
+        .iter()
+        .find(|c| c.circuit.name.starts_with("relu"))
+        .map_or((u128::from(setup.plan.public.params.moduli[0]), 0), |c| {
+            (c.q0, c.trunc)
+        });
+    let table2 = table2(
+        opts,
+        q0,
+        trunc,
+        &format!("the compiled `{}` plan", q0_model.name),
+    )?;
     std::fs::create_dir_all(&opts.plots).map_err(|e| e.to_string())?;
     let rel = |p: &Path| -> String {
         let base = opts.out.parent().unwrap_or(Path::new("."));

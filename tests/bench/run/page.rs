@@ -519,12 +519,12 @@ pub fn render(r: &Results, opts: &Opts) -> String {
     let _ = writeln!(s, "## MP2ML Table 2: ReLU with Yao, CKKS ADD and MULT\n");
     let _ = writeln!(
         s,
-        "Production ReLU circuit `mp2ml_ir::circuit::activations::relu(q0 = {}, σ = 40)` (q0 from {}): \
+        "Production ReLU circuit `mp2ml_ir::circuit::activations::relu(q0 = {}, K = {}, σ = 40)` (q0 and K from {}): \
          {} AND gates, {} garbler / {} evaluator input bits, {} output bits per ReLU. Garbler and \
          evaluator in two threads over loopback TCP, a fresh session each time (128 base OTs \
-         included offline), outputs checked against max(x, 0) + r. Times are the slower party's; \
+         included offline), outputs checked against (max(x, 0) >> K) + r. Times are the slower party's; \
          MB are both directions. Warm-up session not counted.\n",
-        t.q0, t.q0_from, t.ands, t.bits.0, t.bits.1, t.bits.2
+        t.q0, t.trunc, t.q0_from, t.ands, t.bits.0, t.bits.1, t.bits.2
     );
     let _ = writeln!(s, "| ReLUs | offline ms | online ms | offline MB | online MB | MP2ML offline / online ms | MP2ML offline / online MB | ratio offline / online time (MP2ML ÷ ours) |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");

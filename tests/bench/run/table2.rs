@@ -20,8 +20,10 @@ pub struct ReluRow {
 /// Table 2 figures.
 #[derive(Clone, Debug, Default)]
 pub struct Table2 {
-    /// q0 of the share circuit.
-    pub q0: u64,
+    /// Q0 of the share circuit.
+    pub q0: u128,
+    /// Low bits K the circuit truncates.
+    pub trunc: u32,
     /// Where q0 came from.
     pub q0_from: String,
     /// AND gates per ReLU.
@@ -62,8 +64,10 @@ pub(super) fn relu_once(
     let w = sc.share_bits;
     let mask_bits = sc.mask_bits;
     let z_bits = sc.z_bits() as usize;
-    let q0 = u128::from(p.q0);
-    let half = q0 / 2;
+    let q0 = p.q0;
+    // The circuit's rule (`mp2ml_ir::circuit::activations`, "Truncation"): negative iff
+    // ⌊v/2^K⌋ > ⌊h/2^K⌋, else v >> K (v ≤ h, v itself, at K = 0).
+    let (k, half_k) = (p.trunc, (q0 / 2) >> p.trunc);
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut g, mut e, mut want) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
@@ -74,7 +78,7 @@ pub(super) fn relu_once(
         g.extend(mp2ml_ir::circuit::to_bits(r, mask_bits));
         e.extend(mp2ml_ir::circuit::to_bits(a, w));
         let v = (a + b) % q0;
-        want.push(if v <= half { v } else { 0 } + r);
+        want.push(if (v >> k) <= half_k { v >> k } else { 0 } + r);
     }
     let (gch, ech) = tcp_pair()?;
     let c = sc.circuit.clone();
@@ -148,9 +152,11 @@ pub(super) fn ckks_add_mul(reps: usize) -> BenchResult<(Stat, Stat, u64)> {
     Ok((add, mul, prime))
 }
 
-pub(super) fn table2(opts: &Opts, q0: u64, q0_from: &str) -> BenchResult<Table2> {
+/// Table 2 at the share modulus `q0` and truncation `trunc` of a compiled plan's ReLU.
+pub(super) fn table2(opts: &Opts, q0: u128, trunc: u32, q0_from: &str) -> BenchResult<Table2> {
     let p = CircuitParams {
         q0,
+        trunc,
         sigma: 40,
         style: Default::default(),
     };
@@ -181,6 +187,7 @@ pub(super) fn table2(opts: &Opts, q0: u64, q0_from: &str) -> BenchResult<Table2>
     let e_bits = (sc.values_in * sc.share_bits) as usize;
     Ok(Table2 {
         q0,
+        trunc,
         q0_from: q0_from.into(),
         ands: st.and,
         bits: (g_bits, e_bits, (sc.values_out * sc.z_bits()) as usize),

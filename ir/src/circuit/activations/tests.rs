@@ -22,13 +22,13 @@ fn run(sc: &ShareCircuit, insts: &[Instance], rng: &mut StdRng) -> Vec<Vec<i128>
         let mut e = vec![0u64; sc.circuit.evaluator_inputs as usize];
         for (k, inst) in chunk.iter().enumerate() {
             for (i, &x) in inst.xs.iter().enumerate() {
-                let a: u64 = rng.random_range(0..q0);
-                let xm = (i128::from(x)).rem_euclid(i128::from(q0)) as u64;
-                let b = (u128::from(xm) + u128::from(q0) - u128::from(a)) % u128::from(q0);
-                let bt = ((b + u128::from(sc.input_offset)) % u128::from(q0)) as u64;
+                let a: u128 = rng.random_range(0..q0);
+                let xm = (i128::from(x)).rem_euclid(q0 as i128) as u128;
+                let b = (xm + q0 - a) % q0;
+                let bt = (b + sc.input_offset) % q0;
                 for bit in 0..w {
-                    g[i * w + bit] |= ((bt >> bit) & 1) << k;
-                    e[i * w + bit] |= ((a >> bit) & 1) << k;
+                    g[i * w + bit] |= (((bt >> bit) & 1) as u64) << k;
+                    e[i * w + bit] |= (((a >> bit) & 1) as u64) << k;
                 }
             }
             let base = inst.xs.len() * w;
@@ -46,7 +46,7 @@ fn run(sc: &ShareCircuit, insts: &[Instance], rng: &mut StdRng) -> Vec<Vec<i128>
                     let z: u128 = (0..zb).fold(0, |acc, bit| {
                         acc | (u128::from((out[o * zb + bit] >> k) & 1) << bit)
                     });
-                    z as i128 - inst.masks[o] as i128 - i128::from(sc.output_offset)
+                    z as i128 - inst.masks[o] as i128 - sc.output_offset as i128
                 })
                 .collect();
             results.push(ys);
@@ -64,6 +64,7 @@ fn masks(rng: &mut StdRng, sc: &ShareCircuit) -> Vec<u128> {
 fn small() -> CircuitParams {
     CircuitParams {
         q0: 97,
+        trunc: 0,
         sigma: 3,
         style: Default::default(),
     }
@@ -72,6 +73,7 @@ fn small() -> CircuitParams {
 fn full() -> CircuitParams {
     CircuitParams {
         q0: 2_147_483_647,
+        trunc: 0,
         sigma: 40,
         style: Default::default(),
     }
@@ -139,9 +141,14 @@ fn relu_exhaustive_small_and_random_full() {
 
 #[test]
 fn relu_and_count_within_bound() {
-    for (q0, sigma) in [(2_147_483_647u64, 40u32), ((1u64 << 40) - 87, 40), (97, 3)] {
+    for (q0, sigma) in [
+        (2_147_483_647u128, 40u32),
+        ((1u128 << 40) - 87, 40),
+        (97, 3),
+    ] {
         let p = CircuitParams {
             q0,
+            trunc: 0,
             sigma,
             style: Default::default(),
         };

@@ -8,7 +8,14 @@ use crate::circuit::ShareCircuit;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn both(q0: u64, sigma: u32, f: impl Fn(&CircuitParams) -> ShareCircuit) -> [ShareCircuit; 2] {
-    [Style::Size, Style::Depth].map(|style| f(&CircuitParams { q0, sigma, style }))
+    [Style::Size, Style::Depth].map(|style| {
+        f(&CircuitParams {
+            q0: u128::from(q0),
+            trunc: 0,
+            sigma,
+            style,
+        })
+    })
 }
 
 type Make = Box<dyn Fn(&CircuitParams) -> ShareCircuit>;

@@ -3,9 +3,14 @@
 //! 32-bit share modulus, its input encoding and an integer reference.
 #![allow(dead_code)]
 
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
+
 use mp2ml_ir::circuit::activations::{relu, CircuitParams};
-use mp2ml_ir::circuit::{to_bits, Circuit, Gate, ShareCircuit};
-use rand::Rng;
+use mp2ml_ir::circuit::{from_bits, to_bits, Circuit, Gate, ShareCircuit};
+use mp2ml_mpc::{ChannelConfig, MemChannel, TcpChannel};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 /// Share modulus: the prime 2^32 − 5, so that shares are 32 bits wide as in MP2ML's Table 2.
@@ -22,7 +27,8 @@ pub const Z: u32 = MASK + 1;
 /// The production ReLU on additive shares mod [`Q0`], with its layout.
 pub fn relu_share() -> ShareCircuit {
     let sc = relu(&CircuitParams {
-        q0: Q0 as u64,
+        q0: Q0,
+        trunc: 0,
         sigma: SIGMA,
         style: Default::default(),
     });
@@ -82,4 +88,106 @@ pub fn random_circuit(r: &mut ChaCha20Rng, gi: u32, ei: u32, gates: usize, outs:
         gates: gs,
         outputs,
     }
+}
+
+/// A seeded generator.
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// Plaintext outputs of every instance (instance-major), via the reference evaluator.
+pub fn plaintext(c: &Circuit, n: usize, g: &[bool], e: &[bool]) -> Vec<bool> {
+    let (gi, ei) = (c.garbler_inputs as usize, c.evaluator_inputs as usize);
+    (0..n)
+        .flat_map(|t| {
+            c.eval(&g[t * gi..(t + 1) * gi], &e[t * ei..(t + 1) * ei])
+                .expect("valid circuit")
+        })
+        .collect()
+}
+
+/// An in-memory channel pair with a 20 s read timeout.
+pub fn mem() -> (MemChannel, MemChannel) {
+    MemChannel::pair(ChannelConfig {
+        read_timeout: Duration::from_secs(20),
+        ..Default::default()
+    })
+}
+
+/// A loopback TCP channel pair: (accepting side, connecting side).
+pub fn tcp_pair(config: ChannelConfig) -> (TcpChannel, TcpChannel) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let t = thread::spawn(move || TcpChannel::connect(addr, config));
+    let server = TcpChannel::accept(&listener, config).expect("accept");
+    (server, t.join().expect("thread").expect("connect"))
+}
+
+/// A channel configuration that gives up after `timeout` either way.
+pub fn quick(timeout: Duration) -> ChannelConfig {
+    ChannelConfig {
+        read_timeout: timeout,
+        write_timeout: timeout,
+        ..Default::default()
+    }
+}
+
+/// Every gate type on every kind of operand (garbler/server wires g0, g1 and
+/// evaluator/client wires e0, e1), with all 16 input combinations, one per instance: the
+/// circuit, the instances, the garbler's and the evaluator's inputs.
+pub fn all_gates() -> (Circuit, usize, Vec<bool>, Vec<bool>) {
+    let gates = vec![
+        Gate::And(0, 2), // garbler ∧ evaluator
+        Gate::And(0, 1), // garbler ∧ garbler
+        Gate::And(2, 3), // evaluator ∧ evaluator
+        Gate::Xor(1, 3),
+        Gate::Inv(2),
+        Gate::And(8, 4), // ¬e0 ∧ (g0 ∧ e0) = 0
+        Gate::Inv(9),
+        Gate::And(4, 4), // same wire twice
+        Gate::Xor(2, 2), // constant 0
+        Gate::Inv(12),   // constant 1
+    ];
+    let c = Circuit {
+        name: "gates".into(),
+        garbler_inputs: 2,
+        evaluator_inputs: 2,
+        gates,
+        outputs: (0..14).collect(),
+    };
+    let n = 16;
+    let mut g = Vec::new();
+    let mut e = Vec::new();
+    for t in 0..n {
+        g.extend([t & 1 == 1, t & 2 == 2]);
+        e.extend([t & 4 == 4, t & 8 == 8]);
+    }
+    (c, n, g, e)
+}
+
+/// `n` ReLU instances on random shares (the first two with the edge values 0 and Q0 − 1):
+/// the garbler's and the evaluator's input bits and the expected masked outputs.
+pub fn relu_batch(r: &mut ChaCha20Rng, n: usize) -> (Vec<bool>, Vec<bool>, Vec<u128>) {
+    let mut g = Vec::new();
+    let mut e = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..n {
+        let a = match i {
+            0 => 0,
+            1 => Q0 - 1,
+            _ => r.random_range(0..Q0),
+        };
+        let b = r.random_range(0..Q0);
+        let mask = r.random_range(0..1u128 << MASK);
+        let (gb, eb) = relu_inputs(a, b, mask);
+        g.extend(gb);
+        e.extend(eb);
+        want.push(relu_reference(a, b, mask));
+    }
+    (g, e, want)
+}
+
+/// The masked output words of a ReLU batch's output bits.
+pub fn decode_words(out: &[bool]) -> Vec<u128> {
+    out.chunks(Z as usize).map(from_bits).collect()
 }

@@ -9,6 +9,7 @@ use super::super::super::error::ImportError;
 pub fn clip(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
     let x = ctx.req_input(node, 0)?;
     let (min, max) = if node.opset() < 11 {
+        // ONNX: an absent bound does not clip.
         (
             node.float("min")?.unwrap_or(f32::NEG_INFINITY),
             node.float("max")?.unwrap_or(f32::INFINITY),

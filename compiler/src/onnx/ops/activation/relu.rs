@@ -18,7 +18,7 @@ pub fn relu(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
 
 /// Builds `LeakyRelu`.
 pub fn leaky_relu(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
-    let alpha = node.float("alpha")?.unwrap_or(0.01);
+    let alpha = node.float("alpha")?.unwrap_or(0.01); // the ONNX default
     unary(ctx, node, Op::LeakyRelu { alpha })
 }
 

@@ -22,7 +22,9 @@ pub fn softmax(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
         ctx.emit(node, Op::Softmax { axis: norm }, vec![x])?;
         return Ok(());
     }
-    let out = node.pb.output.first().cloned().unwrap_or_default();
+    let Some(out) = node.pb.output.first().filter(|o| !o.is_empty()).cloned() else {
+        return Err(node.invalid("missing output name"));
+    };
     let flat = ctx.emit_named(
         node,
         Op::Flatten { axis },

@@ -38,6 +38,7 @@ pub fn constant(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
     };
     if let Some(index) = value.first_non_finite() {
         return Err(ImportError::NonFinite {
+            // The name only labels the error (an unnamed output shows as "").
             tensor: node.pb.output.first().cloned().unwrap_or_default(),
             line: Some(node.loc.line),
             index,

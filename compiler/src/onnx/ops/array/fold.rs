@@ -16,10 +16,16 @@ pub fn constant_of_shape(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportErro
         return Err(node.invalid(format!("negative dimension in {shape:?}")));
     }
     let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    let v = node
-        .tensor("value")?
-        .and_then(|t| t.data.first().copied())
-        .unwrap_or(0.0);
+    // ONNX: `value` is a one-element tensor, 0.0 (float32) when absent.
+    let v = match node.tensor("value")? {
+        None => 0.0,
+        Some(t) => match t.data.as_slice() {
+            [v] => *v,
+            d => {
+                return Err(node.invalid(format!("`value` must hold one element, not {}", d.len())))
+            }
+        },
+    };
     let n = numel(&shape);
     ctx.bind_const(
         node,

@@ -8,7 +8,7 @@ use super::super::super::error::ImportError;
 
 /// Builds `Pad`.
 pub fn pad(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
-    let mode = node.string("mode")?.unwrap_or_else(|| "constant".into());
+    let mode = node.string("mode")?.unwrap_or_else(|| "constant".into()); // the ONNX default
     if mode != "constant" {
         return Err(node.unsupported("mode", format!("{mode:?}"), "mode = \"constant\""));
     }
@@ -19,7 +19,7 @@ pub fn pad(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
             .ints("pads")?
             .or(node.ints("paddings")?)
             .ok_or_else(|| node.invalid("missing `pads`"))?;
-        (pads, node.float("value")?.unwrap_or(0.0), None)
+        (pads, node.float("value")?.unwrap_or(0.0), None) // ONNX: 0 when absent
     } else {
         let pads = ctx
             .const_ints(node, 1, "pads")?

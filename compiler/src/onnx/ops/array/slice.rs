@@ -46,7 +46,7 @@ pub fn slice(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
             })?,
         None => (0..starts.len()).collect(),
     };
-    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]); // ONNX: steps of 1 when absent
     ctx.emit(
         node,
         Op::Slice {

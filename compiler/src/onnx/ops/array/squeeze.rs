@@ -16,6 +16,7 @@ fn axes(ctx: &Ctx, node: &NodeRef) -> Result<Option<Vec<i64>>, ImportError> {
 /// Builds `Squeeze`.
 pub fn squeeze(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
     let x = ctx.req_input(node, 0)?;
+    // ONNX: no axes squeezes every axis of size 1, which `Op::Squeeze` writes as `[]`.
     let axes = axes(ctx, node)?.unwrap_or_default();
     ctx.emit(node, Op::Squeeze { axes }, vec![x])?;
     Ok(())

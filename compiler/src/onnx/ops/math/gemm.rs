@@ -11,6 +11,7 @@ pub fn gemm(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
     let b = ctx.req_input(node, 1)?;
     let c = ctx.input(node, 2)?;
     let op = Op::Gemm {
+        // The ONNX defaults.
         alpha: node.float("alpha")?.unwrap_or(1.0),
         beta: node.float("beta")?.unwrap_or(1.0),
         trans_a: node.int_or("transA", 0)? != 0,

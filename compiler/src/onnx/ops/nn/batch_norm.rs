@@ -29,7 +29,7 @@ pub fn batch_norm(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
         }
         inputs.push(t);
     }
-    let epsilon = node.float("epsilon")?.unwrap_or(1e-5);
+    let epsilon = node.float("epsilon")?.unwrap_or(1e-5); // the ONNX default
     ctx.emit(node, Op::BatchNorm { epsilon }, inputs)?;
     Ok(())
 }

@@ -36,7 +36,7 @@ fn positive_pair(node: &NodeRef, name: &str) -> Result<[usize; 2], ImportError> 
         Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok([v[0] as usize, v[1] as usize]),
         Some(_) => Err(node.unsupported(
             name,
-            node.attr(name).map(format_attr).unwrap_or_default(),
+            node.attr(name).map(format_attr).unwrap_or_default(), // only the message
             "two positive values (2-D windows on [N,C,H,W])",
         )),
     }
@@ -62,7 +62,7 @@ pub fn kernel(node: &NodeRef, default: Option<[usize; 2]>) -> Result<[usize; 2],
 pub fn window(node: &NodeRef, hw: &[usize], kernel: [usize; 2]) -> Result<Window, ImportError> {
     let strides = positive_pair(node, "strides")?;
     let dilations = positive_pair(node, "dilations")?;
-    let auto_pad = node.string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
+    let auto_pad = node.string("auto_pad")?.unwrap_or_else(|| "NOTSET".into()); // the ONNX default
     let pads = match auto_pad.as_str() {
         "NOTSET" | "" => match node.ints("pads")? {
             None => [0; 4],

@@ -80,6 +80,7 @@ pub fn reduce_mean(ctx: &mut Ctx, node: &NodeRef) -> Result<(), ImportError> {
     } else {
         node.ints("axes")?
     };
+    // No axes (ONNX: all of them) is refused below like any set other than [2, 3].
     let mut axes: Vec<i64> = axes
         .unwrap_or_default()
         .iter()
