@@ -180,11 +180,17 @@ fn concat_of_relus_read_by_a_convolution() {
 
 #[test]
 fn batchnorm_after_concat_cuts_at_shared_convolutions() {
-    let outs = check(
-        "densenet_mini",
-        DENSE_LIMIT,
-        &["/block1.2/f/f.0/BatchNormalization"],
-    );
+    let outs = check("densenet_mini", DENSE_LIMIT, &[]);
+    // The 3×3 outputs every later layer reads are cut once, so the BatchNorm after the
+    // Concat is a small map over them at both limits (it held every earlier convolution).
+    for (limit, o) in &outs {
+        let kinds = linears_with(o, "/block1.2/f/f.0/BatchNormalization");
+        assert!(!kinds.is_empty(), "limit {limit}: no BatchNorm Linear");
+        assert!(
+            kinds.iter().all(|&(_, nnz)| nnz < DENSE_LIMIT),
+            "limit {limit}: {kinds:?}"
+        );
+    }
     // The structured lowering materializes every layer's new features once (a chain through
     // the 3×3 outputs), so the fused maps stay near the model's own MACs.
     for (limit, o) in &outs {
@@ -196,55 +202,4 @@ fn batchnorm_after_concat_cuts_at_shared_convolutions() {
 #[test]
 fn slice_channel_split_and_channel_shuffle() {
     check("shufflenet_mini", SMALL_LIMIT, &["Slice", "Transpose"]);
-}
-
-/// The memory estimate covers writing the plans and weights: a budget one byte below it is
-/// refused before the writer runs, with a message naming the step, the packing and the
-/// estimate; the budget at the estimate compiles. `densenet_mini` at its structured limit
-/// has the terms that land on a subset of a BatchNorm's output channels, which the weights
-/// file stores as dense kernels (the step that killed DenseNet-121 at 8.3 GB).
-#[test]
-fn writer_estimate_refuses_below_budget() {
-    let g = load("densenet_mini");
-    let opts = Options {
-        expand_limit: DENSE_LIMIT,
-        packing: Packing::Batch,
-        ..Options::default()
-    };
-    let o = compile_graph(&g, "d", "d.weights.bin", &opts).expect("compile");
-    let est = mp2ml_compiler::budget::estimate_plan(&o.lowered);
-    // The estimate bounds the weights file it predicts, and the file is most of it.
-    let file = o.compiled.weights.len() as u64;
-    assert!(
-        est.weights_file >= file && est.weights_file <= 2 * file,
-        "weights file {file} B, estimated {} B",
-        est.weights_file
-    );
-    let info = mp2ml_ir::validate::validate(&g).expect("valid");
-    let lowering = mp2ml_compiler::budget::estimate_lowering(&g, &info).expect("estimate");
-    assert!(
-        lowering.bytes < est.bytes,
-        "the lowering estimate ({} B) must be below the writer's ({} B) for this test",
-        lowering.bytes,
-        est.bytes
-    );
-    let tight = Options {
-        memory_budget: est.bytes - 1,
-        ..opts.clone()
-    };
-    let e = compile_graph(&g, "d", "d.weights.bin", &tight).expect_err("over budget");
-    let msg = e.to_string();
-    assert!(
-        msg.contains("batch packing: writing the plans and weights would need about"),
-        "{msg}"
-    );
-    assert!(
-        msg.contains(&format!("{:.1} MB", est.bytes as f64 / 1e6)),
-        "{msg}"
-    );
-    let exact = Options {
-        memory_budget: est.bytes,
-        ..opts
-    };
-    compile_graph(&g, "d", "d.weights.bin", &exact).expect("at the estimate");
 }
