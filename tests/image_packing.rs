@@ -245,7 +245,7 @@ fn bundled_models_repack_exactly() {
             }
         }
         assert!(convs >= 1, "{name}: no convolution recognized");
-        let e = estimate(plan, &wf, 1e9).expect("estimate");
+        let e = estimate(plan, &wf).expect("estimate");
         assert!(e.image_bytes < e.batch_bytes, "{name}: {e:?}");
     }
 }

@@ -167,6 +167,256 @@ pub fn choose(
     }
 }
 
+/// The HE side of a session's time: every CKKS primitive the runtime runs, counted from the
+/// plan (levels, ring dimension, ciphertexts or polynomials, products, matrix entries) and
+/// priced at seconds per RNS limb measured on the development machine with `mp2ml-bench cost`
+/// (2 cores, rayon over the polynomials as the runtime does; docs/BENCHMARKS.md, "The
+/// report's estimates against measured sessions"). Constants, so that a compile is
+/// deterministic. Both parties' work is summed: in a session they mostly take turns.
+pub mod he {
+    use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
+
+    /// Ring dimension the constants were measured at; transforms scale as N·log2 N, the
+    /// coefficient-wise primitives as N.
+    const N0: f64 = 8192.0;
+    /// Seed expansion c1 = a(seed), per limb (server).
+    pub const EXPAND: f64 = 2.19e-5;
+    /// Public-key encryption, both halves in full, per limb (server: masks, floods).
+    pub const PK_ENC_FULL: f64 = 3.19e-4;
+    /// Public-key encryption with a c0 window of ≤ 8 coefficients, per limb.
+    pub const PK_ENC_WINDOW: f64 = 1.20e-4;
+    /// Seeded secret-key encryption, whole c0, per limb (client uploads).
+    pub const SK_ENC_FULL: f64 = 1.73e-4;
+    /// Seeded secret-key encryption with a c0 window of ≤ 8 coefficients, per limb.
+    pub const SK_ENC_WINDOW: f64 = 3.67e-5;
+    /// c1·s in full, per limb (client, offline half of a decryption).
+    pub const C1S_FULL: f64 = 5.34e-5;
+    /// c1·s at ≤ 8 coefficients, per limb.
+    pub const C1S_WINDOW: f64 = 1.12e-5;
+    /// Forward transform of one limb (image packing: every input polynomial of a product).
+    pub const NTT: f64 = 3.08e-5;
+    /// Inverse transform of one limb (image packing: every output polynomial).
+    pub const INV_NTT: f64 = 1.45e-5;
+    /// One pointwise product-accumulate of one limb (image packing: per kernel term).
+    pub const PMUL: f64 = 1.62e-6;
+    /// Rescale of one limb of N coefficients.
+    pub const RESCALE: f64 = 2.07e-5;
+    /// One coefficient multiply-accumulate of a batch-packed Linear.
+    pub const MAC: f64 = 5.49e-10;
+    /// Windows up to this many coefficients take the direct (transform-free) paths.
+    const DIRECT_MAX: usize = 8;
+
+    /// Estimated HE seconds of one session of the plan's batch, per image: per segment (the
+    /// linear ops on both halves), per MPC step (its masks, the client's c1·s and
+    /// decryptions, the re-encryption and upload of its outputs), the input's upload and the
+    /// output.
+    #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+    pub struct HeSeconds {
+        /// Per plan segment (zero for MPC segments).
+        pub segments: Vec<f64>,
+        /// Per MPC step.
+        pub steps: Vec<f64>,
+        /// The input's encryption, expansion and entry flood.
+        pub input: f64,
+        /// The output's mask encryption and the client's decryption.
+        pub output: f64,
+        /// The client's key generation (a ternary secret and its transform, a public key
+        /// b = −a·s + e: an expansion, a product and an inverse transform per limb of the
+        /// whole modulus), once per session.
+        pub keygen: f64,
+    }
+
+    impl HeSeconds {
+        /// Everything.
+        pub fn total(&self) -> f64 {
+            self.segments.iter().sum::<f64>()
+                + self.steps.iter().sum::<f64>()
+                + self.input
+                + self.output
+                + self.keygen
+        }
+    }
+
+    /// Prices at one ring dimension, for a plan's entry flood.
+    pub struct Prices {
+        n: f64,
+        ntt: f64,
+        lin: f64,
+        rescales: usize,
+        flood: bool,
+    }
+
+    impl Prices {
+        /// Prices at ring dimension `n`, with `rescales` entry rescales after every upload
+        /// and, if `flood`, a public-key encryption of its entry flood.
+        pub fn new(n: usize, rescales: usize, flood: bool) -> Prices {
+            let nf = n as f64;
+            Prices {
+                n: nf,
+                ntt: nf / N0 * nf.log2() / N0.log2(),
+                lin: nf / N0,
+                rescales,
+                flood,
+            }
+        }
+        /// Prices for `plan`'s ring and entry flood.
+        pub fn of(plan: &ServerPlan) -> Prices {
+            let p = &plan.public;
+            Prices::new(p.params.n(), p.entry.rescales, p.entry.bits > 0)
+        }
+        fn limbs(level: usize) -> f64 {
+            level as f64 + 1.0
+        }
+        /// The client's upload of one ciphertext/polynomial at `level` (c0 window `width`)
+        /// and the server's expansion, entry flood and rescales of it (both halves, the c0
+        /// over `width` coefficients).
+        pub fn upload(&self, level: usize, width: usize) -> f64 {
+            let l = Prices::limbs(level);
+            let small = width <= DIRECT_MAX;
+            let sk = if small {
+                SK_ENC_WINDOW * self.lin
+            } else {
+                SK_ENC_FULL * self.ntt
+            };
+            let mut s = l * (sk + EXPAND * self.lin);
+            if self.flood {
+                s += l * self.pk(width);
+            }
+            let share = 1.0 + width as f64 / self.n;
+            for r in 0..self.rescales {
+                s += Prices::limbs(level.saturating_sub(r)) * RESCALE * self.lin * share;
+            }
+            s
+        }
+        fn pk(&self, width: usize) -> f64 {
+            if width <= DIRECT_MAX {
+                PK_ENC_WINDOW * self.ntt
+            } else {
+                PK_ENC_FULL * self.ntt
+            }
+        }
+        fn c1s(&self, width: usize) -> f64 {
+            if width <= DIRECT_MAX {
+                C1S_WINDOW * self.lin
+            } else {
+                C1S_FULL * self.ntt
+            }
+        }
+        /// A server mask encryption at `level` and the client's c1·s of it.
+        pub fn unmask(&self, level: usize, width: usize) -> f64 {
+            Prices::limbs(level) * (self.pk(width) + self.c1s(width))
+        }
+    }
+
+    /// An image-packed linear op on both halves at `level`: a forward transform of each of
+    /// `polys` input polynomials, `products` pointwise products, an inverse transform and a
+    /// rescale of each of `outputs` polynomials.
+    pub fn poly_linear(
+        pr: &Prices,
+        level: usize,
+        polys: usize,
+        products: usize,
+        outputs: usize,
+    ) -> f64 {
+        2.0 * Prices::limbs(level)
+            * (polys as f64 * NTT * pr.ntt
+                + products as f64 * PMUL * pr.lin
+                + outputs as f64 * (INV_NTT * pr.ntt + RESCALE * pr.lin))
+    }
+
+    /// [`HeSeconds`] of `plan` at its batch (batch packing: one ciphertext group of
+    /// min(batch, N) images; image packing: per image).
+    pub fn seconds(plan: &ServerPlan) -> HeSeconds {
+        let p = &plan.public;
+        let n = p.params.n();
+        let nf = n as f64;
+        let pr = Prices::of(plan);
+        let mut out = HeSeconds {
+            segments: vec![0.0; plan.segments.len()],
+            steps: vec![0.0; p.mpc_steps.len()],
+            ..Default::default()
+        };
+        let all_limbs = p.params.moduli.len() as f64;
+        let keygen = all_limbs * (2.0 * NTT * pr.ntt + INV_NTT * pr.ntt + EXPAND * pr.lin);
+        let in_len: usize = p.input.shape.iter().product();
+        let out_len: usize = p.output.shape.iter().product();
+        match p.image.as_ref() {
+            None => {
+                // One group of b images: c1 halves in full, c0 windows of b coefficients.
+                let b = p.batch.clamp(1, n);
+                let bf = b as f64;
+                let share = 1.0 + bf / nf;
+                out.keygen = keygen / bf;
+                out.input = in_len as f64 * pr.upload(p.input.level, b) / bf;
+                for (k, st) in p.mpc_steps.iter().enumerate() {
+                    out.steps[k] = (st.values_in as f64 * pr.unmask(0, b)
+                        + st.values_out as f64 * pr.upload(st.out_level, b))
+                        / bf;
+                }
+                out.output = out_len as f64 * pr.unmask(p.output.level, b) / bf;
+                for (si, seg) in plan.segments.iter().enumerate() {
+                    let Segment::He(h) = seg else { continue };
+                    for op in &h.ops {
+                        if let HeOp::Linear {
+                            output,
+                            matrix,
+                            level_in,
+                            ..
+                        } = op
+                        {
+                            let l = Prices::limbs(*level_in);
+                            let rows = plan.tensor(*output).map_or(0, |t| t.len()) as f64;
+                            out.segments[si] += (matrix.nnz as f64 * l * nf * MAC * share
+                                + rows * l * RESCALE * pr.lin * share)
+                                / bf;
+                        }
+                    }
+                }
+            }
+            Some(l) => {
+                let ups = |u: &[mp2ml_ir::plan::Upload], level: usize| -> f64 {
+                    u.iter().map(|u| u.layout.polys() as f64).sum::<f64>() * pr.upload(level, n)
+                };
+                // Both halves are whole polynomials: the c0's flood rescale is in `upload`.
+                out.keygen = keygen / p.batch.max(1) as f64;
+                out.input = ups(&l.input, p.input.level);
+                let windows = |at: &[(u32, u32)]| {
+                    at.iter()
+                        .map(|&(q, _)| q)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len() as f64
+                };
+                for (k, (st, ls)) in p.mpc_steps.iter().zip(&l.steps).enumerate() {
+                    out.steps[k] =
+                        windows(&ls.input.at) * pr.unmask(0, n) + ups(&ls.uploads, st.out_level);
+                }
+                out.output = windows(&l.output.at) * pr.unmask(p.output.level, n);
+                for (si, seg) in plan.segments.iter().enumerate() {
+                    let Segment::He(h) = seg else { continue };
+                    for op in &h.ops {
+                        if let HeOp::PolyLinear {
+                            inputs,
+                            terms,
+                            level_in,
+                            ..
+                        } = op
+                        {
+                            let polys: usize = inputs
+                                .iter()
+                                .filter_map(|&i| plan.tensor(i).ok()?.polys)
+                                .sum();
+                            let products: usize = terms.iter().map(Vec::len).sum();
+                            out.segments[si] +=
+                                poly_linear(&pr, *level_in, polys, products, terms.len());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +465,10 @@ mod tests {
     fn networks_and_objectives_parse() {
         assert_eq!("lan".parse::<NetworkProfile>(), Ok(NetworkProfile::LAN));
         assert_eq!("40:100".parse::<NetworkProfile>(), Ok(NetworkProfile::WAN));
+        assert_eq!(
+            "loopback".parse::<NetworkProfile>(),
+            Ok(NetworkProfile::LOOPBACK)
+        );
         assert!("40".parse::<NetworkProfile>().is_err());
         assert!("-1:10".parse::<NetworkProfile>().is_err());
         assert!("1:0".parse::<NetworkProfile>().is_err());

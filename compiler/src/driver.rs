@@ -294,10 +294,9 @@ pub fn compile_validated(
         Packing::Auto => {
             let (bc, bl, bch) = batch()?;
             let mut clock = crate::phases::Phases::new();
-            let rate = crate::report::measure_mac_rate();
             let batch_est = mp2ml_ir::weights::WeightsFile::from_bytes(bc.weights.clone())
                 .map_err(|e| e.to_string())
-                .and_then(|w| estimate(&bc.server, &w, rate));
+                .and_then(|w| estimate(&bc.server, &w));
             clock.mark("batch: estimate");
             match (
                 compile_image(
@@ -437,10 +436,9 @@ fn compile_image(
             raised = true;
         }
         if !raised {
-            let rate = crate::report::measure_mac_rate();
             let est = mp2ml_ir::weights::WeightsFile::from_bytes(fused.weights.clone())
                 .map_err(|e| e.to_string())
-                .and_then(|w| estimate(&fused.server, &w, rate))
+                .and_then(|w| estimate(&fused.server, &w))
                 .ok();
             let compiled = Compiled {
                 server: img.server,

@@ -78,8 +78,9 @@ struct Cli {
     /// image's tensors in a few polynomials) or auto (the cheaper by the cost model at --batch).
     #[arg(long, default_value = "auto", value_parser = ["batch", "image", "auto"])]
     packing: String,
-    /// Network between the parties: `lan` (0.2 ms, 1 Gbit/s), `wan` (40 ms, 100 Mbit/s) or
-    /// `RTT_ms:Mbit_s`; the cost model picks Yao or GMW per MPC step for it.
+    /// Network between the parties: `lan` (0.2 ms, 1 Gbit/s), `wan` (40 ms, 100 Mbit/s),
+    /// `loopback` (both parties on one machine, as measured here) or `RTT_ms:Mbit_s`; the cost
+    /// model picks Yao or GMW per MPC step for it, and the report's seconds assume it.
     #[arg(long, default_value = "lan")]
     network: String,
     /// What the cost model minimizes when it picks Yao or GMW: `online` (the time after the

@@ -118,6 +118,12 @@ impl NetworkProfile {
         rtt_ms: 40.0,
         mbit_s: 100.0,
     };
+    /// Both parties on one machine over loopback TCP, as measured on the development machine
+    /// (`mp2ml-bench cost`: 1-byte ping-pong round trip, one-way throughput of 256 MB).
+    pub const LOOPBACK: NetworkProfile = NetworkProfile {
+        rtt_ms: 0.03,
+        mbit_s: 20000.0,
+    };
 }
 
 impl Default for NetworkProfile {
@@ -129,14 +135,16 @@ impl Default for NetworkProfile {
 impl std::str::FromStr for NetworkProfile {
     type Err = String;
 
-    /// `lan`, `wan` or `RTT_ms:Mbit_s` (e.g. `40:100`).
+    /// `lan`, `wan`, `loopback` or `RTT_ms:Mbit_s` (e.g. `40:100`).
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "lan" => return Ok(NetworkProfile::LAN),
             "wan" => return Ok(NetworkProfile::WAN),
+            "loopback" => return Ok(NetworkProfile::LOOPBACK),
             _ => {}
         }
-        let bad = || format!("network `{s}` is not lan, wan or RTT_ms:Mbit_s (e.g. 40:100)");
+        let bad =
+            || format!("network `{s}` is not lan, wan, loopback or RTT_ms:Mbit_s (e.g. 40:100)");
         let (r, m) = s.split_once(':').ok_or_else(bad)?;
         let rtt_ms: f64 = r.trim().parse().map_err(|_| bad())?;
         let mbit_s: f64 = m.trim().parse().map_err(|_| bad())?;

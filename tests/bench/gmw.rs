@@ -230,7 +230,7 @@ pub fn test_digits(models: &Path) -> BenchResult<(Vec<f32>, Vec<i64>)> {
 }
 
 /// A TCP pair, through a relay of `link` if given.
-fn tcp_pair(link: Option<Link>) -> BenchResult<(TcpChannel, TcpChannel, Option<Relay>)> {
+pub fn tcp_pair(link: Option<Link>) -> BenchResult<(TcpChannel, TcpChannel, Option<Relay>)> {
     let cfg = ChannelConfig {
         read_timeout: Duration::from_secs(120),
         write_timeout: Duration::from_secs(120),

@@ -19,12 +19,13 @@
 //! Yao against GMW (issue 14, `tests/bench/gmw.rs`):
 //!
 //! ```text
-//! mp2ml-bench cost [--repeats K]              per-AND compute constants of the cost model
+//! mp2ml-bench cost [--repeats K]              per-AND, HE and loopback constants of the cost model
 //! mp2ml-bench gmw [--repeats K] [--images B]  the "GMW and Yao" section of docs/BENCHMARKS.md
 //! mp2ml-bench relay --listen A --connect B [--rtt-ms 40] [--mbit 100]
 //! ```
 
 mod gmw;
+mod hecost;
 mod plots;
 mod run;
 
@@ -66,6 +67,14 @@ fn sub(cmd: &str, args: &[String]) -> Result<(), String> {
                 "per-AND seconds (yao offline, yao online, gmw offline, gmw online): [{:.3e}, {:.3e}, {:.3e}, {:.3e}]",
                 k[0], k[1], k[2], k[3]
             );
+            for log_n in [13, 14] {
+                println!("HE seconds per limb at N = 2^{log_n} (MAC: per coefficient MAC, PMUL: per product and limb):");
+                for c in hecost::he_constants(1 << log_n, repeats.max(5))? {
+                    println!("  {:<14} {:.3e}", c.name, c.seconds);
+                }
+            }
+            let (rtt, mbit) = hecost::loopback(repeats)?;
+            println!("loopback TCP: {rtt:.4} ms round trip, {mbit:.0} Mbit/s one way");
             Ok(())
         }
         "gmw" => {

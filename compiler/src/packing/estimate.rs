@@ -12,8 +12,11 @@
 //! - batch packing: [`batch_traffic`] without the garbled circuits (keys, seeds, c1 halves,
 //!   c0 windows), divided by the batch;
 //! - output: c1 offline, the wanted coefficients of c0 online, per limb of the output level;
-//! - time: both halves of every product; a transform costs `N·log2 N` and a pointwise product
-//!   or scalar copy `N` coefficient operations per limb, at the measured coefficient rate.
+//! - time: the prices of [`crate::cost::he`]: both halves of every product (a forward
+//!   transform per input polynomial, a pointwise product per term, an inverse transform and a
+//!   rescale per output polynomial), the uploads' encryptions, expansions and entry floods, the
+//!   masks' encryptions and the client's c1·s; batch packing: [`crate::cost::he::seconds`] of
+//!   the plan.
 //!
 //! The garbled circuits are the same in both packings and are not counted here.
 
@@ -171,19 +174,12 @@ impl PackingEstimate {
     }
 }
 
-/// Estimates both packings for `plan` with its weights file, at `rate` coefficient operations
-/// per second.
-pub fn estimate(
-    plan: &ServerPlan,
-    weights: &WeightsFile,
-    rate: f64,
-) -> Result<PackingEstimate, String> {
+/// Estimates both packings for the batch-packed `plan` with its weights file.
+pub fn estimate(plan: &ServerPlan, weights: &WeightsFile) -> Result<PackingEstimate, String> {
     let p = &plan.public;
     let n = p.params.n();
     let nf = n as f64;
-    let b = p.batch.clamp(1, n) as f64;
-    let rate = rate.max(1.0);
-    let ntt = nf * nf.log2() / rate;
+    let pr = crate::cost::he::Prices::of(plan);
     // Residues travel bit-packed: ⌈log2 q⌉ bits per coefficient and limb.
     let bits: Vec<f64> = p
         .params
@@ -209,6 +205,7 @@ pub fn estimate(
     // Batch packing: every message but the garbled circuits, as the runtime sends them.
     let traffic = batch_traffic(p, p.batch);
     est.batch_bytes = traffic.he_total() / traffic.images as f64;
+    est.batch_seconds = crate::cost::he::seconds(plan).total();
     // Mod-drops are limb truncations: every tensor a mod-drop makes is its source.
     let mut alias: BTreeMap<TensorRef, TensorRef> = BTreeMap::new();
     let resolve = |alias: &BTreeMap<TensorRef, TensorRef>, mut t: TensorRef| {
@@ -248,13 +245,14 @@ pub fn estimate(
                             }
                             .map_err(|e| format!("`{name}`: {e}"))?;
                             let c = MapCost::of(&map);
-                            let limbs = *level_in as f64 + 1.0;
                             // Both halves: transforms in and out, products, copies.
-                            est.image_seconds += 2.0
-                                * limbs
-                                * ((c.forward + c.inverse) as f64 * ntt
-                                    + (c.products + c.scalars) as f64 * nf / rate);
-                            est.batch_seconds += matrix.nnz as f64 * limbs * nf / rate / b;
+                            est.image_seconds += crate::cost::he::poly_linear(
+                                &pr,
+                                *level_in,
+                                c.forward,
+                                c.products + c.scalars,
+                                c.inverse,
+                            );
                             let chained = inputs
                                 .iter()
                                 .any(|&i| linear_out.contains_key(&resolve(&alias, i)));
@@ -264,6 +262,7 @@ pub fn estimate(
                                 if !linear_out.contains_key(&resolve(&alias, i)) {
                                     let lvl = plan.tensor(i).ok().map_or(0, |t| t.level);
                                     est.image_bytes += l.polys() as f64 * (residues(lvl) + 32.0);
+                                    est.image_seconds += l.polys() as f64 * pr.upload(lvl, n);
                                 }
                             }
                             est.linears.push(ImageLinear {
@@ -305,6 +304,7 @@ pub fn estimate(
                     .and_then(|&k| maps.get(k))
                     .map_or(st.values_in, |(m, _)| m.output.polys());
                 est.image_bytes += polys as f64 * residues(0) + limb_bytes(0, st.values_in as f64);
+                est.image_seconds += polys as f64 * pr.unmask(0, n);
             }
         }
     }
@@ -315,5 +315,6 @@ pub fn estimate(
         .and_then(|&k| maps.get(k))
         .map_or((1, 1), |(m, _)| (m.output.polys(), m.output.len()));
     est.image_bytes += polys as f64 * residues(out_level) + limb_bytes(out_level, wanted as f64);
+    est.image_seconds += polys as f64 * pr.unmask(out_level, n);
     Ok(est)
 }

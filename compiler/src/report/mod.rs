@@ -5,13 +5,13 @@
 //! - bytes: the session's messages as the runtime sends them
 //!   ([`crate::packing::traffic::session_traffic`]: bit-packed c1 halves offline, c0 windows
 //!   online, seeds, keys, garbled tables, OTs), divided by the plan's batch;
-//! - time: HE work is `MACs × limbs × N` coefficient multiply-accumulates per ciphertext group,
-//!   at a rate measured by a micro-benchmark when the report is made; each MPC step by the
+//! - time: the HE primitives the runtime runs, counted from the plan and priced per RNS limb
+//!   ([`crate::cost::he`]: linear ops on both halves, encryptions, seed expansions, c1·s,
+//!   transforms, rescales, at constants measured with `mp2ml-bench cost`); each MPC step by the
 //!   back-end cost model ([`crate::cost`]: measured compute per AND gate, its bytes and round
 //!   trips on the plan's network); the ciphertexts at the plan's network bandwidth.
 
 use std::fmt::Write as _;
-use std::time::Instant;
 
 use mp2ml_ir::plan::{HeOp, MpcBackend, Segment, ServerPlan, TensorRef};
 use serde::Serialize;
@@ -187,7 +187,7 @@ pub struct Report {
     pub bytes_per_image: f64,
     /// Estimated seconds per image.
     pub seconds_per_image: f64,
-    /// Measured coefficient MACs per second.
+    /// Coefficient MACs per second of the cost model (`cost::he::MAC`, measured once).
     pub coeff_macs_per_sec: f64,
     /// Compile time (ms), compile mode.
     pub compile_ms: Option<f64>,
@@ -226,36 +226,13 @@ fn backend_rows(p: &mp2ml_ir::plan::ClientPlan) -> Vec<BackendRow> {
         .collect()
 }
 
-/// Measures coefficient multiply-accumulates per second (i64 weight × u64 coefficient into a
-/// u128 accumulator, the lazy-reduction inner loop of a Linear).
-pub fn measure_mac_rate() -> f64 {
-    let n = 1 << 20;
-    let x: Vec<u64> = (0..n as u64)
-        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 4)
-        .collect();
-    let mut best = f64::MAX;
-    let mut sink = 0u128;
-    for rep in 0..3u64 {
-        let t = Instant::now();
-        let mut acc = 0u128;
-        for (i, &v) in x.iter().enumerate() {
-            acc = acc.wrapping_add(u128::from(v) * u128::from((i as u64) ^ rep));
-        }
-        sink ^= acc;
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    std::hint::black_box(sink);
-    n as f64 / best.max(1e-9)
-}
-
 impl Report {
     /// Builds the report.
     pub fn from_plan(plan: &ServerPlan, out: Option<&Output>) -> Report {
         let p = &plan.public;
         let n = p.params.n();
-        let b = p.batch.clamp(1, n) as f64;
         let bits = |q: u64| 64 - q.leading_zeros();
-        let rate = measure_mac_rate();
+        let he = cost::he::seconds(plan);
         let traffic = session_traffic(p, p.batch);
         let bandwidth = p.network.mbit_s * 1e6 / 8.0;
         let per_img = |bytes: f64| bytes / traffic.images as f64;
@@ -267,7 +244,8 @@ impl Report {
         // Handshake, seeds and c1 halves (offline), the input upload.
         let in_bytes = per_img(traffic.handshake + traffic.precompute + traffic.input);
         bytes_total += in_bytes;
-        for seg in &plan.segments {
+        secs_total += he.input + he.output + he.keygen;
+        for (si, seg) in plan.segments.iter().enumerate() {
             match seg {
                 Segment::He(h) => {
                     let mut ops = Vec::new();
@@ -275,7 +253,6 @@ impl Report {
                     let mut inputs = Vec::new();
                     let mut outputs = Vec::new();
                     let mut cts = 0;
-                    let mut coeff = 0.0;
                     let mut depth_of: std::collections::BTreeMap<TensorRef, usize> =
                         Default::default();
                     let mut depth = 0;
@@ -285,8 +262,8 @@ impl Report {
                                 name,
                                 inputs: ins,
                                 output,
-                                matrix,
                                 level_in,
+                                ..
                             } => {
                                 ops.push(name.clone());
                                 lin = Some(lin.map_or(*level_in, |l: usize| l.max(*level_in)));
@@ -311,7 +288,6 @@ impl Report {
                                     outputs.push(t.shape.clone());
                                     cts += t.len();
                                 }
-                                coeff += matrix.nnz as f64 * (*level_in as f64 + 1.0) * n as f64;
                             }
                             HeOp::PolyLinear {
                                 name,
@@ -336,19 +312,6 @@ impl Report {
                                     // One output polynomial per list of terms.
                                     cts += terms.len();
                                 }
-                                // Both halves, per image (the batch divides nothing): the
-                                // products plus one transform per input and output polynomial.
-                                let products: usize = terms.iter().map(Vec::len).sum();
-                                let polys = terms.len()
-                                    + ins
-                                        .iter()
-                                        .filter_map(|&i| plan.tensor(i).ok()?.polys)
-                                        .sum::<usize>();
-                                let nf = n as f64;
-                                coeff += 2.0
-                                    * (*level_in as f64 + 1.0)
-                                    * (products as f64 * nf + polys as f64 * nf * nf.log2())
-                                    * b;
                             }
                             HeOp::ModDrop { input, output, .. } => {
                                 ops.push(format!(
@@ -361,7 +324,8 @@ impl Report {
                             }
                         }
                     }
-                    let secs = coeff / rate / b;
+                    // Both halves of the linear ops (cost::he).
+                    let secs = he.segments.get(si).copied().unwrap_or_default();
                     total_macs += h.macs;
                     secs_total += secs;
                     segments.push(SegmentRow {
@@ -400,7 +364,10 @@ impl Report {
                         MpcBackend::Yao => cost::yao(c, inst, &p.network),
                         MpcBackend::Gmw => cost::gmw(c, inst, &p.network),
                     };
-                    let secs = per_img(mpc.seconds) + t.map_or(0.0, |t| per_img(t.he)) / bandwidth;
+                    // Its masks, decryptions and re-encryptions (cost::he).
+                    let secs = per_img(mpc.seconds)
+                        + t.map_or(0.0, |t| per_img(t.he)) / bandwidth
+                        + he.steps.get(m.step.index()).copied().unwrap_or_default();
                     total_and += ands;
                     bytes_total += bytes;
                     secs_total += secs;
@@ -524,7 +491,7 @@ impl Report {
             total_and,
             bytes_per_image: bytes_total,
             seconds_per_image: secs_total,
-            coeff_macs_per_sec: rate,
+            coeff_macs_per_sec: 1.0 / cost::he::MAC,
             compile_ms: out.map(|o| o.millis),
             sizes,
             packings: None,
@@ -552,7 +519,7 @@ impl Report {
         self.packings = Some(
             WeightsFile::from_bytes(weights.to_vec())
                 .map_err(|e| e.to_string())
-                .and_then(|w| estimate(plan, &w, self.coeff_macs_per_sec)),
+                .and_then(|w| estimate(plan, &w)),
         );
         self
     }
