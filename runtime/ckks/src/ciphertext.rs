@@ -317,6 +317,22 @@ impl SecretKey {
         Ok(self.phase(ct, 1))
     }
 
+    /// Exact phase residues (m + e) mod Q0 = q_0⋯q_{limbs−1} (Garner), for a ciphertext at any
+    /// level ≥ `limbs − 1` (Q0 | Q_ℓ); Q0 must be below 2^128 ([`Params::modulus_product`]).
+    /// For a share masked with r < Q0 (an encryption of r at level `limbs − 1`) this is
+    /// (m + e + r) mod Q0.
+    pub fn decrypt_mod_prefix(&self, ct: &Ciphertext, limbs: usize) -> Result<Vec<u128>> {
+        self.check_ct(ct)?;
+        if limbs == 0 || limbs > ct.level + 1 {
+            return Err(Error::InvalidLevel {
+                level: limbs.wrapping_sub(1),
+                max: ct.level,
+            });
+        }
+        let phase = self.phase(ct, limbs);
+        crt_unsigned(&self.params, &phase, self.params.n(), limbs)
+    }
+
     /// Decrypts to centered signed integers m + e ∈ (−Q_ℓ/2, Q_ℓ/2] via CRT (Garner's mixed
     /// radix, sign decided on the digits). Works at any level; errors with
     /// [`Error::DecodeOverflow`] if a coefficient's magnitude does not fit in i128.
@@ -326,6 +342,52 @@ impl SecretKey {
         let phase = self.phase(ct, limbs);
         crt_centered(&self.params, &phase, self.params.n(), limbs)
     }
+}
+
+/// Garner's mixed-radix digits of coefficient `k` of limb-major residues (`n` per limb) over
+/// the first `limbs` primes: v = d0 + d1·q0 + d2·q0·q1 + …, 0 ≤ d_i < q_i.
+fn garner_digits(params: &Params, res: &[u64], n: usize, k: usize, digits: &mut [u64]) {
+    let mods = &params.mods[..digits.len()];
+    for i in 0..digits.len() {
+        let md = &mods[i];
+        let mut acc = 0u64;
+        for (d, &pre) in digits[..i].iter().zip(&params.garner_prefix[i]) {
+            acc = md.add(acc, md.mul(*d % md.q, pre));
+        }
+        digits[i] = md.mul(md.sub(res[i * n + k], acc), params.garner_inv[i]);
+    }
+}
+
+/// Horner evaluation of mixed-radix digits, or with `flip` of the digits q_i − 1 − d_i
+/// (`None` past 128 bits).
+fn horner(mods: &[Modulus], digits: &[u64], flip: bool) -> Option<u128> {
+    let mut acc: u128 = 0;
+    for (md, &d) in mods.iter().zip(digits).rev() {
+        let d = if flip { md.q - 1 - d } else { d };
+        acc = acc
+            .checked_mul(u128::from(md.q))?
+            .checked_add(u128::from(d))?;
+    }
+    Some(acc)
+}
+
+/// Exact residues in [0, Q0), Q0 = q_0⋯q_{limbs−1} < 2^128, of limb-major residues (`n`
+/// coefficients per limb), by Garner's mixed radix.
+pub(crate) fn crt_unsigned(
+    params: &Params,
+    res: &[u64],
+    n: usize,
+    limbs: usize,
+) -> Result<Vec<u128>> {
+    params.modulus_product(limbs)?;
+    let mods = &params.mods[..limbs];
+    let mut digits = vec![0u64; limbs];
+    (0..n)
+        .map(|k| {
+            garner_digits(params, res, n, k, &mut digits);
+            horner(mods, &digits, false).ok_or(Error::DecodeOverflow { index: k })
+        })
+        .collect()
 }
 
 /// Centered CRT reconstruction of limb-major residues (`n` coefficients per limb) over the
@@ -340,15 +402,7 @@ pub(crate) fn crt_centered(
     let mut digits = vec![0u64; limbs];
     let mut out = Vec::with_capacity(n);
     for k in 0..n {
-        // Garner: v = d0 + d1·q0 + d2·q0·q1 + …, 0 ≤ d_i < q_i.
-        for i in 0..limbs {
-            let md = &mods[i];
-            let mut acc = 0u64;
-            for (d, &pre) in digits[..i].iter().zip(&params.garner_prefix[i]) {
-                acc = md.add(acc, md.mul(*d % md.q, pre));
-            }
-            digits[i] = md.mul(md.sub(res[i * n + k], acc), params.garner_inv[i]);
-        }
+        garner_digits(params, res, n, k, &mut digits);
         // v > (Q − 1)/2 ⇔ v > Q − 1 − v, whose digits are q_i − 1 − d_i: compare from the top.
         let mut negative = false;
         for i in (0..limbs).rev() {
@@ -358,28 +412,14 @@ pub(crate) fn crt_centered(
                 break;
             }
         }
-        let horner = |flip: bool| -> Option<u128> {
-            let mut acc: u128 = 0;
-            for i in (0..limbs).rev() {
-                let d = if flip {
-                    mods[i].q - 1 - digits[i]
-                } else {
-                    digits[i]
-                };
-                acc = acc
-                    .checked_mul(u128::from(mods[i].q))?
-                    .checked_add(u128::from(d))?;
-            }
-            Some(acc)
-        };
         let value = if negative {
             // v − Q = −((Q − 1 − v) + 1)
-            horner(true)
+            horner(mods, &digits, true)
                 .and_then(|x| x.checked_add(1))
                 .and_then(|x| i128::try_from(x).ok())
                 .map(|x| -x)
         } else {
-            horner(false).and_then(|x| i128::try_from(x).ok())
+            horner(mods, &digits, false).and_then(|x| i128::try_from(x).ok())
         };
         out.push(value.ok_or(Error::DecodeOverflow { index: k })?);
     }

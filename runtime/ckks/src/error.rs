@@ -123,6 +123,12 @@ pub enum Error {
         /// Coefficient index.
         index: usize,
     },
+    /// The product of the first `limbs` primes does not fit in 128 bits.
+    #[error("the product of the first {limbs} primes does not fit in 128 bits")]
+    ModulusProductTooWide {
+        /// Number of primes.
+        limbs: usize,
+    },
     /// Flooding width out of range.
     #[error("flooding width 2^{bits} not supported (at most 2^120)")]
     FloodingTooWide {

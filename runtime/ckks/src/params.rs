@@ -208,6 +208,21 @@ impl Params {
         self.moduli[0]
     }
 
+    /// Q0 = q_0⋯q_{limbs−1}, the conversion modulus of shares spanning `limbs` primes; an error
+    /// unless 1 ≤ `limbs` ≤ L + 1 and Q0 < 2^128.
+    pub fn modulus_product(&self, limbs: usize) -> Result<u128> {
+        if limbs == 0 || limbs > self.moduli.len() {
+            return Err(Error::InvalidLevel {
+                level: limbs.wrapping_sub(1),
+                max: self.max_level(),
+            });
+        }
+        self.moduli[..limbs]
+            .iter()
+            .try_fold(1u128, |a, &q| a.checked_mul(u128::from(q)))
+            .ok_or(Error::ModulusProductTooWide { limbs })
+    }
+
     /// Residues, modulo each prime of `level`, of F = 2^shift · p_{level−top+1} ⋯ p_level (the
     /// product of the `top` highest primes of the level; `top` = 0 gives 2^shift). A value
     /// encoded times F at `level` returns to its own scale exactly after `top` rescales — the

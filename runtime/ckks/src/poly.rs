@@ -15,7 +15,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::arith::Modulus;
-use crate::ciphertext::{apply_plain, crt_centered, Ciphertext, IntCoeff, SeededCiphertext};
+use crate::ciphertext::{
+    apply_plain, crt_centered, crt_unsigned, Ciphertext, IntCoeff, SeededCiphertext,
+};
 use crate::error::{Error, Result};
 use rand_core::CryptoRng;
 
@@ -593,6 +595,26 @@ impl SecretKey {
     pub fn decrypt_halves_mod_q0(&self, c0: &C0Window, c1s: &C1TimesS) -> Result<Vec<u64>> {
         let p = self.phase_of_halves(c0, c1s)?;
         Ok(p.data[..p.width].to_vec())
+    }
+
+    /// Exact phase residues (m + e) mod Q0 = q_0⋯q_{limbs−1} (Garner, as
+    /// [`SecretKey::decrypt_mod_prefix`]) of the window's coefficients, from the online c0
+    /// window and the offline [`SecretKey::c1_times_s`]; the halves' level must be at least
+    /// `limbs − 1`.
+    pub fn decrypt_halves_mod_prefix(
+        &self,
+        c0: &C0Window,
+        c1s: &C1TimesS,
+        limbs: usize,
+    ) -> Result<Vec<u128>> {
+        let p = self.phase_of_halves(c0, c1s)?;
+        if limbs == 0 || limbs > p.level + 1 {
+            return Err(Error::InvalidLevel {
+                level: limbs.wrapping_sub(1),
+                max: p.level,
+            });
+        }
+        crt_unsigned(&self.params, &p.data[..limbs * p.width], p.width, limbs)
     }
 
     /// Centered decryption (as [`SecretKey::decrypt`]) of the first `width` coefficients from
