@@ -16,6 +16,7 @@ use mp2ml_ir::op::Op;
 use mp2ml_ir::validate::GraphInfo;
 
 use crate::error::{CompileError, ErrorKind};
+use crate::partition::{LinMap, Lowered, MKind};
 
 /// The default budget: 4 GiB.
 pub const DEFAULT_BUDGET: u64 = 4 << 30;
@@ -208,6 +209,107 @@ pub fn check_lowering(
             gb(e.bytes),
             e.terms as f64 / 1e6,
             e.structured,
+            gb(budget)
+        ),
+    )
+    .with_note(format!("the largest maps: {}", largest.join(", ")))
+    .with_note("raise --memory-budget (MiB) if the machine has the memory"))
+}
+
+/// Bytes per stored entry of an expanded map in the weights writer: the integer CSR (`u32`
+/// column, `i64` value) and the file buffer's copy of it, with the buffer's growth slack.
+const WRITER_BYTES_PER_ENTRY: u64 = 36;
+/// Bytes per row of an expanded map in the writer: row pointer and 128-bit bias, in the CSR
+/// and the file buffer.
+const WRITER_BYTES_PER_ROW: u64 = 64;
+/// Bytes per stored kernel entry of a structured map in the writer: the `i64` kernel, its `f64`
+/// copy (the expanded-entry count) and the file buffer's copy with growth slack.
+const WRITER_BYTES_PER_KERNEL: u64 = 32;
+/// Bytes per gathered circuit input or output of an MPC step in the plans: the server plan's
+/// and the client plan's bindings, and the lowered gather list.
+const PLAN_BYTES_PER_VALUE: u64 = 24;
+
+/// What writing the plans and the weights file of a lowered partition would hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanEstimate {
+    /// Bytes of the weights file (kernels and matrices as stored).
+    pub weights_file: u64,
+    /// Estimated peak bytes of the step (writer, circuits, plans).
+    pub bytes: u64,
+    /// The tensors with the most bytes: (name and what it holds, bytes), largest first (at
+    /// most 3).
+    pub largest: Vec<(String, u64)>,
+}
+
+/// Estimates writing the plans and weights of `low` (after the parameter choice, before
+/// [`crate::plan_writer::build_plan`]): every Linear's stored form as
+/// [`crate::plan_writer`] writes it (expanded rows as CSR, structured maps as the kernels
+/// [`crate::partition::smap::SMap::stored_kernel_entries`] counts, including the dense
+/// `[O, C, kh, kw]` kernels of terms that land on a subset of the output channels), the MPC
+/// steps' bindings and their circuits (deduplicated: each distinct circuit once).
+pub fn estimate_plan(low: &Lowered) -> PlanEstimate {
+    let mut per: Vec<(String, u64)> = Vec::new();
+    let (mut file, mut bytes) = (0u64, 0u64);
+    for t in &low.tensors {
+        let MKind::Linear { map, inputs, .. } = &t.kind else {
+            continue;
+        };
+        let (f, b) = match map {
+            LinMap::Rows(a) => {
+                let (nnz, rows) = (a.nnz(), a.rows.len() as u64);
+                (
+                    nnz * 12 + rows * 24,
+                    nnz * WRITER_BYTES_PER_ENTRY + rows * WRITER_BYTES_PER_ROW,
+                )
+            }
+            LinMap::Conv(sm) => {
+                let k = sm.stored_kernel_entries();
+                let bias = sm.shape[0] as u64 * 16;
+                (k * 8 + bias, k * WRITER_BYTES_PER_KERNEL + bias * 2)
+            }
+            LinMap::Ident { .. } | LinMap::Opaque { .. } => (0, 0),
+        };
+        file = file.saturating_add(f);
+        bytes = bytes.saturating_add(b);
+        let terms = match map {
+            LinMap::Conv(sm) => format!(", {} convolution terms", sm.terms.len()),
+            _ => String::new(),
+        };
+        per.push((format!("`{}` ({} inputs{terms})", t.name, inputs.len()), b));
+    }
+    let values: u64 = low
+        .steps
+        .iter()
+        .map(|s| (s.instances * (s.values_in + s.values_out)) as u64)
+        .sum();
+    bytes = bytes.saturating_add(values.saturating_mul(PLAN_BYTES_PER_VALUE));
+    per.sort_by_key(|b| std::cmp::Reverse(b.1));
+    per.truncate(3);
+    PlanEstimate {
+        weights_file: file,
+        bytes,
+        largest: per,
+    }
+}
+
+/// Refuses writing the plans and weights of `low` (`what`: the packing, for the message) when
+/// its estimate exceeds `budget` bytes.
+pub fn check_plan(low: &Lowered, what: &str, budget: u64) -> Result<PlanEstimate, CompileError> {
+    let e = estimate_plan(low);
+    if e.bytes <= budget {
+        return Ok(e);
+    }
+    let largest: Vec<String> = e
+        .largest
+        .iter()
+        .map(|(n, b)| format!("{n} {}", gb(*b)))
+        .collect();
+    Err(CompileError::new(
+        ErrorKind::Options,
+        format!(
+            "{what}: writing the plans and weights would need about {} (a weights file of {}, the circuits' bindings), more than the memory budget of {}",
+            gb(e.bytes),
+            gb(e.weights_file),
             gb(budget)
         ),
     )

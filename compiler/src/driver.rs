@@ -185,6 +185,7 @@ pub fn compile_validated(
     opts: &Options,
 ) -> Result<Output, CompileError> {
     let start = Instant::now();
+    let mut clock = crate::phases::Phases::new();
     let (lo, hi) = opts.input_range;
     if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
         return Err(CompileError::new(
@@ -228,6 +229,7 @@ pub fn compile_validated(
             };
             crate::budget::check_calibration(graph, count, opts.memory_budget)?;
             let obs = observe(graph, info, &images)?;
+            clock.mark("calibration run");
             Ranges::Observed(
                 obs.into_iter()
                     .map(|m| m.map(|m| m * opts.margin))
@@ -251,6 +253,7 @@ pub fn compile_validated(
         objective: opts.objective,
     };
     let batch = || -> Result<(Compiled, Lowered, Chosen), CompileError> {
+        let mut clock = crate::phases::Phases::new();
         let mut lowered = lower_with(
             graph,
             info,
@@ -259,8 +262,12 @@ pub fn compile_validated(
             true,
             opts.expand_limit,
         )?;
+        clock.mark("batch: lowering");
         let chosen = choose(&mut lowered, &params)?;
+        clock.mark("batch: parameters");
+        crate::budget::check_plan(&lowered, "batch packing", opts.memory_budget)?;
         let compiled = build_plan(&lowered, &chosen, &settings)?;
+        clock.mark("batch: plan and weights");
         Ok((compiled, lowered, chosen))
     };
     let (compiled, lowered, chosen, packing) = match opts.packing {
@@ -269,8 +276,14 @@ pub fn compile_validated(
             (c, l, ch, None)
         }
         Packing::Image => {
-            let (c, l, ch, est) =
-                compile_image(graph, info, &ranges, &params, &settings, opts.expand_limit)?;
+            let (c, l, ch, est) = compile_image(
+                graph,
+                info,
+                &ranges,
+                &params,
+                &settings,
+                (opts.expand_limit, opts.memory_budget),
+            )?;
             let choice = PackingChoice {
                 packing: "image",
                 why: "--packing image".into(),
@@ -280,11 +293,20 @@ pub fn compile_validated(
         }
         Packing::Auto => {
             let (bc, bl, bch) = batch()?;
+            let mut clock = crate::phases::Phases::new();
             let batch_est = mp2ml_ir::weights::WeightsFile::from_bytes(bc.weights.clone())
                 .map_err(|e| e.to_string())
                 .and_then(|w| estimate(&bc.server, &w));
+            clock.mark("batch: estimate");
             match (
-                compile_image(graph, info, &ranges, &params, &settings, opts.expand_limit),
+                compile_image(
+                    graph,
+                    info,
+                    &ranges,
+                    &params,
+                    &settings,
+                    (opts.expand_limit, opts.memory_budget),
+                ),
                 batch_est,
             ) {
                 (Ok((ic, il, ich, Some(ie))), Ok(be)) => {
@@ -359,9 +381,11 @@ fn compile_image(
     ranges: &Ranges,
     params: &ParamOptions,
     settings: &PlanSettings,
-    expand_limit: u64,
+    (expand_limit, budget): (u64, u64),
 ) -> Result<(Compiled, Lowered, Chosen, Option<PackingEstimate>), CompileError> {
+    let mut clock = crate::phases::Phases::new();
     let mut lowered = lower_with(graph, info, ranges, params.scale_bits, false, expand_limit)?;
+    clock.mark("image: fused lowering");
     let image_err =
         |e: String| CompileError::new(ErrorKind::Unsupported, format!("image packing: {e}"));
     // The batch partition's noise of every tensor, before the image factors raise it.
@@ -372,8 +396,12 @@ fn compile_image(
         .collect();
     for _ in 0..4 {
         let chosen = choose(&mut lowered, params)?;
+        clock.mark("image: parameters");
+        crate::budget::check_plan(&lowered, "image packing", budget)?;
         let fused = build_plan(&lowered, &chosen, settings)?;
+        clock.mark("image: fused plan and weights");
         let img = image_plan(&fused.server, &fused.weights).map_err(|e| image_err(e.0))?;
+        clock.mark("image: packing");
         let mut raised = false;
         // Every packed op reads client tensors only, with their fresh noise: its output noise
         // is f·fresh plus its own rescale rounding, with f = Σ‖k‖₁/p of its worst output

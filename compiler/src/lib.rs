@@ -11,6 +11,7 @@ pub mod packing;
 pub mod params;
 pub mod partition;
 pub mod passes;
+pub mod phases;
 pub mod plan_writer;
 pub mod report;
 pub mod simulate;

@@ -227,6 +227,7 @@ fn main() -> ExitCode {
         Ok(None) => format!("{model_name}.weights.bin"),
         Err(e) => return fail(&e),
     };
+    let mut clock = mp2ml_compiler::phases::Phases::new();
     let imported = match import_file(&cli.model, &ImportOptions::default()) {
         Ok(i) => i,
         Err(d) => {
@@ -234,6 +235,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    clock.mark("import");
     let out = match compile_validated(
         &imported.graph,
         &imported.info,
@@ -251,9 +253,11 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = &cli.output {
+        clock.mark("compile");
         if let Err(e) = write_all(&out.compiled, path) {
             return fail(&e);
         }
+        clock.mark("write plans");
     }
     if let Some(dir) = &cli.emit_circuits {
         if let Err(e) = emit_circuits(&out.compiled.server, dir) {
@@ -269,6 +273,7 @@ fn main() -> ExitCode {
             ));
         }
     }
+    clock.mark("report");
     if cli.report || cli.output.is_none() {
         print!(
             "{}",

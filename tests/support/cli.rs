@@ -61,7 +61,10 @@ pub fn small_plan() -> &'static PathBuf {
         let out = run_limited(
             {
                 let mut c = Command::new(bin("mp2mlc"));
+                // Batch packing: the fuzz loops read its `Linear` matrices (with `auto` the
+                // cost model now picks image packing for this model).
                 c.arg(inputs_dir().join("ok_small.onnx"))
+                    .args(["--packing", "batch"])
                     .arg("-o")
                     .arg(dir.join("small.ron"));
                 c

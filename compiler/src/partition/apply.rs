@@ -339,6 +339,10 @@ fn channel_movement(
 /// smaller than the rows they describe.
 const SHADOW_LIMIT: usize = 1 << 22;
 
+/// Elements per image above which a Concat of frontier tensors is kept as identity terms
+/// (the bundled models' concatenations are smaller and stay expanded rows).
+const STRUCTURED_CONCAT: usize = 1 << 16;
+
 /// Applies a linear op to its operands' maps; `ncols` is the frontier width and `limit` the
 /// largest map built as rows ([`SPARSE_LIMIT`] by default). Expanded results
 /// come with their shadow (see [`Arg`]) when the op is exactly weight-shared on structured
@@ -410,6 +414,15 @@ pub(super) fn apply(
     };
     // A composed row never holds more than the frontier's columns.
     let estimate = estimate.min((n_out as u64).saturating_mul(ncols as u64));
+    // A large Concat of frontier tensors (DenseNet's cut features: each later layer's
+    // BatchNorm reads the concatenation of all earlier ones) stays identity terms: as rows it
+    // would cost a row header per element, for every layer of the block.
+    let idents_only = !vars.is_empty() && vars.iter().all(|m| matches!(m, LinMap::Ident { .. }));
+    if matches!(op, Op::Concat { .. }) && idents_only && n_out > STRUCTURED_CONCAT {
+        if let Some(s) = apply_structured(op, args, out_shape) {
+            return Ok((LinMap::Conv(s), None));
+        }
+    }
     // The exact expanded path (every bundled model): unchanged arithmetic.
     if !any_big && estimate <= limit {
         return Ok(with_shadow(expanded(op, args, local, out_shape, ncols)?));

@@ -393,6 +393,8 @@ pub(super) fn decide(
     let mut cuts = BTreeSet::new();
     let mut decisions = Vec::new();
     let mut seen_targets = BTreeSet::new();
+    // Weighted-op outputs in the cones of fused targets: (target base level, height) per use.
+    let mut shared: BTreeMap<TensorId, Vec<(usize, usize)>> = BTreeMap::new();
     for &(t, base) in &targets {
         if sources.contains(&t) || !seen_targets.insert(t) {
             continue;
@@ -405,6 +407,8 @@ pub(super) fn decide(
             .map_or(0, LinMap::nnz);
         let (mut chain_macs, mut chain_cost, mut depth) = (0u64, 0u64, 0usize);
         let mut my_cuts = Vec::new();
+        // Weighted-op outputs other than the target, with their heights.
+        let mut in_cone = Vec::new();
         for &n in &nodes {
             let node = graph.node(n);
             if !is_weighted(&node.op) {
@@ -428,11 +432,18 @@ pub(super) fn decide(
             if ho >= 1 {
                 my_cuts.push(o);
             }
+            if o != t {
+                in_cone.push((o, ho));
+            }
         }
         let fused_cost = fused_macs * (base + 2) as u64;
         let chain = depth >= 2 && chain_cost < fused_cost;
         if chain {
             cuts.extend(my_cuts);
+        } else {
+            for &(o, ho) in &in_cone {
+                shared.entry(o).or_default().push((base, ho));
+            }
         }
         decisions.push(Decision {
             target: graph.tensor(t).name.clone(),
@@ -444,6 +455,32 @@ pub(super) fn decide(
             chain_cost,
             chain,
         });
+    }
+    // A weighted op's output inside the cones of several fused targets is recomputed in each
+    // of them (DenseNet: every 3×3 convolution of a dense block feeds the BatchNorm of every
+    // later layer through the block's Concat, so fusing costs O(layers²) convolutions). Cut it
+    // when computing it once, one level deeper, and reading the cut tensor in every target is
+    // cheaper than the recomputations (the per-target decision above cannot see the sharing).
+    for (o, uses) in shared {
+        if uses.len() < 2 || cuts.contains(&o) {
+            continue;
+        }
+        let Some(n) = graph.producer(o) else {
+            continue;
+        };
+        let Some(&m) = nnz.get(&n) else {
+            continue;
+        };
+        let len = numel(&per_image(&ctx.shape(o))) as u64;
+        let fused: u64 = uses.iter().map(|&(b, _)| m * (b + 2) as u64).sum();
+        // The cut tensor sits at most one level above its deepest use's chain position (a
+        // non-weighted op such as BatchNorm between it and the target becomes a Linear).
+        let deepest = uses.iter().map(|&(b, ho)| b + ho + 1).max().unwrap_or(0);
+        let cut =
+            m * (deepest + 2) as u64 + uses.iter().map(|&(b, _)| len * (b + 2) as u64).sum::<u64>();
+        if cut < fused {
+            cuts.insert(o);
+        }
     }
     Ok((cuts, decisions))
 }

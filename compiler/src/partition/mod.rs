@@ -112,8 +112,19 @@ pub fn lower_with(
     }
 
     // Pass 1: everything fused; decide per target.
+    let mut clock = crate::phases::Phases::new();
     let p1 = ctx.pass(&BTreeSet::new())?;
+    clock.mark("  fusion pass 1");
     let (mut cuts, mut decisions) = fusion::decide(&ctx, &p1)?;
+    clock.mark("  fusion decisions");
+    if std::env::var_os("MP2MLC_PHASES").is_some() {
+        let chained = decisions.iter().filter(|d| d.chain).count();
+        eprintln!(
+            "  {} targets ({chained} chained), {} cut tensors",
+            decisions.len(),
+            cuts.len()
+        );
+    }
     if !chains {
         cuts.clear();
         for d in &mut decisions {
@@ -125,9 +136,12 @@ pub fn lower_with(
     } else {
         ctx.pass(&cuts)?
     };
+    clock.mark("  fusion pass 2");
     let mut low = materialize::build(&ctx, p, decisions, tail.post)?;
+    clock.mark("  materialize");
     assign_levels(&mut low, OUTPUT_LEVEL);
     levels::assign_scales(&mut low)?;
     ranges::analyze_ranges(&ctx, &mut low, ranges)?;
+    clock.mark("  levels and ranges");
     Ok(low)
 }

@@ -41,6 +41,31 @@ pub struct STerm {
 }
 
 impl STerm {
+    /// The groups of this term as one grouped convolution onto all `o` output channels in
+    /// order (its kernel is then stored as it is), or `None` when its rows land on a subset
+    /// or a permutation of the channels (stored as a dense `[o, C, kh, kw]` kernel).
+    fn groups_in_order(&self, o: usize) -> Option<usize> {
+        let c = self.input[0];
+        let in_order = self.out_ch.len() == o
+            && self
+                .out_ch
+                .iter()
+                .enumerate()
+                .all(|(i, &ch)| ch as usize == i);
+        // `c / cin` groups (none if `cin` is 0), each reading its own `cin` channels.
+        c.checked_div(self.cin).filter(|&groups| {
+            in_order
+                && groups > 0
+                && groups * self.cin == c
+                && o.is_multiple_of(groups)
+                && self
+                    .in_base
+                    .iter()
+                    .enumerate()
+                    .all(|(r, &b)| b as usize == (r / (o / groups)) * self.cin)
+        })
+    }
+
     /// The identity over a frontier tensor.
     pub fn identity(col: u32, input: [usize; 3]) -> STerm {
         let c = input[0];
@@ -596,6 +621,29 @@ impl SMap {
 const MAX_KERNEL: usize = 1 << 26;
 
 impl SMap {
+    /// Kernel entries [`SMap::to_structured`] stores for this map (what the weights file and
+    /// the writer hold of it, 8 bytes each), computed without building them.
+    pub fn stored_kernel_entries(&self) -> u64 {
+        let o = self.shape[0];
+        let mut by_col: std::collections::BTreeMap<u32, Vec<STerm>> = Default::default();
+        for t in &self.terms {
+            by_col.entry(t.col).or_default().push(t.clone());
+        }
+        by_col
+            .values()
+            .map(|ts| {
+                let c = ts[0].input[0] as u64;
+                match ts.as_slice() {
+                    [t] => match t.groups_in_order(o) {
+                        Some(_) => t.w.len() as u64,
+                        None => o as u64 * c * (t.kernel[0] * t.kernel[1]) as u64,
+                    },
+                    _ => union_extent(ts).map_or(0, |(_, e)| o as u64 * c * (e[0] * e[1]) as u64),
+                }
+            })
+            .sum()
+    }
+
     /// The integer structured matrix of the map over inputs of `cols` columns: weights
     /// `round(w·p)`, bias `round(b·Δ·p)` per channel; with its expanded entry count. Each term
     /// becomes one [`ConvTerm`] (groups read off its rows; otherwise groups = 1 with zero rows).
@@ -631,21 +679,7 @@ impl SMap {
             let [c, _, _] = t.input;
             let (kh, kw) = (t.kernel[0], t.kernel[1]);
             let k = kh * kw;
-            let in_order =
-                t.out_ch.len() == o && t.out_ch.iter().enumerate().all(|(i, &ch)| ch as usize == i);
-            // Grouped as stored: `c / cin` groups (none if `cin` is 0), each reading its own
-            // `cin` channels, the output channels in order.
-            let grouped = c.checked_div(t.cin).filter(|&groups| {
-                in_order
-                    && groups > 0
-                    && groups * t.cin == c
-                    && o % groups == 0
-                    && t.in_base
-                        .iter()
-                        .enumerate()
-                        .all(|(r, &b)| b as usize == (r / (o / groups)) * t.cin)
-            });
-            let (groups, kernel) = if let Some(groups) = grouped {
+            let (groups, kernel) = if let Some(groups) = t.groups_in_order(o) {
                 (
                     groups,
                     t.w.iter()
@@ -715,11 +749,9 @@ impl SMap {
     }
 }
 
-/// Terms over one input with different windows as one dense term over the union window
-/// (same strides and dilations; each term's taps shifted into the larger padding).
-fn union_window(ts: &[STerm], o: usize) -> Result<STerm, String> {
-    let t0 = &ts[0];
-    let c = t0.input[0];
+/// The union padding and kernel extent of terms over one input (same strides and dilations).
+fn union_extent(ts: &[STerm]) -> Result<([usize; 2], [usize; 2]), String> {
+    let t0 = ts.first().ok_or("no term")?;
     let mut pads = [0usize; 2];
     let mut ext = [0usize; 2];
     for t in ts {
@@ -741,6 +773,15 @@ fn union_window(ts: &[STerm], o: usize) -> Result<STerm, String> {
             ext[a] = ext[a].max((pads[a] - t.pads[a]) / d + t.kernel[a]);
         }
     }
+    Ok((pads, ext))
+}
+
+/// Terms over one input with different windows as one dense term over the union window
+/// (same strides and dilations; each term's taps shifted into the larger padding).
+fn union_window(ts: &[STerm], o: usize) -> Result<STerm, String> {
+    let t0 = &ts[0];
+    let c = t0.input[0];
+    let (pads, ext) = union_extent(ts)?;
     let (kh, kw) = (ext[0], ext[1]);
     let len = o * c * kh * kw;
     if len > MAX_KERNEL {
