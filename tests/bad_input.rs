@@ -19,7 +19,7 @@ use std::time::Duration;
 use cli::{inputs_dir, models_dir, run_limited, small_plan, tmpdir, wait_limited};
 use mp2ml_tests::bins::bin;
 
-use mp2ml_ir::plan::{ClientPlanFile, ServerPlan};
+use mp2ml_ir::plan::{ClientPlanFile, ServerPlan, PLAN_VERSION};
 
 /// Asserts a failed run: non-zero exit, `want` in stderr (case-insensitive), no panic, at most
 /// a screenful of text.
@@ -283,7 +283,12 @@ fn rewrite_server(dir: &Path, f: impl FnOnce(&mut ServerPlan)) {
 
 /// `version: N,` of the plans this build writes.
 fn current_version() -> &'static str {
-    Box::leak(format!("version: {},", mp2ml_ir::plan::PLAN_VERSION).into_boxed_str())
+    leak(format!("version: {PLAN_VERSION},"))
+}
+
+/// A test-lifetime string for the `&'static str` tables below.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }
 
 #[test]
@@ -312,8 +317,9 @@ fn bad_server_plans_are_refused() {
         ),
         (
             "wrong version",
-            text_edit(current_version(), "version: 7,"),
-            "version 7 is not supported",
+            // The format before this one: plans of PLAN_VERSION − 1 are refused.
+            text_edit(current_version(), leak(format!("version: {},", PLAN_VERSION - 1))),
+            leak(format!("version {} is not supported", PLAN_VERSION - 1)),
         ),
         (
             "edited parameter, stale hash",
