@@ -259,10 +259,10 @@ pub mod he {
                 flood,
             }
         }
-        /// Prices for `plan`'s ring and entry flood.
+        /// Prices for `plan`'s ring. Plans since PLAN_VERSION 7 have no entry flood (the
+        /// server floods its share of each circuit input instead, a per-value addition).
         pub fn of(plan: &ServerPlan) -> Prices {
-            let p = &plan.public;
-            Prices::new(p.params.n(), p.entry.rescales, p.entry.bits > 0)
+            Prices::new(plan.public.params.n(), 0, false)
         }
         fn limbs(level: usize) -> f64 {
             level as f64 + 1.0
