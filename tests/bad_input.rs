@@ -318,7 +318,10 @@ fn bad_server_plans_are_refused() {
         (
             "wrong version",
             // The format before this one: plans of PLAN_VERSION − 1 are refused.
-            text_edit(current_version(), leak(format!("version: {},", PLAN_VERSION - 1))),
+            text_edit(
+                current_version(),
+                leak(format!("version: {},", PLAN_VERSION - 1)),
+            ),
             leak(format!("version {} is not supported", PLAN_VERSION - 1)),
         ),
         (
