@@ -43,8 +43,8 @@ pub struct Options {
     pub objective: mp2ml_ir::plan::MpcObjective,
 }
 
-/// How a plan packs its ciphertexts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a plan packs its ciphertexts (`--packing batch|image|auto`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Packing {
     /// One ciphertext per value, one coefficient per image (MP2ML).
     Batch,
@@ -52,18 +52,6 @@ pub enum Packing {
     Image,
     /// Image packing when the cost model finds it cheaper at the plan's batch.
     Auto,
-}
-
-impl std::str::FromStr for Packing {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Packing, String> {
-        match s {
-            "batch" => Ok(Packing::Batch),
-            "image" => Ok(Packing::Image),
-            "auto" => Ok(Packing::Auto),
-            _ => Err(format!("unknown packing `{s}` (batch, image or auto)")),
-        }
-    }
 }
 
 /// The packing a compilation chose, and why.
