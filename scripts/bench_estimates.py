@@ -22,24 +22,15 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-BIN = os.path.join(ROOT, os.environ.get("MP2ML_BIN", os.path.join("target", "release")))
+from bench_common import MODEL_DATA, ROOT, compile_with_report, local_cmd, model_files
+
 OUT = os.path.join(ROOT, "target", "bench-estimates")
-MNIST = ("mnist_calib.npy", "mnist_test_x.npy", "mnist_test_y.npy")
-MODELS = {
-    "tiny": MNIST,
-    "cryptonets_relu": MNIST,
-    "maxpool_cnn": MNIST,
-    "residual": MNIST,
-    "resnet20": ("fmnist32_calib.npy", "fmnist32_test_x.npy", "fmnist32_test_y.npy"),
-}
+MODELS = list(MODEL_DATA)
 
 
 def run_once(plan, x, y, images):
-    cmd = [os.path.join(BIN, "mp2ml-run"), "local", plan, "--input", x, "--labels", y,
-           "--limit", str(images), "--json", "--timeout", "600"]
     t = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    p = subprocess.run(local_cmd(plan, x, y, images), capture_output=True, text=True, check=True)
     wall = time.monotonic() - t
     v = json.loads(p.stdout)
     return {"wall": wall / images, "seconds": v["seconds"] / images,
@@ -49,19 +40,17 @@ def run_once(plan, x, y, images):
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     images = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    models = sys.argv[3:] or list(MODELS)
+    models = sys.argv[3:] or MODELS
     packings = os.environ.get("MP2ML_PACKINGS", "batch,image").split(",")
     os.makedirs(OUT, exist_ok=True)
     print("| model | packing | images | estimated bytes | measured bytes | ratio | estimated s | measured s (session, median of %d) | ratio | wall s (process) | top-1 |" % runs)
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for m in models:
-        calib, x, y = (os.path.join(ROOT, "models", f) for f in MODELS[m])
+        calib, x, y = model_files(m)
         for packing in packings:
             plan = os.path.join(OUT, f"{m}.{packing}.b{images}.ron")
-            cmd = [os.path.join(BIN, "mp2mlc"), os.path.join(ROOT, "models", m + ".onnx"),
-                   "--packing", packing, "--calibration", calib, "--batch", str(images),
-                   "--network", "loopback", "-o", plan, "--report", "--report-format", "json"]
-            rep = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            rep = compile_with_report(m, packing, calib, plan,
+                                      ["--batch", str(images), "--network", "loopback"])
             rs = [run_once(plan, x, y, images) for _ in range(runs)]
             med = lambda k: statistics.median(r[k] for r in rs)
             eb, es = rep["bytes_per_image"], rep["seconds_per_image"]

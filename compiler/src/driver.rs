@@ -258,20 +258,23 @@ pub fn compile_validated(
         clock.mark("batch: plan and weights");
         Ok((compiled, lowered, chosen))
     };
+    let image = || {
+        compile_image(
+            graph,
+            info,
+            &ranges,
+            &params,
+            &settings,
+            (opts.expand_limit, opts.memory_budget),
+        )
+    };
     let (compiled, lowered, chosen, packing) = match opts.packing {
         Packing::Batch => {
             let (c, l, ch) = batch()?;
             (c, l, ch, None)
         }
         Packing::Image => {
-            let (c, l, ch, est) = compile_image(
-                graph,
-                info,
-                &ranges,
-                &params,
-                &settings,
-                (opts.expand_limit, opts.memory_budget),
-            )?;
+            let (c, l, ch, est) = image()?;
             let choice = PackingChoice {
                 packing: "image",
                 why: "--packing image".into(),
@@ -286,17 +289,7 @@ pub fn compile_validated(
                 .map_err(|e| e.to_string())
                 .and_then(|w| estimate(&bc.server, &w));
             clock.mark("batch: estimate");
-            match (
-                compile_image(
-                    graph,
-                    info,
-                    &ranges,
-                    &params,
-                    &settings,
-                    (opts.expand_limit, opts.memory_budget),
-                ),
-                batch_est,
-            ) {
+            match (image(), batch_est) {
                 (Ok((ic, il, ich, Some(ie))), Ok(be)) => {
                     // Batch cost from the plan batch packing would run (chains allowed),
                     // image cost from the fused plan image packing runs.
