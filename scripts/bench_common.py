@@ -8,6 +8,7 @@ whose runtime crates are built at opt-level 3).
 
 import json
 import os
+import statistics
 import subprocess
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -43,3 +44,25 @@ def local_cmd(plan, x, y, images):
     """`mp2ml-run local` on the first `images` images of `x` (labels `y`), JSON summary."""
     return [os.path.join(BIN, "mp2ml-run"), "local", plan, "--input", x, "--labels", y,
             "--limit", str(images), "--json", "--timeout", "600"]
+
+
+def packings():
+    """The packings to measure: MP2ML_PACKINGS (comma-separated), default batch and image."""
+    return os.environ.get("MP2ML_PACKINGS", "batch,image").split(",")
+
+
+def each_plan(models, out, suffix="", extra=()):
+    """For every model and packing, compiles `out/MODEL.PACKING{suffix}.ron` (calibrated, with
+    the `extra` compiler arguments) and yields (model, packing, plan, report, test images, test
+    labels)."""
+    os.makedirs(out, exist_ok=True)
+    for m in models:
+        calib, x, y = model_files(m)
+        for packing in packings():
+            plan = os.path.join(out, f"{m}.{packing}{suffix}.ron")
+            yield m, packing, plan, compile_with_report(m, packing, calib, plan, extra), x, y
+
+
+def median(runs, key):
+    """The median of `key` over the runs' dicts."""
+    return statistics.median(r[key] for r in runs)

@@ -17,12 +17,11 @@ Usage: python3 scripts/bench_estimates.py [RUNS] [IMAGES] [MODEL...]
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from bench_common import MODEL_DATA, ROOT, compile_with_report, local_cmd, model_files
+from bench_common import MODEL_DATA, ROOT, each_plan, local_cmd, median
 
 OUT = os.path.join(ROOT, "target", "bench-estimates")
 MODELS = list(MODEL_DATA)
@@ -41,28 +40,21 @@ def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     images = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     models = sys.argv[3:] or MODELS
-    packings = os.environ.get("MP2ML_PACKINGS", "batch,image").split(",")
-    os.makedirs(OUT, exist_ok=True)
     print("| model | packing | images | estimated bytes | measured bytes | ratio | estimated s | measured s (session, median of %d) | ratio | wall s (process) | top-1 |" % runs)
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for m in models:
-        calib, x, y = model_files(m)
-        for packing in packings:
-            plan = os.path.join(OUT, f"{m}.{packing}.b{images}.ron")
-            rep = compile_with_report(m, packing, calib, plan,
-                                      ["--batch", str(images), "--network", "loopback"])
-            rs = [run_once(plan, x, y, images) for _ in range(runs)]
-            med = lambda k: statistics.median(r[k] for r in rs)
-            eb, es = rep["bytes_per_image"], rep["seconds_per_image"]
-            mb, ms = med("bytes"), med("seconds")
-            print("| %s | %s | %d | %.2f MB | %.2f MB | %.2f | %.3f | %.3f (%.3f–%.3f) | %.2f | %.3f | %s |" % (
-                m, packing, images, eb / 1e6, mb / 1e6, eb / mb, es, ms,
-                min(r["seconds"] for r in rs), max(r["seconds"] for r in rs), es / ms,
-                med("wall"), "%.0f%%" % (100 * rs[0]["accuracy"]) if rs[0]["accuracy"] is not None else "-"),
-                flush=True)
-            for f in (plan, plan.replace(".ron", ".client.ron"), plan.replace(".ron", ".weights.bin")):
-                if os.path.exists(f):
-                    os.remove(f)
+    extra = ["--batch", str(images), "--network", "loopback"]
+    for m, packing, plan, rep, x, y in each_plan(models, OUT, f".b{images}", extra):
+        rs = [run_once(plan, x, y, images) for _ in range(runs)]
+        eb, es = rep["bytes_per_image"], rep["seconds_per_image"]
+        mb, ms = median(rs, "bytes"), median(rs, "seconds")
+        print("| %s | %s | %d | %.2f MB | %.2f MB | %.2f | %.3f | %.3f (%.3f–%.3f) | %.2f | %.3f | %s |" % (
+            m, packing, images, eb / 1e6, mb / 1e6, eb / mb, es, ms,
+            min(r["seconds"] for r in rs), max(r["seconds"] for r in rs), es / ms,
+            median(rs, "wall"), "%.0f%%" % (100 * rs[0]["accuracy"]) if rs[0]["accuracy"] is not None else "-"),
+            flush=True)
+        for f in (plan, plan.replace(".ron", ".client.ron"), plan.replace(".ron", ".weights.bin")):
+            if os.path.exists(f):
+                os.remove(f)
 
 
 if __name__ == "__main__":

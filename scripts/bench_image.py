@@ -18,11 +18,10 @@ Usage: python3 scripts/bench_image.py [RUNS] [MODEL...]
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 
-from bench_common import ROOT, compile_with_report, local_cmd, model_files
+from bench_common import ROOT, each_plan, local_cmd, median
 
 OUT = os.path.join(ROOT, "target", "bench-image")
 MODELS = ["cryptonets_relu", "maxpool_cnn", "residual", "resnet20"]
@@ -53,24 +52,18 @@ def run_once(plan, x, y):
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     models = sys.argv[2:] or MODELS
-    os.makedirs(OUT, exist_ok=True)
     network = os.environ.get("MP2ML_NETWORK")
-    packings = os.environ.get("MP2ML_PACKINGS", "batch,image").split(",")
     print("| model | packing | end to end (median of %d) | estimated s | online | traffic | estimated traffic | HE (server) | garbling + OT + conversions | peak RSS (both parties) | top-1 |" % runs)
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for m in models:
-        calib, x, y = model_files(m)
-        for packing in packings:
-            plan = os.path.join(OUT, f"{m}.{packing}.ron")
-            rep = compile_with_report(m, packing, calib, plan,
-                                      ["--network", network] if network else [])
-            rs = [run_once(plan, x, y) for _ in range(runs)]
-            med = lambda k: statistics.median(r[k] for r in rs)
-            print("| %s | %s | %.3f s (%.3f–%.3f) | %.3f s | %.3f s | %.2f MB | %.2f MB | %.3f s | %.3f s | %.0f MB | %s |" % (
-                m, packing, med("wall"), min(r["wall"] for r in rs), max(r["wall"] for r in rs),
-                rep["seconds_per_image"], med("online"), med("bytes") / 1e6,
-                rep["bytes_per_image"] / 1e6, med("he"), med("gc"), med("rss") / 1e6,
-                "ok" if all(r["correct"] for r in rs) else "wrong"), flush=True)
+    extra = ["--network", network] if network else []
+    for m, packing, plan, rep, x, y in each_plan(models, OUT, extra=extra):
+        rs = [run_once(plan, x, y) for _ in range(runs)]
+        med = lambda k: median(rs, k)
+        print("| %s | %s | %.3f s (%.3f–%.3f) | %.3f s | %.3f s | %.2f MB | %.2f MB | %.3f s | %.3f s | %.0f MB | %s |" % (
+            m, packing, med("wall"), min(r["wall"] for r in rs), max(r["wall"] for r in rs),
+            rep["seconds_per_image"], med("online"), med("bytes") / 1e6,
+            rep["bytes_per_image"] / 1e6, med("he"), med("gc"), med("rss") / 1e6,
+            "ok" if all(r["correct"] for r in rs) else "wrong"), flush=True)
 
 
 if __name__ == "__main__":
