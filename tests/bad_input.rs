@@ -624,6 +624,7 @@ fn enum_flags_list_their_choices() {
         ("--mpc-objective", "fast", "online, total"),
         ("--packing", "dense", "batch, image, auto"),
         ("--report-format", "xml", "text, json"),
+        ("--security", "100", "128, 192, 256"),
     ] {
         let case = format!("mp2mlc {flag} {bad}");
         let o = mp2mlc(&model, &out, &[flag, bad]);

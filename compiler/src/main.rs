@@ -64,8 +64,8 @@ struct Cli {
     #[arg(long, default_value_t = 4096)]
     session_images: usize,
     /// Security level (128, 192 or 256).
-    #[arg(long, default_value_t = 128)]
-    security: u32,
+    #[arg(long, value_enum, default_value = "128")]
+    security: SecurityLevel,
     /// Force log2 N (refused if insecure).
     #[arg(long)]
     log_n: Option<u32>,
@@ -174,19 +174,13 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    let Some(security) = SecurityLevel::from_bits(cli.security) else {
-        return fail(&CompileError::new(
-            ErrorKind::Options,
-            format!("--security {} is not 128, 192 or 256", cli.security),
-        ));
-    };
     let opts = Options {
         params: ParamOptions {
             scale_bits: cli.scale_bits,
             weight_bits: cli.weight_bits,
             sigma: cli.sigma,
             session_images: cli.session_images,
-            security,
+            security: cli.security,
             log_n: cli.log_n,
         },
         input_range: range,
