@@ -209,6 +209,14 @@ impl Meter {
     }
 }
 
+/// The [`Chunk`] of `n` instances from `first` (the tweaks' instance index is a `u64`).
+fn gc_chunk(first: usize, n: usize) -> Chunk {
+    Chunk {
+        first: first as u64,
+        n,
+    }
+}
+
 /// The garbler's secrets for one batch: the free-XOR offset R (`delta`, lsb 1) and the seeds
 /// of the input labels. The garbler's inputs' active labels come from `garbler_seed` (sent to
 /// the evaluator), the evaluator's inputs' zero labels from `eval_seed` (kept; the evaluator
@@ -534,15 +542,11 @@ impl<C: Channel> Garbler<C> {
             labels.clear();
             labels.resize(s.wires * n, 0);
             keys.input_labels(s, (first, n), garbler_bits, &mut labels);
-            let chunk = Chunk {
-                first: first as u64,
-                n,
-            };
             garble_chunk(
                 circuit,
                 &self.hash,
                 delta,
-                chunk,
+                gc_chunk(first, n),
                 &mut labels,
                 &mut tables,
                 &mut scratch,
@@ -657,14 +661,10 @@ impl<C: Channel> Evaluator<C> {
                 &mut labels,
             );
             let tables = &handle.tables[2 * s.ands * first..2 * s.ands * (first + n)];
-            let chunk = Chunk {
-                first: first as u64,
-                n,
-            };
             eval_chunk(
                 &handle.circuit,
                 &self.hash,
-                chunk,
+                gc_chunk(first, n),
                 &mut labels,
                 tables,
                 &mut scratch,
@@ -739,14 +739,10 @@ impl<C: Channel> Evaluator<C> {
             labels.clear();
             labels.resize(s.wires * n, 0);
             self.active_input_labels(&s, first, n, &garbler_seed, &active, &mut labels);
-            let chunk = Chunk {
-                first: first as u64,
-                n,
-            };
             eval_chunk(
                 circuit,
                 &self.hash,
-                chunk,
+                gc_chunk(first, n),
                 &mut labels,
                 &tables,
                 &mut scratch,
