@@ -39,6 +39,16 @@ pub const GMW_ONLINE_S_PER_AND: f64 = MEASURED[3];
 /// q0 = 2^31 − 1 over in-memory channels, the machine's two cores shared, load ≈ 2.3).
 const MEASURED: [f64; 4] = [9.684e-8, 3.197e-8, 1.193e-7, 9.344e-9];
 
+/// A session's fixed Yao cost beyond its per-AND work: the base OTs of the first step
+/// (`mp2ml-bench cost`, "fixed Yao seconds", in-memory channels).
+pub const YAO_SESSION_S: f64 = FIXED[0];
+/// Every MPC step's fixed cost beyond its per-AND work and round trips: one ReLU instance
+/// garbled, its OT extension and evaluation, in a session whose base OTs are done.
+pub const YAO_STEP_S: f64 = FIXED[1];
+
+/// The two constants above as `mp2ml-bench cost` printed them.
+const FIXED: [f64; 2] = [1.0e-3, 3.0e-4];
+
 /// Random OTs per IKNP call in GMW's triple generation (`mp2ml_mpc::GmwConfig::ot_batch`).
 pub const GMW_OT_BATCH: f64 = (1u64 << 18) as f64;
 /// GMW's wire memory per chunk of instances (`mp2ml_mpc::GmwConfig::chunk_bytes`).
@@ -203,8 +213,21 @@ pub mod he {
     pub const RESCALE: f64 = 2.07e-5;
     /// One coefficient multiply-accumulate of a batch-packed Linear.
     pub const MAC: f64 = 5.49e-10;
+    /// The client's key pair (a ternary secret and its transform, b = −a·s + e), one thread,
+    /// per limb of the whole modulus.
+    pub const KEYGEN: f64 = 1.0e-4;
+    /// Bit-packing a ciphertext half into its frame, one thread, per byte sent.
+    pub const WIRE_PACK: f64 = 1.0e-9;
+    /// Decoding received frames in parallel, per byte.
+    pub const WIRE_UNPACK: f64 = 1.0e-9;
     /// Windows up to this many coefficients take the direct (transform-free) paths.
     const DIRECT_MAX: usize = 8;
+
+    /// Seconds to pack and decode `bytes` of ciphertext frames (the CPU side of the wire,
+    /// which the network profile's bandwidth does not include).
+    pub fn wire(bytes: f64) -> f64 {
+        bytes * (WIRE_PACK + WIRE_UNPACK)
+    }
 
     /// Estimated HE seconds of one session of the plan's batch, per image: per segment (the
     /// linear ops on both halves), per MPC step (its masks, the client's c1·s and
@@ -220,9 +243,8 @@ pub mod he {
         pub input: f64,
         /// The output's mask encryption and the client's decryption.
         pub output: f64,
-        /// The client's key generation (a ternary secret and its transform, a public key
-        /// b = −a·s + e: an expansion, a product and an inverse transform per limb of the
-        /// whole modulus), once per session.
+        /// The client's key generation ([`KEYGEN`] per limb of the whole modulus), once per
+        /// session.
         pub keygen: f64,
     }
 
@@ -337,7 +359,7 @@ pub mod he {
             ..Default::default()
         };
         let all_limbs = p.params.moduli.len() as f64;
-        let keygen = all_limbs * (2.0 * NTT * pr.ntt + INV_NTT * pr.ntt + EXPAND * pr.lin);
+        let keygen = all_limbs * KEYGEN * pr.ntt;
         let in_len: usize = p.input.shape.iter().product();
         let out_len: usize = p.output.shape.iter().product();
         match p.image.as_ref() {
