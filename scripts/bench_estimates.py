@@ -17,29 +17,19 @@ Usage: python3 scripts/bench_estimates.py [RUNS] [IMAGES] [MODEL...]
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-BIN = os.path.join(ROOT, os.environ.get("MP2ML_BIN", os.path.join("target", "release")))
+from bench_common import MODEL_DATA, ROOT, each_plan, local_cmd, median
+
 OUT = os.path.join(ROOT, "target", "bench-estimates")
-MNIST = ("mnist_calib.npy", "mnist_test_x.npy", "mnist_test_y.npy")
-MODELS = {
-    "tiny": MNIST,
-    "cryptonets_relu": MNIST,
-    "maxpool_cnn": MNIST,
-    "residual": MNIST,
-    "resnet20": ("fmnist32_calib.npy", "fmnist32_test_x.npy", "fmnist32_test_y.npy"),
-}
+MODELS = list(MODEL_DATA)
 
 
 def run_once(plan, x, y, images):
-    cmd = [os.path.join(BIN, "mp2ml-run"), "local", plan, "--input", x, "--labels", y,
-           "--limit", str(images), "--json", "--timeout", "600"]
     t = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    p = subprocess.run(local_cmd(plan, x, y, images), capture_output=True, text=True, check=True)
     wall = time.monotonic() - t
     v = json.loads(p.stdout)
     return {"wall": wall / images, "seconds": v["seconds"] / images,
@@ -49,31 +39,22 @@ def run_once(plan, x, y, images):
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     images = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    models = sys.argv[3:] or list(MODELS)
-    packings = os.environ.get("MP2ML_PACKINGS", "batch,image").split(",")
-    os.makedirs(OUT, exist_ok=True)
+    models = sys.argv[3:] or MODELS
     print("| model | packing | images | estimated bytes | measured bytes | ratio | estimated s | measured s (session, median of %d) | ratio | wall s (process) | top-1 |" % runs)
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for m in models:
-        calib, x, y = (os.path.join(ROOT, "models", f) for f in MODELS[m])
-        for packing in packings:
-            plan = os.path.join(OUT, f"{m}.{packing}.b{images}.ron")
-            cmd = [os.path.join(BIN, "mp2mlc"), os.path.join(ROOT, "models", m + ".onnx"),
-                   "--packing", packing, "--calibration", calib, "--batch", str(images),
-                   "--network", "loopback", "-o", plan, "--report", "--report-format", "json"]
-            rep = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            rs = [run_once(plan, x, y, images) for _ in range(runs)]
-            med = lambda k: statistics.median(r[k] for r in rs)
-            eb, es = rep["bytes_per_image"], rep["seconds_per_image"]
-            mb, ms = med("bytes"), med("seconds")
-            print("| %s | %s | %d | %.2f MB | %.2f MB | %.2f | %.3f | %.3f (%.3f–%.3f) | %.2f | %.3f | %s |" % (
-                m, packing, images, eb / 1e6, mb / 1e6, eb / mb, es, ms,
-                min(r["seconds"] for r in rs), max(r["seconds"] for r in rs), es / ms,
-                med("wall"), "%.0f%%" % (100 * rs[0]["accuracy"]) if rs[0]["accuracy"] is not None else "-"),
-                flush=True)
-            for f in (plan, plan.replace(".ron", ".client.ron"), plan.replace(".ron", ".weights.bin")):
-                if os.path.exists(f):
-                    os.remove(f)
+    extra = ["--batch", str(images), "--network", "loopback"]
+    for m, packing, plan, rep, x, y in each_plan(models, OUT, f".b{images}", extra):
+        rs = [run_once(plan, x, y, images) for _ in range(runs)]
+        eb, es = rep["bytes_per_image"], rep["seconds_per_image"]
+        mb, ms = median(rs, "bytes"), median(rs, "seconds")
+        print("| %s | %s | %d | %.2f MB | %.2f MB | %.2f | %.3f | %.3f (%.3f–%.3f) | %.2f | %.3f | %s |" % (
+            m, packing, images, eb / 1e6, mb / 1e6, eb / mb, es, ms,
+            min(r["seconds"] for r in rs), max(r["seconds"] for r in rs), es / ms,
+            median(rs, "wall"), "%.0f%%" % (100 * rs[0]["accuracy"]) if rs[0]["accuracy"] is not None else "-"),
+            flush=True)
+        for f in (plan, plan.replace(".ron", ".client.ron"), plan.replace(".ron", ".weights.bin")):
+            if os.path.exists(f):
+                os.remove(f)
 
 
 if __name__ == "__main__":

@@ -18,20 +18,13 @@ Usage: python3 scripts/bench_image.py [RUNS] [MODEL...]
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-# MP2ML_BIN=target/debug uses the dev profile, whose runtime crates are built at opt-level 3.
-BIN = os.path.join(ROOT, os.environ.get("MP2ML_BIN", os.path.join("target", "release")))
+from bench_common import ROOT, each_plan, local_cmd, median
+
 OUT = os.path.join(ROOT, "target", "bench-image")
-MODELS = {
-    "cryptonets_relu": ("mnist_calib.npy", "mnist_test_x.npy", "mnist_test_y.npy"),
-    "maxpool_cnn": ("mnist_calib.npy", "mnist_test_x.npy", "mnist_test_y.npy"),
-    "residual": ("mnist_calib.npy", "mnist_test_x.npy", "mnist_test_y.npy"),
-    "resnet20": ("fmnist32_calib.npy", "fmnist32_test_x.npy", "fmnist32_test_y.npy"),
-}
+MODELS = ["cryptonets_relu", "maxpool_cnn", "residual", "resnet20"]
 
 
 def steps(report, prefix):
@@ -39,8 +32,7 @@ def steps(report, prefix):
 
 
 def run_once(plan, x, y):
-    cmd = ["/usr/bin/time", "-f", "TIME %e %M", os.path.join(BIN, "mp2ml-run"), "local", plan,
-           "--input", x, "--labels", y, "--limit", "1", "--json", "--timeout", "600"]
+    cmd = ["/usr/bin/time", "-f", "TIME %e %M", *local_cmd(plan, x, y, 1)]
     p = subprocess.run(cmd, capture_output=True, text=True, check=True)
     line = [l for l in p.stderr.splitlines() if l.startswith("TIME ")][-1]
     wall, rss_kb = line.split()[1:3]
@@ -59,29 +51,19 @@ def run_once(plan, x, y):
 
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    models = sys.argv[2:] or list(MODELS)
-    os.makedirs(OUT, exist_ok=True)
+    models = sys.argv[2:] or MODELS
     network = os.environ.get("MP2ML_NETWORK")
-    packings = os.environ.get("MP2ML_PACKINGS", "batch,image").split(",")
     print("| model | packing | end to end (median of %d) | estimated s | online | traffic | estimated traffic | HE (server) | garbling + OT + conversions | peak RSS (both parties) | top-1 |" % runs)
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for m in models:
-        calib, x, y = (os.path.join(ROOT, "models", f) for f in MODELS[m])
-        for packing in packings:
-            plan = os.path.join(OUT, f"{m}.{packing}.ron")
-            cmd = [os.path.join(BIN, "mp2mlc"), os.path.join(ROOT, "models", m + ".onnx"),
-                   "--packing", packing, "--calibration", calib, "-o", plan,
-                   "--report", "--report-format", "json"]
-            if network:
-                cmd += ["--network", network]
-            rep = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            rs = [run_once(plan, x, y) for _ in range(runs)]
-            med = lambda k: statistics.median(r[k] for r in rs)
-            print("| %s | %s | %.3f s (%.3f–%.3f) | %.3f s | %.3f s | %.2f MB | %.2f MB | %.3f s | %.3f s | %.0f MB | %s |" % (
-                m, packing, med("wall"), min(r["wall"] for r in rs), max(r["wall"] for r in rs),
-                rep["seconds_per_image"], med("online"), med("bytes") / 1e6,
-                rep["bytes_per_image"] / 1e6, med("he"), med("gc"), med("rss") / 1e6,
-                "ok" if all(r["correct"] for r in rs) else "wrong"), flush=True)
+    extra = ["--network", network] if network else []
+    for m, packing, plan, rep, x, y in each_plan(models, OUT, extra=extra):
+        rs = [run_once(plan, x, y) for _ in range(runs)]
+        med = lambda k: median(rs, k)
+        print("| %s | %s | %.3f s (%.3f–%.3f) | %.3f s | %.3f s | %.2f MB | %.2f MB | %.3f s | %.3f s | %.0f MB | %s |" % (
+            m, packing, med("wall"), min(r["wall"] for r in rs), max(r["wall"] for r in rs),
+            rep["seconds_per_image"], med("online"), med("bytes") / 1e6,
+            rep["bytes_per_image"] / 1e6, med("he"), med("gc"), med("rss") / 1e6,
+            "ok" if all(r["correct"] for r in rs) else "wrong"), flush=True)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_image  # noqa: E402
-
-ROOT = bench_image.ROOT
-BIN = bench_image.BIN
+from bench_common import BIN, ROOT  # noqa: E402
 
 
 def compile_plan(packing, out):

@@ -613,6 +613,44 @@ fn command_line_errors() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Every flag that takes one of a fixed set of words is parsed by clap: a bad word exits with
+/// clap's usage code 2 (before any file is read or written) and the message lists the choices.
+#[test]
+fn enum_flags_list_their_choices() {
+    let dir = tmpdir("enum-flags");
+    let model = inputs_dir().join("ok_small.onnx");
+    let out = dir.join("m.ron");
+    for (flag, bad, choices) in [
+        ("--mpc-objective", "fast", "online, total"),
+        ("--packing", "dense", "batch, image, auto"),
+        ("--report-format", "xml", "text, json"),
+        ("--security", "100", "128, 192, 256"),
+    ] {
+        let case = format!("mp2mlc {flag} {bad}");
+        let o = mp2mlc(&model, &out, &[flag, bad]);
+        assert_eq!(o.status.code(), Some(2), "{case}");
+        assert_fails(&case, &o, &format!("[possible values: {choices}]"));
+        assert!(!out.exists(), "{case}: wrote a plan");
+    }
+    let o = mp2mlc(&model, &out, &["--network", "40"]);
+    assert_eq!(o.status.code(), Some(2), "--network 40");
+    assert_fails(
+        "mp2mlc --network 40",
+        &o,
+        "invalid value '40' for '--network",
+    );
+
+    let sp = small_plan().join("small.ron");
+    let mut c = Command::new(bin("mp2ml-run"));
+    c.args(["local"])
+        .arg(&sp)
+        .args(["--input", "x.npy", "--mpc", "bmr"]);
+    let o = run_limited(c, Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(2), "mp2ml-run --mpc bmr");
+    assert_fails("mp2ml-run --mpc bmr", &o, "[possible values: yao, gmw]");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Two processes over loopback: a client whose plan is not the server's is refused at the
 /// handshake, both exit non-zero, and no output file is written. Then the matching pair runs.
 #[test]

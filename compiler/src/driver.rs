@@ -43,8 +43,8 @@ pub struct Options {
     pub objective: mp2ml_ir::plan::MpcObjective,
 }
 
-/// How a plan packs its ciphertexts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a plan packs its ciphertexts (`--packing batch|image|auto`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Packing {
     /// One ciphertext per value, one coefficient per image (MP2ML).
     Batch,
@@ -52,18 +52,6 @@ pub enum Packing {
     Image,
     /// Image packing when the cost model finds it cheaper at the plan's batch.
     Auto,
-}
-
-impl std::str::FromStr for Packing {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Packing, String> {
-        match s {
-            "batch" => Ok(Packing::Batch),
-            "image" => Ok(Packing::Image),
-            "auto" => Ok(Packing::Auto),
-            _ => Err(format!("unknown packing `{s}` (batch, image or auto)")),
-        }
-    }
 }
 
 /// The packing a compilation chose, and why.
@@ -270,20 +258,23 @@ pub fn compile_validated(
         clock.mark("batch: plan and weights");
         Ok((compiled, lowered, chosen))
     };
+    let image = || {
+        compile_image(
+            graph,
+            info,
+            &ranges,
+            &params,
+            &settings,
+            (opts.expand_limit, opts.memory_budget),
+        )
+    };
     let (compiled, lowered, chosen, packing) = match opts.packing {
         Packing::Batch => {
             let (c, l, ch) = batch()?;
             (c, l, ch, None)
         }
         Packing::Image => {
-            let (c, l, ch, est) = compile_image(
-                graph,
-                info,
-                &ranges,
-                &params,
-                &settings,
-                (opts.expand_limit, opts.memory_budget),
-            )?;
+            let (c, l, ch, est) = image()?;
             let choice = PackingChoice {
                 packing: "image",
                 why: "--packing image".into(),
@@ -298,17 +289,7 @@ pub fn compile_validated(
                 .map_err(|e| e.to_string())
                 .and_then(|w| estimate(&bc.server, &w));
             clock.mark("batch: estimate");
-            match (
-                compile_image(
-                    graph,
-                    info,
-                    &ranges,
-                    &params,
-                    &settings,
-                    (opts.expand_limit, opts.memory_budget),
-                ),
-                batch_est,
-            ) {
+            match (image(), batch_est) {
                 (Ok((ic, il, ich, Some(ie))), Ok(be)) => {
                     // Batch cost from the plan batch packing would run (chains allowed),
                     // image cost from the fused plan image packing runs.

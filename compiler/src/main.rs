@@ -11,13 +11,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
-use mp2ml_compiler::driver::{compile_validated, Options};
+use clap::{Parser, ValueEnum};
+use mp2ml_compiler::driver::{compile_validated, Options, Packing};
 use mp2ml_compiler::error::{CompileError, ErrorKind};
 use mp2ml_compiler::onnx::{import_file, ImportOptions};
 use mp2ml_compiler::params::{ParamOptions, SecurityLevel};
 use mp2ml_compiler::plan_writer::{load_checked, output_paths, write_all};
 use mp2ml_compiler::report;
+use mp2ml_ir::plan::{MpcObjective, NetworkProfile};
 
 /// Compile an ONNX model into an mp2ml plan (server plan, client plan, weights).
 #[derive(Parser, Debug)]
@@ -32,8 +33,8 @@ struct Cli {
     #[arg(long)]
     report: bool,
     /// Report format.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    report_format: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    report_format: ReportFormat,
     /// Write a Graphviz picture of the partition.
     #[arg(long)]
     dot: Option<PathBuf>,
@@ -63,8 +64,8 @@ struct Cli {
     #[arg(long, default_value_t = 4096)]
     session_images: usize,
     /// Security level (128, 192 or 256).
-    #[arg(long, default_value_t = 128)]
-    security: u32,
+    #[arg(long, value_enum, default_value = "128")]
+    security: SecurityLevel,
     /// Force log2 N (refused if insecure).
     #[arg(long)]
     log_n: Option<u32>,
@@ -76,17 +77,35 @@ struct Cli {
     memory_budget: u64,
     /// Packing: batch (one ciphertext per value, one coefficient per image), image (one
     /// image's tensors in a few polynomials) or auto (the cheaper by the cost model at --batch).
-    #[arg(long, default_value = "auto", value_parser = ["batch", "image", "auto"])]
-    packing: String,
+    #[arg(long, value_enum, default_value_t = Packing::Auto)]
+    packing: Packing,
     /// Network between the parties: `lan` (0.2 ms, 1 Gbit/s), `wan` (40 ms, 100 Mbit/s),
     /// `loopback` (both parties on one machine, as measured here) or `RTT_ms:Mbit_s`; the cost
     /// model picks Yao or GMW per MPC step for it, and the report's seconds assume it.
     #[arg(long, default_value = "lan")]
-    network: String,
-    /// What the cost model minimizes when it picks Yao or GMW: `online` (the time after the
-    /// client's input is known) or `total` (offline and online).
-    #[arg(long, default_value = "online")]
-    mpc_objective: String,
+    network: NetworkProfile,
+    /// What the cost model minimizes when it picks Yao or GMW.
+    #[arg(long, value_enum, default_value_t = MpcObjective::Online)]
+    mpc_objective: MpcObjective,
+}
+
+/// `--report-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+impl ReportFormat {
+    /// `report` rendered in this format.
+    fn render(self, report: &report::Report) -> String {
+        match self {
+            ReportFormat::Text => report.text(),
+            ReportFormat::Json => report.json(),
+        }
+    }
 }
 
 /// `mp2mlc inspect PLAN.ron`.
@@ -96,8 +115,8 @@ struct Inspect {
     /// The server plan.
     plan: PathBuf,
     /// Report format.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    report_format: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    report_format: ReportFormat,
 }
 
 fn parse_range(s: &str) -> Result<(f32, f32), CompileError> {
@@ -130,14 +149,7 @@ fn inspect(args: &[String]) -> ExitCode {
     match load_checked(&cli.plan) {
         Ok((plan, weights)) => {
             let r = report::Report::from_plan(&plan, None).with_weights(&plan, &weights);
-            print!(
-                "{}",
-                if cli.report_format == "json" {
-                    r.json()
-                } else {
-                    r.text()
-                }
-            );
+            print!("{}", cli.report_format.render(&r));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
@@ -162,37 +174,13 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    let Some(security) = SecurityLevel::from_bits(cli.security) else {
-        return fail(&CompileError::new(
-            ErrorKind::Options,
-            format!("--security {} is not 128, 192 or 256", cli.security),
-        ));
-    };
-    let network = match cli.network.parse() {
-        Ok(n) => n,
-        Err(e) => {
-            return fail(&CompileError::new(
-                ErrorKind::Options,
-                format!("--network: {e}"),
-            ))
-        }
-    };
-    let objective = match cli.mpc_objective.parse() {
-        Ok(o) => o,
-        Err(e) => {
-            return fail(&CompileError::new(
-                ErrorKind::Options,
-                format!("--mpc-objective: {e}"),
-            ))
-        }
-    };
     let opts = Options {
         params: ParamOptions {
             scale_bits: cli.scale_bits,
             weight_bits: cli.weight_bits,
             sigma: cli.sigma,
             session_images: cli.session_images,
-            security,
+            security: cli.security,
             log_n: cli.log_n,
         },
         input_range: range,
@@ -201,12 +189,9 @@ fn main() -> ExitCode {
         batch: cli.batch,
         memory_budget: cli.memory_budget.saturating_mul(1 << 20),
         expand_limit: mp2ml_compiler::partition::SPARSE_LIMIT,
-        packing: match cli.packing.parse() {
-            Ok(p) => p,
-            Err(e) => return fail(&CompileError::new(ErrorKind::Options, e)),
-        },
-        network,
-        objective,
+        packing: cli.packing,
+        network: cli.network,
+        objective: cli.mpc_objective,
     };
     let Some(model_name) = cli
         .model
@@ -275,14 +260,7 @@ fn main() -> ExitCode {
     }
     clock.mark("report");
     if cli.report || cli.output.is_none() {
-        print!(
-            "{}",
-            if cli.report_format == "json" {
-                rep.json()
-            } else {
-                rep.text()
-            }
-        );
+        print!("{}", cli.report_format.render(&rep));
     }
     ExitCode::SUCCESS
 }

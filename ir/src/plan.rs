@@ -20,6 +20,7 @@ use crate::layout::Layout;
 
 /// The two-party protocol that evaluates an MPC step's circuit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum MpcBackend {
     /// Half-gates garbled circuits: constant rounds, 32 bytes per AND gate.
     #[default]
@@ -49,22 +50,9 @@ impl MpcBackend {
     }
 }
 
-impl std::str::FromStr for MpcBackend {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "yao" => Ok(MpcBackend::Yao),
-            "gmw" => Ok(MpcBackend::Gmw),
-            other => Err(format!(
-                "unknown MPC back end `{other}` (expected yao or gmw)"
-            )),
-        }
-    }
-}
-
 /// What the compiler's cost model minimizes when it picks each step's back end.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum MpcObjective {
     /// The time after the client's input is known (the offline phase runs ahead): GMW's
     /// strength on fast links, as MP2ML's Table 2 shows.
@@ -80,20 +68,6 @@ impl MpcObjective {
         match self {
             MpcObjective::Online => "online",
             MpcObjective::Total => "total",
-        }
-    }
-}
-
-impl std::str::FromStr for MpcObjective {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "online" => Ok(MpcObjective::Online),
-            "total" => Ok(MpcObjective::Total),
-            other => Err(format!(
-                "unknown objective `{other}` (expected online or total)"
-            )),
         }
     }
 }

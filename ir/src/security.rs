@@ -5,12 +5,16 @@ use std::fmt;
 
 /// A security level of the HomomorphicEncryption.org standard (ternary secrets, classical).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SecurityLevel {
     /// 128-bit security.
+    #[cfg_attr(feature = "clap", value(name = "128"))]
     Bits128,
     /// 192-bit security.
+    #[cfg_attr(feature = "clap", value(name = "192"))]
     Bits192,
     /// 256-bit security.
+    #[cfg_attr(feature = "clap", value(name = "256"))]
     Bits256,
 }
 

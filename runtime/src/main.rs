@@ -71,12 +71,8 @@ struct Common {
     json: bool,
     /// Run every MPC step with this Boolean back end instead of the plan's per-step choice
     /// (`yao` or `gmw`); both parties must pass the same (checked at the handshake).
-    #[arg(long, value_parser = parse_mpc)]
+    #[arg(long, value_enum)]
     mpc: Option<MpcBackend>,
-}
-
-fn parse_mpc(s: &str) -> std::result::Result<MpcBackend, String> {
-    s.parse()
 }
 
 #[derive(Args)]

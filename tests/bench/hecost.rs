@@ -50,6 +50,21 @@ fn time<T>(repeats: usize, mut f: impl FnMut() -> T) -> f64 {
     )
 }
 
+/// Median seconds of `POLYS` runs of `encrypt` in parallel, each thread with its own rng
+/// from `rng` ([`os_rng`]).
+fn time_encryptions<R, T: Send>(
+    repeats: usize,
+    rng: fn() -> R,
+    encrypt: impl Fn(&mut R) -> T + Sync + Send,
+) -> f64 {
+    time(repeats, || {
+        (0..POLYS)
+            .into_par_iter()
+            .map_init(rng, |r, _| encrypt(r))
+            .collect::<Vec<_>>()
+    })
+}
+
 /// The HE constants at ring dimension `n`.
 pub fn he_constants(n: usize, repeats: usize) -> Result<Vec<HeConstant>, String> {
     let e = |x: mp2ml_ckks::Error| x.to_string();
@@ -79,30 +94,16 @@ pub fn he_constants(n: usize, repeats: usize) -> Result<Vec<HeConstant>, String>
         }) / per,
     );
     for (name, width) in [("PK_ENC_FULL", n), ("PK_ENC_WINDOW", 1)] {
-        push(
-            name,
-            time(repeats, || {
-                (0..POLYS)
-                    .into_par_iter()
-                    .map_init(os_rng, |r, _| {
-                        pk.encrypt_halves::<i64, _>(&[], level, width, r)
-                    })
-                    .collect::<Vec<_>>()
-            }) / per,
-        );
+        let s = time_encryptions(repeats, os_rng, |r| {
+            pk.encrypt_halves::<i64, _>(&[], level, width, r)
+        });
+        push(name, s / per);
     }
     for (name, width) in [("SK_ENC_FULL", n), ("SK_ENC_WINDOW", 1)] {
-        push(
-            name,
-            time(repeats, || {
-                (0..POLYS)
-                    .into_par_iter()
-                    .map_init(os_rng, |r, _| {
-                        sk.encrypt_seeded_window::<i64, _>(&[], level, width, r)
-                    })
-                    .collect::<Vec<_>>()
-            }) / per,
-        );
+        let s = time_encryptions(repeats, os_rng, |r| {
+            sk.encrypt_seeded_window::<i64, _>(&[], level, width, r)
+        });
+        push(name, s / per);
     }
     let halves: Vec<C1Half> = polys
         .iter()

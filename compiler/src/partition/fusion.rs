@@ -475,7 +475,11 @@ pub(super) fn decide(
         let fused: u64 = uses.iter().map(|&(b, _)| m * (b + 2) as u64).sum();
         // The cut tensor sits at most one level above its deepest use's chain position (a
         // non-weighted op such as BatchNorm between it and the target becomes a Linear).
-        let deepest = uses.iter().map(|&(b, ho)| b + ho + 1).max().unwrap_or(0);
+        let deepest = uses
+            .iter()
+            .map(|&(b, ho)| b + ho + 1)
+            .max()
+            .expect("two or more uses: fewer were skipped above");
         let cut =
             m * (deepest + 2) as u64 + uses.iter().map(|&(b, _)| len * (b + 2) as u64).sum::<u64>();
         if cut < fused {

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Instant;
 
 use mp2ml_mpc::crypto::FixedKeyHash;
-use mp2ml_mpc::gc::{and_count, eval_chunk, garble_chunk, Scratch};
+use mp2ml_mpc::gc::{and_count, eval_chunk, garble_chunk, Chunk, Scratch};
 use mp2ml_mpc::ot::{base_ot_receive, base_ot_send, IknpReceiver, IknpSender, KAPPA};
 use mp2ml_mpc::{ChannelConfig, Evaluator, Garbler, MemChannel, MpcError, PhaseReport, TcpChannel};
 use rand::{Rng, SeedableRng};
@@ -70,8 +70,10 @@ fn bench_gc_chunk(c: &mp2ml_ir::circuit::Circuit, n: usize, reps: usize) {
             c,
             &hash,
             delta,
-            n,
-            (r * n) as u64,
+            Chunk {
+                first: (r * n) as u64,
+                n,
+            },
             &mut zero,
             &mut tables,
             &mut scratch,
@@ -86,7 +88,8 @@ fn bench_gc_chunk(c: &mp2ml_ir::circuit::Circuit, n: usize, reps: usize) {
     let mut e_times = Vec::new();
     for _ in 0..reps {
         let start = Instant::now();
-        eval_chunk(c, &hash, n, first, &mut active, &tables, &mut scratch).expect("eval");
+        let chunk = Chunk { first, n };
+        eval_chunk(c, &hash, chunk, &mut active, &tables, &mut scratch).expect("eval");
         e_times.push(start.elapsed().as_secs_f64());
     }
     // Zero inputs: every output label must be the zero label (a sanity check on the timing).

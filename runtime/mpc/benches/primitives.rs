@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mp2ml_ir::circuit::{Circuit, Gate};
 use mp2ml_mpc::crypto::FixedKeyHash;
-use mp2ml_mpc::gc::{and_count, eval_chunk, garble_chunk, Scratch};
+use mp2ml_mpc::gc::{and_count, eval_chunk, garble_chunk, Chunk, Scratch};
 use mp2ml_mpc::ot::{base_ot_receive, base_ot_send, IknpReceiver, IknpSender, KAPPA};
 use mp2ml_mpc::{ChannelConfig, Evaluator, Garbler, MemChannel};
 use rand::{Rng, SeedableRng};
@@ -57,20 +57,21 @@ fn garbled_circuits(c: &mut Criterion) {
     let mut zero = vec![0u128; wires * n];
     zero[..inputs * n].iter_mut().for_each(|l| *l = r.random());
     let (mut tables, mut scratch) = (Vec::new(), Scratch::default());
+    let chunk = Chunk { first: 0, n };
 
     let mut g = c.benchmark_group("gc");
     g.throughput(Throughput::Elements((ands * n) as u64));
     g.bench_function("garble_1024x255_and", |b| {
         b.iter(|| {
             let s = &mut scratch;
-            garble_chunk(&circuit, &hash, delta, n, 0, &mut zero, &mut tables, s).unwrap()
+            garble_chunk(&circuit, &hash, delta, chunk, &mut zero, &mut tables, s).unwrap()
         })
     });
     // Evaluate with the zero labels as active inputs.
     let mut active = vec![0u128; wires * n];
     active[..inputs * n].copy_from_slice(&zero[..inputs * n]);
     g.bench_function("eval_1024x255_and", |b| {
-        b.iter(|| eval_chunk(&circuit, &hash, n, 0, &mut active, &tables, &mut scratch).unwrap())
+        b.iter(|| eval_chunk(&circuit, &hash, chunk, &mut active, &tables, &mut scratch).unwrap())
     });
 
     // A whole session: offline (garbling, tables, IKNP) then online (OT derandomization).

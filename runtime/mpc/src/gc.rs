@@ -51,6 +51,17 @@ fn wire(before: &[u128], n: usize, w: u32) -> &[u128] {
     &before[w as usize * n..(w as usize + 1) * n]
 }
 
+/// One chunk of a batch: `n` instances, the global instances `first .. first + n`. `first`
+/// fixes the chunk's gate ids `g = T · ands + k` and with them its hash tweaks, so the garbler
+/// and the evaluator must name a chunk alike, and chunks garbled under one R must not overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Global index of the chunk's first instance.
+    pub first: u64,
+    /// Instances in the chunk.
+    pub n: usize,
+}
+
 /// Scratch space reused across gates and chunks.
 #[derive(Default, Debug)]
 pub struct Scratch {
@@ -58,27 +69,25 @@ pub struct Scratch {
     aes: Vec<u128>,
 }
 
-/// Garbles one chunk of `n` instances (global instances `first .. first + n`) of a circuit
-/// that passed [`Circuit::validate`].
+/// Garbles one [`Chunk`] of `n` instances of a circuit that passed [`Circuit::validate`].
 ///
 /// `labels` holds `num_wires · n` blocks with the input wires' zero labels already set; on
 /// return every wire's zero label is set. `tables` is cleared and filled with `2 · ands · n`
-/// blocks. `delta` must have lsb 1 and stay secret; `(first, n)` ranges must not overlap
-/// under one `delta` (they fix the hash tweaks).
+/// blocks. `delta` (R) must have lsb 1 and stay secret; chunks must not overlap under one
+/// `delta` (they fix the hash tweaks).
 ///
 /// # Errors
 /// [`MpcError::Protocol`] if `labels` has the wrong length.
-#[allow(clippy::too_many_arguments)]
 pub fn garble_chunk(
     c: &Circuit,
     hash: &FixedKeyHash,
     delta: u128,
-    n: usize,
-    first: u64,
+    chunk: Chunk,
     labels: &mut [u128],
     tables: &mut Vec<u128>,
     scratch: &mut Scratch,
 ) -> Result<()> {
+    let Chunk { first, n } = chunk;
     check_labels(c, n, labels.len())?;
     let ands = and_count(c) as u128;
     let base = c.num_inputs() as usize;
@@ -150,7 +159,7 @@ pub fn garble_chunk(
     Ok(())
 }
 
-/// Evaluates one chunk of `n` instances garbled by [`garble_chunk`] with the same `first`.
+/// Evaluates one [`Chunk`] of `n` instances garbled by [`garble_chunk`] as the same chunk.
 ///
 /// `labels` holds `num_wires · n` blocks with the input wires' active labels set; on return
 /// every wire's active label is set. `tables` holds the chunk's `2 · ands · n` blocks.
@@ -160,12 +169,12 @@ pub fn garble_chunk(
 pub fn eval_chunk(
     c: &Circuit,
     hash: &FixedKeyHash,
-    n: usize,
-    first: u64,
+    chunk: Chunk,
     labels: &mut [u128],
     tables: &[u128],
     scratch: &mut Scratch,
 ) -> Result<()> {
+    let Chunk { first, n } = chunk;
     check_labels(c, n, labels.len())?;
     if tables.len() != 2 * and_count(c) * n {
         return Err(MpcError::Protocol(format!(

@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::channel::Channel;
 use crate::crypto::{lsb, mask, pack_bits, unpack_bits, FixedKeyHash, Prg};
 use crate::error::{MpcError, Result};
-use crate::gc::{and_count, eval_chunk, garble_chunk, Scratch};
+use crate::gc::{and_count, eval_chunk, garble_chunk, Chunk, Scratch};
 use crate::ot::{derandomize_receive, derandomize_send, IknpReceiver, IknpSender};
 
 /// Tuning shared by both parties (must be equal on both sides: it fixes the chunking).
@@ -209,32 +209,51 @@ impl Meter {
     }
 }
 
-/// Writes the input zero labels (garbler) of one chunk into wire-major `labels`.
-#[allow(clippy::too_many_arguments)]
-fn garbler_input_labels(
-    s: &Shape,
-    first: usize,
-    n: usize,
-    delta: u128,
-    garbler_seed: &Prg,
-    eval_seed: &Prg,
-    garbler_bits: &[bool],
-    labels: &mut [u128],
-) {
-    let mut tmp = vec![0u128; n * s.gi.max(s.ei)];
-    // Garbler input (t, i): public active label L = PRG_seed[t gi + i]; W^0 = L ⊕ x R.
-    garbler_seed.fill((first * s.gi) as u64, &mut tmp[..n * s.gi]);
-    for t in 0..n {
-        for i in 0..s.gi {
-            let x = garbler_bits[(first + t) * s.gi + i];
-            labels[i * n + t] = tmp[t * s.gi + i] ^ (mask(x) & delta);
-        }
+/// The [`Chunk`] of `n` instances from `first` (the tweaks' instance index is a `u64`).
+fn gc_chunk(first: usize, n: usize) -> Chunk {
+    Chunk {
+        first: first as u64,
+        n,
     }
-    // Evaluator input (t, j): W^0 = PRG_private[t ei + j].
-    eval_seed.fill((first * s.ei) as u64, &mut tmp[..n * s.ei]);
-    for t in 0..n {
-        for j in 0..s.ei {
-            labels[(s.gi + j) * n + t] = tmp[t * s.ei + j];
+}
+
+/// The garbler's secrets for one batch: the free-XOR offset R (`delta`, lsb 1) and the seeds
+/// of the input labels. The garbler's inputs' active labels come from `garbler_seed` (sent to
+/// the evaluator), the evaluator's inputs' zero labels from `eval_seed` (kept; the evaluator
+/// obtains its active labels by OT).
+struct BatchKeys {
+    delta: u128,
+    garbler_seed: Prg,
+    eval_seed: Prg,
+}
+
+impl BatchKeys {
+    /// Writes the input zero labels of the chunk of `n` instances from `first` into wire-major
+    /// `labels`; `garbler_bits` holds the whole batch's garbler inputs, instance-major.
+    fn input_labels(
+        &self,
+        s: &Shape,
+        (first, n): (usize, usize),
+        garbler_bits: &[bool],
+        labels: &mut [u128],
+    ) {
+        let mut tmp = vec![0u128; n * s.gi.max(s.ei)];
+        // Garbler input (t, i): public active label L = PRG_seed[t gi + i]; W^0 = L ⊕ x R.
+        self.garbler_seed
+            .fill((first * s.gi) as u64, &mut tmp[..n * s.gi]);
+        for t in 0..n {
+            for i in 0..s.gi {
+                let x = garbler_bits[(first + t) * s.gi + i];
+                labels[i * n + t] = tmp[t * s.gi + i] ^ (mask(x) & self.delta);
+            }
+        }
+        // Evaluator input (t, j): W^0 = PRG_private[t ei + j].
+        self.eval_seed
+            .fill((first * s.ei) as u64, &mut tmp[..n * s.ei]);
+        for t in 0..n {
+            for j in 0..s.ei {
+                labels[(s.gi + j) * n + t] = tmp[t * s.ei + j];
+            }
         }
     }
 }
@@ -511,29 +530,23 @@ impl<C: Channel> Garbler<C> {
         let garbler_seed = random_block(&mut self.rng);
         let eval_seed = Prg::new(random_block(&mut self.rng));
         self.ch.send_blocks(&[garbler_seed])?;
-        let garbler_seed = Prg::new(garbler_seed);
+        let keys = BatchKeys {
+            delta,
+            garbler_seed: Prg::new(garbler_seed),
+            eval_seed,
+        };
         let mut labels = Vec::new();
         let mut tables = Vec::new();
         let mut scratch = Scratch::default();
         for (first, n) in s.chunks() {
             labels.clear();
             labels.resize(s.wires * n, 0);
-            garbler_input_labels(
-                s,
-                first,
-                n,
-                delta,
-                &garbler_seed,
-                &eval_seed,
-                garbler_bits,
-                &mut labels,
-            );
+            keys.input_labels(s, (first, n), garbler_bits, &mut labels);
             garble_chunk(
                 circuit,
                 &self.hash,
                 delta,
-                n,
-                first as u64,
+                gc_chunk(first, n),
                 &mut labels,
                 &mut tables,
                 &mut scratch,
@@ -543,7 +556,7 @@ impl<C: Channel> Garbler<C> {
                 .send(&pack_bits(&decoding_bits(circuit, n, &labels)))?;
             after_chunk(self, n, &labels, delta)?;
         }
-        Ok((delta, eval_seed))
+        Ok((delta, keys.eval_seed))
     }
 }
 
@@ -651,8 +664,7 @@ impl<C: Channel> Evaluator<C> {
             eval_chunk(
                 &handle.circuit,
                 &self.hash,
-                n,
-                first as u64,
+                gc_chunk(first, n),
                 &mut labels,
                 tables,
                 &mut scratch,
@@ -730,8 +742,7 @@ impl<C: Channel> Evaluator<C> {
             eval_chunk(
                 circuit,
                 &self.hash,
-                n,
-                first as u64,
+                gc_chunk(first, n),
                 &mut labels,
                 &tables,
                 &mut scratch,

@@ -6,53 +6,8 @@
 
 use super::*;
 use crate::circuit::builder::Builder;
+use crate::primes::is_prime;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-
-fn mul_mod(a: u64, b: u64, m: u64) -> u64 {
-    (u128::from(a) * u128::from(b) % u128::from(m)) as u64
-}
-
-fn pow_mod(mut b: u64, mut e: u64, m: u64) -> u64 {
-    let mut r = 1 % m;
-    b %= m;
-    while e > 0 {
-        if e & 1 == 1 {
-            r = mul_mod(r, b, m);
-        }
-        b = mul_mod(b, b, m);
-        e >>= 1;
-    }
-    r
-}
-
-/// Miller–Rabin with the first twelve primes as bases: deterministic below 2^64.
-fn is_prime(n: u64) -> bool {
-    const BASES: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
-    if n < 2 {
-        return false;
-    }
-    if let Some(&p) = BASES.iter().find(|&&p| n.is_multiple_of(p)) {
-        return n == p;
-    }
-    let (mut d, mut s) = (n - 1, 0);
-    while d.is_multiple_of(2) {
-        d /= 2;
-        s += 1;
-    }
-    BASES.iter().all(|&a| {
-        let mut x = pow_mod(a, d, n);
-        if x == 1 || x == n - 1 {
-            return true;
-        }
-        for _ in 1..s {
-            x = mul_mod(x, x, n);
-            if x == n - 1 {
-                return true;
-            }
-        }
-        false
-    })
-}
 
 fn random_prime(rng: &mut StdRng, bits: u32) -> u64 {
     assert!((3..=63).contains(&bits));
