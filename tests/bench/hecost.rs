@@ -210,32 +210,36 @@ pub fn session_constants(n: usize, repeats: usize) -> Result<Vec<HeConstant>, St
         .map_err(e)?;
     let frames: Vec<Vec<u8>> = polys.iter().map(RnsPoly::to_bytes).collect();
     let bytes = frames.iter().map(Vec::len).sum::<usize>() as f64;
-    let mut out = Vec::new();
-    out.push(HeConstant {
-        name: "WIRE_PACK",
-        seconds: time(repeats, || {
-            polys.iter().map(|p| p.to_bytes().len()).sum::<usize>()
-        }) / bytes,
+    let pack = time(repeats, || {
+        polys.iter().map(|p| p.to_bytes().len()).sum::<usize>()
     });
-    out.push(HeConstant {
-        name: "WIRE_UNPACK",
-        seconds: time(repeats, || {
-            frames
-                .par_iter()
-                .map(|f| RnsPoly::from_bytes(&params, f).map(|p| p.width()))
-                .collect::<Vec<_>>()
-        }) / bytes,
+    let unpack = time(repeats, || {
+        frames
+            .par_iter()
+            .map(|f| RnsPoly::from_bytes(&params, f).map(|p| p.width()))
+            .collect::<Vec<_>>()
     });
     let full = ntt_primes(30, n, 8, &[]).map_err(e)?;
     let kp = Params::new(n, &full).map_err(e)?;
     let mut rng = os_rng();
-    out.push(HeConstant {
-        name: "KEYGEN",
-        seconds: time(repeats, || {
-            let sk = SecretKey::generate(&kp, &mut rng);
-            PublicKey::generate(&sk, &mut rng)
-        }) / full.len() as f64,
+    let keygen = time(repeats, || {
+        let sk = SecretKey::generate(&kp, &mut rng);
+        PublicKey::generate(&sk, &mut rng)
     });
+    let out = vec![
+        HeConstant {
+            name: "WIRE_PACK",
+            seconds: pack / bytes,
+        },
+        HeConstant {
+            name: "WIRE_UNPACK",
+            seconds: unpack / bytes,
+        },
+        HeConstant {
+            name: "KEYGEN",
+            seconds: keygen / full.len() as f64,
+        },
+    ];
     Ok(out)
 }
 
