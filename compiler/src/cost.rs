@@ -36,8 +36,20 @@ pub const GMW_OFFLINE_S_PER_AND: f64 = MEASURED[2];
 pub const GMW_ONLINE_S_PER_AND: f64 = MEASURED[3];
 
 /// The four constants above as `mp2ml-bench cost --repeats 3` printed them (2,000 ReLUs at
-/// q0 = 2^31 − 1 over in-memory channels, the machine's two cores shared, load ≈ 2.3).
+/// q0 = 2^31 − 1 over in-memory channels, the machine's two cores shared, load ≈ 2.3; a run
+/// on the quiet machine on 2 Dec 2026 gave 8.9e-8, 4.4e-8, 1.4e-7, 1.7e-8, docs/BENCHMARKS.md,
+/// kept as they are so that the back-end choices of the golden plans stay).
 const MEASURED: [f64; 4] = [9.684e-8, 3.197e-8, 1.193e-7, 9.344e-9];
+
+/// A session's fixed Yao cost beyond its per-AND work: the base OTs of the first step
+/// (`mp2ml-bench cost`, "fixed Yao seconds", in-memory channels).
+pub const YAO_SESSION_S: f64 = FIXED[0];
+/// Every MPC step's fixed cost beyond its per-AND work and round trips: one ReLU instance
+/// garbled, its OT extension and evaluation, in a session whose base OTs are done.
+pub const YAO_STEP_S: f64 = FIXED[1];
+
+/// The two constants above as `mp2ml-bench cost` printed them.
+const FIXED: [f64; 2] = [1.365e-2, 5.646e-4];
 
 /// Random OTs per IKNP call in GMW's triple generation (`mp2ml_mpc::GmwConfig::ot_batch`).
 pub const GMW_OT_BATCH: f64 = (1u64 << 18) as f64;
@@ -172,7 +184,10 @@ pub fn choose(
 /// priced at seconds per RNS limb measured on the development machine with `mp2ml-bench cost`
 /// (2 cores, rayon over the polynomials as the runtime does; docs/BENCHMARKS.md, "The
 /// report's estimates against measured sessions"). Constants, so that a compile is
-/// deterministic. Both parties' work is summed: in a session they mostly take turns.
+/// deterministic. Both parties' work is summed: in a session they mostly take turns. The
+/// report adds the CPU of the wire ([`he::wire`]: bit-packing and decoding every ciphertext
+/// frame, which a loopback link's bandwidth does not charge) and the fixed costs of a session
+/// ([`YAO_SESSION_S`], [`YAO_STEP_S`] per MPC step, [`he::KEYGEN`]).
 pub mod he {
     use mp2ml_ir::plan::{HeOp, Segment, ServerPlan};
 
@@ -180,31 +195,44 @@ pub mod he {
     /// coefficient-wise primitives as N.
     const N0: f64 = 8192.0;
     /// Seed expansion c1 = a(seed), per limb (server).
-    pub const EXPAND: f64 = 2.19e-5;
+    pub const EXPAND: f64 = 1.895e-5;
     /// Public-key encryption, both halves in full, per limb (server: masks, floods).
-    pub const PK_ENC_FULL: f64 = 3.19e-4;
+    pub const PK_ENC_FULL: f64 = 1.941e-4;
     /// Public-key encryption with a c0 window of ≤ 8 coefficients, per limb.
-    pub const PK_ENC_WINDOW: f64 = 1.20e-4;
+    pub const PK_ENC_WINDOW: f64 = 1.208e-4;
     /// Seeded secret-key encryption, whole c0, per limb (client uploads).
-    pub const SK_ENC_FULL: f64 = 1.73e-4;
+    pub const SK_ENC_FULL: f64 = 1.385e-4;
     /// Seeded secret-key encryption with a c0 window of ≤ 8 coefficients, per limb.
-    pub const SK_ENC_WINDOW: f64 = 3.67e-5;
+    pub const SK_ENC_WINDOW: f64 = 2.420e-5;
     /// c1·s in full, per limb (client, offline half of a decryption).
-    pub const C1S_FULL: f64 = 5.34e-5;
+    pub const C1S_FULL: f64 = 3.283e-5;
     /// c1·s at ≤ 8 coefficients, per limb.
-    pub const C1S_WINDOW: f64 = 1.12e-5;
+    pub const C1S_WINDOW: f64 = 8.945e-6;
     /// Forward transform of one limb (image packing: every input polynomial of a product).
-    pub const NTT: f64 = 3.08e-5;
+    pub const NTT: f64 = 4.984e-5;
     /// Inverse transform of one limb (image packing: every output polynomial).
-    pub const INV_NTT: f64 = 1.45e-5;
+    pub const INV_NTT: f64 = 2.162e-5;
     /// One pointwise product-accumulate of one limb (image packing: per kernel term).
-    pub const PMUL: f64 = 1.62e-6;
+    pub const PMUL: f64 = 3.350e-6;
     /// Rescale of one limb of N coefficients.
-    pub const RESCALE: f64 = 2.07e-5;
+    pub const RESCALE: f64 = 3.653e-5;
     /// One coefficient multiply-accumulate of a batch-packed Linear.
-    pub const MAC: f64 = 5.49e-10;
+    pub const MAC: f64 = 7.201e-10;
+    /// The client's key pair (a ternary secret and its transform, b = −a·s + e), one thread,
+    /// per limb of the whole modulus.
+    pub const KEYGEN: f64 = 3.469e-4;
+    /// Bit-packing a ciphertext half into its frame, one thread, per byte sent.
+    pub const WIRE_PACK: f64 = 1.662e-9;
+    /// Decoding received frames in parallel, per byte.
+    pub const WIRE_UNPACK: f64 = 1.363e-9;
     /// Windows up to this many coefficients take the direct (transform-free) paths.
     const DIRECT_MAX: usize = 8;
+
+    /// Seconds to pack and decode `bytes` of ciphertext frames (the CPU side of the wire,
+    /// which the network profile's bandwidth does not include).
+    pub fn wire(bytes: f64) -> f64 {
+        bytes * (WIRE_PACK + WIRE_UNPACK)
+    }
 
     /// Estimated HE seconds of one session of the plan's batch, per image: per segment (the
     /// linear ops on both halves), per MPC step (its masks, the client's c1·s and
@@ -220,9 +248,8 @@ pub mod he {
         pub input: f64,
         /// The output's mask encryption and the client's decryption.
         pub output: f64,
-        /// The client's key generation (a ternary secret and its transform, a public key
-        /// b = −a·s + e: an expansion, a product and an inverse transform per limb of the
-        /// whole modulus), once per session.
+        /// The client's key generation ([`KEYGEN`] per limb of the whole modulus), once per
+        /// session.
         pub keygen: f64,
     }
 
@@ -337,7 +364,7 @@ pub mod he {
             ..Default::default()
         };
         let all_limbs = p.params.moduli.len() as f64;
-        let keygen = all_limbs * (2.0 * NTT * pr.ntt + INV_NTT * pr.ntt + EXPAND * pr.lin);
+        let keygen = all_limbs * KEYGEN * pr.ntt;
         let in_len: usize = p.input.shape.iter().product();
         let out_len: usize = p.output.shape.iter().product();
         match p.image.as_ref() {

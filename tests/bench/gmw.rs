@@ -213,6 +213,27 @@ pub fn cost_constants(q0: u64, n: usize, repeats: usize) -> BenchResult<[f64; 4]
     ])
 }
 
+/// `mp2ml-bench cost`: the fixed Yao costs of `compiler/src/cost.rs` over in-memory channels:
+/// (a session's first step beyond a later one: the base OTs, `YAO_SESSION_S`; a later step of
+/// one ReLU instance, offline and online: `YAO_STEP_S`), medians of `repeats`.
+pub fn fixed_constants(q0: u64, repeats: usize) -> BenchResult<[f64; 2]> {
+    let sc = relu_of(q0, Style::Size);
+    let (mut first, mut later) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        let pair = || MemChannel::pair(ChannelConfig::default());
+        let f = relu_session(MpcBackend::Yao, &sc, q0, &[1], pair())?;
+        let l = relu_session(MpcBackend::Yao, &sc, q0, &[1, 1], pair())?;
+        first.push(f.off_s + f.on_s);
+        later.push(l.off_s + l.on_s);
+    }
+    let med = |x: &mut Vec<f64>| {
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    let (f, l) = (med(&mut first), med(&mut later));
+    Ok([(f - l).max(0.0), l])
+}
+
 /// CryptoNets-ReLU compiled for `network` into `work` (for the GMW/Yao comparison).
 pub fn compile_for(work: &Path, network: &mp2ml_ir::plan::NetworkProfile) -> BenchResult<PathBuf> {
     let onnx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/cryptonets_relu.onnx");

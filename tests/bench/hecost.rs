@@ -3,9 +3,9 @@
 //! (`NetworkProfile::LOOPBACK`).
 //!
 //! Every primitive runs on `POLYS` polynomials at once with rayon (as the runtime does, so the
-//! figure is this machine's throughput on all its cores) at 2 limbs, repeated; the median of
-//! the repeats is divided by polynomials × limbs (and, for the products and MACs, by their
-//! count).
+//! figure is this machine's throughput on all its cores) at `LIMBS` limbs, repeated; the median
+//! of the repeats is divided by polynomials × limbs (and, for the products and MACs, by their
+//! count). [`session_constants`] adds the wire's per-byte CPU and the key pair.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,10 +17,13 @@ use mp2ml_ckks::{
 };
 use rayon::prelude::*;
 
-/// Polynomials per measurement.
-const POLYS: usize = 32;
+/// Polynomials per measurement: 256 polynomials of 4 limbs (64 MB at N = 2^13), a working
+/// set above the caches and fresh allocations per repeat, as a batch-packed plan's thousands
+/// of ciphertexts meet them (32 polynomials of 2 limbs stayed in the caches and priced
+/// rescales and transforms 1.6–1.8× below this working set).
+const POLYS: usize = 256;
 /// Limbs per polynomial.
-const LIMBS: usize = 2;
+const LIMBS: usize = 4;
 
 /// One primitive's seconds per limb at one ring dimension.
 pub struct HeConstant {
@@ -185,6 +188,58 @@ pub fn he_constants(n: usize, repeats: usize) -> Result<Vec<HeConstant>, String>
         "MAC",
         time(repeats, || linear_polys(&refs, &m, None).map(|v| v.len())) / macs,
     );
+    Ok(out)
+}
+
+/// The per-byte and per-session constants of the cost model at ring dimension `n`:
+/// `WIRE_PACK` (seconds per byte to bit-pack a half for its frame, one thread, as
+/// `wire::send_poly` runs), `WIRE_UNPACK` (per byte to decode received frames, in parallel as
+/// `wire::recv_polys` does), `KEYGEN` (the client's secret and public key, one thread, per
+/// limb of the modulus).
+pub fn session_constants(n: usize, repeats: usize) -> Result<Vec<HeConstant>, String> {
+    let e = |x: mp2ml_ckks::Error| x.to_string();
+    let moduli = ntt_primes(30, n, LIMBS, &[]).map_err(e)?;
+    let params = Params::new(n, &moduli).map_err(e)?;
+    let polys: Vec<RnsPoly> = (0..POLYS as u32)
+        .map(|i| {
+            let mut s = [0u8; 32];
+            s[..4].copy_from_slice(&i.to_le_bytes());
+            RnsPoly::from_seed(&params, LIMBS - 1, &s)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(e)?;
+    let frames: Vec<Vec<u8>> = polys.iter().map(RnsPoly::to_bytes).collect();
+    let bytes = frames.iter().map(Vec::len).sum::<usize>() as f64;
+    let pack = time(repeats, || {
+        polys.iter().map(|p| p.to_bytes().len()).sum::<usize>()
+    });
+    let unpack = time(repeats, || {
+        frames
+            .par_iter()
+            .map(|f| RnsPoly::from_bytes(&params, f).map(|p| p.width()))
+            .collect::<Vec<_>>()
+    });
+    let full = ntt_primes(30, n, 8, &[]).map_err(e)?;
+    let kp = Params::new(n, &full).map_err(e)?;
+    let mut rng = os_rng();
+    let keygen = time(repeats, || {
+        let sk = SecretKey::generate(&kp, &mut rng);
+        PublicKey::generate(&sk, &mut rng)
+    });
+    let out = vec![
+        HeConstant {
+            name: "WIRE_PACK",
+            seconds: pack / bytes,
+        },
+        HeConstant {
+            name: "WIRE_UNPACK",
+            seconds: unpack / bytes,
+        },
+        HeConstant {
+            name: "KEYGEN",
+            seconds: keygen / full.len() as f64,
+        },
+    ];
     Ok(out)
 }
 

@@ -67,9 +67,18 @@ fn sub(cmd: &str, args: &[String]) -> Result<(), String> {
                 "per-AND seconds (yao offline, yao online, gmw offline, gmw online): [{:.3e}, {:.3e}, {:.3e}, {:.3e}]",
                 k[0], k[1], k[2], k[3]
             );
+            let f = gmw::fixed_constants(q0, repeats.max(5))?;
+            println!(
+                "fixed Yao seconds (session's base OTs, one later step): [{:.3e}, {:.3e}]",
+                f[0], f[1]
+            );
             for log_n in [13, 14] {
                 println!("HE seconds per limb at N = 2^{log_n} (MAC: per coefficient MAC, PMUL: per product and limb):");
                 for c in hecost::he_constants(1 << log_n, repeats.max(5))? {
+                    println!("  {:<14} {:.3e}", c.name, c.seconds);
+                }
+                println!("  per byte of a frame (WIRE_*) and per limb of the key pair (KEYGEN):");
+                for c in hecost::session_constants(1 << log_n, repeats.max(5))? {
                     println!("  {:<14} {:.3e}", c.name, c.seconds);
                 }
             }

@@ -16,7 +16,8 @@
 //!   transform per input polynomial, a pointwise product per term, an inverse transform and a
 //!   rescale per output polynomial), the uploads' encryptions, expansions and entry floods, the
 //!   masks' encryptions and the client's c1·s; batch packing: [`crate::cost::he::seconds`] of
-//!   the plan.
+//!   the plan; in both, packing and decoding the ciphertext frames
+//!   ([`crate::cost::he::wire`]).
 //!
 //! The garbled circuits are the same in both packings and are not counted here.
 
@@ -317,5 +318,8 @@ pub fn estimate(plan: &ServerPlan, weights: &WeightsFile) -> Result<PackingEstim
         .map_or((1, 1), |(m, _)| (m.output.polys(), m.output.len()));
     est.image_bytes += polys as f64 * residues(out_level) + limb_bytes(out_level, wanted as f64);
     est.image_seconds += polys as f64 * pr.unmask(out_level, n);
+    // Packing and decoding the frames of both packings' ciphertexts.
+    est.image_seconds += crate::cost::he::wire(est.image_bytes);
+    est.batch_seconds += crate::cost::he::wire(est.batch_bytes);
     Ok(est)
 }

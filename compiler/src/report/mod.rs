@@ -249,6 +249,13 @@ impl Report {
         let in_bytes = per_img(traffic.handshake + traffic.precompute + traffic.input);
         bytes_total += in_bytes;
         secs_total += he.input + he.output + he.keygen;
+        // Packing and decoding every ciphertext frame (the garbled tables are not framed
+        // halves: their CPU is in the per-AND constants).
+        secs_total += cost::he::wire(per_img(traffic.he_total()));
+        // The base OTs, once per session.
+        if !p.mpc_steps.is_empty() {
+            secs_total += cost::YAO_SESSION_S / traffic.images as f64;
+        }
         for (si, seg) in plan.segments.iter().enumerate() {
             match seg {
                 Segment::He(h) => {
@@ -369,7 +376,7 @@ impl Report {
                         MpcBackend::Gmw => cost::gmw(c, inst, &p.network),
                     };
                     // Its masks, decryptions and re-encryptions (cost::he).
-                    let secs = per_img(mpc.seconds)
+                    let secs = per_img(mpc.seconds + cost::YAO_STEP_S)
                         + t.map_or(0.0, |t| per_img(t.he)) / bandwidth
                         + he.steps.get(m.step.index()).copied().unwrap_or_default();
                     total_and += ands;
