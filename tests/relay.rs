@@ -61,8 +61,11 @@ fn relay_delays_by_its_rtt_and_limits_to_its_rate() {
     let data = sender.join().expect("sender").expect("sent");
     assert!(got == data, "the relay changed the bytes");
     let rate = size as f64 * 8.0 / secs / 1e6;
+    // The upper bound is the property (the relay limits the rate); the lower one only says
+    // the relay is not grossly slower than its rate: on a loaded 2-core machine the debug
+    // build's copy loop reached 75 % of 100 Mbit/s (CI of b71f623), so it is loose.
     assert!(
-        (0.85 * mbit..1.1 * mbit).contains(&rate),
+        (0.5 * mbit..1.1 * mbit).contains(&rate),
         "measured {rate:.1} Mbit/s through a {mbit} Mbit/s relay"
     );
 }
